@@ -1,0 +1,463 @@
+"""The ``audit`` command line: one thin command per stage, no logic here.
+
+Exit codes: 0 ok, 1 policy failed (``audit check``) or a stage failed, 2 usage or input error
+(one-line message, no traceback unless ``--debug``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from audit import __version__
+from audit.errors import AuditError
+
+app = typer.Typer(
+    name="audit",
+    help="Audit image datasets for bias and measure how models trained on them generalize.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+fiftyone_app = typer.Typer(help="FiftyOne integration: export a run to a FiftyOne dataset.", no_args_is_help=True)
+app.add_typer(fiftyone_app, name="fiftyone")
+
+_STATE = {"debug": False, "quiet": False}
+
+
+class Task(str, Enum):
+    classify = "classify"
+    segment = "segment"
+
+
+class DemoTask(str, Enum):
+    classify = "classify"
+    segment = "segment"
+    all = "all"
+
+
+class Protocol(str, Enum):
+    lodo = "lodo"
+    split = "split"
+    transfer = "transfer"
+
+
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+def _err(msg: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {msg}", markup=True)
+
+
+def handle_errors(fn):
+    """Turn :class:`AuditError` into a one-line message and its exit code (traceback only with --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except AuditError as e:
+            if _STATE["debug"]:
+                raise
+            _err(_escape(str(e)))
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            _err("interrupted; re-run the same command to resume")
+            raise typer.Exit(130) from None
+        except typer.Exit:
+            raise
+        except Exception as e:  # an unexpected bug: still one line, with a hint
+            if _STATE["debug"]:
+                raise
+            _err(_escape(f"{type(e).__name__}: {e} (re-run with --debug for the traceback)"))
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _escape(s: str) -> str:
+    from rich.markup import escape
+
+    return escape(s.splitlines()[0] if s else s)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"imgaudit {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars, short output.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    _STATE["debug"] = debug
+    _STATE["quiet"] = quiet
+    from audit.progress import set_quiet
+
+    set_quiet(quiet)
+
+
+# ---------------------------------------------------------------------------------------------- options
+DataArg = Annotated[Optional[Path], typer.Argument(help="Image folder or table (CSV/Parquet/JSONL).")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")]
+FormatOpt = Annotated[str, typer.Option("--format", help="Input format: auto, imagefolder, table, pattern, segdir, recipe, fiftyone.")]
+LabelOpt = Annotated[Optional[str], typer.Option("--label", help="Column holding the class label.")]
+DomainOpt = Annotated[Optional[str], typer.Option("--domain", help="Column holding the domain (held-out unit).")]
+SplitOpt = Annotated[Optional[str], typer.Option("--split", help="Column holding the given split (train/val/test).")]
+GroupOpt = Annotated[Optional[str], typer.Option("--group", help="Column holding the cluster (subject, patient...).")]
+AttrOpt = Annotated[Optional[list[str]], typer.Option("--attr", help="Attribute column to audit (repeatable).")]
+PathColOpt = Annotated[Optional[str], typer.Option("--path-col", help="Column holding image paths (default: guessed).")]
+MaskOpt = Annotated[Optional[str], typer.Option("--mask", help="Column holding mask paths (segmentation).")]
+IdOpt = Annotated[Optional[str], typer.Option("--id-col", help="Column holding sample ids (default: the path).")]
+RootOpt = Annotated[Optional[Path], typer.Option("--root", help="Dataset root the paths are relative to.")]
+LayoutOpt = Annotated[Optional[str], typer.Option("--layout", help="Folder levels, e.g. domain/label or label.")]
+PatternOpt = Annotated[Optional[str], typer.Option("--pattern", help="Regex or {field} template over relative paths.")]
+RecipeOpt = Annotated[Optional[Path], typer.Option("--recipe", help="A datasets/*.toml recipe.")]
+ImageDirOpt = Annotated[Optional[str], typer.Option("--image-dir", help="Segmentation: folder of images.")]
+MaskDirOpt = Annotated[Optional[str], typer.Option("--mask-dir", help="Segmentation: folder of masks.")]
+DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", help="FiftyOne dataset name (--format fiftyone).")]
+OutsideOpt = Annotated[bool, typer.Option("--allow-outside-root", help="Allow paths outside the dataset root.")]
+MinNOpt = Annotated[int, typer.Option("--min-n", help="Smallest group size to draw a conclusion from.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for every random choice.")]
+WorkersOpt = Annotated[Optional[int], typer.Option("--workers", help="Worker processes (default: all cores).")]
+EngineOpt = Annotated[Engine, typer.Option("--engine", help="local, or ray for a Ray cluster.")]
+RayAddrOpt = Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster address (or RAY_ADDRESS).")]
+
+
+def _read_options(
+    *, label, domain, split, group, attr, path_col, mask, id_col, root, layout, pattern, recipe, image_dir,
+    mask_dir, dataset, allow_outside_root,
+):
+    from audit.manifest import Roles
+    from audit.readers import ReadOptions
+
+    roles = Roles(
+        filepath=path_col, label=label, mask=mask, split=split, domain=domain, group=group, sample_id=id_col,
+        attrs=list(attr or []),
+    )
+    return ReadOptions(
+        roles=roles, root=root, layout=layout, pattern=pattern, recipe=recipe, image_dir=image_dir,
+        mask_dir=mask_dir, dataset_name=dataset, allow_outside_root=allow_outside_root,
+    )
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+# ---------------------------------------------------------------------------------------------- commands
+@app.command()
+@handle_errors
+def profile(
+    data: DataArg = None,
+    out: OutOpt = Path("runs/latest"),
+    format: FormatOpt = "auto",
+    label: LabelOpt = None,
+    domain: DomainOpt = None,
+    split: SplitOpt = None,
+    group: GroupOpt = None,
+    attr: AttrOpt = None,
+    path_col: PathColOpt = None,
+    mask: MaskOpt = None,
+    id_col: IdOpt = None,
+    root: RootOpt = None,
+    layout: LayoutOpt = None,
+    pattern: PatternOpt = None,
+    recipe: RecipeOpt = None,
+    image_dir: ImageDirOpt = None,
+    mask_dir: MaskDirOpt = None,
+    dataset: DatasetOpt = None,
+    allow_outside_root: OutsideOpt = False,
+    min_n: MinNOpt = 30,
+    seed: SeedOpt = 0,
+    workers: WorkersOpt = None,
+    engine: EngineOpt = Engine.local,
+    ray_address: RayAddrOpt = None,
+) -> None:
+    """Profile a dataset: imbalance, associations, shifts, duplicates, leakage, broken files, shortcuts."""
+    from audit import pipeline
+
+    opts = _read_options(
+        label=label, domain=domain, split=split, group=group, attr=attr, path_col=path_col, mask=mask,
+        id_col=id_col, root=root, layout=layout, pattern=pattern, recipe=recipe, image_dir=image_dir,
+        mask_dir=mask_dir, dataset=dataset, allow_outside_root=allow_outside_root,
+    )
+    run = pipeline.ingest(data, out=out, format=format, options=opts, seed=seed)
+    pipeline.profile_stage(
+        run, min_n=min_n, seed=seed, workers=workers, engine=engine.value, ray_address=ray_address, required=True
+    )
+    pipeline.print_summary(run, stages=["profile"], console=_console())
+
+
+@app.command()
+@handle_errors
+def run(
+    data: DataArg = None,
+    out: OutOpt = Path("runs/latest"),
+    format: FormatOpt = "auto",
+    label: LabelOpt = None,
+    domain: DomainOpt = None,
+    split: SplitOpt = None,
+    group: GroupOpt = None,
+    attr: AttrOpt = None,
+    path_col: PathColOpt = None,
+    mask: MaskOpt = None,
+    id_col: IdOpt = None,
+    root: RootOpt = None,
+    layout: LayoutOpt = None,
+    pattern: PatternOpt = None,
+    recipe: RecipeOpt = None,
+    image_dir: ImageDirOpt = None,
+    mask_dir: MaskDirOpt = None,
+    dataset: DatasetOpt = None,
+    allow_outside_root: OutsideOpt = False,
+    task: Annotated[Optional[Task], typer.Option("--task", help="classify or segment (default: from the data).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Model name (see `audit models`).")] = None,
+    protocol: Annotated[Protocol, typer.Option("--protocol")] = Protocol.lodo,
+    epochs: Annotated[int, typer.Option("--epochs")] = 8,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, mps.")] = "auto",
+    seeds: Annotated[int, typer.Option("--seeds", help="Repeat training with N seeds.")] = 1,
+    min_n: MinNOpt = 30,
+    seed: SeedOpt = 0,
+    workers: WorkersOpt = None,
+    engine: EngineOpt = Engine.local,
+    ray_address: RayAddrOpt = None,
+) -> None:
+    """Run the whole audit: profile, train across held-out domains, metrics, report."""
+    from audit import pipeline
+
+    opts = _read_options(
+        label=label, domain=domain, split=split, group=group, attr=attr, path_col=path_col, mask=mask,
+        id_col=id_col, root=root, layout=layout, pattern=pattern, recipe=recipe, image_dir=image_dir,
+        mask_dir=mask_dir, dataset=dataset, allow_outside_root=allow_outside_root,
+    )
+    rd = pipeline.ingest(data, out=out, format=format, options=opts, seed=seed)
+    pipeline.full_audit(
+        rd,
+        task=task.value if task else None,
+        model=model,
+        protocol=protocol.value,
+        epochs=epochs,
+        device=device,
+        seeds=seeds,
+        min_n=min_n,
+        seed=seed,
+        workers=workers,
+        engine=engine.value,
+        ray_address=ray_address,
+    )
+    pipeline.print_summary(rd, console=_console())
+
+
+@app.command()
+@handle_errors
+def train(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory (from `audit profile`).")],
+    task: Annotated[Optional[Task], typer.Option("--task", help="classify or segment (default: from the data).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Model name (see `audit models`).")] = None,
+    protocol: Annotated[Protocol, typer.Option("--protocol")] = Protocol.lodo,
+    epochs: Annotated[int, typer.Option("--epochs")] = 8,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr")] = None,
+    image_size: Annotated[Optional[int], typer.Option("--image-size", help="Square input size (default: per model).")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, mps.")] = "auto",
+    seeds: Annotated[int, typer.Option("--seeds", help="Repeat training with N seeds.")] = 1,
+    seed: SeedOpt = 0,
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="Pretrained weights file (.pth).")] = None,
+    pretrained: Annotated[bool, typer.Option("--pretrained", help="Use torchvision weights from torch's cache.")] = False,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
+    balanced: Annotated[bool, typer.Option("--balanced", help="Class-balanced sampling.")] = False,
+    workers: WorkersOpt = None,
+    engine: EngineOpt = Engine.local,
+    ray_address: RayAddrOpt = None,
+) -> None:
+    """Train and evaluate classifiers or segmenters across held-out domains."""
+    from audit import pipeline
+    from audit.rundir import RunDir
+
+    rd = RunDir.open(run_dir)
+    pipeline.train_stage(
+        rd,
+        required=True,
+        task=task.value if task else None,
+        model=model,
+        protocol=protocol.value,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        image_size=image_size,
+        device=device,
+        seeds=seeds,
+        seed=seed,
+        weights=weights,
+        pretrained=pretrained,
+        compile=compile,
+        balanced=balanced,
+        workers=workers,
+        engine=engine.value,
+        ray_address=ray_address,
+    )
+    pipeline.print_summary(rd, stages=["train"], console=_console())
+
+
+@app.command()
+@handle_errors
+def metrics(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")],
+    by: Annotated[Optional[list[str]], typer.Option("--by", help="Grouping column (repeatable; a:b for an intersection).")] = None,
+    min_n: MinNOpt = 30,
+    predictions: Annotated[Optional[Path], typer.Option("--predictions", help="Predictions file from any model.")] = None,
+    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples.")] = 1000,
+    depth: Annotated[int, typer.Option("--depth", help="Deepest intersection of attributes.")] = 2,
+    seed: SeedOpt = 0,
+) -> None:
+    """Per-group metrics, generalization gaps and fairness, each with n and a 95% interval."""
+    from audit import pipeline
+    from audit.rundir import RunDir
+
+    rd = RunDir.open(run_dir)
+    pipeline.metrics_stage(
+        rd, required=True, by=by, min_n=min_n, predictions=predictions, n_boot=n_boot, depth=depth, seed=seed
+    )
+    pipeline.print_summary(rd, stages=["metrics"], console=_console())
+
+
+@app.command()
+@handle_errors
+def report(run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")]) -> None:
+    """Write RUN/report.html (one self-contained file) and RUN/summary.md."""
+    from audit import pipeline
+    from audit.rundir import RunDir
+
+    rd = RunDir.open(run_dir)
+    pipeline.report_stage(rd, required=True)
+    pipeline.print_summary(rd, stages=["report"], console=_console())
+
+
+@app.command()
+@handle_errors
+def check(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")],
+    policy: Annotated[Path, typer.Option("--policy", help="Policy file (TOML).")],
+    baseline: Annotated[Optional[Path], typer.Option("--baseline", help="A previous run directory.")] = None,
+    junit: Annotated[Optional[Path], typer.Option("--junit", help="Write JUnit XML here.")] = None,
+    github: Annotated[bool, typer.Option("--github", help="GitHub step summary and annotations.")] = False,
+) -> None:
+    """Gate CI on a fairness / bias policy: exit 0 pass, 1 a rule failed, 2 invalid policy or run."""
+    from audit.check import run_check
+
+    result = run_check(run_dir, policy, baseline=baseline, junit=junit, github=github, console=_console())
+    raise typer.Exit(result.exit_code)
+
+
+@app.command("init-policy")
+@handle_errors
+def init_policy(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Policy file to write.")] = Path("audit-policy.toml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a starter policy from a run's current values with sensible margins."""
+    from audit.check import init_policy as _init
+    from audit.rundir import RunDir
+
+    path = _init(RunDir.open(run_dir), out, force=force)
+    typer.echo(f"wrote {path}; gate CI with: audit check {run_dir} --policy {path}")
+
+
+@app.command()
+@handle_errors
+def dashboard(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory (or a folder of runs).")],
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 8501,
+    host: Annotated[str, typer.Option("--host", help="Address to bind (default: localhost only).")] = "127.0.0.1",
+) -> None:
+    """Start the Streamlit dashboard on localhost."""
+    from audit.dashboard import launch
+
+    raise typer.Exit(launch(run_dir, port=port, host=host))
+
+
+@app.command()
+@handle_errors
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo data and runs.")] = Path("demo_runs"),
+    task: Annotated[DemoTask, typer.Option("--task", help="classify, segment or all.")] = DemoTask.all,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs (default: a quick setting).")] = None,
+    device: Annotated[str, typer.Option("--device")] = "auto",
+    seed: SeedOpt = 0,
+) -> None:
+    """Build the bundled demo data and run the full audit on it."""
+    from audit import pipeline
+
+    runs = pipeline.demo(out, task=task.value, epochs=epochs, device=device, seed=seed, console=_console())
+    pipeline.print_demo_done(runs, console=_console())
+
+
+@app.command()
+def models() -> None:
+    """List the model names `--model` accepts."""
+    try:
+        from audit.train.models import MODELS
+    except ImportError:
+        typer.echo("the training stage is not installed in this build")
+        raise typer.Exit(1) from None
+    for name, spec in sorted(MODELS.items()):
+        typer.echo(f"{name:32s} {getattr(spec, 'task', '')}")
+
+
+@app.command()
+def formats() -> None:
+    """List the input formats `--format` accepts."""
+    from audit.readers import READERS, available_formats
+
+    for name in available_formats():
+        typer.echo(f"{name:12s} {READERS[name].description}")
+
+
+@fiftyone_app.command("export")
+@handle_errors
+def fiftyone_export(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")],
+    name: Annotated[Optional[str], typer.Option("--name", help="Dataset name (default: from the run).")] = None,
+    launch: Annotated[bool, typer.Option("--launch", help="Open the FiftyOne App on the dataset.")] = False,
+) -> None:
+    """Export a run to a persistent FiftyOne dataset (samples, predictions, evaluations, saved views)."""
+    from audit.integrations.fiftyone import export_run
+    from audit.rundir import RunDir
+
+    ds_name = export_run(RunDir.open(run_dir), name=name, launch=launch)
+    typer.echo(f"exported to FiftyOne dataset {ds_name!r}; open it with: audit fiftyone export {run_dir} --launch")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    try:
+        app()
+    except SystemExit as e:
+        # click turns usage errors into exit code 2 already; keep its code
+        raise e
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+    sys.exit(0)

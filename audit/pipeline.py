@@ -1,0 +1,313 @@
+"""Orchestration: ingest a dataset into a run directory and run the stages in order.
+
+Each ``*_stage`` function looks up its stage's entry point lazily, so a build without a stage (or without
+an optional extra) skips it with a clear note instead of failing. Stage entry points:
+
+=========  ===========================================================================
+stage      entry point
+=========  ===========================================================================
+profile    ``audit.profile.run_profile(run, config: ProfileConfig) -> list[Finding|dict]``
+train      ``audit.train.run_training(run, config: TrainConfig) -> None``
+metrics    ``audit.metrics.run_metrics(run, config: MetricsConfig) -> list[Finding|dict]``
+report     ``audit.report.write_report(run) -> (Path, Path)``
+=========  ===========================================================================
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+from audit.errors import AuditError, StageError, UsageError
+from audit.rundir import RunDir, argv
+
+__all__ = [
+    "ingest",
+    "profile_stage",
+    "train_stage",
+    "metrics_stage",
+    "report_stage",
+    "full_audit",
+    "demo",
+    "print_summary",
+]
+
+
+def ingest(source, *, out: Path, format: str = "auto", options=None, seed: int = 0, command: list[str] | None = None) -> RunDir:
+    """Read ``source`` into a manifest and write ``out/manifest.parquet`` and ``out/run.json``."""
+    from audit.manifest import fingerprint
+    from audit.readers import ReadOptions, read_dataset
+
+    options = options or ReadOptions()
+    result = read_dataset(source, format=format, options=options)
+    run = RunDir.create(out, command=command or argv(), config={"seed": seed})
+    run.lock()
+    with run.stage("manifest") as st:
+        df = result.manifest
+        run.write_manifest(df)
+        classes = result.classes
+        if classes is None and "label" in df.columns and result.task == "classify":
+            classes = sorted(df["label"].dropna().unique().tolist(), key=_natural_key)
+        dataset = {
+            "source": str(Path(source).resolve()) if source is not None else None,
+            "root": str(Path(result.root).resolve()),
+            "format": result.format,
+            "roles": options.roles.as_dict(),
+            "n": int(len(df)),
+            "columns": [str(c) for c in df.columns],
+            "task": result.task,
+            "classes": classes or [],
+            "fingerprint": fingerprint(df, result.root),
+            "allow_outside_root": bool(options.allow_outside_root),
+            "notes": list(result.notes),
+            **result.extra,
+        }
+        run.update_info(dataset=dataset, seed=seed)
+        st["n"] = int(len(df))
+    return run
+
+
+def _natural_key(s: str):
+    try:
+        return (0, float(s), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(s))
+
+
+def _entry(module: str, attr: str):
+    """Import ``module.attr``; ``None`` when the stage is not part of this build."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and (e.name == module or module.startswith(e.name + ".") or e.name.startswith(module)):
+            return None
+        raise
+    return getattr(mod, attr, None)
+
+
+def _skip(run: RunDir, stage: str, reason: str, required: bool) -> None:
+    if required:
+        raise UsageError(f"the {stage} stage is not available: {reason}")
+    run.mark_stage(stage, "skipped", reason=reason)
+
+
+def _config(cls, **kwargs):
+    """Build a config dataclass from keyword arguments it knows (others are ignored, with None dropped)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(cls):
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in kwargs.items() if k in names and v is not None})
+    return cls(**{k: v for k, v in kwargs.items() if v is not None})
+
+
+def _run_stage(run: RunDir, stage: str, fn, *args) -> Any:
+    run.lock()
+    with run.stage(stage):
+        result = fn(*args)
+    if isinstance(result, list):
+        run.set_findings(stage, result)
+    return result
+
+
+def profile_stage(run: RunDir, *, required: bool = False, **kwargs) -> Any:
+    fn = _entry("audit.profile", "run_profile")
+    cfg_cls = _entry("audit.profile", "ProfileConfig")
+    if fn is None or cfg_cls is None:
+        return _skip(run, "profile", "audit.profile is not built yet", required)
+    return _run_stage(run, "profile", fn, run, _config(cfg_cls, **kwargs))
+
+
+def train_stage(run: RunDir, *, required: bool = False, **kwargs) -> Any:
+    fn = _entry("audit.train", "run_training")
+    cfg_cls = _entry("audit.train", "TrainConfig")
+    if fn is None or cfg_cls is None:
+        return _skip(run, "train", "audit.train is not built yet", required)
+    ds = run.dataset
+    if not required and ds.get("task") == "classify" and not ds.get("classes"):
+        return _skip(run, "train", "no label column: give --label to train a classifier", required)
+    return _run_stage(run, "train", fn, run, _config(cfg_cls, **kwargs))
+
+
+def metrics_stage(run: RunDir, *, required: bool = False, **kwargs) -> Any:
+    fn = _entry("audit.metrics", "run_metrics")
+    cfg_cls = _entry("audit.metrics", "MetricsConfig")
+    if fn is None or cfg_cls is None:
+        return _skip(run, "metrics", "audit.metrics is not built yet", required)
+    if not required and not run.has("predictions.parquet"):
+        return _skip(run, "metrics", "no predictions.parquet (train a model first)", required)
+    return _run_stage(run, "metrics", fn, run, _config(cfg_cls, **kwargs))
+
+
+def report_stage(run: RunDir, *, required: bool = False) -> Any:
+    fn = _entry("audit.report", "write_report")
+    if fn is None:
+        return _skip(run, "report", "audit.report is not built yet", required)
+    return _run_stage(run, "report", fn, run)
+
+
+def full_audit(
+    run: RunDir,
+    *,
+    task: str | None = None,
+    model: str | None = None,
+    protocol: str = "lodo",
+    epochs: int | None = None,
+    device: str = "auto",
+    seeds: int = 1,
+    min_n: int = 30,
+    seed: int = 0,
+    workers: int | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    batch_size: int | None = None,
+    image_size: int | None = None,
+) -> RunDir:
+    """Profile, train, metrics and report. A stage that fails is recorded and the next independent ones run."""
+    failures = []
+    stages = [
+        ("profile", lambda: profile_stage(run, min_n=min_n, seed=seed, workers=workers, engine=engine, ray_address=ray_address)),
+        (
+            "train",
+            lambda: train_stage(
+                run, task=task, model=model, protocol=protocol, epochs=epochs, device=device, seeds=seeds, seed=seed,
+                workers=workers, engine=engine, ray_address=ray_address, batch_size=batch_size, image_size=image_size,
+            ),
+        ),
+        ("metrics", lambda: metrics_stage(run, min_n=min_n, seed=seed)),
+        ("report", lambda: report_stage(run)),
+    ]
+    for name, fn in stages:
+        try:
+            fn()
+        except AuditError as e:
+            failures.append((name, str(e)))
+            if name == "train":
+                run.mark_stage("metrics", "skipped", reason="training failed")
+                continue
+        except Exception as e:  # recorded in run.json by RunDir.stage; keep going with the others
+            failures.append((name, f"{type(e).__name__}: {e}"))
+    if failures:
+        msg = "; ".join(f"{n}: {m}" for n, m in failures)
+        raise StageError(f"stages failed ({msg}); details in {run.path / 'run.json'}")
+    return run
+
+
+def demo(out: Path, *, task: str = "all", epochs: int | None = None, device: str = "auto", seed: int = 0, console=None) -> list[RunDir]:
+    """Build the demo data under ``out/data`` and run the full audit into ``out/<task>``."""
+    from audit import demo as demo_data
+    from audit.manifest import Roles
+    from audit.readers import ReadOptions
+
+    out = Path(out)
+    tasks = ["classify", "segment"] if task == "all" else [task]
+    runs = []
+    for t in tasks:
+        if console is not None:
+            console.print(f"[bold]demo[/] building the {t} dataset under {out / 'data' / t}")
+        data = (demo_data.build_classify if t == "classify" else demo_data.build_segment)(out / "data" / t, seed=seed)
+        r = data.roles
+        opts = ReadOptions(
+            roles=Roles(
+                filepath=r.get("filepath"), label=r.get("label"), mask=r.get("mask"), split=r.get("split"),
+                domain=r.get("domain"), group=r.get("group"), attrs=list(r.get("attrs", [])),
+            ),
+            root=data.root,
+        )
+        run = ingest(data.table, out=out / t, format="table", options=opts, seed=seed)
+        if data.classes:
+            ds = run.dataset
+            ds["classes"] = data.classes
+            run.update_info(dataset=ds)
+        if console is not None:
+            console.print(f"[bold]demo[/] running the full audit into {run.path}")
+        ep = epochs if epochs is not None else (6 if t == "classify" else 6)
+        full_audit(run, task=t, epochs=ep, device=device, seed=seed, min_n=30, image_size=32)
+        runs.append(run)
+        run.unlock()
+    return runs
+
+
+# ---------------------------------------------------------------------------------------------- summaries
+_SEV_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def print_summary(run: RunDir, *, stages: list[str] | None = None, console=None, top: int = 8) -> None:
+    """The short terminal summary every command ends with: top findings, headline numbers, outputs, next step."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from audit.progress import is_quiet
+
+    console = console or Console()
+    info = run.info
+    findings = run.findings()
+    if stages:
+        shown = [f for f in findings if f.get("stage") in stages] or findings
+    else:
+        shown = findings
+    ds = info.get("dataset", {})
+    st = info.get("stages", {})
+    status = ", ".join(f"{k}={v.get('status')}" for k, v in st.items())
+    console.print(f"[bold]{escape(str(run.path))}[/]  {ds.get('n', '?')} samples, task {ds.get('task', '?')}  ({status})")
+    for name, s in st.items():
+        if s.get("status") == "skipped":
+            console.print(f"  [dim]{name} skipped: {escape(str(s.get('reason', '')))}[/]")
+        elif s.get("status") == "failed":
+            console.print(f"  [red]{name} failed: {escape(str(s.get('error', ''))[:300])}[/]")
+    if shown and not is_quiet():
+        table = Table(title=f"top findings ({len(findings)} in all)", show_lines=False, title_justify="left")
+        table.add_column("severity")
+        table.add_column("kind")
+        table.add_column("finding", overflow="fold")
+        for f in shown[:top]:
+            sev = f.get("severity", "")
+            table.add_row(f"[{_SEV_STYLE.get(sev, '')}]{sev}[/]", escape(str(f.get("kind", ""))), escape(str(f.get("title", ""))))
+        console.print(table)
+    elif not shown:
+        console.print("no findings")
+    outputs = [p for p in ("manifest.parquet", "profile", "predictions.parquet", "metrics", "findings.json", "report.html") if run.has(p)]
+    console.print("outputs: " + ", ".join(escape(str(run.path / p)) for p in outputs))
+    console.print("next: " + escape(_next_step(run)))
+
+
+def _next_step(run: RunDir) -> str:
+    p = str(run.path)
+    if not run.finished("profile"):
+        return f"audit profile DATA --out {p}"
+    if not run.has("predictions.parquet") and run.dataset.get("classes"):
+        return f"audit train {p}   (then audit metrics {p}; or explore now: audit dashboard {p})"
+    if run.has("predictions.parquet") and not run.finished("metrics"):
+        return f"audit metrics {p}"
+    if not run.has("report.html"):
+        return f"audit report {p}   or   audit dashboard {p}"
+    return f"audit dashboard {p}   (or open {p}/report.html; gate CI with audit init-policy {p})"
+
+
+def print_demo_done(runs: list[RunDir], console=None) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = console or Console()
+    for run in runs:
+        print_summary(run, console=console)
+        console.print()
+    if runs:
+        parent = runs[0].path.parent
+        console.print(f"[bold green]demo done.[/] results: {escape(str(parent))}/")
+        console.print(f"open the dashboard:  [bold]audit dashboard {escape(str(runs[0].path))}[/]")
+        if any(r.has("report.html") for r in runs):
+            console.print(f"or the static report: {escape(str(runs[0].path / 'report.html'))}")
+
+
+def cpu_workers(requested: int | None = None) -> int:
+    """Worker count: the request, or the usable cores."""
+    if requested:
+        return max(1, int(requested))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS
+        return max(1, os.cpu_count() or 1)

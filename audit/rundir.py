@@ -1,0 +1,440 @@
+"""The run directory: atomic writes, provenance (``run.json``), per-stage status, findings, loading.
+
+Every stage, the dashboard and ``audit check`` go through :class:`RunDir`::
+
+    run = RunDir.create(out, command=sys.argv)          # or RunDir.open(path)
+    with run.stage("profile") as st:                     # records status, timings, errors in run.json
+        run.write_table("profile/images.parquet", df)    # atomic temp-file + rename
+        run.set_findings("profile", findings)            # merged and ranked into findings.json
+
+Layout (see docs/formats.md for every column)::
+
+    RUN/run.json, manifest.parquet, profile/*.parquet, predictions.parquet, metrics/*.parquet,
+    findings.json, report.html, summary.md, check/
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from audit.errors import LockedError, RunDirError
+
+__all__ = [
+    "RunDir",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_json",
+    "atomic_write_parquet",
+    "STAGES",
+    "package_versions",
+]
+
+STAGES = ("manifest", "profile", "train", "metrics", "report", "check")
+RUN_JSON = "run.json"
+FINDINGS_JSON = "findings.json"
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise RunDirError(f"cannot write to {path.parent}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise RunDirError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _json_default(o: Any):
+    import numpy as np
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return None if np.isnan(o) else float(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, (set, frozenset, tuple)):
+        return list(o)
+    if o is pd.NA:
+        return None
+    return str(o)
+
+
+def _sanitize(o: Any):
+    """Replace float NaN/inf with None so the JSON is standard (no NaN literals)."""
+    import math
+
+    if isinstance(o, float):
+        return None if (math.isnan(o) or math.isinf(o)) else o
+    if isinstance(o, dict):
+        return {str(k): _sanitize(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_sanitize(v) for v in o]
+    return o
+
+
+def to_json(obj: Any, *, indent: int | None = 2) -> str:
+    """JSON text with numpy types converted and NaN written as null."""
+    return json.dumps(_sanitize(json.loads(json.dumps(obj, default=_json_default))), indent=indent, allow_nan=False)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, to_json(obj) + "\n")
+
+
+def atomic_write_parquet(df: pd.DataFrame, path: Path) -> None:
+    """Write a DataFrame as Parquet atomically."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as e:
+        raise RunDirError(f"cannot write to {path.parent}: {e.strerror or e}") from None
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise RunDirError(f"cannot write {path}: {e.strerror or e}") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that influence results."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for name in ("imgaudit", "numpy", "pandas", "pyarrow", "pillow", "scikit-learn", "scipy", "torch", "torchvision"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+class RunDir:
+    """A run directory on disk. Cheap to construct; reads files lazily.
+
+    Use :meth:`create` to start (or continue) a run and :meth:`open` to read an existing one.
+    """
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self._lock_fd: int | None = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def create(cls, path: Path | str, *, command: list[str] | None = None, config: dict | None = None) -> RunDir:
+        """Create the folder (or reuse it) and write or update ``run.json``."""
+        run = cls(path)
+        try:
+            run.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RunDirError(f"cannot create run directory {run.path}: {e.strerror or e}") from None
+        if not os.access(run.path, os.W_OK):
+            raise RunDirError(f"run directory {run.path} is not writable")
+        info = run.info if run.exists() else {}
+        from audit import __version__
+
+        info.setdefault("tool", "imgaudit")
+        info.setdefault("created", _now())
+        info["version"] = __version__
+        info["updated"] = _now()
+        info.setdefault("commands", [])
+        if command is not None:
+            info["command"] = list(command)
+            info["commands"] = (info["commands"] + [list(command)])[-20:]
+        info["packages"] = package_versions()
+        info["platform"] = {"system": platform.system(), "machine": platform.machine(), "cpus": os.cpu_count()}
+        info.setdefault("config", {})
+        if config:
+            info["config"].update(config)
+        info.setdefault("stages", {})
+        run._write_info(info)
+        return run
+
+    @classmethod
+    def open(cls, path: Path | str) -> RunDir:
+        """Open an existing run directory; raise :class:`RunDirError` if it is not one."""
+        run = cls(path)
+        if not run.path.is_dir():
+            raise RunDirError(f"run directory {run.path} does not exist; create one with `audit profile DATA --out {run.path}`")
+        if not run.exists():
+            raise RunDirError(f"{run.path} is not a run directory (no run.json); create one with `audit profile DATA --out {run.path}`")
+        return run
+
+    def exists(self) -> bool:
+        return (self.path / RUN_JSON).is_file()
+
+    # ------------------------------------------------------------------ run.json
+    @property
+    def info(self) -> dict:
+        """The parsed ``run.json`` (re-read at every access, so it is always current)."""
+        p = self.path / RUN_JSON
+        try:
+            return json.loads(p.read_text())
+        except FileNotFoundError:
+            return {}
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RunDirError(f"{p} is not valid JSON ({e}); the run directory is damaged") from None
+
+    def _write_info(self, info: dict) -> None:
+        atomic_write_json(self.path / RUN_JSON, info)
+
+    def update_info(self, **fields: Any) -> dict:
+        """Merge top-level keys into run.json (dicts are merged one level deep)."""
+        info = self.info
+        for k, v in fields.items():
+            if isinstance(v, dict) and isinstance(info.get(k), dict):
+                info[k].update(v)
+            else:
+                info[k] = v
+        info["updated"] = _now()
+        self._write_info(info)
+        return info
+
+    @property
+    def config(self) -> dict:
+        return self.info.get("config", {})
+
+    @property
+    def dataset(self) -> dict:
+        """``run.json["dataset"]``: root, fingerprint, n, format, roles, task, classes."""
+        return self.info.get("dataset", {})
+
+    @property
+    def root(self) -> Path:
+        """The dataset root that manifest file paths are relative to."""
+        root = self.dataset.get("root")
+        if not root:
+            raise RunDirError(f"{self.path}/run.json has no dataset root; re-create the run with `audit profile`")
+        return Path(root)
+
+    @property
+    def task(self) -> str:
+        """``classify`` or ``segment`` (from the manifest roles)."""
+        return self.dataset.get("task", "classify")
+
+    def stage_status(self, stage: str) -> str | None:
+        return self.info.get("stages", {}).get(stage, {}).get("status")
+
+    def finished(self, stage: str) -> bool:
+        return self.stage_status(stage) == "ok"
+
+    @contextlib.contextmanager
+    def stage(self, name: str, **details: Any) -> Iterator[dict]:
+        """Record a stage's status and timing in run.json.
+
+        The yielded dict can be filled with extra details (counts, config) that are stored with the stage.
+        On an exception the error is recorded (status ``failed``) and re-raised; files of earlier stages
+        are untouched.
+        """
+        t0 = time.perf_counter()
+        extra: dict = dict(details)
+        stages = self.info.get("stages", {})
+        stages[name] = {"status": "running", "started": _now(), **extra}
+        self.update_info(stages=stages)
+        try:
+            yield extra
+        except BaseException as e:
+            stages = self.info.get("stages", {})
+            err = f"{type(e).__name__}: {e}" if not isinstance(e, KeyboardInterrupt) else "interrupted"
+            stages[name] = {
+                **stages.get(name, {}),
+                **extra,
+                "status": "failed",
+                "finished": _now(),
+                "seconds": round(time.perf_counter() - t0, 3),
+                "error": err,
+                "traceback": traceback.format_exc(limit=8),
+            }
+            with contextlib.suppress(Exception):
+                self.update_info(stages=stages)
+            raise
+        stages = self.info.get("stages", {})
+        stages[name] = {
+            **stages.get(name, {}),
+            **extra,
+            "status": "ok",
+            "finished": _now(),
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        stages[name].pop("error", None)
+        stages[name].pop("traceback", None)
+        self.update_info(stages=stages)
+
+    def mark_stage(self, name: str, status: str, **details: Any) -> None:
+        """Set a stage's status without running it (e.g. ``skipped`` with a reason)."""
+        stages = self.info.get("stages", {})
+        stages[name] = {**stages.get(name, {}), "status": status, "finished": _now(), **details}
+        self.update_info(stages=stages)
+
+    # ------------------------------------------------------------------ lock
+    def lock(self) -> RunDir:
+        """Take an exclusive lock on the run directory; raise :class:`LockedError` if another process has it."""
+        if self._lock_fd is not None:
+            return self
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LockedError(
+                f"run directory {self.path} is in use by another audit process; wait for it or use another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+        return self
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> RunDir:
+        return self.lock()
+
+    def __exit__(self, *exc) -> None:
+        self.unlock()
+
+    # ------------------------------------------------------------------ files
+    def file(self, rel: str) -> Path:
+        return self.path / rel
+
+    def has(self, rel: str) -> bool:
+        return (self.path / rel).exists()
+
+    def write_table(self, rel: str, df: pd.DataFrame) -> Path:
+        p = self.path / rel
+        atomic_write_parquet(df, p)
+        return p
+
+    def read_table(self, rel: str, *, columns: list[str] | None = None, required: bool = True) -> pd.DataFrame | None:
+        """Read a Parquet table of the run; ``None`` if absent and not required."""
+        p = self.path / rel
+        if not p.exists():
+            if required:
+                raise RunDirError(f"{p} does not exist; run the stage that writes it first")
+            return None
+        try:
+            return pd.read_parquet(p, columns=columns)
+        except Exception as e:  # pyarrow raises several types for damaged files
+            raise RunDirError(f"cannot read {p}: {e}") from None
+
+    def write_json(self, rel: str, obj: Any) -> Path:
+        p = self.path / rel
+        atomic_write_json(p, obj)
+        return p
+
+    def read_json(self, rel: str, *, default: Any = None) -> Any:
+        p = self.path / rel
+        if not p.exists():
+            return default
+        try:
+            return json.loads(p.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RunDirError(f"{p} is not valid JSON ({e})") from None
+
+    def write_text(self, rel: str, text: str) -> Path:
+        p = self.path / rel
+        atomic_write_text(p, text)
+        return p
+
+    # ------------------------------------------------------------------ manifest
+    def manifest(self) -> pd.DataFrame:
+        """The canonical manifest of this run."""
+        from audit.manifest import read_manifest
+
+        p = self.path / "manifest.parquet"
+        if not p.exists():
+            raise RunDirError(f"{self.path} has no manifest.parquet; run `audit profile DATA --out {self.path}` first")
+        return read_manifest(p)
+
+    def write_manifest(self, df: pd.DataFrame) -> None:
+        from audit.manifest import write_manifest
+
+        write_manifest(df, self.path / "manifest.parquet")
+
+    def classes(self) -> list[str]:
+        """Class names (classification labels, or segmentation class names by index)."""
+        return list(self.dataset.get("classes", []))
+
+    def abspath(self, relpath: str) -> Path:
+        """Absolute path of a manifest file path (respects the run's allow_outside_root setting)."""
+        from audit.manifest import resolve_path
+
+        return resolve_path(self.root, relpath, allow_outside_root=bool(self.dataset.get("allow_outside_root")))
+
+    # ------------------------------------------------------------------ findings
+    def findings(self) -> list[dict]:
+        """Every finding of the run, ranked (critical first, then by score)."""
+        data = self.read_json(FINDINGS_JSON, default=[])
+        if isinstance(data, dict):
+            data = data.get("findings", [])
+        return data
+
+    def set_findings(self, stage: str, findings: list) -> list[dict]:
+        """Replace the findings of ``stage`` and write the merged, ranked ``findings.json``."""
+        from audit.findings import Finding, rank
+
+        new = [f.to_dict() if isinstance(f, Finding) else dict(f) for f in findings]
+        for f in new:
+            f["stage"] = stage
+        kept = [f for f in self.findings() if f.get("stage") != stage]
+        merged = rank(kept + new)
+        atomic_write_json(self.path / FINDINGS_JSON, merged)
+        return merged
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+
+def argv() -> list[str]:
+    """The command line as typed (program name shortened to ``audit``)."""
+    return ["audit", *sys.argv[1:]]
