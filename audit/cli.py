@@ -451,11 +451,21 @@ def fiftyone_export(
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
-    try:
-        app()
-    except SystemExit as e:
-        # click turns usage errors into exit code 2 already; keep its code
-        raise e
+    app(args=hoist_global_flags(sys.argv[1:]), prog_name="audit")
+
+
+_GLOBAL_FLAGS = ("--quiet", "-q", "--debug")
+
+
+def hoist_global_flags(args: list[str]) -> list[str]:
+    """Let ``--quiet``/``--debug`` appear anywhere (``audit profile DATA --quiet``), not only before the command."""
+    if "--" in args:
+        cut = args.index("--")
+        head, tail = args[:cut], args[cut:]
+    else:
+        head, tail = args, []
+    flags = [a for a in head if a in _GLOBAL_FLAGS]
+    return flags + [a for a in head if a not in _GLOBAL_FLAGS] + tail
 
 
 if __name__ == "__main__":  # pragma: no cover

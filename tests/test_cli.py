@@ -1,0 +1,81 @@
+"""CLI contract: every command exists, usage and input errors exit 2 with one line and no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from audit.cli import app
+
+runner = CliRunner()
+
+COMMANDS = ["demo", "run", "profile", "train", "metrics", "report", "check", "dashboard", "init-policy"]
+
+
+def test_help_lists_every_command():
+    out = runner.invoke(app, ["--help"])
+    assert out.exit_code == 0
+    for cmd in COMMANDS + ["fiftyone"]:
+        assert cmd in out.output
+    out = runner.invoke(app, ["fiftyone", "--help"])
+    assert out.exit_code == 0 and "export" in out.output
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_each_command_has_help(cmd):
+    out = runner.invoke(app, [cmd, "--help"])
+    assert out.exit_code == 0, out.output
+
+
+def test_version():
+    out = runner.invoke(app, ["--version"])
+    assert out.exit_code == 0 and "imgaudit" in out.output
+
+
+def _audit(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "audit", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_unknown_column_exits_2_one_line(demo_classify, tmp_path):
+    p = _audit("profile", str(demo_classify.table), "--label", "digt", "--out", str(tmp_path / "r"))
+    assert p.returncode == 2
+    assert "did you mean 'digit'" in p.stderr
+    assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_missing_data_exits_2(tmp_path):
+    p = _audit("profile", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "r"))
+    assert p.returncode == 2 and "does not exist" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_not_a_run_dir_exits_2(tmp_path):
+    for cmd in (["train"], ["metrics"], ["report"]):
+        p = _audit(*cmd, str(tmp_path))
+        assert p.returncode == 2, (cmd, p.stderr)
+        assert "run directory" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_bad_option_value_exits_2(tmp_path):
+    out = runner.invoke(app, ["train", str(tmp_path), "--protocol", "nope"])
+    assert out.exit_code == 2
+
+
+def test_debug_shows_traceback(tmp_path):
+    p = _audit("--debug", "profile", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "r"))
+    assert p.returncode != 0 and "Traceback" in p.stderr
+
+
+def test_empty_table_exits_2(tmp_path):
+    t = tmp_path / "m.csv"
+    t.write_text("path,label\n")
+    p = _audit("profile", str(t), "--out", str(tmp_path / "r"))
+    assert p.returncode == 2 and "empty" in p.stderr
+
+
+def test_profile_on_a_folder_writes_a_manifest(demo_classify, tmp_path):
+    p = _audit("profile", str(demo_classify.root / "images"), "--out", str(tmp_path / "r"), "--quiet")
+    assert (tmp_path / "r" / "manifest.parquet").exists(), p.stderr
+    assert (tmp_path / "r" / "run.json").exists()

@@ -1,0 +1,144 @@
+"""Run directory: atomic writes, run.json provenance and stage status, lock, findings merging."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from audit.errors import LockedError, RunDirError
+from audit.findings import Finding
+from audit.rundir import RunDir, atomic_write_json
+
+
+def test_create_writes_provenance(tmp_path):
+    run = RunDir.create(tmp_path / "r", command=["audit", "x"], config={"seed": 3})
+    info = run.info
+    assert info["tool"] == "imgaudit" and info["command"] == ["audit", "x"]
+    assert info["config"]["seed"] == 3
+    assert "numpy" in info["packages"] and "python" in info["packages"]
+
+
+def test_stage_records_status_timing_and_errors(tmp_path):
+    run = RunDir.create(tmp_path / "r")
+    with run.stage("profile") as st:
+        st["n"] = 5
+    s = run.info["stages"]["profile"]
+    assert s["status"] == "ok" and s["n"] == 5 and s["seconds"] >= 0
+    with pytest.raises(ValueError):
+        with run.stage("train"):
+            raise ValueError("boom")
+    s = run.info["stages"]["train"]
+    assert s["status"] == "failed" and "boom" in s["error"]
+    assert run.info["stages"]["profile"]["status"] == "ok"  # earlier stage untouched
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    p = tmp_path / "x.json"
+    atomic_write_json(p, {"a": 1})
+
+    def bad_replace(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", bad_replace)
+    with pytest.raises(RunDirError, match="No space left"):
+        atomic_write_json(p, {"a": 2})
+    assert json.loads(p.read_text()) == {"a": 1}
+    assert [f.name for f in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_nan_is_written_as_null(tmp_path):
+    run = RunDir.create(tmp_path / "r")
+    run.write_json("a.json", {"v": float("nan"), "w": [1.0, float("inf")]})
+    assert json.loads((tmp_path / "r" / "a.json").read_text()) == {"v": None, "w": [1.0, None]}
+
+
+def test_open_errors_are_clear(tmp_path):
+    with pytest.raises(RunDirError, match="does not exist"):
+        RunDir.open(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunDirError, match="not a run directory"):
+        RunDir.open(tmp_path / "empty")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "run.json").write_text("{not json")
+    with pytest.raises(RunDirError, match="damaged"):
+        RunDir.open(tmp_path / "bad").info
+
+
+def test_read_only_run_dir_is_a_clear_error(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root ignores file permissions")
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o500)
+    with pytest.raises(RunDirError, match="not writable"):
+        RunDir.create(d)
+
+
+def test_lock_refuses_a_second_process(tmp_path):
+    run = RunDir.create(tmp_path / "r").lock()
+    code = (
+        "import sys; from audit.rundir import RunDir; from audit.errors import LockedError\n"
+        f"try:\n    RunDir({str(run.path)!r}).lock()\nexcept LockedError as e:\n    print('LOCKED', e); sys.exit(3)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 3 and "in use by another audit process" in out.stdout
+    run.unlock()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0
+
+
+def test_lock_in_same_process_is_reentrant(tmp_path):
+    run = RunDir.create(tmp_path / "r")
+    run.lock()
+    run.lock()
+    other = RunDir(tmp_path / "r")
+    with pytest.raises(LockedError):
+        other.lock()
+    run.unlock()
+
+
+def test_findings_merge_per_stage_and_rank(tmp_path):
+    run = RunDir.create(tmp_path / "r")
+    run.set_findings("profile", [Finding(kind="class_imbalance", severity="info", title="a", score=1.0)])
+    run.set_findings(
+        "metrics",
+        [
+            Finding(kind="worst_group", severity="warning", title="b", score=0.1),
+            Finding(kind="generalization_gap", severity="critical", title="c", score=0.2),
+        ],
+    )
+    assert [f["title"] for f in run.findings()] == ["c", "b", "a"]
+    run.set_findings("metrics", [])
+    assert [f["title"] for f in run.findings()] == ["a"]
+
+
+def test_finding_validation():
+    with pytest.raises(ValueError, match="unknown finding kind"):
+        Finding(kind="nope", severity="info", title="x")
+    with pytest.raises(ValueError, match="severity"):
+        Finding(kind="class_imbalance", severity="bad", title="x")
+    a = Finding(kind="class_imbalance", severity="info", title="x", columns=["label"], groups=["9"])
+    b = Finding(kind="class_imbalance", severity="warning", title="y", columns=["label"], groups=["9"])
+    assert a.id == b.id  # stable ids for the same kind/columns/groups
+
+
+def test_tables_round_trip(tmp_path):
+    run = RunDir.create(tmp_path / "r")
+    df = pd.DataFrame({"a": [1, 2], "b": ["x", None]})
+    run.write_table("profile/t.parquet", df)
+    pd.testing.assert_frame_equal(run.read_table("profile/t.parquet"), df)
+    assert run.read_table("nope.parquet", required=False) is None
+    with pytest.raises(RunDirError, match="run the stage"):
+        run.read_table("nope.parquet")
+
+
+def test_out_path_that_is_a_file_is_a_clear_error(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(RunDirError, match="cannot create run directory"):
+        RunDir.create(f / "run")
