@@ -1,0 +1,318 @@
+"""Headline numbers of a run: the few facts a reader needs first.
+
+Shared by the static report, ``audit check`` summaries and the dashboard's overview page. Reads only the
+tables of the run directory (see docs/formats.md); every part is optional, so a profile-only run gives
+``None`` for the model fields and a run with a damaged table still gives the rest (the problem is listed
+under ``"problems"``).
+
+Example::
+
+    from audit.headline import headline
+    h = headline(RunDir.open("runs/demo/classify"))
+    h["worst_group"]   # {"metric": "accuracy", "by": "attr.background", "group": "warm", "value": 0.61, ...}
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from audit.errors import AuditError
+from audit.rundir import RunDir
+
+__all__ = ["headline", "primary_metric", "read_optional", "PRIMARY_METRICS", "SCOPE_PREFERENCE"]
+
+# The metric a headline talks about, by task, in order of preference (names compared case-insensitively).
+PRIMARY_METRICS: dict[str, tuple[str, ...]] = {
+    "classify": ("accuracy", "acc", "balanced_accuracy", "macro_f1"),
+    "segment": ("miou", "mean_iou", "iou", "pixel_acc", "dice"),
+}
+# Out-of-domain numbers are what the audit is about; fall back to pooled, then in-domain.
+SCOPE_PREFERENCE = ("ood", "all", "id")
+# Association statistics whose value is an effect size in [0, 1].
+_ASSOC_STATS = ("cramers_v",)
+
+
+def read_optional(run: RunDir, rel: str, problems: list[str] | None = None) -> pd.DataFrame | None:
+    """Read a table of the run, or ``None`` when it is absent or damaged (the reason goes to ``problems``)."""
+    try:
+        df = run.read_table(rel, required=False)
+    except AuditError as e:
+        if problems is not None:
+            problems.append(str(e))
+        return None
+    return df
+
+
+def primary_metric(metrics: pd.Series | list[str], task: str) -> str | None:
+    """The metric name (as spelled in the table) a headline should use for ``task``, or ``None``."""
+    names = [str(m) for m in pd.unique(pd.Series(list(metrics), dtype="object").dropna())]
+    lower = {m.lower(): m for m in names}
+    for cand in PRIMARY_METRICS.get(task, ()) + PRIMARY_METRICS["classify"] + PRIMARY_METRICS["segment"]:
+        if cand in lower:
+            return lower[cand]
+    return None
+
+
+def _num(v: Any) -> float | None:
+    """A plain float, or None for missing / NaN (JSON-safe)."""
+    if v is None or v is pd.NA:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) or math.isinf(f) else f
+
+
+def _int(v: Any) -> int | None:
+    f = _num(v)
+    return None if f is None else int(f)
+
+
+def _str(v: Any) -> str | None:
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return None
+    return str(v)
+
+
+def _prefer(df: pd.DataFrame, col: str, order: tuple[str, ...]) -> pd.DataFrame:
+    """Keep the rows of the most preferred value of ``col`` present (all rows if the column is absent)."""
+    if col not in df.columns or df.empty:
+        return df
+    present = set(df[col].dropna().astype(str))
+    for v in order:
+        if v in present:
+            return df[df[col].astype(str) == v]
+    return df
+
+
+def _worst_group(groups: pd.DataFrame, task: str) -> tuple[dict | None, dict | None, int]:
+    """(worst group, overall, number of groups with insufficient evidence) for the primary metric."""
+    if groups is None or groups.empty or "metric" not in groups.columns:
+        return None, None, 0
+    metric = primary_metric(groups["metric"], task)
+    if metric is None:
+        return None, None, 0
+    g = groups[groups["metric"].astype(str) == metric]
+    g = _prefer(g, "fold", ("all",))
+    g = _prefer(g, "scope", SCOPE_PREFERENCE)
+    status = g["status"].astype(str) if "status" in g.columns else pd.Series("ok", index=g.index)
+    n_insufficient = int((status == "insufficient_evidence").sum())
+    by = g["by"].astype(str) if "by" in g.columns else pd.Series("overall", index=g.index)
+    overall_rows = g[by == "overall"]
+    cand = g[(by != "overall") & (status == "ok")]
+    cand = cand[pd.to_numeric(cand["value"], errors="coerce").notna()]
+
+    def row_dict(r: pd.Series) -> dict:
+        return {
+            "metric": metric,
+            "model": _str(r.get("model")),
+            "protocol": _str(r.get("protocol")),
+            "scope": _str(r.get("scope")),
+            "by": _str(r.get("by")),
+            "group": _str(r.get("group")),
+            "value": _num(r.get("value")),
+            "ci_low": _num(r.get("ci_low")),
+            "ci_high": _num(r.get("ci_high")),
+            "n": _int(r.get("n")),
+        }
+
+    worst = None
+    if not cand.empty:
+        c = cand.assign(_v=pd.to_numeric(cand["value"], errors="coerce"), _n=pd.to_numeric(cand.get("n"), errors="coerce"))
+        # lowest value; among ties the larger group (more evidence), then a stable order
+        c = c.sort_values(["_v", "_n", "by", "group"], ascending=[True, False, True, True], kind="mergesort")
+        worst = row_dict(c.iloc[0])
+    overall = None
+    if not overall_rows.empty:
+        o = overall_rows.assign(_v=pd.to_numeric(overall_rows["value"], errors="coerce")).sort_values("_v", kind="mergesort")
+        overall = row_dict(o.iloc[0])
+    return worst, overall, n_insufficient
+
+
+def _largest_gap(gen: pd.DataFrame | None, task: str) -> dict | None:
+    if gen is None or gen.empty or "gap" not in gen.columns:
+        return None
+    g = gen
+    if "metric" in g.columns:
+        metric = primary_metric(g["metric"], task)
+        if metric is not None:
+            g = g[g["metric"].astype(str) == metric]
+    g = g.assign(_gap=pd.to_numeric(g["gap"], errors="coerce")).dropna(subset=["_gap"])
+    if g.empty:
+        return None
+    r = g.sort_values("_gap", ascending=False, kind="mergesort").iloc[0]
+    return {
+        "metric": _str(r.get("metric")),
+        "model": _str(r.get("model")),
+        "protocol": _str(r.get("protocol")),
+        "fold": _str(r.get("fold")),
+        "train_domains": _str(r.get("train_domains")),
+        "test_domain": _str(r.get("test_domain")),
+        "in_domain": _num(r.get("in_domain")),
+        "out_domain": _num(r.get("out_domain")),
+        "gap": _num(r.get("gap")),
+        "ci_low": _num(r.get("gap_ci_low")),
+        "ci_high": _num(r.get("gap_ci_high")),
+        "n_in": _int(r.get("n_in")),
+        "n_out": _int(r.get("n_out")),
+    }
+
+
+def _largest_fairness(fair: pd.DataFrame | None) -> dict | None:
+    """The largest difference-type fairness gap (dp_diff, eo_diff, eop_diff)."""
+    if fair is None or fair.empty or "metric" not in fair.columns:
+        return None
+    f = fair[fair["metric"].astype(str).str.endswith("_diff")]
+    f = f.assign(_v=pd.to_numeric(f["value"], errors="coerce")).dropna(subset=["_v"])
+    if f.empty:
+        return None
+    r = f.sort_values("_v", ascending=False, kind="mergesort").iloc[0]
+    return {
+        "metric": _str(r.get("metric")),
+        "model": _str(r.get("model")),
+        "attribute": _str(r.get("attribute")),
+        "class": _str(r.get("class")),
+        "value": _num(r.get("value")),
+        "ci_low": _num(r.get("ci_low")),
+        "ci_high": _num(r.get("ci_high")),
+        "n": _int(r.get("n")),
+    }
+
+
+def _biggest_association(assoc: pd.DataFrame | None) -> dict | None:
+    if assoc is None or assoc.empty or "value" not in assoc.columns:
+        return None
+    a = assoc
+    if "stat" in a.columns:
+        a = a[a["stat"].astype(str).isin(_ASSOC_STATS)] if a["stat"].astype(str).isin(_ASSOC_STATS).any() else a
+    a = a.assign(_v=pd.to_numeric(a["value"], errors="coerce")).dropna(subset=["_v"])
+    if a.empty:
+        return None
+    # whole-dataset rows first: a within-domain association is a detail of the dataset-wide one
+    if "within" in a.columns and a["within"].isna().any():
+        a = a[a["within"].isna()]
+    r = a.sort_values("_v", ascending=False, kind="mergesort").iloc[0]
+    return {
+        "a": _str(r.get("a")),
+        "b": _str(r.get("b")),
+        "within": _str(r.get("within")),
+        "stat": _str(r.get("stat")),
+        "value": _num(r.get("value")),
+        "ci_low": _num(r.get("ci_low")),
+        "ci_high": _num(r.get("ci_high")),
+        "q": _num(r.get("q")),
+        "n": _int(r.get("n")),
+    }
+
+
+def _models(pred_models: list[str], *tables: pd.DataFrame | None) -> list[str]:
+    out = set(pred_models)
+    for t in tables:
+        if t is not None and "model" in t.columns:
+            out.update(str(m) for m in t["model"].dropna().unique())
+    return sorted(out)
+
+
+def headline(run: RunDir) -> dict:
+    """The headline numbers of a run.
+
+    Parameters
+    ----------
+    run
+        An open run directory.
+
+    Returns
+    -------
+    dict
+        JSON-safe (NaN -> None) dict with keys ``run``, ``task``, ``n``, ``domains``, ``n_domains``, ``classes``,
+        ``n_classes``, ``attributes``, ``models``, ``metric``, ``overall``, ``worst_group``,
+        ``n_insufficient_groups``, ``largest_gap``, ``largest_fairness_gap``, ``biggest_association``,
+        ``n_unreadable``, ``findings`` (counts by severity + ``total``), ``stages`` (name -> status) and
+        ``problems`` (tables that could not be read). Model fields are ``None`` (or empty) for a
+        profile-only run. Worst group and overall prefer pooled folds (``fold == "all"``) and
+        out-of-domain scope; only groups with status ``ok`` (n >= min_n) compete for the worst group.
+    """
+    problems: list[str] = []
+    try:
+        info = run.info
+    except AuditError as e:
+        problems.append(str(e))
+        info = {}
+    ds = info.get("dataset", {}) or {}
+    task = ds.get("task") or "classify"
+    try:
+        manifest = run.manifest()
+    except AuditError as e:
+        problems.append(str(e))
+        manifest = None
+    domains: list[str] = []
+    attributes: list[str] = list(ds.get("roles", {}).get("attrs", []) or [])
+    n = ds.get("n")
+    if manifest is not None:
+        n = int(len(manifest))
+        if "domain" in manifest.columns:
+            domains = sorted(str(d) for d in manifest["domain"].dropna().unique())
+        attributes = [str(c) for c in manifest.columns if str(c).startswith("attr.")]
+    classes = [str(c) for c in ds.get("classes", []) or []]
+
+    images = read_optional(run, "profile/images.parquet", problems)
+    n_unreadable = None
+    if images is not None and "readable" in images.columns:
+        n_unreadable = int((~images["readable"].fillna(False).astype(bool)).sum())
+
+    pred_models: list[str] = []
+    if run.has("predictions.parquet"):
+        try:
+            pm = run.read_table("predictions.parquet", columns=["model"])
+            pred_models = sorted(str(m) for m in pm["model"].dropna().unique())
+        except AuditError as e:
+            problems.append(str(e))
+        except Exception:  # a predictions file without a model column: not worth failing the headline
+            pass
+    groups = read_optional(run, "metrics/groups.parquet", problems)
+    gen = read_optional(run, "metrics/generalization.parquet", problems)
+    fair = read_optional(run, "metrics/fairness.parquet", problems)
+    assoc = read_optional(run, "profile/associations.parquet", problems)
+
+    worst, overall, n_insuff = _worst_group(groups, task)
+    metric = (worst or overall or {}).get("metric")
+
+    try:
+        findings = run.findings()
+    except AuditError as e:
+        problems.append(str(e))
+        findings = []
+    counts = {"critical": 0, "warning": 0, "info": 0}
+    for f in findings:
+        sev = f.get("severity")
+        if sev in counts:
+            counts[sev] += 1
+    counts["total"] = len(findings)
+
+    stages = {str(k): (v or {}).get("status") for k, v in (info.get("stages", {}) or {}).items()}
+    return {
+        "run": str(run.path),
+        "task": task,
+        "n": n,
+        "domains": domains,
+        "n_domains": len(domains),
+        "classes": classes,
+        "n_classes": len(classes),
+        "attributes": attributes,
+        "models": _models(pred_models, groups, gen, fair),
+        "metric": metric,
+        "overall": overall,
+        "worst_group": worst,
+        "n_insufficient_groups": n_insuff if groups is not None else None,
+        "largest_gap": _largest_gap(gen, task),
+        "largest_fairness_gap": _largest_fairness(fair),
+        "biggest_association": _biggest_association(assoc),
+        "n_unreadable": n_unreadable,
+        "findings": counts,
+        "stages": stages,
+        "problems": problems,
+    }
