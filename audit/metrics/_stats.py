@@ -1,0 +1,324 @@
+"""Functional core: per-row sufficient statistics ("blocks") and metrics computed from their sums.
+
+Every metric is ``compute(S)`` over summed statistics ``S`` of shape ``(..., width)``, so the same code gives the
+point estimate (sums over a group's rows), every bootstrap resample (sums over resampled clusters, a leading
+batch axis) and distributed merges (sums of sums). Nothing here knows about groups or resampling.
+
+Blocks (statistics summed per row):
+
+===========  ==========================  ==========================================================
+block        width                       per-row statistics
+===========  ==========================  ==========================================================
+correct      2                           [y_pred == y_true, 1]
+confusion    K*K                         one-hot of (true, pred)
+topk         2                           [true class among the k most probable, 1]
+calib        3 * bins                    one-hot bin of the top-label confidence x [1, confidence, correct]
+brier        2                           [sum_k (p_k - onehot_k)^2 (halved for 2 classes, as sklearn), 1]
+nll          2                           [-log p_true, 1]
+seg_iu       2C + 3                      [inter_c..., union_c..., correct pixels, pixels, 1]
+seg_img      3                           [per-image mean Dice, per-image mean IoU, 1]
+===========  ==========================  ==========================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Data", "MetricSpec", "BLOCKS", "build_metric_specs", "block_entries", "DEFAULT_BINS"]
+
+DEFAULT_BINS = 15
+
+
+@dataclass
+class Data:
+    """Validated inputs as integer codes and arrays (see :func:`audit.metrics.group_report`)."""
+
+    n: int
+    classes: list[str] = field(default_factory=list)
+    y_true: np.ndarray | None = None  # int codes into classes
+    y_pred: np.ndarray | None = None
+    y_prob: np.ndarray | None = None  # n x K, columns in classes order
+    inter: np.ndarray | None = None  # n x C pixel counts (segmentation)
+    union: np.ndarray | None = None
+    pred_px: np.ndarray | None = None
+    true_px: np.ndarray | None = None
+    seg_classes: list[str] = field(default_factory=list)
+    top_k: int = 3
+    n_bins: int = DEFAULT_BINS
+    bin_strategy: str = "quantile"  # quantile (adaptive, equal mass) | uniform (equal width)
+    _edges: np.ndarray | None = None
+
+    @property
+    def K(self) -> int:
+        return len(self.classes)
+
+    @property
+    def C(self) -> int:
+        return len(self.seg_classes)
+
+    # ------------------------------------------------------------------ derived per-row quantities
+    def confidence(self) -> tuple[np.ndarray, np.ndarray]:
+        """Top-label confidence and whether the top label is right."""
+        p = self.y_prob
+        top = np.argmax(p, axis=1)
+        return p[np.arange(self.n), top], (top == self.y_true).astype(float)
+
+    def bin_edges(self) -> np.ndarray:
+        """Calibration bin edges, fixed from the whole input (so every group and resample shares them)."""
+        if self._edges is None:
+            conf, _ = self.confidence()
+            if self.bin_strategy == "uniform":
+                self._edges = np.linspace(0.0, 1.0, self.n_bins + 1)
+            else:
+                self._edges = np.unique(np.quantile(conf, np.linspace(0, 1, self.n_bins + 1))) if len(conf) else np.array([0.0, 1.0])
+        return self._edges
+
+    def n_calib_bins(self) -> int:
+        e = self.bin_edges()
+        # uniform: torchmetrics' bucketize puts confidence == 1.0 in a bin of its own (index n_bins)
+        return len(e) if self.bin_strategy == "uniform" else max(1, len(e) - 1)
+
+    def calib_bin(self) -> np.ndarray:
+        conf, _ = self.confidence()
+        e = self.bin_edges()
+        if self.bin_strategy == "uniform":
+            return np.clip(np.searchsorted(e, conf, side="right") - 1, 0, len(e) - 1)
+        return np.searchsorted(e[1:-1], conf, side="right")
+
+
+# ---------------------------------------------------------------------------------------------- blocks
+def _w_correct(d: Data) -> int:
+    return 2
+
+
+def _w_confusion(d: Data) -> int:
+    return d.K * d.K
+
+
+def _w_calib(d: Data) -> int:
+    return 3 * d.n_calib_bins()
+
+
+def _w_seg_iu(d: Data) -> int:
+    return 2 * d.C + 3
+
+
+BLOCKS: dict[str, tuple[Callable[[Data], int], bool]] = {
+    # name: (width, discrete statistics?) - discrete blocks collapse to few cluster types in the bootstrap
+    "correct": (_w_correct, True),
+    "confusion": (_w_confusion, True),
+    "topk": (_w_correct, True),
+    "calib": (_w_calib, False),
+    "brier": (_w_correct, False),
+    "nll": (_w_correct, False),
+    "seg_iu": (_w_seg_iu, False),
+    "seg_img": (lambda d: 3, False),
+}
+
+
+def block_width(name: str, d: Data) -> int:
+    return BLOCKS[name][0](d)
+
+
+def block_entries(name: str, d: Data) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per-row ``(column, value)`` pairs of a block (see the module docstring)."""
+    n = d.n
+    one = np.ones(n)
+    zero = np.zeros(n, dtype=np.int64)
+    if name == "correct":
+        return [(zero, (d.y_true == d.y_pred).astype(float)), (zero + 1, one)]
+    if name == "confusion":
+        return [(d.y_true.astype(np.int64) * d.K + d.y_pred, one)]
+    if name == "topk":
+        p = d.y_prob
+        pt = p[np.arange(n), d.y_true]
+        better = (p > pt[:, None]).sum(axis=1)
+        return [(zero, (better < d.top_k).astype(float)), (zero + 1, one)]
+    if name == "calib":
+        conf, correct = d.confidence()
+        b = d.calib_bin().astype(np.int64)
+        return [(3 * b, one), (3 * b + 1, conf), (3 * b + 2, correct)]
+    if name == "brier":
+        onehot = np.zeros_like(d.y_prob)
+        onehot[np.arange(n), d.y_true] = 1.0
+        per = ((d.y_prob - onehot) ** 2).sum(axis=1)
+        if d.K == 2:
+            per = per / 2  # sklearn's scale_by_half="auto": the binary Brier score
+        return [(zero, per), (zero + 1, one)]
+    if name == "nll":
+        eps = np.finfo(d.y_prob.dtype).eps
+        pt = np.clip(d.y_prob[np.arange(n), d.y_true], eps, 1 - eps)
+        return [(zero, -np.log(pt)), (zero + 1, one)]
+    if name == "seg_iu":
+        c = d.C
+        out = []
+        for k in range(c):
+            out.append((zero + k, d.inter[:, k].astype(float)))
+            out.append((zero + c + k, d.union[:, k].astype(float)))
+        out.append((zero + 2 * c, d.inter.sum(axis=1).astype(float)))
+        out.append((zero + 2 * c + 1, d.true_px.sum(axis=1).astype(float)))
+        out.append((zero + 2 * c + 2, one))
+        return out
+    if name == "seg_img":
+        dice, iou = per_image_scores(d.inter, d.union, d.pred_px, d.true_px)
+        defined = np.isfinite(dice)  # an image without any pixel has no score: it does not count
+        return [(zero, np.nan_to_num(dice)), (zero + 1, np.nan_to_num(iou)), (zero + 2, defined.astype(float))]
+    raise KeyError(name)
+
+
+def per_image_scores(inter, union, pred_px, true_px) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image mean Dice and IoU over the classes present in the image (in the truth or the prediction).
+
+    An image where no class is present at all (no pixels) scores NaN.
+    """
+    inter = np.asarray(inter, dtype=float)
+    union = np.asarray(union, dtype=float)
+    denom = np.asarray(pred_px, dtype=float) + np.asarray(true_px, dtype=float)
+    present = union > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dice_c = np.where(present, 2 * inter / np.where(denom > 0, denom, 1), 0.0)
+        iou_c = np.where(present, inter / np.where(present, union, 1), 0.0)
+        k = present.sum(axis=1)
+        dice = np.where(k > 0, dice_c.sum(axis=1) / np.maximum(k, 1), np.nan)
+        iou = np.where(k > 0, iou_c.sum(axis=1) / np.maximum(k, 1), np.nan)
+    return dice, iou
+
+
+# ---------------------------------------------------------------------------------------------- metric computations
+def _div(a, b):
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(b > 0, a / np.where(b > 0, b, 1), np.nan)
+
+
+def _nanmean_where(x, mask, axis=-1):
+    k = mask.sum(axis=axis)
+    s = np.where(mask, x, 0.0).sum(axis=axis)
+    return _div(s, k)
+
+
+def _conf(S, K):
+    return S.reshape(S.shape[:-1] + (K, K))
+
+
+def balanced_accuracy_from_confusion(C: np.ndarray) -> np.ndarray:
+    """Mean recall over the classes present in the truth (as sklearn)."""
+    diag = np.diagonal(C, axis1=-2, axis2=-1)
+    support = C.sum(axis=-1)
+    return _nanmean_where(_div(diag, support), support > 0)
+
+
+def macro_f1_from_confusion(C: np.ndarray) -> np.ndarray:
+    """Mean F1 over the classes present in the truth or the predictions (as sklearn's average='macro')."""
+    tp = np.diagonal(C, axis1=-2, axis2=-1)
+    support = C.sum(axis=-1)
+    predicted = C.sum(axis=-2)
+    denom = support + predicted  # 2tp + fp + fn
+    f1 = _div(2 * tp, denom)
+    return _nanmean_where(np.nan_to_num(f1), denom > 0)
+
+
+def ece_from_bins(S: np.ndarray) -> np.ndarray:
+    B = S.reshape(S.shape[:-1] + (-1, 3))
+    count = B[..., 0].sum(axis=-1)
+    return _div(np.abs(B[..., 2] - B[..., 1]).sum(axis=-1), count)
+
+
+def miou_from_counts(S: np.ndarray, C: int) -> np.ndarray:
+    inter = S[..., :C]
+    union = S[..., C : 2 * C]
+    return _nanmean_where(_div(inter, union), union > 0)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric: which block it reads and how it turns summed statistics into a value.
+
+    ``compute(S)`` and ``count(S)`` map ``(..., width)`` sums to ``(...)``; ``proportion(S)`` (optional) gives
+    ``(successes, trials)`` so a Wilson interval applies; ``higher_is_better`` orients worst/best.
+    """
+
+    name: str
+    block: str
+    compute: Callable[[np.ndarray], np.ndarray]
+    count: Callable[[np.ndarray], np.ndarray]
+    proportion: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
+    higher_is_better: bool = True
+    description: str = ""
+
+
+CLASSIFY_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "recall", "top_k", "ece", "brier", "nll", "selection_rate")
+SEGMENT_METRICS = ("miou", "iou", "dice", "iou_image", "pixel_accuracy")
+ALL_METRICS = CLASSIFY_METRICS + SEGMENT_METRICS
+NEEDS_PROBS = frozenset({"top_k", "ece", "brier", "nll"})
+
+
+def build_metric_specs(names: list[str], d: Data, *, pos_label: int | None = None) -> list[MetricSpec]:
+    """Expand metric names (``recall`` -> one per class, ``iou`` -> one per segmentation class) into specs."""
+    K, C = d.K, d.C
+    specs: list[MetricSpec] = []
+    for name in names:
+        if name == "accuracy":
+            specs.append(MetricSpec("accuracy", "correct", lambda S: _div(S[..., 0], S[..., 1]), lambda S: S[..., 1],
+                                    lambda S: (S[..., 0], S[..., 1]), description="share of correct predictions"))
+        elif name == "balanced_accuracy":
+            specs.append(MetricSpec("balanced_accuracy", "confusion", lambda S: balanced_accuracy_from_confusion(_conf(S, K)),
+                                    lambda S: S.sum(axis=-1), description="mean per-class recall"))
+        elif name == "macro_f1":
+            specs.append(MetricSpec("macro_f1", "confusion", lambda S: macro_f1_from_confusion(_conf(S, K)),
+                                    lambda S: S.sum(axis=-1), description="unweighted mean F1 over classes"))
+        elif name == "recall":
+            for k, cname in enumerate(d.classes):
+                def rc(S, k=k):
+                    C_ = _conf(S, K)
+                    return C_[..., k, k], C_[..., k, :].sum(axis=-1)
+
+                specs.append(MetricSpec(f"recall.{cname}", "confusion", lambda S, rc=rc: _div(*rc(S)),
+                                        lambda S, rc=rc: rc(S)[1], rc, description=f"recall of class {cname}"))
+        elif name == "selection_rate":
+            k = (K - 1) if pos_label is None else pos_label
+
+            def sr(S, k=k):
+                C_ = _conf(S, K)
+                return C_[..., :, k].sum(axis=-1), C_.sum(axis=(-2, -1))
+
+            specs.append(MetricSpec("selection_rate", "confusion", lambda S, sr=sr: _div(*sr(S)), lambda S, sr=sr: sr(S)[1],
+                                    sr, description=f"share predicted {d.classes[k] if d.classes else k}"))
+        elif name == "top_k":
+            specs.append(MetricSpec(f"top{d.top_k}_accuracy", "topk", lambda S: _div(S[..., 0], S[..., 1]), lambda S: S[..., 1],
+                                    lambda S: (S[..., 0], S[..., 1]), description=f"true class among the {d.top_k} most probable"))
+        elif name == "ece":
+            specs.append(MetricSpec("ece", "calib", ece_from_bins, lambda S: S.reshape(S.shape[:-1] + (-1, 3))[..., 0].sum(axis=-1),
+                                    higher_is_better=False, description="expected calibration error (top label)"))
+        elif name == "brier":
+            specs.append(MetricSpec("brier", "brier", lambda S: _div(S[..., 0], S[..., 1]), lambda S: S[..., 1],
+                                    higher_is_better=False, description="Brier score"))
+        elif name == "nll":
+            specs.append(MetricSpec("nll", "nll", lambda S: _div(S[..., 0], S[..., 1]), lambda S: S[..., 1],
+                                    higher_is_better=False, description="negative log-likelihood"))
+        elif name == "miou":
+            specs.append(MetricSpec("miou", "seg_iu", lambda S: miou_from_counts(S, C), lambda S: S[..., 2 * C + 2],
+                                    description="mean IoU over classes, from pixel counts summed over images"))
+        elif name == "iou":
+            for k, cname in enumerate(d.seg_classes):
+                specs.append(MetricSpec(f"iou.{cname}", "seg_iu", lambda S, k=k: _div(S[..., k], S[..., C + k]),
+                                        lambda S: S[..., 2 * C + 2],
+                                        description=f"IoU of class {cname} from summed pixel counts"))
+        elif name == "pixel_accuracy":
+            specs.append(MetricSpec("pixel_accuracy", "seg_iu", lambda S: _div(S[..., 2 * C], S[..., 2 * C + 1]),
+                                    lambda S: S[..., 2 * C + 2],
+                                    description="share of correctly labelled pixels"))
+        elif name == "dice":
+            specs.append(MetricSpec("dice", "seg_img", lambda S: _div(S[..., 0], S[..., 2]), lambda S: S[..., 2],
+                                    description="mean per-image Dice"))
+        elif name == "iou_image":
+            specs.append(MetricSpec("iou_image", "seg_img", lambda S: _div(S[..., 1], S[..., 2]), lambda S: S[..., 2],
+                                    description="mean per-image IoU"))
+        else:  # validated by the caller
+            raise KeyError(name)
+    return specs
+
