@@ -1,0 +1,85 @@
+"""Compare runs: the headline and per-group numbers of two run directories, B - A with intervals."""
+
+import altair as alt
+import dashlib as dl
+import streamlit as st
+
+from audit import views
+from audit.rundir import RunDir
+
+run = dl.current_run()
+st.title("Compare runs")
+
+with dl.guard():
+    runs, _ = dl.runs_and_default()
+    if len(runs) < 2:
+        st.info(
+            "Only one run directory is available. Start the dashboard on a folder holding several runs "
+            "(`audit dashboard runs/`) or put runs next to each other to compare them."
+        )
+        st.stop()
+    c = st.columns(2)
+    others = [r for r in runs if r != str(run.path)]
+    with c[0]:
+        a_path = dl.select("Run A (baseline)", runs, key="cmp_a", prefer=[others[0]])
+    with c[1]:
+        b_path = dl.select("Run B", runs, key="cmp_b", prefer=[str(run.path)])
+    ra, rb = RunDir.open(a_path), RunDir.open(b_path)
+    if a_path == b_path:
+        st.warning("Run A and run B are the same directory.")
+
+    st.subheader("Headline")
+    ha, hb = dl.overview(ra), dl.overview(rb)
+    table = views.compare_headline(ha, hb)
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={k: st.column_config.NumberColumn(format="%.4g") for k in ("A", "B", "delta")})
+    if ha.get("metric") and hb.get("metric") and ha.get("metric") != hb.get("metric"):
+        st.warning("The two runs report different primary metrics; their headline numbers are not comparable.")
+
+    ga, gb = dl.table(ra, "metrics/groups.parquet"), dl.table(rb, "metrics/groups.parquet")
+    if ga is None or gb is None or ga.empty or gb.empty:
+        st.info("Per-group comparison needs model metrics in both runs (`audit train` + `audit metrics`).")
+        st.stop()
+    st.subheader("Per-group numbers")
+    common_metrics = [m for m in views.options(ga, "metric") if m in set(views.options(gb, "metric"))]
+    common_by = [b for b in views.options(ga, "by", first=["overall"]) if b in set(views.options(gb, "by"))]
+    if not common_metrics or not common_by:
+        st.info("The two runs share no metric or grouping.")
+        st.stop()
+    c = st.columns(2)
+    with c[0]:
+        metric = dl.select("Metric", common_metrics, key="cmp_metric", prefer=["accuracy", "miou"])
+    with c[1]:
+        by = dl.select("Grouping", common_by, key="cmp_by", prefer=["domain", "overall"])
+    d = views.compare_groups(ga, gb, metric=metric, by=by)
+    for col, pref in (("fold", "all"), ("scope", "ood")):
+        if col in d.columns and (d[col] == pref).any():
+            d = d[d[col] == pref]
+    if d.empty:
+        st.info("No matching rows.")
+        st.stop()
+    d = d.copy()
+    key_cols = [k for k in ("model", "protocol", "group") if k in d.columns and d[k].nunique(dropna=False) > 1 or k == "group"]
+    d["label"] = d[key_cols].astype(str).agg(" · ".join, axis=1)
+    d["ci"] = [dl.fmt_ci(lo, hi) for lo, hi in zip(d["delta_ci_low"], d["delta_ci_high"], strict=True)]
+    order = d["label"].tolist()
+    base = alt.Chart(d).encode(y=alt.Y("label:N", sort=order, title=None, axis=alt.Axis(labelLimit=320)))
+    pts = base.mark_point(filled=True, size=70).encode(
+        x=alt.X("delta:Q", title=f"B - A ({metric}; 95% interval)"),
+        color=alt.Color("change:N", scale=alt.Scale(domain=["better", "worse", "unclear", "n/a"], range=["#2b8a3e", "#c92a2a", "#868e96", "#dee2e6"]),
+                        legend=alt.Legend(orient="bottom")),
+        tooltip=["label:N", alt.Tooltip("value_a:Q", format=".3f", title="A"), alt.Tooltip("value_b:Q", format=".3f", title="B"),
+                 alt.Tooltip("delta:Q", format=".3f"), alt.Tooltip("ci:N", title="95% interval"), "change:N", "present:N"],
+    )
+    err = base.mark_errorbar(ticks=True).encode(x="delta_ci_low:Q", x2="delta_ci_high:Q")
+    zero = alt.Chart(d.head(1)).mark_rule(color="#555").encode(x=alt.datum(0))
+    st.altair_chart((zero + err + pts).properties(height=max(100, 24 * len(d))), width="stretch")
+    st.caption(
+        "Interval of the difference combines each run's own 95% interval (MOVER); it assumes independent runs and is "
+        "conservative (wider) when both runs evaluate the same samples. Green/red: the interval excludes 0."
+    )
+    show = [c for c in ("model", "protocol", "fold", "scope", "group", "value_a", "ci_low_a", "ci_high_a", "n_a", "value_b",
+                        "ci_low_b", "ci_high_b", "n_b", "delta", "delta_ci_low", "delta_ci_high", "change", "present") if c in d.columns]
+    st.dataframe(d[show], hide_index=True, width="stretch",
+                 column_config={k: st.column_config.NumberColumn(format="%.4f") for k in show if k.startswith(("value", "ci_", "delta"))})
+    dl.download(d[show], "compare.csv", key="dl_cmp")

@@ -1,0 +1,98 @@
+"""Failure gallery: misclassified samples by group and class; segmentation overlays with per-image IoU.
+
+Only the sampled rows' images are loaded (a seeded sample of at most a few dozen), whatever the run's size.
+"""
+
+import dashlib as dl
+import streamlit as st
+
+from audit import views
+
+run = dl.current_run()
+st.title("Failure gallery")
+st.caption(dl.esc(run.path))
+
+with dl.guard():
+    if not run.has("predictions.parquet"):
+        dl.no_model(run)
+        st.stop()
+    keys = dl.table(run, "predictions.parquet", columns=["model", "protocol", "fold", "role"])
+    seg = run.task == "segment"
+
+    c = st.columns(4)
+    with c[0]:
+        model = dl.select("Model", views.options(keys, "model"), key="gl_model")
+    k = keys[keys["model"].astype(str) == model] if model else keys
+    with c[1]:
+        protocol = dl.select("Protocol", views.options(k, "protocol"), key="gl_protocol", prefer=["lodo"])
+    k = k[k["protocol"].astype(str) == protocol] if protocol else k
+    with c[2]:
+        fold = dl.select("Fold", ["(all folds)", *views.options(k, "fold")], key="gl_fold")
+    with c[3]:
+        role = dl.select("Role", views.options(k, "role", first=["test"]), key="gl_role", prefer=["test"])
+
+    f = st.columns(4)
+    group_cols = dl.manifest_group_columns(run)
+    with f[0]:
+        gcol = dl.select("Filter by", ["(none)", *group_cols], key="gl_gcol", prefer=["(none)"])
+    gval = None
+    if gcol and gcol != "(none)":
+        vals = views.options(dl.manifest_columns(run, [gcol]), gcol)[:500]
+        with f[1]:
+            gval = dl.select("equal to", vals, key=f"gl_gval_{gcol}")
+    true_class = None
+    if not seg:
+        with f[2]:
+            classes = ["(any)", *map(str, run.classes())]
+            tc = dl.select("True class", classes, key="gl_class")
+            true_class = None if tc == "(any)" else tc
+    with f[3]:
+        order = dl.select("Order", ["worst first", "random (seeded)"], key="gl_order")
+    n_show = st.slider("Samples to show", 6, 60, 24 if not seg else 12, step=6, key="gl_n")
+    kw = dict(model=model, protocol=protocol, fold=None if fold == "(all folds)" else fold, role=role,
+              group_col=None if gcol == "(none)" else gcol, group_value=gval, n=n_show, seed=0)
+
+    if not seg:
+        sample, total = dl.cached(views.failure_sample, run, true_class=true_class,
+                                  order="confident" if order == "worst first" else "random", **kw)
+        st.caption(f"{total:,} misclassified samples in this selection; showing {len(sample)} "
+                   f"({'most confidently wrong first' if order == 'worst first' else 'a seeded random sample'}).")
+        if sample.empty:
+            st.success("No misclassified samples in this selection.")
+        per_row = 6
+        for start in range(0, len(sample), per_row):
+            cols = st.columns(per_row)
+            for col, (_, r) in zip(cols, sample.iloc[start:start + per_row].iterrows(), strict=False):
+                with col:
+                    dl.image_or_note(run, r.get("filepath"), size=128)
+                    st.caption(
+                        f"true **{dl.esc(r['y_true'])}** → pred **{dl.esc(r['y_pred'])}** "
+                        f"({dl.fmt(r.get('confidence'), 2)})  \n{dl.esc(r.get('test_domain', ''))} · {dl.esc(r['sample_id'])}"
+                    )
+    else:
+        sample, total = dl.cached(views.segmentation_sample, run,
+                                  order="worst" if order == "worst first" else "random", **kw)
+        st.caption(f"{total:,} images in this selection; showing {len(sample)} "
+                   f"({'lowest per-image IoU first' if order == 'worst first' else 'a seeded random sample'}). "
+                   "Per-image IoU: mean over the classes present of the stored intersection / union pixel counts.")
+        names = run.classes()
+        if names:
+            st.caption("Mask colours: " + ", ".join(
+                f"{dl.esc(n)} = rgb{tuple(int(x) for x in views.SEG_PALETTE[i % len(views.SEG_PALETTE)])}" for i, n in enumerate(names)
+            ))
+        for _, r in sample.iterrows():
+            with st.container(border=True):
+                cols = st.columns([1, 1, 1, 2])
+                with cols[0]:
+                    st.caption("image")
+                    dl.image_or_note(run, r.get("filepath"), size=128)
+                with cols[1]:
+                    st.caption("truth")
+                    dl.image_or_note(run, r.get("mask"), size=128, mask=True)
+                with cols[2]:
+                    st.caption("prediction")
+                    dl.image_or_note(run, r.get("pred_mask"), size=128, mask=True, under_run=True)
+                cols[3].markdown(
+                    f"**IoU {dl.fmt(r.get('iou'), 3)}** · pixel accuracy {dl.fmt(r.get('pixel_acc'), 3)}  \n"
+                    f"{dl.esc(r['sample_id'])}  \ndomain {dl.esc(r.get('test_domain', ''))} · fold {dl.esc(r.get('fold', ''))}"
+                )

@@ -1,0 +1,77 @@
+"""Generalization: in-domain vs out-of-domain per held-out domain with intervals; the transfer matrix."""
+
+import altair as alt
+import dashlib as dl
+import streamlit as st
+
+from audit import views
+
+run = dl.current_run()
+st.title("Generalization")
+st.caption(dl.esc(run.path))
+
+with dl.guard():
+    gen = dl.table(run, "metrics/generalization.parquet")
+    transfer = dl.table(run, "metrics/transfer.parquet")
+    if (gen is None or gen.empty) and (transfer is None or transfer.empty):
+        if dl.views.has_model(run):
+            st.info(
+                "No generalization table: the model was not trained with held-out domains. "
+                f"Train with `audit train {run.path} --protocol lodo` (needs a domain column) and re-run `audit metrics`."
+            )
+        else:
+            dl.no_model(run)
+        st.stop()
+
+    if gen is not None and not gen.empty:
+        st.subheader("In-domain vs out-of-domain")
+        c = st.columns(3)
+        with c[0]:
+            model = dl.select("Model", views.options(gen, "model"), key="gn_model")
+        with c[1]:
+            protocol = dl.select("Protocol", views.options(gen, "protocol"), key="gn_protocol", prefer=["lodo"])
+        with c[2]:
+            metric = dl.select("Metric", views.options(gen, "metric"), key="gn_metric", prefer=["accuracy", "miou"])
+        rows, long = views.generalization_rows(gen, model=model, protocol=protocol, metric=metric)
+        if long.empty:
+            st.info("No rows for this selection.")
+        else:
+            long["ci"] = [dl.fmt_ci(lo, hi) for lo, hi in zip(long["ci_low"], long["ci_high"], strict=True)]
+            order = rows["test_domain"].astype(str).drop_duplicates().tolist()
+            y = alt.Y("test_domain:N", sort=order, title="held-out domain", axis=alt.Axis(labelLimit=240))
+            base = alt.Chart(long).encode(y=y, yOffset=alt.YOffset("kind:N", sort=["in-domain", "out-of-domain"]),
+                                          color=alt.Color("kind:N", scale=alt.Scale(domain=["in-domain", "out-of-domain"], range=["#2b8a3e", "#c92a2a"]),
+                                                          legend=alt.Legend(orient="bottom", title=None)))
+            pts = base.mark_point(filled=True, size=70).encode(
+                x=alt.X("value:Q", title=f"{metric} (95% interval)", scale=alt.Scale(zero=False)),
+                tooltip=["test_domain:N", "kind:N", alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("ci:N", title="95% interval"), alt.Tooltip("n:Q", format=",")],
+            )
+            err = base.mark_errorbar(ticks=True).encode(x="ci_low:Q", x2="ci_high:Q")
+            st.altair_chart((err + pts).properties(height=max(120, 56 * len(order))), width="stretch")
+            st.caption(
+                "For each held-out domain: the model trained without it, scored on in-domain test samples it never "
+                "saw (green) and on the held-out domain (red). Sorted by gap, largest first."
+            )
+            show = [c for c in ("test_domain", "train_domains", "fold", "in_domain", "in_ci_low", "in_ci_high", "n_in", "out_domain",
+                                "out_ci_low", "out_ci_high", "n_out", "gap", "gap_ci_low", "gap_ci_high", "seeds") if c in rows.columns]
+            st.dataframe(rows[show], hide_index=True, width="stretch",
+                         column_config={k: st.column_config.NumberColumn(format="%.4f") for k in show if k not in ("test_domain", "train_domains", "fold", "n_in", "n_out", "seeds")})
+            dl.download(rows[show], "generalization.csv", key="dl_gen")
+
+    if transfer is not None and not transfer.empty:
+        st.subheader("Transfer matrix")
+        c = st.columns(2)
+        with c[0]:
+            tmodel = dl.select("Model", views.options(transfer, "model"), key="gn_t_model")
+        with c[1]:
+            tmetric = dl.select("Metric", views.options(transfer, "metric"), key="gn_t_metric", prefer=["accuracy", "miou"])
+        t = views.transfer_matrix(transfer, model=tmodel, metric=tmetric)
+        t["text"] = [dl.fmt(v, 2) for v in t["value"]]
+        t["ci"] = [dl.fmt_ci(lo, hi) for lo, hi in zip(t["ci_low"], t["ci_high"], strict=True)]
+        st.altair_chart(
+            dl.heatmap(t, x="test_domain", y="train_domain", color="value", text="text", color_title=tmetric or "value",
+                       scheme="greens", stroke_col="diagonal",
+                       tooltip=["train_domain:N", "test_domain:N", alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("ci:N", title="95% interval"), alt.Tooltip("n:Q", format=",")]),
+            width="content",
+        )
+        st.caption("Trained on one domain (rows), tested on each domain (columns); outlined cells are in-domain.")

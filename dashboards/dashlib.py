@@ -1,0 +1,303 @@
+"""Helpers shared by the dashboard pages: the selected run, cached table access, escaping and charts.
+
+Pages read run directories only through :mod:`audit.views` (and :class:`audit.rundir.RunDir`); everything
+here is presentation. Tables are cached with ``st.cache_data`` keyed by the run path and the mtime of
+``run.json``, so a stage that finishes invalidates them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from audit import views
+from audit.errors import AuditError
+from audit.rundir import RunDir
+
+HERE = Path(__file__).resolve().parent
+PAGE_FILES = {
+    "overview": ("app_pages/overview.py", "Overview", ":material/dashboard:"),
+    "profile": ("app_pages/profile.py", "Data profile", ":material/dataset:"),
+    "performance": ("app_pages/performance.py", "Per-group performance", ":material/bar_chart:"),
+    "generalization": ("app_pages/generalization.py", "Generalization", ":material/travel_explore:"),
+    "calibration": ("app_pages/calibration.py", "Calibration", ":material/tune:"),
+    "gallery": ("app_pages/gallery.py", "Failure gallery", ":material/photo_library:"),
+    "compare": ("app_pages/compare.py", "Compare runs", ":material/compare_arrows:"),
+}
+SEVERITY_COLOR = {"critical": "red", "warning": "orange", "info": "blue"}
+EVIDENCE_COLORS = alt.Scale(domain=["ok", "insufficient", "empty"], range=["#4c78a8", "#c8c8c8", "#eeeeee"])
+NO_MODEL = (
+    "This run has no model results yet. Train and evaluate a model with "
+    "`audit train {run}` and then `audit metrics {run}` (or bring your own predictions: "
+    "`audit metrics {run} --predictions FILE`)."
+)
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=^])")
+
+
+# ------------------------------------------------------------------------------------------------ text
+def esc(text: object) -> str:
+    """Escape a user-controlled string for Streamlit markdown (labels, captions, headers)."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+
+
+def fmt(v: object, digits: int = 3) -> str:
+    """A number for display; NaN / None -> an em dash (never 0)."""
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "—"
+    if f != f:
+        return "—"
+    if abs(f) >= 1000 and f == int(f):
+        return f"{int(f):,}"
+    return f"{f:.{digits}f}"
+
+
+def fmt_ci(lo: object, hi: object, digits: int = 3) -> str:
+    a, b = fmt(lo, digits), fmt(hi, digits)
+    return "no interval" if a == "—" and b == "—" else f"[{a}, {b}]"
+
+
+def fmt_n(n: object) -> str:
+    try:
+        return f"{int(n):,}"  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return "?"
+
+
+# ------------------------------------------------------------------------------------------------ run
+def _arg_run() -> str | None:
+    """The run given on the command line (``-- --run PATH``), else ``$IMGAUDIT_RUN``."""
+    argv = sys.argv[1:]
+    for i, a in enumerate(argv):
+        if a == "--run" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--run="):
+            return a.split("=", 1)[1]
+    return os.environ.get("IMGAUDIT_RUN") or None
+
+
+@st.cache_data(show_spinner=False, ttl=30)
+def _resolve(path: str) -> tuple[list[str], str]:
+    runs, first = views.resolve_runs(path)
+    return [str(r) for r in runs], str(first)
+
+
+def runs_and_default() -> tuple[list[str], str]:
+    """All run directories the sidebar offers and the one given on the command line."""
+    given = st.session_state.get("imgaudit_root") or _arg_run()
+    if not given:
+        raise AuditError("no run directory given: start the dashboard with `audit dashboard RUN`")
+    return _resolve(str(Path(given).expanduser().resolve()))
+
+
+def short_name(path: str, runs: Sequence[str]) -> str:
+    """A run's name relative to the common parent of all offered runs."""
+    try:
+        common = os.path.commonpath(list(runs)) if len(runs) > 1 else str(Path(path).parent)
+        rel = os.path.relpath(path, common)
+        return path if rel == "." else rel
+    except ValueError:
+        return path
+
+
+def sidebar() -> RunDir:
+    """Draw the run picker and the run's stage status in the sidebar; return the selected run."""
+    runs, default = runs_and_default()
+    with st.sidebar:
+        st.markdown("**imgaudit**")
+        current = st.session_state.get("run_choice")
+        if current not in runs:
+            st.session_state["run_choice"] = default
+        choice = st.selectbox(
+            "Run directory", runs, key="run_choice", format_func=lambda p: short_name(p, runs),
+            help="Run directories found next to (or under) the one given on the command line.",
+        )
+        run = RunDir.open(choice)
+        info = cached_info(choice, views.run_stamp(run))
+        ds = info.get("dataset", {}) or {}
+        st.caption(f"{esc(ds.get('task', '?'))} · {fmt_n(ds.get('n'))} samples")
+        stages = info.get("stages", {}) or {}
+        marks = {"ok": "✅", "failed": "❌", "skipped": "⏭️", "running": "⏳"}
+        st.caption(" ".join(f"{marks.get((s or {}).get('status'), '•')} {esc(k)}" for k, s in stages.items()))
+    return run
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def cached_info(path: str, stamp: float) -> dict:
+    return RunDir(path).info
+
+
+def current_run() -> RunDir:
+    """The run selected in the sidebar."""
+    return RunDir.open(st.session_state["run_choice"])
+
+
+def page(key: str):
+    """The ``st.Page`` object of a page key (for ``st.page_link``)."""
+    return st.session_state.get("_pages", {}).get(key, PAGE_FILES[key][0])
+
+
+@contextlib.contextmanager
+def guard() -> Iterator[None]:
+    """Show an audit error (damaged table, missing stage) as one red line instead of a traceback."""
+    try:
+        yield
+    except AuditError as e:
+        st.error(esc(e))
+
+
+def no_model(run: RunDir) -> None:
+    st.info(NO_MODEL.format(run=run.path))
+
+
+# ------------------------------------------------------------------------------------------------ cached reads
+@st.cache_data(show_spinner=False, max_entries=64)
+def _table(path: str, stamp: float, rel: str, columns: tuple[str, ...] | None) -> pd.DataFrame | None:
+    return views.read(RunDir(path), rel, columns=list(columns) if columns else None)
+
+
+def table(run: RunDir, rel: str, columns: Sequence[str] | None = None) -> pd.DataFrame | None:
+    """A run table (``None`` if absent), cached per run path + run.json mtime."""
+    return _table(str(run.path), views.run_stamp(run), rel, tuple(columns) if columns else None)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _overview(path: str, stamp: float) -> dict:
+    return views.overview(RunDir(path))
+
+
+def overview(run: RunDir) -> dict:
+    return _overview(str(run.path), views.run_stamp(run))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _findings(path: str, stamp: float) -> pd.DataFrame:
+    return views.findings_frame(RunDir(path))
+
+
+def findings(run: RunDir) -> pd.DataFrame:
+    return _findings(str(run.path), views.run_stamp(run))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _manifest_cols(path: str, stamp: float, columns: tuple[str, ...]) -> pd.DataFrame:
+    return views.read_manifest_columns(RunDir(path), list(columns))
+
+
+def manifest_columns(run: RunDir, columns: Sequence[str]) -> pd.DataFrame:
+    return _manifest_cols(str(run.path), views.run_stamp(run), tuple(columns))
+
+
+def cached(fn, run: RunDir, **kwargs):
+    """Call a ``views`` function taking a run, cached on its name, the run and the keyword arguments."""
+    return _cached(fn.__name__, str(run.path), views.run_stamp(run), tuple(sorted(kwargs.items())))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _cached(name: str, path: str, stamp: float, kwargs: tuple):
+    return getattr(views, name)(RunDir(path), **dict(kwargs))
+
+
+def manifest_group_columns(run: RunDir) -> list[str]:
+    """Manifest columns worth filtering or grouping on (domain, label, split, attributes)."""
+    cols = cached_info(str(run.path), views.run_stamp(run)).get("dataset", {}).get("columns") or []
+    if not cols:
+        with contextlib.suppress(Exception):
+            import pyarrow.parquet as pq
+
+            cols = pq.read_schema(run.file("manifest.parquet")).names
+    return [c for c in cols if c in ("domain", "label", "split") or str(c).startswith("attr.")]
+
+
+@st.cache_data(show_spinner=False, max_entries=2048)
+def thumb(path: str, mtime: float, size: int, mask: bool) -> object:
+    return views.thumbnail(Path(path), size=size, mask=mask)
+
+
+def image_or_note(run: RunDir, relpath: object, *, size: int = 160, mask: bool = False, under_run: bool = False) -> None:
+    """Show one thumbnail, or one grey line saying why it cannot be shown."""
+    if relpath is None or relpath is pd.NA or (isinstance(relpath, float) and relpath != relpath):
+        st.caption("no file")
+        return
+    try:
+        full = (run.path / str(relpath)) if under_run else run.abspath(str(relpath))
+        st.image(thumb(str(full), os.stat(full).st_mtime, size, mask), width=size)
+    except AuditError as e:
+        st.caption(esc(e))
+    except FileNotFoundError:
+        st.caption("file missing")
+    except Exception as e:  # an unreadable image is a finding of the profile, not a crash of the page
+        st.caption(esc(f"cannot show: {type(e).__name__}"))
+
+
+# ------------------------------------------------------------------------------------------------ widgets
+def select(label: str, opts: Sequence[str], *, key: str, prefer: Sequence[str] = (), help: str | None = None) -> str | None:
+    """A select box that keeps its choice valid across runs (falls back to a preferred or the first option)."""
+    opts = list(opts)
+    if not opts:
+        return None
+    if st.session_state.get(key) not in opts:
+        st.session_state[key] = next((p for p in prefer if p in opts), opts[0])
+    return st.selectbox(label, opts, key=key, help=help)
+
+
+# ------------------------------------------------------------------------------------------------ charts
+def ci_bars(df: pd.DataFrame, *, x_title: str, domain: tuple[float, float] | None = None, height_per: int = 24) -> alt.LayerChart:
+    """Horizontal bars (value) with 95% interval error bars and n beside each, in the frame's row order.
+
+    Expects ``label, value, ci_low, ci_high, n, evidence`` columns (see :func:`audit.views.group_bars`).
+    """
+    d = df.copy()
+    d["n_text"] = ["n=" + fmt_n(n) for n in d["n"]]
+    d["ci_text"] = [fmt_ci(lo, hi) for lo, hi in zip(d["ci_low"], d["ci_high"], strict=True)]
+    d["_x_text"] = pd.concat([pd.to_numeric(d["ci_high"], errors="coerce"), pd.to_numeric(d["value"], errors="coerce")], axis=1).max(axis=1).fillna(0)
+    order = d["label"].tolist()
+    scale = alt.Scale(domain=list(domain)) if domain else alt.Scale(zero=True)
+    y = alt.Y("label:N", sort=order, title=None, axis=alt.Axis(labelLimit=320))
+    tooltip = [
+        alt.Tooltip("group:N"), alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("ci_text:N", title="95% interval"),
+        alt.Tooltip("n:Q", format=","), alt.Tooltip("evidence:N"),
+    ]
+    base = alt.Chart(d).encode(y=y)
+    bars = base.mark_bar().encode(
+        x=alt.X("value:Q", title=x_title, scale=scale),
+        color=alt.Color("evidence:N", scale=EVIDENCE_COLORS, legend=alt.Legend(title="evidence", orient="bottom")),
+        tooltip=tooltip,
+    )
+    err = base.mark_errorbar(ticks=True, color="#222").encode(x=alt.X("ci_low:Q", scale=scale), x2="ci_high:Q")
+    text = base.mark_text(align="left", dx=6, fontSize=11, color="#555").encode(x=alt.X("_x_text:Q", scale=scale), text="n_text:N")
+    return (bars + err + text).properties(height=max(80, height_per * len(d)))
+
+
+def heatmap(
+    df: pd.DataFrame, *, x: str, y: str, color: str, text: str, tooltip: list, color_title: str,
+    scheme: str = "blues", domain: tuple[float, float] | None = None, stroke_col: str | None = None,
+) -> alt.LayerChart:
+    """A labelled heatmap; cells where ``stroke_col`` is true get an orange outline."""
+    scale = alt.Scale(scheme=scheme, domain=list(domain)) if domain else alt.Scale(scheme=scheme)
+    base = alt.Chart(df).encode(
+        x=alt.X(f"{x}:N", title=x, axis=alt.Axis(labelAngle=-30, labelLimit=160)),
+        y=alt.Y(f"{y}:N", title=y, axis=alt.Axis(labelLimit=200)),
+    )
+    enc = {"color": alt.Color(f"{color}:Q", scale=scale, title=color_title), "tooltip": tooltip}
+    if stroke_col:
+        enc["stroke"] = alt.condition(f"datum.{stroke_col}", alt.value("#e8590c"), alt.value(None))
+        enc["strokeWidth"] = alt.condition(f"datum.{stroke_col}", alt.value(2.5), alt.value(0))
+    rect = base.mark_rect().encode(**enc)
+    labels = base.mark_text(fontSize=11).encode(text=f"{text}:N", color=alt.value("#111"))
+    n_y = df[y].nunique() if len(df) else 1
+    n_x = df[x].nunique() if len(df) else 1
+    return (rect + labels).properties(height=max(120, 30 * n_y), width=max(240, min(900, 70 * n_x)))
+
+
+def download(df: pd.DataFrame, name: str, *, key: str) -> None:
+    st.download_button("Download as CSV", df.to_csv(index=False).encode("utf-8"), file_name=name, mime="text/csv", key=key)
