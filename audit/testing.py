@@ -156,8 +156,9 @@ def make_fake_run(
     if hostile:
         bg = np.where(bg == "warm", "<b>warm</b>", bg)
     ink = np.where(rng.random(n) < 0.5, "black", "navy")
-    split = rng.choice(["train", "val", "test"], n, p=[0.6, 0.2, 0.2])
     writer = np.array([f"w{i // 3:04d}" for i in range(n)])
+    # one split per writer: no group leakage unless planted
+    split = rng.choice(["train", "val", "test"], (n + 2) // 3, p=[0.6, 0.2, 0.2])[np.arange(n) // 3]
     rows = []
     for i in range(n):
         name = f"{i:05d}.png"

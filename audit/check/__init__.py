@@ -1,0 +1,167 @@
+"""``audit check``: gate CI on a fairness / bias policy (TOML) evaluated against a run directory.
+
+::
+
+    result = run_check(Path("runs/x"), Path("audit-policy.toml"), junit=Path("junit.xml"))
+    result.exit_code     # 0 pass, 1 a rule with severity "error" failed, 2 invalid policy or run directory
+
+Writes ``RUN/check/result.json``, ``RUN/check/junit.xml`` and ``RUN/check/summary.md``; with ``github=True``
+appends the summary to ``$GITHUB_STEP_SUMMARY`` and prints at most 10 ``::error``/``::warning`` annotations.
+The policy format is documented in docs/policy.md.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from audit.check.init import init_policy
+from audit.check.policy import CHECKS, Policy, PolicyError, Rule, load_policy, parse_policy
+from audit.check.rules import Context, RuleResult, evaluate
+from audit.errors import AuditError
+from audit.rundir import RunDir, atomic_write_text, to_json
+
+__all__ = [
+    "run_check",
+    "init_policy",
+    "CheckResult",
+    "RuleResult",
+    "Policy",
+    "Rule",
+    "PolicyError",
+    "CHECKS",
+    "load_policy",
+    "parse_policy",
+]
+
+
+@dataclass
+class CheckResult:
+    """Outcome of ``audit check``. ``exit_code``: 0 pass, 1 failed, 2 invalid policy or run (see ``error``)."""
+
+    exit_code: int
+    rules: list[RuleResult] = field(default_factory=list)
+    error: str | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
+    annotations: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == 0
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "exit_code": self.exit_code, "error": self.error,
+                "rules": [r.to_dict() for r in self.rules]}
+
+
+def _invalid(msg: str, console) -> CheckResult:
+    if console is not None:
+        from rich.markup import escape
+
+        console.print(f"[bold red]error:[/] {escape(msg)}")
+    else:
+        print(f"error: {msg}", file=sys.stderr)
+    return CheckResult(exit_code=2, error=msg)
+
+
+def run_check(
+    run_dir: Path,
+    policy: Path,
+    *,
+    baseline: Path | None = None,
+    junit: Path | None = None,
+    github: bool = False,
+    console=None,
+    write: bool = True,
+) -> CheckResult:
+    """Evaluate a policy against a run directory.
+
+    Parameters
+    ----------
+    run_dir
+        The run directory to check.
+    policy
+        The policy file (TOML, see docs/policy.md).
+    baseline
+        A previous run directory for ``regression`` rules.
+    junit
+        Also write the JUnit XML here (it is always written to ``RUN/check/junit.xml``).
+    github
+        Append the summary to ``$GITHUB_STEP_SUMMARY`` and print workflow annotations.
+    console
+        A rich console for the terminal summary (None: errors to stderr only).
+    write
+        Write ``RUN/check/*`` (False for :func:`audit.testing.assert_policy`).
+
+    Returns
+    -------
+    CheckResult
+        Never raises for bad input: an invalid policy or run gives ``exit_code`` 2 and ``error``.
+    """
+    t0 = time.perf_counter()
+    try:
+        pol = load_policy(policy)
+        run = RunDir.open(run_dir)
+        run.info  # noqa: B018 - a damaged run.json is an invalid run directory
+        base = RunDir.open(baseline) if baseline is not None else None
+        ctx = Context(run, pol, base)
+        results = [evaluate(rule, ctx) for rule in pol.rules]
+    except AuditError as e:
+        return _invalid(str(e), console)
+    failed = any(r.status == "fail" for r in results)
+    res = CheckResult(exit_code=1 if failed else 0, rules=results)
+    if write or junit is not None or github:
+        try:
+            _write_outputs(res, run, pol, base, junit=junit, github=github, write=write,
+                           seconds=time.perf_counter() - t0, console=console)
+        except AuditError as e:
+            # the verdict stands; say loudly that the files could not be written
+            if console is not None:
+                from rich.markup import escape
+
+                console.print(f"[bold yellow]warning:[/] {escape(str(e))}")
+            else:
+                print(f"warning: {e}", file=sys.stderr)
+    if console is not None:
+        from audit.check.output import print_console
+
+        print_console(results, passed=res.passed, console=console, outputs=res.outputs)
+    return res
+
+
+def _write_outputs(res: CheckResult, run: RunDir, pol: Policy, base: RunDir | None, *, junit: Path | None,
+                   github: bool, write: bool, seconds: float, console) -> None:
+    from audit.check.output import append_step_summary, github_annotations, junit_xml, summary_md
+    from audit.errors import RunDirError
+    from audit.report.markdown import summary_markdown
+
+    xml = junit_xml(res.rules, policy_name=pol.name, policy_path=pol.path, run_path=run.path, seconds=seconds)
+    md = summary_md(res.rules, passed=res.passed, policy_name=pol.name, run_name=str(run.path),
+                    baseline=str(base.path) if base else None)
+    try:
+        md += "\n" + summary_markdown(run, title=True, top=10)
+    except AuditError as e:
+        md += f"\n(run summary unavailable: {e})\n"
+    if write:
+        payload = res.to_dict()
+        payload.update(policy=str(pol.path), run=str(run.path), baseline=str(base.path) if base else None)
+        run.write_text("check/result.json", to_json(payload) + "\n")
+        run.write_text("check/junit.xml", xml)
+        run.write_text("check/summary.md", md)
+        res.outputs.update(result=str(run.file("check/result.json")), junit=str(run.file("check/junit.xml")),
+                           summary=str(run.file("check/summary.md")))
+    if junit is not None:
+        atomic_write_text(Path(junit), xml)
+        res.outputs["junit_copy"] = str(junit)
+    if github:
+        try:
+            p = append_step_summary(md)
+        except OSError as e:
+            raise RunDirError(f"cannot append to $GITHUB_STEP_SUMMARY: {e}") from None
+        if p is None and console is not None:
+            console.print("[dim]GITHUB_STEP_SUMMARY is not set: summary not appended (not on GitHub Actions?)[/]")
+        res.annotations = github_annotations(res.rules, pol.path)
+        for line in res.annotations:
+            print(line, flush=True)

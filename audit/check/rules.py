@@ -1,0 +1,587 @@
+"""Evaluation of policy rules against a run directory's tables.
+
+Every check turns its table into *items* (one per group, attribute, held-out domain, column...), each with the
+number compared to the threshold (the point value or an end of its 95% interval), the interval and ``n``.
+:func:`judge` then applies the operator, the ``min_n`` / ``on_insufficient`` policy and the severity.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from audit.check.policy import Policy, PolicyError, Rule
+from audit.errors import AuditError
+from audit.headline import SCOPE_PREFERENCE, primary_metric
+from audit.rundir import RunDir
+
+__all__ = ["RuleResult", "Item", "Context", "evaluate", "EVALUATORS", "fmt"]
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+}
+_NEG = {">=": "<", ">": "<=", "<=": ">", "<": ">="}
+# metrics where smaller is better (used for defaults and for the direction of a regression)
+LOWER_IS_BETTER = ("ece", "brier", "nll", "error_rate", "dp_diff", "eo_diff", "eop_diff", "gap")
+
+
+def fmt(v: Any, digits: int = 3) -> str:
+    """A number for messages: 3 decimals, ``nan`` for missing."""
+    if v is None:
+        return "n/a"
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    if math.isnan(f):
+        return "nan"
+    if f.is_integer():
+        return str(int(f))
+    return f"{f:.{digits}f}"
+
+
+def _num(v: Any) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return math.nan
+    return f
+
+
+@dataclass
+class Item:
+    """One thing a rule judges (a group, an attribute, a held-out domain...)."""
+
+    label: str
+    value: float  # the number compared with the threshold (per the rule's bound)
+    point: float  # the point estimate
+    ci: tuple[float, float] | None = None
+    n: int | None = None
+    insufficient: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class RuleResult:
+    """The verdict on one rule. ``status`` is pass, fail, warn or skip."""
+
+    id: str
+    rule: str
+    severity: str
+    status: str
+    message: str
+    value: float | None = None
+    threshold: float | None = None
+    op: str | None = None
+    bound: str | None = None
+    ci: list | None = None
+    n: int | None = None
+    group: str | None = None
+    line: int | None = None
+    n_items: int = 0
+    n_violations: int = 0
+    n_insufficient: int = 0
+    details: list[dict] = field(default_factory=list)
+    description: str = ""
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("value", "threshold"):
+            if isinstance(d[k], float) and math.isnan(d[k]):
+                d[k] = None
+        return d
+
+
+class Context:
+    """Tables of a run (and of the baseline), read once."""
+
+    def __init__(self, run: RunDir, policy: Policy, baseline: RunDir | None = None):
+        self.run = run
+        self.policy = policy
+        self.baseline = baseline
+        self._cache: dict[tuple[str, str], pd.DataFrame | None] = {}
+        self.task = run.task
+
+    def table(self, rel: str, *, base: bool = False) -> pd.DataFrame | None:
+        run = self.baseline if base else self.run
+        key = (str(run.path), rel)
+        if key not in self._cache:
+            self._cache[key] = run.read_table(rel, required=False)  # damaged -> RunDirError -> exit 2
+        return self._cache[key]
+
+
+# ------------------------------------------------------------------ judging
+def _bad(rule: Rule) -> str:
+    return "fail" if rule.severity == "error" else "warn"
+
+
+def missing(rule: Rule, why: str) -> RuleResult:
+    """The verdict when the data a rule needs is absent (``on_missing``)."""
+    status = {"fail": _bad(rule), "warn": "warn", "skip": "skip"}[rule.on_missing]
+    return RuleResult(rule.id, rule.check, rule.severity, status, f"no data: {why}", threshold=rule.threshold,
+                      op=rule.op, bound=rule.bound, line=rule.line, description=rule.description)
+
+
+def _describe(it: Item, rule: Rule, what: str) -> str:
+    ci = f", 95% CI [{fmt(it.ci[0])}, {fmt(it.ci[1])}]" if it.ci else ""
+    n = f", n={it.n}" if it.n is not None else ""
+    bound = f"{rule.bound} " if rule.bound != "value" else ""
+    if rule.bound != "value":
+        extra = f" (value {fmt(it.point)}{ci}{n})"
+    else:
+        extra = f" ({(ci + n).lstrip(', ')})" if (ci or n) else ""
+    return f"{it.label}: {what} {bound}{fmt(it.value)}{extra}"
+
+
+def judge(
+    rule: Rule,
+    items: list[Item],
+    *,
+    what: str,
+    violates: Callable[[Item], bool] | None = None,
+    doubtful: Callable[[Item], bool] | None = None,
+    empty_ok: bool = False,
+) -> RuleResult:
+    """Apply a rule to its items.
+
+    ``violates(item)`` defaults to ``not (item.value OP threshold)``. ``doubtful(item)`` marks items that do
+    not violate but deserve a warning (a regression whose interval includes the margin). With
+    ``empty_ok`` a rule with nothing to judge passes (e.g. no significant association at all); otherwise it
+    is treated as missing data.
+    """
+    op = rule.op or ">="
+    if violates is None:
+        thr = float(rule.threshold)
+
+        def violates(it: Item) -> bool:
+            return not _OPS[op](it.value, thr)
+
+    evaluable = [it for it in items if not math.isnan(it.value)]
+    n_nan = len(items) - len(evaluable)
+    if not evaluable:
+        if empty_ok:
+            return RuleResult(rule.id, rule.check, rule.severity, "pass", f"nothing to check ({what})",
+                              threshold=rule.threshold, op=rule.op, bound=rule.bound, line=rule.line,
+                              description=rule.description)
+        return missing(rule, f"no evaluable {what} values" + (f" ({n_nan} empty)" if n_nan else ""))
+    sufficient = [it for it in evaluable if not it.insufficient]
+    insufficient = [it for it in evaluable if it.insufficient]
+    viol = [it for it in sufficient if violates(it)]
+    if rule.on_insufficient == "fail":
+        viol += [it for it in insufficient if violates(it)]
+    doubt = [it for it in sufficient if it not in viol and doubtful is not None and doubtful(it)]
+    # the item shown: the worst violation, else the worst item overall
+    lower_bad = op in (">=", ">")
+    pool = viol or doubt or sufficient or evaluable
+    worst = min(pool, key=lambda it: it.value) if lower_bad else max(pool, key=lambda it: it.value)
+    thr_txt = f"{op} {fmt(rule.threshold)}"
+    checked = f"{len(evaluable)} checked" + (f", {n_nan} empty" if n_nan else "")
+    if insufficient:
+        checked += f", {len(insufficient)} under min_n={rule.min_n}"
+    if viol:
+        status = _bad(rule)
+        msg = f"{_describe(worst, rule, what)} violates {thr_txt}; {len(viol)} of {len(evaluable)} fail ({checked})"
+    elif doubt:
+        status = "warn"
+        msg = f"{_describe(worst, rule, what)}: inconclusive versus {thr_txt} ({checked})"
+    elif insufficient and rule.on_insufficient == "warn" and any(violates(it) for it in insufficient):
+        status = "warn"
+        small = [it for it in insufficient if violates(it)]
+        msg = (f"{len(small)} group(s) under min_n={rule.min_n} would violate {thr_txt}, e.g. "
+               f"{_describe(small[0], rule, what)}; worst of the rest {fmt(worst.value)} ({checked})")
+    elif not sufficient and rule.on_insufficient != "fail":
+        status = "warn" if rule.on_insufficient == "warn" else "skip"
+        msg = f"every group is under min_n={rule.min_n}; no verdict ({checked})"
+    else:
+        status = "pass"
+        msg = f"worst {_describe(worst, rule, what)} satisfies {thr_txt} ({checked})"
+    details = [
+        {"label": it.label, "value": it.value, "point": it.point, "ci": list(it.ci) if it.ci else None, "n": it.n,
+         "insufficient": it.insufficient, **it.extra}
+        for it in (viol + doubt)[:20]
+    ]
+    return RuleResult(
+        rule.id, rule.check, rule.severity, status, msg, value=worst.value, threshold=rule.threshold, op=op,
+        bound=rule.bound, ci=list(worst.ci) if worst.ci else None, n=worst.n, group=worst.label, line=rule.line,
+        n_items=len(evaluable), n_violations=len(viol), n_insufficient=len(insufficient), details=details,
+        description=rule.description,
+    )
+
+
+# ------------------------------------------------------------------ selection helpers
+def _choose(df: pd.DataFrame, col: str, wanted, rule: Rule, ctx: Context, key: str) -> pd.DataFrame:
+    """Keep rows whose ``col`` is in ``wanted``; a value absent from the table is a policy error."""
+    if wanted is None or col not in df.columns:
+        return df
+    wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+    have = sorted(set(df[col].dropna().astype(str)))
+    unknown = [w for w in wanted if w not in have]
+    if unknown:
+        from audit.check.policy import _hint
+
+        raise ctx.policy.error(rule, key, f"{key} {unknown[0]!r} is not in the run{_hint(unknown[0], have)}; "
+                                          f"available: {', '.join(have[:20])}")
+    return df[df[col].astype(str).isin(wanted)]
+
+
+def _prefer(df: pd.DataFrame, col: str, order) -> pd.DataFrame:
+    if col not in df.columns or df.empty:
+        return df
+    present = set(df[col].dropna().astype(str))
+    for v in order:
+        if v in present:
+            return df[df[col].astype(str) == v]
+    return df
+
+
+def _model_sel(df: pd.DataFrame, rule: Rule, ctx: Context, *, fold_default: bool = True) -> pd.DataFrame:
+    df = _choose(df, "model", rule.params.get("model"), rule, ctx, "model")
+    df = _choose(df, "protocol", rule.params.get("protocol"), rule, ctx, "protocol")
+    if rule.params.get("fold") is not None:
+        df = _choose(df, "fold", rule.params["fold"], rule, ctx, "fold")
+    elif fold_default:
+        df = _prefer(df, "fold", ("all",))
+    return df
+
+
+def _prefix(r: pd.Series, df: pd.DataFrame) -> str:
+    """'model/protocol/scope ' prefix when a table holds several of them."""
+    parts = [str(r[c]) for c in ("model", "protocol", "scope") if c in df.columns and df[c].nunique() > 1]
+    return ("[" + "/".join(parts) + "] ") if parts else ""
+
+
+def _bounded(r: pd.Series, rule: Rule, lo: str = "ci_low", hi: str = "ci_high", val: str = "value") -> tuple:
+    point = _num(r.get(val))
+    ci = (_num(r.get(lo)), _num(r.get(hi))) if lo in r.index else None
+    if ci is not None and all(math.isnan(c) for c in ci):
+        ci = None
+    compared = {"value": point, "ci_low": ci[0] if ci else math.nan, "ci_high": ci[1] if ci else math.nan}[rule.bound]
+    return compared, point, ci
+
+
+def _n(v) -> int | None:
+    f = _num(v)
+    return None if math.isnan(f) else int(f)
+
+
+# ------------------------------------------------------------------ metric rules
+def _group_rows(rule: Rule, ctx: Context, *, base: bool = False) -> tuple[pd.DataFrame | None, str]:
+    """Rows of metrics/groups.parquet selected by the rule; (None, reason) when absent."""
+    g = ctx.table("metrics/groups.parquet", base=base)
+    if g is None:
+        return None, "metrics/groups.parquet is absent (run `audit metrics RUN`)"
+    metric = rule.params.get("metric")
+    if rule.check == "ece":
+        metric = metric or "ece"
+    if metric is None:
+        if rule.check == "group_metric":
+            raise ctx.policy.error(rule, None, "group_metric needs a 'metric' key")
+        metric = primary_metric(g["metric"], ctx.task)
+        if metric is None:
+            return None, f"no accuracy or mIoU metric in metrics/groups.parquet (have {sorted(set(g['metric']))})"
+    g = _choose(g, "metric", metric, rule, ctx, "metric")
+    g = _model_sel(g, rule, ctx)
+    scope = rule.params.get("scope")
+    g = _choose(g, "scope", scope, rule, ctx, "scope") if scope else _prefer(g, "scope", SCOPE_PREFERENCE)
+    by = rule.params.get("by")
+    if by is not None:
+        g = _choose(g, "by", by, rule, ctx, "by")
+    else:
+        g = g[g["by"].astype(str) != "overall"]
+    g = _choose(g, "group", rule.params.get("groups"), rule, ctx, "groups")
+    return g, str(metric)
+
+
+def _group_items(g: pd.DataFrame, rule: Rule) -> list[Item]:
+    items = []
+    for _, r in g.iterrows():
+        compared, point, ci = _bounded(r, rule)
+        n = _n(r.get("n"))
+        status = str(r.get("status", "ok"))
+        if status == "empty" or n == 0:
+            compared = math.nan  # empty groups are NaN, never a verdict
+        insufficient = status == "insufficient_evidence" or (n is not None and n < rule.min_n)
+        label = f"{_prefix(r, g)}{r['by']}={r['group']}" if str(r["by"]) != "overall" else f"{_prefix(r, g)}overall"
+        items.append(Item(label, compared, point, ci, n, insufficient))
+    return items
+
+
+def eval_group(rule: Rule, ctx: Context) -> RuleResult:
+    g, metric = _group_rows(rule, ctx)
+    if g is None:
+        return missing(rule, metric)
+    return judge(rule, _group_items(g, rule), what=metric)
+
+
+def eval_fairness(rule: Rule, ctx: Context) -> RuleResult:
+    f = ctx.table("metrics/fairness.parquet")
+    if f is None:
+        return missing(rule, "metrics/fairness.parquet is absent (a classification run with attributes and `audit metrics`)")
+    f = _choose(f, "metric", rule.params["metric"], rule, ctx, "metric")
+    f = _model_sel(f, rule, ctx)
+    f = _choose(f, "attribute", rule.params.get("attribute"), rule, ctx, "attribute")
+    f = _choose(f, "class", rule.params.get("class"), rule, ctx, "class")
+    items = []
+    for _, r in f.iterrows():
+        compared, point, ci = _bounded(r, rule)
+        n = _n(r.get("n"))
+        cls = f" ({r['class']})" if "class" in f.columns and f["class"].nunique() > 1 else ""
+        items.append(Item(f"{_prefix(r, f)}{r['attribute']}{cls}", compared, point, ci, n,
+                          n is not None and n < rule.min_n))
+    return judge(rule, items, what=rule.params["metric"])
+
+
+def eval_gap(rule: Rule, ctx: Context) -> RuleResult:
+    g = ctx.table("metrics/generalization.parquet")
+    if g is None:
+        return missing(rule, "metrics/generalization.parquet is absent (train across domains and run `audit metrics`)")
+    metric = rule.params.get("metric") or primary_metric(g["metric"], ctx.task) if "metric" in g.columns else None
+    if metric is not None and "metric" in g.columns:
+        g = _choose(g, "metric", metric, rule, ctx, "metric")
+    g = _model_sel(g, rule, ctx, fold_default=False)
+    g = _choose(g, "test_domain", rule.params.get("test_domain"), rule, ctx, "test_domain")
+    items = []
+    for _, r in g.iterrows():
+        compared, point, ci = _bounded(r, rule, "gap_ci_low", "gap_ci_high", "gap")
+        n_in, n_out = _n(r.get("n_in")), _n(r.get("n_out"))
+        small = any(x is not None and x < rule.min_n for x in (n_in, n_out))
+        items.append(Item(f"{_prefix(r, g)}{r.get('fold', '')} (test {r['test_domain']})", compared, point, ci, n_out,
+                          small, {"in_domain": _num(r.get("in_domain")), "out_domain": _num(r.get("out_domain")),
+                                  "n_in": n_in}))
+    return judge(rule, items, what=f"{metric or 'metric'} gap (in - out)")
+
+
+# ------------------------------------------------------------------ profile rules
+def _count_result(rule: Rule, count: int, n: int | None, what: str, examples: list[str]) -> RuleResult:
+    it = Item(what, float(count), float(count), None, n)
+    res = judge(rule, [it], what="count")
+    ex = f"; e.g. {', '.join(examples[:5])}" if examples and count else ""
+    res.message = f"{count} {what} (allowed {rule.op} {int(rule.threshold)}){ex}"
+    res.details = [{"example": e} for e in examples[:20]]
+    return res
+
+
+def eval_leakage(rule: Rule, ctx: Context) -> RuleResult:
+    d = ctx.table("profile/duplicates.parquet")
+    if d is None:
+        return missing(rule, "profile/duplicates.parquet is absent (run `audit profile`)")
+    leak = d[d["cross_split"].fillna(False).astype(bool)] if "cross_split" in d.columns else d.iloc[:0]
+    if not rule.params.get("include_near", True) and "kind" in leak.columns:
+        leak = leak[leak["kind"] == "exact"]
+    examples = [f"{a} ~ {b}" for a, b in leak[["a", "b"]].itertuples(index=False)]
+    count = len(leak)
+    what = "duplicate pair(s) across splits"
+    if rule.params.get("include_groups", True):
+        m = ctx.run.manifest()
+        if {"group", "split"} <= set(m.columns):
+            g = m.dropna(subset=["group", "split"])
+            g = g[g["group"] != g["sample_id"]]
+            per = g.groupby("group")["split"].nunique()
+            shared = [str(x) for x in per[per > 1].index]
+            if shared:
+                count += len(shared)
+                examples += [f"group {s}" for s in shared]
+                what = "duplicate pair(s) or group(s) across splits"
+    return _count_result(rule, count, len(d), what, examples)
+
+
+def eval_conflicts(rule: Rule, ctx: Context) -> RuleResult:
+    d = ctx.table("profile/duplicates.parquet")
+    if d is None:
+        return missing(rule, "profile/duplicates.parquet is absent (run `audit profile`)")
+    c = d[d["label_conflict"].fillna(False).astype(bool)] if "label_conflict" in d.columns else d.iloc[:0]
+    return _count_result(rule, len(c), len(d), "duplicate pair(s) with different labels",
+                         [f"{a} ~ {b}" for a, b in c[["a", "b"]].itertuples(index=False)])
+
+
+def eval_unreadable(rule: Rule, ctx: Context) -> RuleResult:
+    im = ctx.table("profile/images.parquet")
+    if im is None:
+        return missing(rule, "profile/images.parquet is absent (run `audit profile`)")
+    bad = im[~im["readable"].fillna(False).astype(bool)]
+    ex = [f"{r.sample_id} ({r.error})" for r in bad[["sample_id", "error"]].itertuples(index=False)] if "error" in bad else []
+    return _count_result(rule, len(bad), len(im), "unreadable or missing file(s)", ex)
+
+
+def eval_imbalance(rule: Rule, ctx: Context) -> RuleResult:
+    t = ctx.table("profile/imbalance.parquet")
+    if t is None:
+        return missing(rule, "profile/imbalance.parquet is absent (run `audit profile`)")
+    t = _choose(t, "column", rule.params.get("columns"), rule, ctx, "columns")
+    items = [Item(f"{r['column']} ({r.get('max_group')} vs {r.get('min_group')})", _num(r["imbalance_ratio"]),
+                  _num(r["imbalance_ratio"]), None, None) for _, r in t.iterrows()]
+    return judge(rule, items, what="imbalance ratio")
+
+
+def eval_association(rule: Rule, ctx: Context) -> RuleResult:
+    a = ctx.table("profile/associations.parquet")
+    if a is None:
+        return missing(rule, "profile/associations.parquet is absent (run `audit profile`)")
+    if "stat" in a.columns:
+        a = a[a["stat"].astype(str) == "cramers_v"]
+    within = rule.params.get("within")
+    if "within" in a.columns:
+        if within is None:
+            a = a[a["within"].isna()]
+        elif within != "any":
+            a = _choose(a, "within", within, rule, ctx, "within")
+    cols = rule.params.get("columns")
+    if cols:
+        have = set(a["a"].astype(str)) | set(a["b"].astype(str))
+        unknown = [c for c in cols if c not in have]
+        if unknown:
+            from audit.check.policy import _hint
+
+            raise ctx.policy.error(rule, "columns", f"column {unknown[0]!r} is in no association"
+                                   f"{_hint(unknown[0], have)}; available: {', '.join(sorted(have))}")
+        a = a[a["a"].astype(str).isin(cols) | a["b"].astype(str).isin(cols)]
+    max_q = rule.params.get("max_q", 0.05)
+    items = []
+    n_ns = 0
+    for _, r in a.iterrows():
+        q = _num(r.get("q", r.get("p")))
+        if not math.isnan(q) and q > max_q:
+            n_ns += 1  # not significant: no evidence of an association
+            continue
+        compared, point, ci = _bounded(r, rule)
+        w = f" within {r['within']}" if "within" in a.columns and pd.notna(r.get("within")) else ""
+        items.append(Item(f"{r['a']} x {r['b']}{w}", compared, point, ci, _n(r.get("n")), extra={"q": q}))
+    res = judge(rule, items, what="Cramer's V", empty_ok=True)
+    if n_ns:
+        res.message += f"; {n_ns} pair(s) not significant at q <= {max_q} ignored"
+    return res
+
+
+def eval_shortcut(rule: Rule, ctx: Context) -> RuleResult:
+    s = ctx.table("profile/shortcuts.parquet")
+    if s is None:
+        return missing(rule, "profile/shortcuts.parquet is absent (run `audit profile`)")
+    s = _choose(s, "target", rule.params.get("target"), rule, ctx, "target")
+    s = _choose(s, "features", rule.params.get("features"), rule, ctx, "features")
+    items = []
+    for _, r in s.iterrows():
+        chance = _num(r.get("chance"))
+        compared, point, ci = _bounded(r, rule, val="balanced_accuracy")
+        ci2 = (ci[0] - chance, ci[1] - chance) if ci else None
+        items.append(Item(f"{r['target']} from {r['features']}", compared - chance, point - chance, ci2, _n(r.get("n"))))
+    return judge(rule, items, what="balanced accuracy above chance")
+
+
+def eval_findings(rule: Rule, ctx: Context) -> RuleResult:
+    from audit.findings import KINDS
+
+    kinds = rule.params.get("kinds")
+    if kinds:
+        for k in kinds:
+            if k not in KINDS:
+                from audit.check.policy import _hint
+
+                raise ctx.policy.error(rule, "kinds", f"unknown finding kind {k!r}{_hint(k, KINDS)}")
+    if not ctx.run.has("findings.json") and not ctx.run.finished("profile"):
+        return missing(rule, "findings.json is absent (run `audit profile`)")
+    order = {"info": 0, "warning": 1, "critical": 2}
+    least = order[rule.params.get("min_severity", "warning")]
+    fs = [f for f in ctx.run.findings()
+          if (not kinds or f.get("kind") in kinds) and order.get(f.get("severity"), 0) >= least]
+    return _count_result(rule, len(fs), None, "finding(s)" + (f" of kind {', '.join(kinds)}" if kinds else ""),
+                         [f"{f.get('severity')}: {f.get('title')}" for f in fs])
+
+
+# ------------------------------------------------------------------ regression against a baseline
+def _se(ci) -> float:
+    if not ci or any(math.isnan(c) for c in ci):
+        return math.nan
+    return (ci[1] - ci[0]) / (2 * 1.959964)
+
+
+def _regression_item(label: str, new: Item, old: Item, lower_better: bool) -> Item:
+    drop = (new.point - old.point) if lower_better else (old.point - new.point)
+    se = math.sqrt(_se(new.ci) ** 2 + _se(old.ci) ** 2)
+    ci = (drop - 1.959964 * se, drop + 1.959964 * se) if not math.isnan(se) else None
+    return Item(label, drop, drop, ci, new.n, new.insufficient or old.insufficient,
+                {"new": new.point, "old": old.point, "new_ci": new.ci, "old_ci": old.ci, "old_n": old.n})
+
+
+def eval_regression(rule: Rule, ctx: Context) -> RuleResult:
+    if ctx.baseline is None:
+        return RuleResult(rule.id, rule.check, rule.severity, "skip", "no --baseline given; regression not checked",
+                          threshold=rule.threshold, line=rule.line, description=rule.description)
+    of = rule.params.get("of", "worst_group")
+    proxy = Rule(**{**rule.__dict__, "check": "worst_group", "bound": "value", "op": ">=",
+                    "params": {**rule.params, "by": ["overall"] if of == "overall" else rule.params.get("by")}})
+    new, metric = _group_rows(proxy, ctx)
+    if new is None:
+        return missing(rule, metric)
+    try:
+        old, _ = _group_rows(proxy, ctx, base=True)
+    except PolicyError as e:
+        return missing(rule, f"baseline: {e}")
+    if old is None:
+        return missing(rule, "the baseline has no metrics/groups.parquet")
+    lower_better = metric in LOWER_IS_BETTER
+    margin = float(rule.params["max_drop"])
+    ni, oi = _group_items(new, proxy), _group_items(old, proxy)
+    items: list[Item] = []
+    if of == "groups":
+        olds = {it.label: it for it in oi}
+        items = [_regression_item(it.label, it, olds[it.label], lower_better) for it in ni if it.label in olds]
+    else:
+        def worst(its: list[Item]) -> Item | None:
+            ok = [it for it in its if not math.isnan(it.point) and not it.insufficient]
+            if not ok:
+                return None
+            return max(ok, key=lambda it: it.point) if lower_better else min(ok, key=lambda it: it.point)
+
+        wn, wo = worst(ni), worst(oi)
+        if wn is None or wo is None:
+            return missing(rule, f"no {metric} group with n >= {rule.min_n} in the run or the baseline")
+        items = [_regression_item(f"{wo.label} -> {wn.label}" if wo.label != wn.label else wn.label,
+                                  wn, wo, lower_better)]
+    rule2 = Rule(**{**rule.__dict__, "op": "<=", "bound": "value"})
+    res = judge(
+        rule2,
+        items,
+        what=f"{metric} drop",
+        # confident regression: the whole 95% interval of the drop lies above the allowed margin
+        violates=lambda it: (it.ci[0] > margin) if it.ci else it.value > margin,
+        doubtful=lambda it: it.value > margin,
+    )
+    res.op, res.threshold = "<=", margin
+    return res
+
+
+EVALUATORS: dict[str, Callable[[Rule, Context], RuleResult]] = {
+    "worst_group": eval_group,
+    "group_metric": eval_group,
+    "ece": eval_group,
+    "fairness": eval_fairness,
+    "generalization_gap": eval_gap,
+    "no_split_leakage": eval_leakage,
+    "no_label_conflicts": eval_conflicts,
+    "no_unreadable_files": eval_unreadable,
+    "imbalance_ratio": eval_imbalance,
+    "association": eval_association,
+    "shortcut": eval_shortcut,
+    "findings": eval_findings,
+    "regression": eval_regression,
+}
+
+
+def evaluate(rule: Rule, ctx: Context) -> RuleResult:
+    """Evaluate one rule. Policy errors (names absent from the run) propagate; other problems are recorded."""
+    try:
+        return EVALUATORS[rule.check](rule, ctx)
+    except (PolicyError, AuditError):
+        raise
+    except Exception as e:  # a table that does not follow docs/formats.md: record it, keep checking the others
+        res = missing(rule, f"cannot evaluate ({type(e).__name__}: {e})")
+        res.status = _bad(rule)
+        return res
