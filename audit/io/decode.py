@@ -1,0 +1,534 @@
+"""Image and mask decoding on CPU, one decode per file, for the profile scan.
+
+:func:`scan_image` reads a file once, hashes its bytes, reads the header (format, size, mode, EXIF
+orientation), refuses decompression bombs *before* decoding, decodes, hashes the decoded RGB pixels and
+computes cheap image statistics and a 64-bit perceptual hash. :func:`scan_mask` decodes a segmentation mask,
+normalizes its encoding ({0,255}, {0,1}, palette, 1-bit) and counts class pixels and objects.
+
+Both never raise for a bad file: the problem is recorded in the returned record's ``error`` field with one
+of :data:`IMAGE_ERRORS` / :data:`MASK_ERRORS`.
+
+Statistics are computed on a box-reduced copy whose longest side is at most about :data:`STATS_SIDE` pixels
+(``Image.reduce`` by an integer factor), which keeps the scan close to bare decode speed; the perceptual hash
+uses the same reduced grey image (area-resampled to 32x32, DCT-II, 8x8 low frequencies against their median,
+as ``imagehash.phash``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import warnings
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+__all__ = [
+    "IMAGE_ERRORS",
+    "MASK_ERRORS",
+    "IMAGE_FIELDS",
+    "MASK_FIELDS",
+    "STATS_SIDE",
+    "EXT_FORMATS",
+    "scan_image",
+    "scan_images",
+    "scan_mask",
+    "pixel_md5_of",
+    "batch_stats",
+    "image_stats",
+    "phash_batch",
+    "phash_from_gray",
+    "to_rgb",
+    "pil_limits",
+]
+
+STATS_SIDE = 64
+DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own default limit
+
+IMAGE_ERRORS = (
+    "missing_file",  # the path does not exist
+    "empty_file",  # zero bytes
+    "io_error",  # exists but cannot be read (permissions, a folder, ...)
+    "outside_root",  # the path escapes the dataset root
+    "not_an_image",  # no known image signature and PIL cannot identify it (text, HTML, ...)
+    "truncated",  # a known image format whose data ends early
+    "corrupt",  # a known image format that fails to decode for another reason
+    "decompression_bomb",  # width*height above max_pixels: refused without decoding
+    "unsupported_mode",  # decodes, but the pixel mode cannot be turned into RGB
+)
+MASK_ERRORS = IMAGE_ERRORS + ("size_mismatch", "unexpected_classes", "color_mask")
+
+IMAGE_FIELDS = (
+    "readable", "error", "error_detail", "format", "ext", "ext_mismatch", "width", "height", "aspect", "mode",
+    "channels", "bit_depth", "bytes", "exif_orientation", "brightness", "contrast", "saturation", "colorfulness",
+    "sharpness", "entropy", "md5", "pixel_md5", "phash",
+)
+MASK_FIELDS = (
+    "mask_readable", "mask_error", "mask_width", "mask_height", "mask_classes", "mask_empty", "mask_encoding",
+    "mask_class_ids", "mask_class_pixels", "mask_class_objects",
+)
+
+# Extensions that each format may legitimately carry.
+EXT_FORMATS = {
+    "JPEG": {"jpg", "jpeg", "jpe", "jfif", "jif"},
+    "MPO": {"jpg", "jpeg", "mpo"},
+    "PNG": {"png"},
+    "GIF": {"gif"},
+    "BMP": {"bmp", "dib"},
+    "DIB": {"bmp", "dib"},
+    "TIFF": {"tif", "tiff"},
+    "WEBP": {"webp"},
+    "PPM": {"ppm", "pgm", "pbm", "pnm"},
+    "ICO": {"ico"},
+    "JPEG2000": {"jp2", "j2k", "jpf", "jpx", "j2c"},
+    "TGA": {"tga"},
+    "PCX": {"pcx"},
+    "SGI": {"sgi", "rgb", "rgba", "bw"},
+    "DDS": {"dds"},
+    "QOI": {"qoi"},
+    "AVIF": {"avif"},
+    "HEIF": {"heic", "heif"},
+}
+
+# Magic numbers of formats we recognize even when PIL cannot open the (damaged) file.
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+_EXIF_ORIENTATION = 0x0112
+_EXIF_FORMATS = frozenset({"JPEG", "MPO", "TIFF", "WEBP", "PNG"})
+
+
+def _blank_image() -> dict[str, Any]:
+    return {k: None for k in IMAGE_FIELDS} | {"readable": False}
+
+
+def _signature(data: bytes) -> str | None:
+    for magic, fmt in _SIGNATURES:
+        if data.startswith(magic):
+            return fmt
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+def _looks_truncated(data: bytes, fmt: str | None) -> bool:
+    """True when a known format's end marker is missing (the usual sign of an interrupted copy)."""
+    tail = data[-64:]
+    if fmt == "JPEG":
+        return b"\xff\xd9" not in tail
+    if fmt == "PNG":
+        return b"IEND" not in tail
+    if fmt == "GIF":
+        return not tail.endswith(b";")
+    return False
+
+
+def _ext(path: str | os.PathLike) -> str:
+    suffix = Path(path).suffix
+    return suffix[1:].lower() if suffix else ""
+
+
+def ext_mismatch(ext: str, fmt: str | None) -> bool | None:
+    """Whether a file's extension disagrees with its decoded format (None when the format is unknown)."""
+    if not fmt:
+        return None
+    allowed = EXT_FORMATS.get(fmt.upper(), {fmt.lower()})
+    return ext not in allowed
+
+
+def _bit_depth(im: Image.Image, data: bytes) -> int:
+    if im.format == "PNG" and len(data) > 24:
+        return int(data[24])  # IHDR bit depth: PIL silently reduces 16-bit RGB to 8 bits
+    mode = im.mode
+    if mode == "1":
+        return 1
+    if mode.startswith("I;16"):
+        return 16
+    if mode in ("I", "F"):
+        return 32
+    return 8
+
+
+@contextlib.contextmanager
+def pil_limits(max_pixels: int) -> Iterator[None]:
+    """Make PIL raise on bombs above ``max_pixels`` and on truncated data, restoring the settings after."""
+    old_max, old_trunc = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
+    Image.MAX_IMAGE_PIXELS = max(int(max_pixels), 1)
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # EXIF/ICC chatter and PIL's own bomb warning (we check ourselves)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = old_max, old_trunc
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB (16/32-bit integer images are scaled, not clipped)."""
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        if mode == "F" or (arr.size and arr.max() > 65535) or (arr.size and arr.min() < 0):
+            lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 1.0)
+            arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        else:
+            arr = arr / 257.0
+        g = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+        return Image.fromarray(np.repeat(g[..., None], 3, axis=2), mode="RGB")
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
+        return im.convert("RGBA").convert("RGB")
+    return im.convert("RGB")
+
+
+def scan_image(path: str | os.PathLike | None, *, max_pixels: int = DEFAULT_MAX_PIXELS, stats: bool = True,
+               error: str | None = None, pixel_md5: bool = False) -> dict[str, Any]:
+    """Read, check and decode one image file; never raises for a bad file.
+
+    Parameters
+    ----------
+    path
+        The file to read. ``None`` together with ``error`` records a problem found before reading.
+    max_pixels
+        Images whose header says ``width * height > max_pixels`` are refused without decoding
+        (``error="decompression_bomb"``).
+    stats
+        Compute statistics and perceptual hash (False: header and bytes hash only).
+    error
+        A pre-determined error (e.g. ``outside_root``); the file is not read.
+    pixel_md5
+        Also hash the decoded RGB pixels (costs about as much as decoding a small JPEG; the profile computes
+        it only for images that can be pixel-identical to another, see :func:`pixel_md5_of`).
+
+    Returns
+    -------
+    dict
+        One value per name in :data:`IMAGE_FIELDS`.
+    """
+    return scan_images([(path, error)], max_pixels=max_pixels, stats=stats, pixel_md5=pixel_md5)[0]
+
+
+def scan_images(items, *, max_pixels: int = DEFAULT_MAX_PIXELS, stats: bool = True,
+                pixel_md5: bool = False) -> list[dict[str, Any]]:
+    """:func:`scan_image` for a batch of ``(path, error)`` items; statistics are vectorized over the batch."""
+    recs, smalls = [], []
+    for path, error in items:
+        rec, small = _decode(path, max_pixels=max_pixels, error=error, want_pixels=stats, pixel_md5=pixel_md5)
+        recs.append(rec)
+        smalls.append(small)
+    if stats:
+        by_shape: dict[tuple, list[int]] = {}
+        for i, sm in enumerate(smalls):
+            if sm is not None:
+                by_shape.setdefault(sm.shape, []).append(i)
+        for idx in by_shape.values():
+            st, gray = batch_stats(np.stack([smalls[i] for i in idx]))
+            hashes = phash_batch(gray)
+            for j, i in enumerate(idx):
+                for k, v in st.items():
+                    recs[i][k] = float(v[j])
+                recs[i]["phash"] = int(hashes[j])
+    return recs
+
+
+def pixel_md5_of(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
+    """md5 of an image's decoded RGB pixels (as displayed, after EXIF orientation), or None if unreadable."""
+    rec, _ = _decode(path, max_pixels=max_pixels, error=None, want_pixels=False, pixel_md5=True)
+    return rec["pixel_md5"]
+
+
+def _decode(path, *, max_pixels: int, error: str | None, want_pixels: bool,
+            pixel_md5: bool) -> tuple[dict[str, Any], np.ndarray | None]:
+    rec = _blank_image()
+    if error is not None or path is None:
+        rec["error"] = error or "missing_file"
+        return rec, None
+    rec["ext"] = _ext(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        rec["error"] = "missing_file"
+        return rec, None
+    except OSError as e:
+        rec["error"], rec["error_detail"] = "io_error", f"{type(e).__name__}: {e.strerror or e}"
+        return rec, None
+    rec["bytes"] = len(data)
+    if not data:
+        rec["error"] = "empty_file"
+        return rec, None
+    rec["md5"] = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    sig = _signature(data)
+    with pil_limits(max_pixels):
+        try:
+            im = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError as e:
+            rec["format"] = sig
+            rec["error"], rec["error_detail"] = "decompression_bomb", str(e)[:200]
+            return rec, None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
+            rec["format"] = sig
+            if sig is None:
+                rec["error"] = "not_an_image"
+            else:
+                rec["error"] = "truncated" if _looks_truncated(data, sig) else "corrupt"
+            rec["error_detail"] = f"{type(e).__name__}: {e}"[:200]
+            rec["ext_mismatch"] = ext_mismatch(rec["ext"], sig)
+            return rec, None
+        fmt = im.format or sig
+        w, h = im.size
+        rec.update(format=fmt, width=w, height=h, aspect=(w / h) if h else None, mode=im.mode,
+                   channels=len(im.getbands()), bit_depth=_bit_depth(im, data),
+                   ext_mismatch=ext_mismatch(rec["ext"], fmt))
+        try:
+            orientation = im.getexif().get(_EXIF_ORIENTATION) if fmt in _EXIF_FORMATS else None
+            rec["exif_orientation"] = int(orientation) if orientation else None
+        except Exception:  # a damaged EXIF block is not a damaged image
+            rec["exif_orientation"] = None
+        if w * h > max_pixels:
+            rec["error"] = "decompression_bomb"
+            rec["error_detail"] = f"{w}x{h} = {w * h} pixels > max_pixels {max_pixels}"
+            return rec, None
+        try:
+            im.load()
+        except Image.DecompressionBombError as e:
+            rec["error"], rec["error_detail"] = "decompression_bomb", str(e)[:200]
+            return rec, None
+        except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, struct.error, zlib.error...
+            msg = f"{type(e).__name__}: {e}"
+            rec["error"] = "truncated" if ("truncated" in msg or _looks_truncated(data, sig or fmt)) else "corrupt"
+            rec["error_detail"] = msg[:200]
+            return rec, None
+        try:
+            if rec["exif_orientation"] and rec["exif_orientation"] != 1:
+                im = ImageOps.exif_transpose(im)  # statistics and hashes describe the image as displayed
+            rgb = to_rgb(im)
+        except Exception as e:
+            rec["error"], rec["error_detail"] = "unsupported_mode", f"{type(e).__name__}: {e}"[:200]
+            return rec, None
+    rec["readable"] = True
+    if pixel_md5:
+        hd = hashlib.md5(f"{rgb.width}x{rgb.height}:".encode(), usedforsecurity=False)
+        hd.update(rgb.tobytes())
+        rec["pixel_md5"] = hd.hexdigest()
+    if not want_pixels:
+        return rec, None
+    k = max(1, -(-max(rgb.width, rgb.height) // STATS_SIDE))  # ceil: longest side <= STATS_SIDE
+    small = rgb.reduce(k) if k > 1 else rgb
+    return rec, np.asarray(small)
+
+
+def batch_stats(arr: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Cheap statistics of a batch of RGB images (B x H x W x 3, values in [0, 255]).
+
+    Returns one array per statistic and the luma images (for the perceptual hash):
+
+    * ``brightness``: mean luma (ITU-R 601) / 255, in [0, 1];
+    * ``contrast``: RMS contrast, standard deviation of luma / 255;
+    * ``saturation``: mean HSV saturation (max - min) / max, in [0, 1];
+    * ``colorfulness``: Hasler & Suesstrunk (2003) M = sigma_rgyb + 0.3 mu_rgyb, in 0-255 units;
+    * ``sharpness``: variance of the 4-neighbour Laplacian of luma (0-255 units) at the reduced resolution
+      (NaN for images under 3 x 3 pixels);
+    * ``entropy``: Shannon entropy (bits) of the 256-bin luma histogram.
+    """
+    arr = np.asarray(arr, dtype=np.float32)
+    bsz = arr.shape[0]
+    r, g, b = np.moveaxis(arr, -1, 0)
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    mx = np.maximum(np.maximum(r, g), b)
+    mn = np.minimum(np.minimum(r, g), b)
+    sat = (mx - mn) / np.maximum(mx, 1e-6)  # 0 where max == 0 because max - min == 0 there
+    rg = r - g
+    yb = 0.5 * (r + g) - b
+    axes = (1, 2)
+    colorfulness = np.sqrt(rg.var(axis=axes) + yb.var(axis=axes)) + 0.3 * np.sqrt(
+        rg.mean(axis=axes) ** 2 + yb.mean(axis=axes) ** 2)
+    if y.shape[1] >= 3 and y.shape[2] >= 3:
+        lap = y[:, :-2, 1:-1] + y[:, 2:, 1:-1] + y[:, 1:-1, :-2] + y[:, 1:-1, 2:] - 4.0 * y[:, 1:-1, 1:-1]
+        sharp = lap.var(axis=axes)
+    else:
+        sharp = np.full(bsz, np.nan)  # no interior pixel: the Laplacian is undefined
+    q = (y + 0.5).astype(np.uint8).reshape(bsz, -1).astype(np.int64)
+    hist = np.bincount((q + 256 * np.arange(bsz)[:, None]).ravel(), minlength=256 * bsz).reshape(bsz, 256)
+    p = hist / q.shape[1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ent = -np.where(p > 0, p * np.log2(p), 0.0).sum(axis=1)
+    stats = {
+        "brightness": y.mean(axis=axes) / 255.0,
+        "contrast": y.std(axis=axes) / 255.0,
+        "saturation": sat.mean(axis=axes),
+        "colorfulness": colorfulness,
+        "sharpness": sharp,
+        "entropy": ent,
+    }
+    return stats, y
+
+
+def image_stats(arr: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+    """:func:`batch_stats` for one RGB image (H x W x 3); returns plain floats and the luma image."""
+    st, y = batch_stats(np.asarray(arr)[None])
+    return {k: float(v[0]) for k, v in st.items()}, y[0]
+
+
+@lru_cache(maxsize=64)
+def _area_matrix(n_in: int, n_out: int = 32) -> np.ndarray:
+    """Resampling matrix (n_out x n_in) that averages the input over each output pixel's footprint."""
+    scale = n_in / n_out
+    edges = np.arange(n_out + 1) * scale
+    lo, hi = edges[:-1, None], edges[1:, None]
+    j = np.arange(n_in)[None, :]
+    overlap = np.clip(np.minimum(hi, j + 1) - np.maximum(lo, j), 0, None)
+    return overlap / overlap.sum(axis=1, keepdims=True)
+
+
+@lru_cache(maxsize=4)
+def _dct_matrix(n: int = 32) -> np.ndarray:
+    """Unnormalized DCT-II matrix, as ``scipy.fft.dct(x, type=2)``: y_k = 2 sum_n x_n cos(pi k (2n+1) / 2N)."""
+    k = np.arange(n)[:, None]
+    i = np.arange(n)[None, :]
+    return 2.0 * np.cos(np.pi * k * (2 * i + 1) / (2 * n))
+
+
+def phash_batch(gray: np.ndarray) -> np.ndarray:
+    """64-bit perceptual hashes (as ``imagehash.phash``) of a batch of grey images (B x H x W), as int64.
+
+    Area-resample to 32 x 32, unnormalized DCT-II on both axes, keep the 8 x 8 lowest frequencies, set a bit
+    where a coefficient exceeds their median. Bit order follows imagehash (row-major, first bit most
+    significant), so ``h & (2**64 - 1)`` matches ``int(str(imagehash.phash(im)), 16)`` up to resampling
+    differences (about one bit in 64 on natural images).
+    """
+    g = np.asarray(gray, dtype=np.float64)
+    g32 = _area_matrix(g.shape[1]) @ g @ _area_matrix(g.shape[2]).T
+    d8 = _dct_matrix()[:8]
+    low = (d8 @ g32 @ d8.T).reshape(g.shape[0], 64)
+    bits = low > np.median(low, axis=1, keepdims=True)
+    return np.packbits(bits, axis=1).view(">u8").ravel().astype(np.uint64).view(np.int64)
+
+
+def phash_from_gray(gray: np.ndarray) -> int:
+    """:func:`phash_batch` for one grey image."""
+    return int(phash_batch(np.asarray(gray)[None])[0])
+
+
+# ----------------------------------------------------------------------------------------------------- masks
+def _blank_mask() -> dict[str, Any]:
+    return {k: None for k in MASK_FIELDS} | {"mask_readable": False}
+
+
+def scan_mask(path: str | os.PathLike | None, *, n_classes: int | None = None, image_size: tuple | None = None,
+              max_pixels: int = DEFAULT_MAX_PIXELS, error: str | None = None,
+              count_objects: bool = True) -> dict[str, Any]:
+    """Decode a segmentation mask, normalize its encoding and describe it; never raises for a bad file.
+
+    Encodings: 1-bit and ``{0, 1}`` masks are binary; ``{0, 255}`` masks become ``{0, 1}`` when the task has
+    at most two classes (otherwise 255 is the conventional "ignore" value); palette (``P``) masks use the
+    palette indices; 16-bit masks use their integer values; RGB masks are accepted when grey (R=G=B).
+
+    Parameters
+    ----------
+    path
+        The mask file (``None`` with ``error`` for a problem found before reading).
+    n_classes
+        Number of classes; values ``>= n_classes`` other than the ignore value 255 are ``unexpected_classes``.
+    image_size
+        ``(width, height)`` of the image; a different mask size is ``size_mismatch``.
+    count_objects
+        Count connected components (4-connectivity) per class for the object size distribution.
+    """
+    rec = _blank_mask()
+    if error is not None or path is None:
+        rec["mask_error"] = error or "missing_file"
+        return rec
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        rec["mask_error"] = "missing_file"
+        return rec
+    except OSError:
+        rec["mask_error"] = "io_error"
+        return rec
+    if not data:
+        rec["mask_error"] = "empty_file"
+        return rec
+    sig = _signature(data)
+    with pil_limits(max_pixels):
+        try:
+            im = Image.open(io.BytesIO(data))
+            w, h = im.size
+            if w * h > max_pixels:
+                rec["mask_error"] = "decompression_bomb"
+                return rec
+            im.load()
+        except Image.DecompressionBombError:
+            rec["mask_error"] = "decompression_bomb"
+            return rec
+        except Exception:
+            if sig is None:
+                rec["mask_error"] = "not_an_image"
+            else:
+                rec["mask_error"] = "truncated" if _looks_truncated(data, sig) else "corrupt"
+            return rec
+    rec.update(mask_width=w, mask_height=h)
+    mode = im.mode
+    encoding = {"1": "1bit", "P": "palette", "L": "gray", "I": "int", "I;16": "int16"}.get(mode, mode.lower())
+    if mode in ("RGB", "RGBA"):
+        arr = np.asarray(im.convert("RGB"))
+        if not (np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2])):
+            rec["mask_readable"], rec["mask_error"], rec["mask_encoding"] = True, "color_mask", "rgb"
+            return rec
+        vals = arr[..., 0]
+    elif mode == "LA":
+        vals = np.asarray(im)[..., 0]
+    else:
+        vals = np.asarray(im)
+    vals = vals.astype(np.int64, copy=False)
+    uniq = np.unique(vals)
+    if uniq.size and set(uniq.tolist()) <= {0, 255} and 255 in uniq and (n_classes is None or n_classes <= 2):
+        vals = (vals == 255).astype(np.int64)
+        uniq = np.unique(vals)
+        encoding = "binary_0_255"
+    elif mode != "1" and uniq.size and set(uniq.tolist()) <= {0, 1}:
+        encoding = "binary_0_1" if (n_classes is None or n_classes <= 2) else encoding
+    rec["mask_readable"] = True
+    rec["mask_encoding"] = encoding
+    ids, counts = np.unique(vals, return_counts=True)
+    rec["mask_class_ids"] = ids.astype(np.int64).tolist()
+    rec["mask_class_pixels"] = counts.astype(np.int64).tolist()
+    rec["mask_classes"] = ",".join(str(int(v)) for v in ids)
+    rec["mask_empty"] = bool(np.all((vals == 0) | (vals == 255)))
+    if count_objects:
+        from scipy import ndimage
+
+        objects = []
+        for c in ids:
+            if c == 0 or c == 255:
+                objects.append(0)
+                continue
+            _, n_obj = ndimage.label(vals == c)
+            objects.append(int(n_obj))
+        rec["mask_class_objects"] = objects
+    errors = []
+    if image_size is not None and None not in image_size and (w, h) != tuple(image_size):
+        errors.append("size_mismatch")
+    if n_classes:
+        bad = [int(v) for v in ids if (v < 0 or v >= n_classes) and v != 255]
+        if bad:
+            errors.append("unexpected_classes")
+    if errors:
+        rec["mask_error"] = errors[0] if len(errors) == 1 else ",".join(errors)
+    return rec
