@@ -70,12 +70,23 @@ def resolve_device(requested: str | None = "auto") -> torch.device:
     return torch.device(base)
 
 
+def _cpu_name() -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 def device_info(device: torch.device) -> DeviceInfo:
     """Describe ``device`` for provenance."""
     import platform
 
-    info = DeviceInfo(type=device.type, name=platform.processor() or platform.machine(), torch=torch.__version__,
-                      threads=torch.get_num_threads())
+    info = DeviceInfo(type=device.type, name=_cpu_name() or platform.processor() or platform.machine(),
+                      torch=torch.__version__, threads=torch.get_num_threads())
     if device.type == "cuda":
         idx = device.index if device.index is not None else torch.cuda.current_device()
         props = torch.cuda.get_device_properties(idx)

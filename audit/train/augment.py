@@ -1,0 +1,81 @@
+"""Batch augmentation written with torch ops: runs wherever the batch is (on the GPU when training there).
+
+One random affine per sample (scale + translation, optional horizontal flip) applied with ``grid_sample``
+to images and, with NEAREST sampling, to masks; then brightness / contrast / saturation jitter. Every draw
+comes from an explicit ``torch.Generator``, so a seed fixes the augmentation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["AugmentConfig", "augment_batch", "normalize", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """``scale``: smallest zoom-in area factor; ``translate``: max shift as a fraction of the side."""
+
+    enabled: bool = True
+    scale: float = 0.8
+    translate: float = 0.1
+    hflip: bool = False
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+
+
+def _uniform(n: int, lo: float, hi: float, gen: torch.Generator, device) -> torch.Tensor:
+    return torch.rand(n, generator=gen, device=device) * (hi - lo) + lo
+
+
+def augment_batch(x: torch.Tensor, masks: torch.Tensor | None, cfg: AugmentConfig, gen: torch.Generator,
+                  ignore_index: int = 255) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Augment float images ``x [B, 3, H, W]`` in [0, 1] (and index masks ``[B, H, W]``) on their device."""
+    if not cfg.enabled:
+        return x, masks
+    b, dev = x.shape[0], x.device
+    s = torch.sqrt(_uniform(b, cfg.scale, 1.0, gen, dev))  # side factor of the sampled window
+    slack = (1 - s) + cfg.translate
+    tx = _uniform(b, -1.0, 1.0, gen, dev) * slack
+    ty = _uniform(b, -1.0, 1.0, gen, dev) * slack
+    sx = s
+    if cfg.hflip:
+        flip = torch.rand(b, generator=gen, device=dev) < 0.5
+        sx = torch.where(flip, -s, s)
+    theta = torch.zeros(b, 2, 3, device=dev, dtype=x.dtype)
+    theta[:, 0, 0] = sx
+    theta[:, 1, 1] = s
+    theta[:, 0, 2] = tx
+    theta[:, 1, 2] = ty
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if masks is not None:
+        m = F.grid_sample(masks.unsqueeze(1).to(x.dtype), grid, mode="nearest", padding_mode="border",
+                          align_corners=False)
+        masks = m.squeeze(1).round().to(masks.dtype)
+    shape = (b, 1, 1, 1)
+    if cfg.brightness:
+        x = x * _uniform(b, 1 - cfg.brightness, 1 + cfg.brightness, gen, dev).view(shape).to(x.dtype)
+    if cfg.contrast:
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        c = _uniform(b, 1 - cfg.contrast, 1 + cfg.contrast, gen, dev).view(shape).to(x.dtype)
+        x = (x - mean) * c + mean
+    if cfg.saturation:
+        gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+        f = _uniform(b, 1 - cfg.saturation, 1 + cfg.saturation, gen, dev).view(shape).to(x.dtype)
+        x = (x - gray) * f + gray
+    return x.clamp_(0, 1), masks
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """ImageNet mean/std normalization (what torchvision's pretrained weights expect)."""
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x - mean) / std

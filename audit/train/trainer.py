@@ -1,0 +1,320 @@
+"""The training loop: batches gathered from the decode-once tensor cache, augmented on the device.
+
+``fit`` trains one model on one fold's ``train`` rows, selects the epoch with the best ``val`` score
+(accuracy, or mean IoU for segmentation; earliest wins ties) and optionally stops early; the held-out rows
+are never passed in. ``predict`` runs inference on any rows. On CUDA: AMP (bf16 where supported, else fp16
+with loss scaling), channels_last, non-blocking copies from pinned memory (or no copies at all when the
+cache lives on the GPU), optional ``torch.compile``. On CPU: fp32, channels_last, seeded and deterministic.
+
+A checkpoint is written after every epoch (model, optimizer, scheduler, RNG states, best weights) so a
+killed fold resumes from its last finished epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from audit.io.tensor_cache import IGNORE_INDEX
+from audit.train.augment import AugmentConfig, augment_batch, normalize
+from audit.train.models import forward_logits
+
+__all__ = ["FitConfig", "FitResult", "BatchSource", "fit", "predict"]
+
+
+@dataclass
+class FitConfig:
+    """Resolved hyper-parameters of one training run (one fold, one seed)."""
+
+    task: str
+    n_classes: int
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 1e-4
+    amp_dtype: torch.dtype | None = None
+    channels_last: bool = True
+    compile: bool = False
+    balanced: bool = False
+    patience: int | None = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class FitResult:
+    best_state: dict
+    best_epoch: int
+    best_score: float
+    history: list[dict]
+    epochs_run: int
+    resumed_from: int | None
+    train_seconds: float
+    train_images: int
+    selection: str
+    compiled: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def images_per_s(self) -> float:
+        return self.train_images / self.train_seconds if self.train_seconds > 0 else float("nan")
+
+
+class BatchSource:
+    """Batches from the uint8 cache: gather rows, move to the device, scale to [0, 1] (+ targets)."""
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor, device: torch.device, *,
+                 channels_last: bool = True):
+        self.images = images
+        self.targets = targets
+        self.device = device
+        self.channels_last = channels_last
+        self._pin = device.type == "cuda" and images.device.type == "cpu"
+
+    def _move(self, t: torch.Tensor) -> torch.Tensor:
+        if t.device == self.device:
+            return t
+        if self._pin:
+            t = t.pin_memory()
+        return t.to(self.device, non_blocking=True)
+
+    def get(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images ``float32 [B, 3, S, S]`` in [0, 1] and targets (labels ``[B]`` or masks ``[B, S, S]``)."""
+        i = idx.to(self.images.device)
+        x = self._move(self.images.index_select(0, i)).float().div_(255.0)
+        y = self._move(self.targets.index_select(0, idx.to(self.targets.device)))
+        return x, y
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        x = normalize(x)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _state_of(model: nn.Module) -> dict:
+    raw = getattr(model, "_orig_mod", model)
+    return {k: v.detach().to("cpu", copy=True) for k, v in raw.state_dict().items()}
+
+
+def _score(task: str, stats: dict) -> float:
+    if task == "classify":
+        return stats["correct"] / stats["n"] if stats["n"] else float("nan")
+    inter, union = stats["inter"], stats["union"]
+    present = union > 0
+    return float((inter[present] / union[present]).mean()) if present.any() else float("nan")
+
+
+def _evaluate(model: nn.Module, src: BatchSource, idx: np.ndarray, cfg: FitConfig, loss_fn) -> dict:
+    """Loss and score on rows ``idx`` (no augmentation)."""
+    model.eval()
+    n, loss_sum, correct = 0, 0.0, 0
+    inter = np.zeros(cfg.n_classes, dtype=np.int64)
+    union = np.zeros(cfg.n_classes, dtype=np.int64)
+    bs = max(cfg.batch_size * 2, 1)
+    with torch.inference_mode():
+        for s in range(0, len(idx), bs):
+            bi = torch.as_tensor(idx[s:s + bs], dtype=torch.long)
+            x, y = src.get(bi)
+            with _autocast(src.device, cfg.amp_dtype):
+                logits = forward_logits(model, src.prepare(x))
+            logits = logits.float()
+            loss_sum += float(loss_fn(logits, y.long())) * len(bi)
+            n += len(bi)
+            pred = logits.argmax(1)
+            if cfg.task == "classify":
+                correct += int((pred == y).sum())
+            else:
+                valid = y != IGNORE_INDEX
+                k = cfg.n_classes
+                conf = torch.bincount((y[valid].long() * k + pred[valid]).flatten(), minlength=k * k).view(k, k)
+                conf = conf.cpu().numpy()
+                tp = np.diag(conf)
+                inter += tp
+                union += conf.sum(0) + conf.sum(1) - tp
+    stats = {"n": n, "loss": loss_sum / n if n else float("nan"), "correct": correct, "inter": inter, "union": union}
+    stats["score"] = _score(cfg.task, stats)
+    return stats
+
+
+def _save_atomic(obj: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def fit(model: nn.Module, src: BatchSource, train_idx: np.ndarray, val_idx: np.ndarray, cfg: FitConfig, *,
+        seed: int, ckpt_path: Path | None = None, ckpt_hash: str = "",
+        on_epoch: Callable[[int, dict], None] | None = None) -> FitResult:
+    """Train ``model`` on rows ``train_idx``; select on ``val_idx``. See the module docstring."""
+    device = src.device
+    train_idx = np.asarray(train_idx, dtype=np.int64)
+    val_idx = np.asarray(val_idx, dtype=np.int64)
+    model = model.to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    raw_model = model
+    loss_fn = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX) if cfg.task == "segment" else nn.CrossEntropyLoss()
+    n_train = len(train_idx)
+    steps = max(1, n_train // cfg.batch_size + (1 if n_train % cfg.batch_size > 1 else 0))
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps, pct_start=0.2)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp_dtype == torch.float16)
+    gen = torch.Generator().manual_seed(seed)  # order + sampling
+    dev_gen = torch.Generator(device=device).manual_seed(seed + 1) if device.type != "mps" else gen  # augmentation
+    torch.manual_seed(seed)  # dropout
+    labels_cpu = src.targets.index_select(0, torch.as_tensor(train_idx, device=src.targets.device)).cpu() \
+        if cfg.balanced and cfg.task == "classify" else None
+
+    best_state, best_score, best_epoch, history, start, bad = None, -float("inf"), -1, [], 0, 0
+    resumed_from = None
+    if ckpt_path is not None and Path(ckpt_path).is_file():
+        try:
+            ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        except Exception:  # a damaged checkpoint: start the fold again
+            ck = None
+        if ck and ck.get("hash") == ckpt_hash and not ck.get("done") and ck.get("epoch", -1) + 1 < cfg.epochs:
+            raw_model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            sched.load_state_dict(ck["scheduler"])
+            scaler.load_state_dict(ck["scaler"])
+            gen.set_state(ck["gen"])
+            if ck.get("dev_gen") is not None and dev_gen is not gen:
+                dev_gen.set_state(ck["dev_gen"])
+            torch.set_rng_state(ck["torch_rng"])
+            best_state, best_score, best_epoch = ck["best_state"], ck["best_score"], ck["best_epoch"]
+            history, bad = ck["history"], ck["bad"]
+            start = resumed_from = ck["epoch"] + 1
+
+    compiled, notes = False, []
+    if cfg.compile:
+        try:
+            model = torch.compile(raw_model)
+            compiled = True
+        except Exception as e:  # older platforms / missing compiler: train eagerly, say so
+            notes.append(f"torch.compile unavailable ({type(e).__name__}); trained eagerly")
+
+    train_seconds, train_images = 0.0, 0
+    epoch = start - 1
+    for epoch in range(start, cfg.epochs):
+        model.train()
+        t0 = time.perf_counter()
+        if labels_cpu is not None:
+            counts = torch.bincount(labels_cpu, minlength=cfg.n_classes).float()
+            w = 1.0 / counts[labels_cpu]
+            order = torch.multinomial(w, n_train, replacement=True, generator=gen)
+        else:
+            order = torch.randperm(n_train, generator=gen)
+        rows = torch.as_tensor(train_idx)[order]
+        loss_sum, seen = 0.0, 0
+        for s in range(0, n_train, cfg.batch_size):
+            bi = rows[s:s + cfg.batch_size]
+            if len(bi) < 2 and n_train >= 2:
+                continue  # BatchNorm cannot train on a batch of one
+            x, y = src.get(bi)
+            x, y2 = augment_batch(x, y if cfg.task == "segment" else None, cfg.augment, dev_gen)
+            if y2 is not None:
+                y = y2
+            x = src.prepare(x)
+            try:
+                with _autocast(device, cfg.amp_dtype):
+                    logits = forward_logits(model, x)
+                    loss = loss_fn(logits.float(), y.long())
+            except Exception as e:
+                if not compiled:
+                    raise
+                notes.append(f"torch.compile failed ({type(e).__name__}); trained eagerly")
+                model, compiled = raw_model, False
+                with _autocast(device, cfg.amp_dtype):
+                    loss = loss_fn(forward_logits(model, x).float(), y.long())
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            if sched.last_epoch + 1 < sched.total_steps:
+                sched.step()
+            loss_sum += float(loss.detach()) * len(bi)
+            seen += len(bi)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        dt = time.perf_counter() - t0
+        train_seconds += dt
+        train_images += seen
+        val = _evaluate(model, src, val_idx, cfg, loss_fn) if len(val_idx) else None
+        rec = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "seconds": round(dt, 3),
+               "images_per_s": round(seen / dt, 1) if dt > 0 else None}
+        if val is not None:
+            rec.update(val_loss=val["loss"], val_score=val["score"])
+            score = val["score"] if not np.isnan(val["score"]) else -float("inf")
+        else:
+            score = float(epoch)  # no validation rows: the last epoch is selected
+        history.append(rec)
+        if score > best_score or best_state is None:
+            best_score, best_epoch, best_state, bad = score, epoch, _state_of(raw_model), 0
+        else:
+            bad += 1
+        stop = cfg.patience is not None and bad >= cfg.patience
+        if ckpt_path is not None and epoch + 1 < cfg.epochs and not stop:
+            _save_atomic({"hash": ckpt_hash, "epoch": epoch, "done": False, "model": _state_of(raw_model),
+                          "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+                          "gen": gen.get_state(), "dev_gen": dev_gen.get_state() if dev_gen is not gen else None,
+                          "torch_rng": torch.get_rng_state(), "best_state": best_state, "best_score": best_score,
+                          "best_epoch": best_epoch, "history": history, "bad": bad}, Path(ckpt_path))
+        if on_epoch is not None:
+            on_epoch(epoch, rec)
+        if stop:
+            notes.append(f"early stop after epoch {epoch} ({cfg.patience} epochs without val improvement)")
+            break
+    raw_model.load_state_dict(best_state)
+    selection = "best val score" if len(val_idx) else "last epoch (no validation rows)"
+    if ckpt_path is not None:
+        _save_atomic({"hash": ckpt_hash, "done": True, "epoch": epoch, "model": best_state, "best_epoch": best_epoch,
+                      "best_score": best_score, "history": history}, Path(ckpt_path))
+    return FitResult(best_state=best_state, best_epoch=best_epoch, best_score=float(best_score), history=history,
+                     epochs_run=len(history), resumed_from=resumed_from, train_seconds=train_seconds,
+                     train_images=train_images, selection=selection, compiled=compiled, notes=notes)
+
+
+def predict(model: nn.Module, src: BatchSource, idx: np.ndarray, cfg: FitConfig) -> torch.Tensor:
+    """Class probabilities ``float32 [n, k]`` (classification) or predicted index masks ``uint8 [n, S, S]``."""
+    model = model.to(src.device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model.eval()
+    outs = []
+    bs = max(cfg.batch_size * 2, 1)
+    with torch.inference_mode():
+        for s in range(0, len(idx), bs):
+            bi = torch.as_tensor(np.asarray(idx[s:s + bs]), dtype=torch.long)
+            x, _ = src.get(bi)
+            with _autocast(src.device, cfg.amp_dtype):
+                logits = forward_logits(model, src.prepare(x)).float()
+            if cfg.task == "classify":
+                outs.append(torch.softmax(logits, 1).cpu())
+            else:
+                outs.append(logits.argmax(1).to(torch.uint8).cpu())
+    if not outs:
+        shape = (0, cfg.n_classes) if cfg.task == "classify" else (0, src.images.shape[-2], src.images.shape[-1])
+        return torch.zeros(shape)
+    return torch.cat(outs)
+
+
+def clone_model(model: nn.Module) -> nn.Module:
+    """A deep copy (the registry builds once per fold; copies keep initializations identical across folds)."""
+    return copy.deepcopy(model)
