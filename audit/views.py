@@ -46,6 +46,7 @@ __all__ = [
     "intersection_matrix",
     "association_matrix",
     "stat_histogram",
+    "image_stat_histogram",
     "duplicate_pairs",
     "broken_files",
     "options",
@@ -400,6 +401,24 @@ def stat_histogram(values: pd.Series, groups: pd.Series | None, *, bins: int = 3
         for j in range(bins):
             rows.append((str(name), edges[j], edges[j + 1], int(counts[j]), counts[j] / total, missing))
     return pd.DataFrame(rows, columns=["group", "bin_start", "bin_end", "count", "share", "missing"])
+
+
+def image_stat_histogram(run: RunDir, *, stat: str, by: str | None = None, bins: int = 30) -> pd.DataFrame:
+    """:func:`stat_histogram` of one column of ``profile/images.parquet``, split by a manifest column.
+
+    Reads only the two columns needed (plus ``sample_id`` to join), so it stays cheap on 1M-row runs.
+    """
+    images = read(run, "profile/images.parquet", columns=["sample_id", stat])
+    if images is None or stat not in images.columns:
+        return pd.DataFrame(columns=["group", "bin_start", "bin_end", "count", "share", "missing"])
+    groups = None
+    if by:
+        m = read_manifest_columns(run, [by])
+        if by in m.columns:
+            # images.parquet has one row per manifest row in manifest order; join on sample_id all the same
+            key = images["sample_id"].astype("string")
+            groups = pd.Series(m.set_index("sample_id")[by].reindex(key).to_numpy(), index=images.index, dtype="string")
+    return stat_histogram(images[stat], groups, bins=bins)
 
 
 def duplicate_pairs(

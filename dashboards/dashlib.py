@@ -170,6 +170,24 @@ def table(run: RunDir, rel: str, columns: Sequence[str] | None = None) -> pd.Dat
     return _table(str(run.path), views.run_stamp(run), rel, tuple(columns) if columns else None)
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _columns(path: str, stamp: float, rel: str) -> list[str]:
+    import pyarrow.parquet as pq
+
+    p = Path(path) / rel
+    if not p.exists():
+        return []
+    try:
+        return list(pq.read_schema(p).names)
+    except Exception as e:  # damaged file: one line, like every other read
+        raise AuditError(f"cannot read {p}: {e}") from None
+
+
+def table_columns(run: RunDir, rel: str) -> list[str]:
+    """Column names of a run table without reading it ([] if absent)."""
+    return _columns(str(run.path), views.run_stamp(run), rel)
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
 def _overview(path: str, stamp: float) -> dict:
     return views.overview(RunDir(path))
@@ -281,12 +299,13 @@ def ci_bars(df: pd.DataFrame, *, x_title: str, domain: tuple[float, float] | Non
 def heatmap(
     df: pd.DataFrame, *, x: str, y: str, color: str, text: str, tooltip: list, color_title: str,
     scheme: str = "blues", domain: tuple[float, float] | None = None, stroke_col: str | None = None,
+    x_title: str | None = None, y_title: str | None = None,
 ) -> alt.LayerChart:
     """A labelled heatmap; cells where ``stroke_col`` is true get an orange outline."""
     scale = alt.Scale(scheme=scheme, domain=list(domain)) if domain else alt.Scale(scheme=scheme)
     base = alt.Chart(df).encode(
-        x=alt.X(f"{x}:N", title=x, axis=alt.Axis(labelAngle=-30, labelLimit=160)),
-        y=alt.Y(f"{y}:N", title=y, axis=alt.Axis(labelLimit=200)),
+        x=alt.X(f"{x}:N", title=x_title or x, axis=alt.Axis(labelAngle=-30, labelLimit=160)),
+        y=alt.Y(f"{y}:N", title=y_title or y, axis=alt.Axis(labelLimit=200)),
     )
     enc = {"color": alt.Color(f"{color}:Q", scale=scale, title=color_title), "tooltip": tooltip}
     if stroke_col:

@@ -60,14 +60,14 @@ with tabs[1], dl.guard():
     else:
         col = dl.select("Intersection", inter, key="pf_inter_col")
         cells = views.intersection_matrix(dist, col)
-        cells["label"] = [f"{n:,}" + (" *" if s == "under_min_n" else "") for n, s in zip(cells["n"], cells["status"], strict=True)]
+        cells["text"] = [f"{n:,}" + (" *" if s == "under_min_n" else "") for n, s in zip(cells["n"], cells["status"], strict=True)]
         cells["under"] = cells["status"].isin(["under_min_n", "empty"])
         a, b = col.split(" x ", 1)
-        cells = cells.rename(columns={"row": a, "col": b})
         st.altair_chart(
             dl.heatmap(
-                cells, x=b, y=a, color="n", text="label", color_title="samples", stroke_col="under",
-                tooltip=[f"{a}:N", f"{b}:N", alt.Tooltip("n:Q", format=","), alt.Tooltip("share:Q", format=".2%"), "status:N"],
+                cells, x="col", y="row", x_title=b, y_title=a, color="n", text="text", color_title="samples", stroke_col="under",
+                tooltip=[alt.Tooltip("row:N", title=a), alt.Tooltip("col:N", title=b), alt.Tooltip("n:Q", format=","),
+                         alt.Tooltip("share:Q", format=".2%"), "status:N"],
             ),
             width="content",
         )
@@ -102,23 +102,18 @@ with tabs[2], dl.guard():
 
 # ------------------------------------------------------------------ image statistics
 with tabs[3], dl.guard():
-    images = dl.table(run, "profile/images.parquet", columns=["sample_id", "brightness", "contrast", "saturation", "colorfulness", "sharpness", "entropy", "width", "height", "bytes"])
-    if images is None or images.empty:
-        st.info("No per-image table (profile/images.parquet).")
+    names = dl.table_columns(run, "profile/images.parquet")
+    stats = [c for c in ("brightness", "contrast", "saturation", "colorfulness", "sharpness", "entropy", "width", "height", "bytes") if c in names]
+    if not stats:
+        st.info("No image statistics (profile/images.parquet).")
     else:
-        stats = [c for c in ("brightness", "contrast", "saturation", "colorfulness", "sharpness", "entropy", "width", "height", "bytes") if c in images.columns]
         groupables = [c for c in dl.manifest_group_columns(run) if c != "split"]
         c1, c2 = st.columns(2)
         with c1:
             stat = dl.select("Statistic", stats, key="pf_stat", prefer=["brightness"])
         with c2:
-            by = dl.select("Split by", groupables or ["(none)"], key="pf_stat_by", prefer=["domain"])
-        groups = None
-        if by and by != "(none)":
-            m = dl.manifest_columns(run, [by])
-            groups = images[["sample_id"]].astype({"sample_id": "string"}).merge(m, on="sample_id", how="left")[by]
-            groups.index = images.index
-        hist = views.stat_histogram(images[stat], groups, bins=30)
+            by = dl.select("Split by", ["(none)", *groupables], key="pf_stat_by", prefer=["domain", "label"])
+        hist = dl.cached(views.image_stat_histogram, run, stat=stat, by=None if by == "(none)" else by, bins=30)
         chart = alt.Chart(hist).mark_line(interpolate="step-after").encode(
             x=alt.X("bin_start:Q", title=stat), y=alt.Y("share:Q", title="share of the group", axis=alt.Axis(format="%")),
             color=alt.Color("group:N", title=by), tooltip=["group:N", alt.Tooltip("bin_start:Q", format=".3g"), alt.Tooltip("count:Q", format=","), alt.Tooltip("share:Q", format=".1%")],
