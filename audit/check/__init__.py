@@ -57,12 +57,12 @@ class CheckResult:
 
 
 def _invalid(msg: str, console) -> CheckResult:
+    """An invalid policy or run: one line on stderr, exit code 2."""
     if console is not None:
+        from rich.console import Console
         from rich.markup import escape
 
-        console.print(f"[bold red]error:[/] {escape(msg)}")
-    else:
-        print(f"error: {msg}", file=sys.stderr)
+        Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(msg)}")
     return CheckResult(exit_code=2, error=msg)
 
 

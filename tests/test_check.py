@@ -1,0 +1,383 @@
+"""audit check: every rule type passing and failing, malformed policies, outputs, baseline regression."""
+
+from __future__ import annotations
+
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from audit.check import parse_policy, run_check
+from audit.cli import app
+from audit.rundir import RunDir
+from audit.testing import assert_no_leakage, assert_policy, make_fake_run
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("chk")
+    return {
+        "biased": make_fake_run(base / "biased"),
+        "clean": make_fake_run(base / "clean", biased=False),
+        "segment": make_fake_run(base / "seg", task="segment"),
+        "profile": make_fake_run(base / "prof", profile_only=True),
+    }
+
+
+def policy(tmp_path: Path, body: str, head: str = "") -> Path:
+    p = tmp_path / "policy.toml"
+    p.write_text((head + "\n" if head else "") + body)
+    return p
+
+
+def check(run: RunDir, tmp_path: Path, body: str, **kw):
+    return run_check(run.path, policy(tmp_path, body), write=False, **kw)
+
+
+def only(res):
+    assert res.exit_code in (0, 1), res.error
+    assert len(res.rules) == 1
+    return res.rules[0]
+
+
+# ---------------------------------------------------------------------------------------------- every rule type
+# (check body, value the fake biased run gives, threshold that passes, threshold that fails)
+def _groups_min(run, metric="accuracy", by=None, bound="value"):
+    g = run.read_table("metrics/groups.parquet")
+    g = g[(g.metric == metric) & (g.fold == "all") & (g.status == "ok")]
+    g = g[g.scope == ("ood" if (g.scope == "ood").any() else "all")]
+    g = g[g.by != "overall"] if by is None else g[g.by.isin(by)]
+    return float(g[bound].min())
+
+
+@pytest.mark.parametrize("bound", ["value", "ci_low"])
+def test_worst_group_pass_and_fail_against_reference(runs, tmp_path, bound):
+    run = runs["biased"]
+    ref = _groups_min(run, bound=bound)
+    body = f'[[rule]]\ncheck = "worst_group"\nbound = "{bound}"\nthreshold = {{t}}\n'
+    ok = only(check(run, tmp_path, body.format(t=round(ref - 0.01, 4))))
+    bad = only(check(run, tmp_path, body.format(t=round(ref + 0.01, 4))))
+    assert ok.status == "pass" and bad.status == "fail"
+    assert bad.value == pytest.approx(ref)
+    assert bad.n >= 30 and bad.ci is not None
+    assert "accuracy" in bad.message and str(bad.n) in bad.message
+
+
+def test_group_metric_segment_miou_per_domain(runs, tmp_path):
+    run = runs["segment"]
+    ref = _groups_min(run, metric="miou", by=["domain"])
+    body = '[[rule]]\ncheck = "group_metric"\nmetric = "miou"\nby = "domain"\nop = ">="\nthreshold = {t}\n'
+    assert only(check(run, tmp_path, body.format(t=ref - 0.01))).status == "pass"
+    r = only(check(run, tmp_path, body.format(t=ref + 0.01)))
+    assert r.status == "fail" and r.group.startswith("domain=")
+
+
+def test_warn_severity_never_fails_the_check(runs, tmp_path):
+    res = check(runs["biased"], tmp_path, '[[rule]]\ncheck = "worst_group"\nthreshold = 0.99\nseverity = "warn"\n')
+    assert res.exit_code == 0 and res.rules[0].status == "warn"
+
+
+@pytest.mark.parametrize(
+    "check_name,table,col,extra",
+    [
+        ("fairness", "metrics/fairness.parquet", "value", 'metric = "dp_diff"\n'),
+        ("fairness", "metrics/fairness.parquet", "value", 'metric = "eo_diff"\nattribute = "attr.background"\n'),
+        ("generalization_gap", "metrics/generalization.parquet", "gap", ""),
+        ("ece", "metrics/groups.parquet", "value", ""),
+        ("imbalance_ratio", "profile/imbalance.parquet", "imbalance_ratio", ""),
+    ],
+)
+def test_upper_bounded_rules(runs, tmp_path, check_name, table, col, extra):
+    run = runs["biased"]
+    t = run.read_table(table)
+    if check_name == "ece":
+        t = t[t.metric == "ece"]
+    if "metric = " in extra and check_name == "fairness":
+        t = t[t.metric == extra.split('"')[1]]
+    if "attribute" in extra:
+        t = t[t.attribute == "attr.background"]
+    ref = float(t[col].max())
+    body = f'[[rule]]\ncheck = "{check_name}"\n{extra}threshold = {{t}}\n'
+    assert only(check(run, tmp_path, body.format(t=ref + 0.001))).status == "pass"
+    bad = only(check(run, tmp_path, body.format(t=ref - 0.001)))
+    assert bad.status == "fail" and bad.value == pytest.approx(ref)
+
+
+def test_association_rule_uses_significance(runs, tmp_path):
+    body = '[[rule]]\ncheck = "association"\ncolumns = ["label"]\nthreshold = 0.3\n'
+    bad = only(check(runs["biased"], tmp_path, body))
+    assert bad.status == "fail" and "attr.background" in bad.group
+    a = runs["biased"].read_table("profile/associations.parquet")
+    assert bad.value == pytest.approx(a[(a.a == "label") & (a.b == "attr.background")]["value"].iloc[0])
+    assert only(check(runs["clean"], tmp_path, body)).status == "pass"  # nothing significant
+    # the lower bound of the interval is stricter evidence than the point value
+    lo = only(check(runs["biased"], tmp_path, body.replace("0.3", "0.45") + 'bound = "ci_low"\n'))
+    assert lo.status == "pass"
+
+
+@pytest.mark.parametrize("name,biased_count", [("no_split_leakage", 3), ("no_label_conflicts", 1),
+                                               ("no_unreadable_files", 2)])
+def test_profile_count_rules(runs, tmp_path, name, biased_count):
+    bad = only(check(runs["biased"], tmp_path, f'[[rule]]\ncheck = "{name}"\n'))
+    assert bad.status == "fail" and bad.value == biased_count
+    assert only(check(runs["clean"], tmp_path, f'[[rule]]\ncheck = "{name}"\n')).status == "pass"
+    assert only(check(runs["biased"], tmp_path, f'[[rule]]\ncheck = "{name}"\nmax_count = {biased_count}\n')).status == "pass"
+
+
+def test_shortcut_and_findings_rules(runs, tmp_path):
+    r = only(check(runs["biased"], tmp_path, '[[rule]]\ncheck = "shortcut"\ntarget = "domain"\nthreshold = 0.2\n'))
+    assert r.status == "fail" and r.value == pytest.approx(0.8 - 1 / 3)
+    r = only(check(runs["biased"], tmp_path, '[[rule]]\ncheck = "findings"\nkinds = ["split_leakage"]\n'))
+    assert r.status == "fail" and r.value == 1
+    r = only(check(runs["clean"], tmp_path, '[[rule]]\ncheck = "findings"\nmin_severity = "critical"\n'))
+    assert r.status == "pass"
+
+
+def test_insufficient_groups(runs, tmp_path):
+    run = runs["biased"]
+    # min_n above every group size: no verdict, per on_insufficient
+    body = '[[rule]]\ncheck = "worst_group"\nthreshold = 0.99\nmin_n = 100000\non_insufficient = "{o}"\n'
+    assert only(check(run, tmp_path, body.format(o="skip"))).status == "skip"
+    assert only(check(run, tmp_path, body.format(o="warn"))).status == "warn"
+    assert only(check(run, tmp_path, body.format(o="fail"))).status == "fail"
+
+
+def test_profile_only_run_missing_tables(runs, tmp_path):
+    body = '[[rule]]\ncheck = "worst_group"\nthreshold = 0.5\n'
+    r = only(check(runs["profile"], tmp_path, body))
+    assert r.status == "fail" and "metrics/groups.parquet" in r.message
+    res = check(runs["profile"], tmp_path, body, )
+    assert res.exit_code == 1
+    res = check(runs["profile"], tmp_path, '[policy]\non_missing = "skip"\n' + body)
+    assert res.exit_code == 0 and res.rules[0].status == "skip"
+
+
+# ---------------------------------------------------------------------------------------------- malformed policies
+BAD = [
+    ('[[rule]]\ncheck = "wrost_group"\nthreshold = 0.5\n', ["policy.toml:2", "unknown check 'wrost_group'", "worst_group"]),
+    ('[[rule]]\ncheck = "worst_group"\nop = "=>"\nthreshold = 0.5\n', ["policy.toml:3", "op = '=>'", "'>='"]),
+    ('[[rule]]\ncheck = "worst_group"\nthreshold = "high"\n', ["policy.toml:3", "threshold must be a number"]),
+    ('[[rule]]\ncheck = "worst_group"\nthreshold = 0.5\ntreshold = 0.6\n', ["policy.toml:4", "unknown key 'treshold'"]),
+    ('[[rule]]\ncheck = "worst_group"\n', ["missing required key 'threshold'"]),
+    ('[[rule]]\ncheck = "worst_group"\nmetric = "acuracy"\nthreshold = 0.5\n',
+     ["policy.toml:3", "metric 'acuracy' is not in the run", "did you mean 'accuracy'"]),
+    ('[[rule]]\ncheck = "fairness"\nmetric = "dp_dif"\nthreshold = 0.1\n', ["policy.toml:3", "dp_diff"]),
+    ('[[rule]]\ncheck = "fairness"\nmetric = "dp_diff"\nattribute = "attr.skin"\nthreshold = 0.1\n',
+     ["policy.toml:4", "attribute 'attr.skin'"]),
+    ('[[rule]]\ncheck = "worst_group"\nthreshold = 0.5\nseverity = "fatal"\n', ["policy.toml:4", "severity"]),
+    ('[[rule]]\ncheck = "worst_group"\nthreshold = 0.5\nmin_n = 2.5\n', ["min_n must be an integer"]),
+    ('[[rule]]\ncheck = "worst_group"\nthreshold = 0.5\non_insufficient = "ignore"\n', ["on_insufficient"]),
+    ('[policy]\nmin_m = 3\n[[rule]]\ncheck = "worst_group"\nthreshold = 0.5\n', ["policy.toml:2", "min_m", "min_n"]),
+    ('[[rules]]\ncheck = "worst_group"\n', ["unknown top-level key 'rules'", "did you mean 'rule'"]),
+    ('[[rule]]\ncheck = "worst_group"\nthreshold = 0.5\n[[rule]]\ncheck = "ece"\nthreshold = 0.1\nid = "worst_group-1"\n',
+     ["duplicate rule id"]),
+    ('[[rule]\ncheck = "x"\n', ["invalid TOML", "line 1"]),
+    ("", ["no [[rule]] tables"]),
+    ('[[rule]]\ncheck = "findings"\nkinds = ["leakage"]\n', ["policy.toml:3", "unknown finding kind 'leakage'"]),
+]
+
+
+@pytest.mark.parametrize("text,needles", BAD)
+def test_malformed_policy_exit_2_through_cli(runs, tmp_path, text, needles):
+    p = policy(tmp_path, text)
+    result = CliRunner().invoke(app, ["check", str(runs["biased"].path), "--policy", str(p)])
+    assert result.exit_code == 2, result.output
+    out = result.output
+    for needle in needles:
+        assert needle in out, (needle, out)
+    assert "Traceback" not in out
+
+
+def test_bad_run_dir_and_missing_policy_exit_2(runs, tmp_path):
+    p = policy(tmp_path, '[[rule]]\ncheck = "worst_group"\nthreshold = 0.5\n')
+    r = CliRunner().invoke(app, ["check", str(tmp_path / "nope"), "--policy", str(p)])
+    assert r.exit_code == 2 and "does not exist" in r.output
+    r = CliRunner().invoke(app, ["check", str(runs["biased"].path), "--policy", str(tmp_path / "missing.toml")])
+    assert r.exit_code == 2 and "init-policy" in r.output
+    damaged = tmp_path / "damaged"
+    shutil.copytree(runs["biased"].path, damaged)
+    (damaged / "metrics" / "groups.parquet").write_bytes(b"garbage")
+    r = CliRunner().invoke(app, ["check", str(damaged), "--policy", str(p)])
+    assert r.exit_code == 2 and "groups.parquet" in r.output
+
+
+def test_parse_is_not_evaluation(tmp_path):
+    # TOML is data: an "expression" threshold is a type error, not code
+    with pytest.raises(Exception, match="must be a number"):
+        parse_policy('[[rule]]\ncheck = "worst_group"\nthreshold = "__import__(\'os\').system(\'true\')"\n')
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+FULL = """
+[policy]
+name = "gate"
+[[rule]]
+id = "wg"
+check = "worst_group"
+bound = "ci_low"
+threshold = 0.6
+[[rule]]
+id = "leak"
+check = "no_split_leakage"
+[[rule]]
+id = "cal"
+check = "ece"
+threshold = 0.5
+[[rule]]
+id = "reg"
+check = "regression"
+max_drop = 0.02
+[[rule]]
+id = "dp"
+check = "fairness"
+metric = "dp_diff"
+threshold = 0.2
+severity = "warn"
+"""
+
+
+def test_cli_outputs_junit_result_summary(runs, tmp_path, monkeypatch):
+    run = runs["biased"]
+    p = policy(tmp_path, FULL)
+    junit = tmp_path / "out" / "junit.xml"
+    summary = tmp_path / "step_summary.md"
+    summary.write_text("previous step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    r = CliRunner().invoke(app, ["check", str(run.path), "--policy", str(p), "--junit", str(junit), "--github"])
+    assert r.exit_code == 1, r.output
+    # JUnit: one testcase per rule, right counts
+    root = ET.parse(junit).getroot()
+    suite = root.find("testsuite")
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == ["wg", "leak", "cal", "reg", "dp"]
+    fails = [c for c in cases if c.find("failure") is not None]
+    assert {c.get("name") for c in fails} == {"wg", "leak"}
+    assert suite.get("tests") == "5" and suite.get("failures") == "2" and suite.get("skipped") == "1"
+    assert root.get("failures") == "2"
+    msg = fails[0].find("failure").get("message")
+    assert "threshold=>= 0.600" in msg and "ci=[" in msg and "n=" in msg
+    assert (run.path / "check" / "junit.xml").read_text() == junit.read_text()
+    # result.json follows docs/formats.md
+    import json
+
+    res = json.loads((run.path / "check" / "result.json").read_text())
+    assert res["passed"] is False and res["exit_code"] == 1
+    assert {"id", "rule", "severity", "status", "value", "threshold", "ci", "n", "message"} <= set(res["rules"][0])
+    # GitHub: summary appended, annotations
+    text = summary.read_text()
+    assert text.startswith("previous step\n") and "audit check FAILED" in text and "| status | rule |" in text
+    ann = [ln for ln in r.output.splitlines() if ln.startswith("::")]
+    assert ann[0].startswith("::error file=") and "title=audit check%3A wg" in ann[0]
+    assert any(a.startswith("::warning") for a in ann)
+    assert (run.path / "check" / "summary.md").read_text().count("audit check FAILED") == 1
+
+
+def test_github_annotations_capped_at_10(runs, tmp_path, monkeypatch):
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    body = "".join(f'[[rule]]\nid = "r{i}"\ncheck = "worst_group"\nthreshold = 0.99\n' for i in range(14))
+    res = run_check(runs["biased"].path, policy(tmp_path, body), github=True, write=False)
+    assert res.exit_code == 1 and len(res.annotations) == 10
+    assert all(a.startswith("::error ") for a in res.annotations)
+
+
+def test_pass_exit_0(runs, tmp_path):
+    r = CliRunner().invoke(app, ["check", str(runs["clean"].path), "--policy",
+                                 str(policy(tmp_path, '[[rule]]\ncheck = "worst_group"\nthreshold = 0.5\n'))])
+    assert r.exit_code == 0, r.output
+    assert "PASSED" in r.output
+
+
+# ---------------------------------------------------------------------------------------------- baseline regression
+def _shifted_copy(run: RunDir, dst: Path, delta: float, widen: float = 0.0) -> RunDir:
+    shutil.copytree(run.path, dst)
+    out = RunDir(dst)
+    g = out.read_table("metrics/groups.parquet")
+    acc = g.metric == "accuracy"
+    g.loc[acc, "value"] = g.loc[acc, "value"] + delta
+    g.loc[acc, "ci_low"] = g.loc[acc, "ci_low"] + delta - widen
+    g.loc[acc, "ci_high"] = g.loc[acc, "ci_high"] + delta + widen
+    out.write_table("metrics/groups.parquet", g)
+    return out
+
+
+REG = '[[rule]]\ncheck = "regression"\nof = "{of}"\nmax_drop = 0.02\n'
+
+
+@pytest.mark.parametrize("of", ["worst_group", "overall", "groups"])
+def test_regression_judged_on_intervals(runs, tmp_path, of):
+    old = runs["biased"]
+    big = _shifted_copy(old, tmp_path / "big", -0.45)  # a drop far beyond the intervals
+    small = _shifted_copy(old, tmp_path / "small", -0.01)
+    noisy = _shifted_copy(old, tmp_path / "noisy", -0.05, widen=0.3)  # drop > margin, but intervals huge
+    p = policy(tmp_path, REG.format(of=of))
+    assert only(run_check(big.path, p, baseline=old.path, write=False)).status == "fail"
+    assert only(run_check(small.path, p, baseline=old.path, write=False)).status == "pass"
+    r = only(run_check(noisy.path, p, baseline=old.path, write=False))
+    assert r.status == "warn" and "inconclusive" in r.message
+    assert r.value == pytest.approx(0.05) and r.ci[0] < 0.02 < r.ci[1]
+    # without --baseline the rule is skipped, not passed silently
+    assert only(run_check(big.path, p, write=False)).status == "skip"
+
+
+def test_regression_point_drop_alone_does_not_fail(runs, tmp_path):
+    # a raw drop of 0.03 > 0.02 with ordinary intervals: not conclusive
+    old = runs["biased"]
+    new = _shifted_copy(old, tmp_path / "n", -0.03)
+    r = only(run_check(new.path, policy(tmp_path, REG.format(of="worst_group")), baseline=old.path, write=False))
+    assert r.status == "warn"
+
+
+# ---------------------------------------------------------------------------------------------- init-policy + helpers
+@pytest.mark.parametrize("kind", ["biased", "clean", "segment", "profile"])
+def test_init_policy_passes_its_own_run(runs, tmp_path, kind):
+    out = tmp_path / "p.toml"
+    r = CliRunner().invoke(app, ["init-policy", str(runs[kind].path), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    res = run_check(runs[kind].path, out, write=False)
+    assert res.exit_code == 0, [(x.id, x.message) for x in res.rules if x.status == "fail"]
+    checks = {x.rule for x in res.rules}
+    if kind == "profile":
+        assert "worst_group" not in checks and "no_split_leakage" in checks
+    else:
+        assert {"worst_group", "generalization_gap", "regression"} <= checks
+    if kind == "segment":
+        assert "group_metric" in checks
+    r = CliRunner().invoke(app, ["init-policy", str(runs[kind].path), "--out", str(out)])
+    assert r.exit_code == 2 and "--force" in r.output
+
+
+def test_init_policy_of_clean_run_rejects_biased_run(runs, tmp_path):
+    out = tmp_path / "p.toml"
+    CliRunner().invoke(app, ["init-policy", str(runs["clean"].path), "--out", str(out)])
+    res = run_check(runs["biased"].path, out, write=False)
+    failed = {x.rule for x in res.rules if x.status == "fail"}
+    assert res.exit_code == 1 and {"no_split_leakage", "worst_group", "association"} <= failed
+
+
+def test_assert_helpers(runs, tmp_path):
+    p = policy(tmp_path, '[[rule]]\ncheck = "worst_group"\nthreshold = 0.5\n')
+    assert_policy(runs["clean"].path, p)
+    with pytest.raises(AssertionError, match="worst_group-1"):
+        assert_policy(runs["biased"].path, p)
+    with pytest.raises(AssertionError, match="invalid policy"):
+        assert_policy(runs["biased"].path, policy(tmp_path, "[[rule]]\ncheck = 3\n"))
+    assert_no_leakage(runs["clean"].path)
+    with pytest.raises(AssertionError, match="across splits"):
+        assert_no_leakage(runs["biased"].path)
+
+
+def test_group_leakage_counted(runs, tmp_path):
+    dst = tmp_path / "gl"
+    shutil.copytree(runs["clean"].path, dst)
+    run = RunDir(dst)
+    m = run.manifest()
+    m.loc[0, "split"] = "train"
+    m.loc[1, "split"] = "test"  # samples 0 and 1 share writer w0000
+    run.write_manifest(m)
+    with pytest.raises(AssertionError, match="w0000"):
+        assert_no_leakage(dst)
+    r = only(check(run, tmp_path, '[[rule]]\ncheck = "no_split_leakage"\n'))
+    assert r.status == "fail" and "group w0000" in r.message
+    assert only(check(run, tmp_path, '[[rule]]\ncheck = "no_split_leakage"\ninclude_groups = false\n')).status == "pass"
