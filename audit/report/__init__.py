@@ -1,1 +1,28 @@
-"""Static report of a run: one self-contained ``report.html`` and a Markdown ``summary.md``."""
+"""Static report of a run: one self-contained ``report.html`` and a Markdown ``summary.md``.
+
+::
+
+    html_path, md_path = write_report(RunDir.open("runs/x"))
+
+Works on any run: profile-only, classification or segmentation; sections whose tables are absent are left out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from audit.rundir import RunDir
+
+__all__ = ["write_report"]
+
+
+def write_report(run: RunDir) -> tuple[Path, Path]:
+    """Write ``RUN/report.html`` and ``RUN/summary.md``; return their paths."""
+    from audit.headline import headline
+    from audit.report.html import render_html
+    from audit.report.markdown import summary_markdown
+
+    h = headline(run)
+    html_path = run.write_text("report.html", render_html(run, h=h))
+    md_path = run.write_text("summary.md", summary_markdown(run, h=h))
+    return html_path, md_path

@@ -33,7 +33,7 @@ def fmt_num(v: Any, digits: int = 3) -> str:
         return str(v)
     if math.isnan(f):
         return "n/a"
-    if f.is_integer() and abs(f) >= 1:
+    if f.is_integer():
         return f"{int(f):,}"
     return f"{f:.{digits}f}"
 
