@@ -182,7 +182,8 @@ def _findings(run: RunDir) -> str:
         rows.append(
             f'<tr><td><span class="sev sev-{e(sev)}">{e(sev)}</span></td><td>{e(f.get("kind"))}</td>'
             f"<td><b>{e(f.get('title'))}</b><br><span class='note'>{detail}</span>"
-            + (f"<br><span class='note'>columns: {e(cols)}{'; groups: ' + e(groups) if groups else ''}</span>")
+            + (f"<br><span class='note'>columns: {e(cols)}{'; groups: ' + e(groups) if groups else ''}</span>"
+               if cols or groups else "")
             + (f"<details><summary>evidence</summary><pre>{e(ev_txt)}</pre></details>" if ev_txt else "")
             + f'</td><td class="num">{num(f.get("value"))}</td><td>{ci(*fci) if len(fci) == 2 else ""}</td>'
             f'<td class="num">{num(f.get("n"))}</td><td>{e(f.get("stage"))}</td></tr>'
