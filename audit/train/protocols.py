@@ -165,8 +165,8 @@ def _split_fold(table: pd.DataFrame, groups: np.ndarray, seed: int, val_fraction
                 notes: dict) -> Fold:
     n = len(table)
     if "split" in table.columns and table["split"].notna().any():
-        sp = normalize_split(table["split"])
-        bad = sp.isna().to_numpy()
+        sp = normalize_split(table["split"]).fillna("").to_numpy(dtype=object)
+        bad = sp == ""
         if bad.any():
             notes["excluded"]["missing_or_unknown_split"] = table["sample_id"].to_numpy()[bad].tolist()
         part = np.where(sp == "train", TRAIN, np.where(sp == "val", VAL, np.where(sp == "test", TEST, -1)))
