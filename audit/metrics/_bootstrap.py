@@ -163,16 +163,43 @@ def bootstrap_sums(
     d = m.shape[1]
     if n_boot <= 0 or n_clusters == 0:
         return reduce(np.zeros((0, d)))
-    p = counts / n_clusters
     mt = types.T.tocsr()  # d x T
-    step = max(1, min(n_boot, _BLOCK_ELEMENTS // max(1, max(len(counts), d))))
+    n_types = len(counts)
+    # Two exact ways to draw how often each type is resampled: literal cluster indices (cheap when clusters are
+    # few) or a multinomial over types (cheap when many clusters share few types, e.g. one row per cluster).
+    by_index = n_clusters <= 8 * n_types
+    type_of = np.repeat(np.arange(n_types), counts) if by_index else None
+    p = counts / n_clusters
+    step = max(1, min(n_boot, _BLOCK_ELEMENTS // max(1, max(n_types, d, n_clusters if by_index else 0))))
     out = []
     for start in range(0, n_boot, step):  # blocks of resamples, each fully vectorized
         b = min(step, n_boot - start)
-        w = rng.multinomial(n_clusters, p, size=b).astype(float)  # b x T
+        if by_index:
+            idx = type_of[rng.integers(0, n_clusters, size=(b, n_clusters))]
+            idx += (np.arange(b) * n_types)[:, None]
+            w = np.bincount(idx.ravel(), minlength=b * n_types).reshape(b, n_types).astype(float)
+        else:
+            w = rng.multinomial(n_clusters, p, size=b).astype(float)  # b x T
         sums = np.asarray((mt @ w.T).T)  # b x d
         out.append(reduce(sums))
     return np.concatenate(out, axis=0)
+
+
+def nanquantile0(x: np.ndarray, qs: Sequence[float]) -> np.ndarray:
+    """``np.nanquantile(x, qs, axis=0)`` (linear interpolation), vectorized: sort once, NaN sorted last."""
+    s = np.sort(x, axis=0)
+    k = np.isfinite(s).sum(axis=0)
+    out = []
+    for q in qs:
+        pos = q * np.maximum(k - 1, 0)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, np.maximum(k - 1, 0))
+        frac = pos - lo
+        a = np.take_along_axis(s, lo[None], axis=0)[0]
+        b = np.take_along_axis(s, hi[None], axis=0)[0]
+        v = a + (b - a) * frac
+        out.append(np.where(k > 0, v, np.nan))
+    return np.stack(out)
 
 
 def percentile_interval(boot: np.ndarray, point: np.ndarray, *, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
@@ -187,12 +214,8 @@ def percentile_interval(boot: np.ndarray, point: np.ndarray, *, confidence: floa
         return nan, nan.copy()
     a = (1 - confidence) / 2
     ok = np.isfinite(boot).sum(axis=0)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            lo, hi = np.nanquantile(boot, [a, 1 - a], axis=0)
+    with np.errstate(invalid="ignore"):
+        lo, hi = nanquantile0(boot, [a, 1 - a])
     bad = (ok < 20) | ~np.isfinite(point)
     lo = np.where(bad, np.nan, np.fmin(lo, point))
     hi = np.where(bad, np.nan, np.fmax(hi, point))

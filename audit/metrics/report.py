@@ -538,6 +538,7 @@ def group_report(
     proportion_ci: str = "auto",
     pos_label: str | None = None,
     confidence: float = 0.95,
+    sample_ids=None,
 ) -> GroupReport:
     """Compute metrics overall and per group with n, 95% intervals and statuses.
 
@@ -572,6 +573,9 @@ def group_report(
         ``wilson`` or ``bootstrap``.
     pos_label
         Positive class for ``selection_rate`` (default: the last class).
+    sample_ids
+        Sample identity per row when a sample is predicted several times (seeds, folds): ``n`` then counts
+        distinct samples, not rows. Give ``clusters`` too so the repeats are resampled together.
 
     Returns
     -------
@@ -595,11 +599,22 @@ def group_report(
     codes, groups, by = encode_groups(sensitive, d.n)
     cluster, n_clusters = encode_clusters(clusters, d.n)
     return _compute_report(d, specs, codes, groups, by, cluster, n_clusters, n_boot=n_boot, min_n=min_n, seed=seed,
-                           proportion_ci=proportion_ci, confidence=confidence)
+                           proportion_ci=proportion_ci, confidence=confidence, row_weight=row_weights(sample_ids, d.n))
+
+
+def row_weights(sample_ids, n: int) -> np.ndarray | None:
+    """1 / (times the row's sample occurs): summed over a group, the number of distinct samples."""
+    if sample_ids is None:
+        return None
+    ids = pd.Series(V.as_1d(sample_ids, "sample_ids"), dtype=object)
+    V.check_length(ids, "sample_ids", n)
+    codes, _ = pd.factorize(ids.astype(str))
+    mult = np.bincount(codes)[codes]
+    return 1.0 / mult
 
 
 def _compute_report(d, specs, codes, groups, by, cluster, n_clusters, *, n_boot, min_n, seed, proportion_ci, confidence,
-                    rest: bool = True) -> GroupReport:
+                    rest: bool = True, row_weight: np.ndarray | None = None) -> GroupReport:
     G = len(groups)
     n_cells = G + 1  # last cell: rows with a missing group (overall only)
     cell = np.where(codes < 0, G, codes)
@@ -657,6 +672,15 @@ def _compute_report(d, specs, codes, groups, by, cluster, n_clusters, *, n_boot,
                 succ, trials = s.proportion(stats)
                 lo[:, j], hi[:, j] = wilson_interval(succ, trials, confidence=confidence)
                 method[:, j] = "wilson"
+    if row_weight is not None:
+        # counts are rows; scale them to distinct samples (a sample predicted by 3 seeds counts once)
+        rows = np.bincount(cell, minlength=n_cells).astype(float)
+        dist = np.bincount(cell, weights=row_weight, minlength=n_cells)
+        g_rows, g_dist = np.append(rows[:G], rows.sum()), np.append(dist[:G], dist.sum())
+        f = g_dist / np.maximum(g_rows, 1)
+        f_rest = (dist.sum() - g_dist) / np.maximum(rows.sum() - g_rows, 1)
+        n = np.where(n > 0, np.maximum(1, np.round(n * f[:, None])), 0)
+        rest_n = np.where(rest_n > 0, np.maximum(1, np.round(rest_n * f_rest[:, None])), 0)
     empty = n == 0
     values[empty] = np.nan
     lo[empty] = np.nan

@@ -1,0 +1,572 @@
+"""The metrics stage: predictions + manifest -> metrics/*.parquet and ranked findings.
+
+Reads ``RUN/predictions.parquet`` (or an external file), joins it with the manifest and writes
+``metrics/groups.parquet``, ``generalization.parquet``, ``transfer.parquet``, ``fairness.parquet`` and
+``calibration.parquet`` as docs/formats.md describes. Findings are raised on q-values (Benjamini-Hochberg over
+every comparison considered for a finding) and on effect sizes (thresholds in :data:`THRESHOLDS`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from audit.errors import InputError, UsageError
+from audit.findings import Finding
+from audit.manifest import ATTR_PREFIX, attribute_columns, missing_column_error
+from audit.metrics import _validate as V
+from audit.metrics._bootstrap import benjamini_hochberg, bootstrap_pvalue
+from audit.metrics._stats import Data, build_metric_specs
+from audit.metrics.fairness import fairness_report
+from audit.metrics.generalization import generalization_gap, transfer_matrix
+from audit.metrics.report import (
+    SegmentationCounts,
+    _compute_report,
+    block_statistics,
+    encode_clusters,
+    encode_groups,
+    prepare_data,
+    resolve_metrics,
+    row_weights,
+)
+
+__all__ = ["run_metrics", "resolve_groupings", "load_predictions", "THRESHOLDS"]
+
+# Effect sizes (absolute metric points) above which a significant comparison becomes a finding.
+THRESHOLDS = {
+    "generalization_gap": {"warning": 0.05, "critical": 0.15},
+    "worst_group": {"warning": 0.05, "critical": 0.15},
+    "group_disparity": {"warning": 0.10, "critical": 0.20},
+    "fairness_violation": {"warning": 0.10, "critical": 0.20},
+    "miscalibration": {"warning": 0.05, "critical": 0.15},
+}
+Q_MAX = 0.05  # findings need q < Q_MAX (BH over the whole family of comparisons)
+SCOPES = ("ood", "id", "all")
+PRIMARY = {"classify": "accuracy", "segment": "miou"}
+GAP_METRICS = {"classify": ("accuracy", "balanced_accuracy", "macro_f1"), "segment": ("miou", "dice")}
+
+_MSG_NO_TEST = "the predictions have no test rows (role == 'test'); nothing to measure"
+_MSG_PRED_FILE = "cannot read predictions file {path}: {err}"
+_MSG_PRED_EXT = "predictions file {path} must be .parquet or .csv"
+_MSG_PRED_COLS = "predictions.parquet lacks column(s) {cols}; it must follow docs/formats.md"
+_MSG_IDS = "{k} sample id(s) in the predictions are not in the manifest: {ids}"
+_MSG_DEPTH = "depth must be between 1 and 4 (got {value!r})"
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def load_predictions(run, manifest: pd.DataFrame, path: Path | None, classes: list[str]) -> pd.DataFrame:
+    """The predictions table, validated against the manifest (external files are completed with defaults)."""
+    if path is None:
+        df = run.read_table("predictions.parquet")
+        required = ["sample_id", "model", "protocol", "fold", "role", "held_out"]
+        missing = [c for c in required if c not in df.columns]
+        if missing:
+            raise InputError(_MSG_PRED_COLS.format(cols=", ".join(missing)))
+        _check_ids(df, manifest)
+        return df
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"predictions file {path} does not exist")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            df = pd.read_parquet(path)
+        elif path.suffix.lower() == ".csv":
+            df = pd.read_csv(path, dtype={"sample_id": str, "y_true": str, "y_pred": str, "fold": str, "model": str})
+        else:
+            raise UsageError(_MSG_PRED_EXT.format(path=path))
+    except UsageError:
+        raise
+    except Exception as e:  # pyarrow / csv parsers raise many types
+        raise InputError(_MSG_PRED_FILE.format(path=path, err=str(e).splitlines()[0] if str(e) else type(e).__name__)) from None
+    try:
+        from audit.train.predictions import validate_predictions
+    except ImportError:
+        validate_predictions = None
+    if validate_predictions is not None:
+        return validate_predictions(df, manifest, classes)
+    return _validate_external(df, manifest)
+
+
+def _check_ids(df: pd.DataFrame, manifest: pd.DataFrame) -> None:
+    known = pd.Index(manifest["sample_id"].astype(str))
+    ids = df["sample_id"].astype(str)
+    bad = ids[~ids.isin(known)].drop_duplicates()
+    if len(bad):
+        shown = ", ".join(repr(x) for x in bad[:3]) + (" ..." if len(bad) > 3 else "")
+        raise InputError(_MSG_IDS.format(k=len(bad), ids=shown))
+
+
+def _validate_external(df: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
+    """Minimal validation when audit.train is not part of the build."""
+    df = df.copy()
+    if "sample_id" not in df.columns:
+        raise InputError("the predictions table has no 'sample_id' column")
+    if "y_pred" not in df.columns and not any(str(c).startswith("inter_") for c in df.columns):
+        raise InputError("the predictions table needs 'y_pred' or inter_<c>/union_<c> columns")
+    _check_ids(df, manifest)
+    defaults = {"model": "external", "protocol": "external", "fold": "external", "role": "test", "train_domains": "",
+                "seed": 0, "held_out": False}
+    for k, v in defaults.items():
+        if k not in df.columns:
+            df[k] = v
+    if "y_true" not in df.columns and "y_pred" in df.columns:
+        lab = manifest.set_index(manifest["sample_id"].astype(str))["label"]
+        df["y_true"] = lab.reindex(df["sample_id"].astype(str)).to_numpy()
+    return df
+
+
+def resolve_groupings(by: list[str] | None, manifest: pd.DataFrame, *, depth: int = 2, task: str = "classify") -> list[list[str]]:
+    """Grouping column lists: the ``--by`` values (``a:b`` = intersection) or the defaults.
+
+    Defaults: domain, label, each attribute, then every intersection of 2..depth columns among domain and the
+    attributes. Bare names resolve to ``attr.<name>``.
+    """
+    if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 4:
+        raise UsageError(_MSG_DEPTH.format(value=depth))
+    cols = [str(c) for c in manifest.columns]
+    usable = [c for c in cols if c not in ("sample_id", "filepath", "mask", "group") and manifest[c].notna().any()]
+    if by:
+        out = []
+        for spec in by:
+            parts = []
+            for name in str(spec).split(":"):
+                name = name.strip()
+                if name in cols:
+                    parts.append(name)
+                elif ATTR_PREFIX + name in cols:
+                    parts.append(ATTR_PREFIX + name)
+                else:
+                    raise missing_column_error(name, "by", [c for c in cols if c not in ("sample_id", "filepath")])
+            if len(set(parts)) != len(parts):
+                raise UsageError(f"--by {spec!r} repeats a column")
+            if parts not in out:
+                out.append(parts)
+        return out
+    attrs = [c for c in attribute_columns(manifest) if c in usable]
+    base = (["domain"] if "domain" in usable else []) + attrs
+    out = [[c] for c in (["domain"] if "domain" in usable else []) + (["label"] if "label" in usable and task == "classify" else []) + attrs]
+    for k in range(2, depth + 1):
+        for combo in itertools.combinations(base, k):
+            out.append(list(combo))
+    return out
+
+
+_CATEGORIES: dict[tuple, list[str]] = {}
+
+
+def _categories(manifest: pd.DataFrame, cols: list[str]) -> list[str]:
+    """Every group of a grouping in the manifest, in natural order (intersections ordered by their parts)."""
+    key = (id(manifest), tuple(cols))
+    if key not in _CATEGORIES:
+        orders = [{v: i for i, v in enumerate(V.natural_sorted(manifest[c].dropna()))} for c in cols]
+        combos = manifest[cols].dropna().astype(str).drop_duplicates().itertuples(index=False, name=None)
+        combos = sorted(combos, key=lambda t: tuple(o[v] for o, v in zip(orders, t, strict=True)))
+        _CATEGORIES[key] = [" | ".join(t) for t in combos]
+    return _CATEGORIES[key]
+
+
+def _categorical(frame: pd.DataFrame, manifest: pd.DataFrame, cols: list[str]) -> pd.Categorical:
+    """The grouping's values for ``frame``'s rows as a Categorical whose categories are every group in the manifest
+    (so a group absent from these rows is reported as empty, NaN). Intersections join values with `` | ``."""
+    values = frame[cols[0]].astype("string").astype(object)
+    if len(cols) > 1:
+        values = frame[cols[0]].astype("string").str.cat([frame[c].astype("string") for c in cols[1:]], sep=" | ")
+        values = values.astype(object)
+    values = values.where(values.notna(), None)
+    return pd.Categorical(values.to_numpy(object), categories=_categories(manifest, cols))
+
+
+# ---------------------------------------------------------------------------------------------- data of one slice
+def _slice_data(frame: pd.DataFrame, task: str, classes: list[str]) -> tuple[Data, bool]:
+    """Data (labels/probabilities or pixel counts) for a slice of the predictions; bool: probabilities present."""
+    if task == "segment":
+        idx = sorted(int(c.split("_", 1)[1]) for c in frame.columns if c.startswith("inter_") and c.split("_", 1)[1].isdigit())
+        names = [classes[i] if i < len(classes) else str(i) for i in idx]
+        seg = SegmentationCounts(
+            inter=frame[[f"inter_{i}" for i in idx]].to_numpy(float),
+            union=frame[[f"union_{i}" for i in idx]].to_numpy(float),
+            pred=frame[[f"pred_{i}" for i in idx]].to_numpy(float) if all(f"pred_{i}" in frame for i in idx) else frame[[f"inter_{i}" for i in idx]].to_numpy(float),
+            true=frame[[f"true_{i}" for i in idx]].to_numpy(float) if all(f"true_{i}" in frame for i in idx) else frame[[f"union_{i}" for i in idx]].to_numpy(float),
+            classes=names,
+        )
+        return prepare_data(segmentation=seg), False
+    pcols = [f"p_{c}" for c in classes]
+    has_p = bool(classes) and all(c in frame.columns for c in pcols) and not frame[pcols].isna().any().any()
+    return prepare_data(y_true=frame["y_true"].astype(str).to_numpy(object), y_pred=frame["y_pred"].astype(str).to_numpy(object),
+                        y_prob=frame[pcols].to_numpy(float) if has_p else None, classes=classes or None), has_p
+
+
+# ---------------------------------------------------------------------------------------------- the stage
+def run_metrics(run, config) -> list[Finding]:
+    """Compute every metrics table of the run and return the ranked findings (see module docstring)."""
+    V.check_int(config.min_n, "min_n")
+    V.check_int(config.n_boot, "n_boot")
+    V.check_int(config.seed, "seed")
+    manifest = run.manifest()
+    task = run.task
+    classes = [str(c) for c in run.classes()]
+    preds = load_predictions(run, manifest, config.predictions, classes)
+    groupings = resolve_groupings(config.by, manifest, depth=config.depth, task=task)
+    notes: list[str] = []
+    dropped = {}
+
+    keep_cols = ["sample_id", "group"] + [c for c in manifest.columns if c not in ("sample_id", "filepath", "mask", "group")]
+    man = manifest[[c for c in keep_cols if c in manifest.columns]].copy()
+    man["sample_id"] = man["sample_id"].astype(str)
+    if "group" not in man.columns:
+        man["group"] = man["sample_id"]
+    man["group"] = man["group"].astype("string").fillna(man["sample_id"].astype("string"))
+    p = preds.copy()
+    p["sample_id"] = p["sample_id"].astype(str)
+    p = p.drop(columns=[c for c in man.columns if c != "sample_id" and c in p.columns])
+    df = p.merge(man, on="sample_id", how="left", validate="many_to_one")
+    for col, val in (("seed", 0), ("train_domains", ""), ("test_domain", None)):
+        if col not in df.columns:
+            df[col] = val
+    df["held_out"] = df["held_out"].astype("boolean").fillna(False).astype(bool)
+    df["fold"] = df["fold"].astype(str)
+    test = df[df["role"].astype(str) == "test"]
+    if test.empty:
+        raise InputError(_MSG_NO_TEST)
+    if task == "classify":
+        if not classes:
+            classes = V.natural_sorted(pd.concat([test["y_true"], test["y_pred"]]).dropna())
+        bad = test["y_pred"].isna() | test["y_true"].isna()
+        if bad.any():
+            dropped["no_prediction_or_label"] = int(bad.sum())
+            notes.append(f"{int(bad.sum())} test rows without y_true or y_pred were left out")
+            test = test[~bad]
+        pcols = [f"p_{c}" for c in classes]
+        if all(c in test.columns for c in pcols) and test[pcols].isna().any().any():
+            notes.append("some p_<class> values are missing: calibration metrics skipped")
+    if test.empty:
+        raise InputError(_MSG_NO_TEST)
+
+    group_rows, gen_rows, fair_rows, cal_rows, tr_rows = [], [], [], [], []
+    cands: list[dict] = []  # comparisons considered for findings (p-values for BH)
+    for (model, protocol), mp in test.groupby([test["model"].astype(str), test["protocol"].astype(str)], sort=True):
+        has_ood = bool(mp["held_out"].any())
+        pref_scope = "ood" if has_ood else "all"
+        folds = sorted(mp["fold"].unique())
+        fold_list = folds + (["all"] if len(folds) > 1 else [])
+        pooled = "all" if len(folds) > 1 else folds[0]
+        for fold in fold_list:
+            fdf = mp if fold == "all" else mp[mp["fold"] == fold]
+            for scope in SCOPES:
+                sdf = fdf if scope == "all" else fdf[fdf["held_out"] == (scope == "ood")]
+                if sdf.empty:
+                    continue
+                # findings come from the pooled fold and the most telling scope (out-of-domain when there is one)
+                fc = cands if (fold == pooled and scope == pref_scope) else None
+                ctx = _Slice(model, protocol, fold, scope, sdf, task, classes, config, man)
+                group_rows.append(ctx.groups(groupings, fc))
+                if task == "classify":
+                    fair_rows.append(ctx.fairness(groupings, fc))
+                    if fold == pooled:
+                        cal_rows.append(ctx.calibration(groupings, fc))
+        gen_rows.extend(_generalization(mp, model, protocol, folds, task, classes, config, cands))
+        if protocol == "transfer":
+            tr_rows.append(_transfer(mp, model, task, classes, config))
+
+    groups = _concat(group_rows, ["model", "protocol", "fold", "scope", "by", "group", "metric", "value", "ci_low", "ci_high", "n", "status", "ci_method"])
+    run.write_table("metrics/groups.parquet", groups)
+    gen = pd.DataFrame(gen_rows, columns=_GEN_COLS) if gen_rows else pd.DataFrame(columns=_GEN_COLS)
+    run.write_table("metrics/generalization.parquet", gen)
+    run.write_table("metrics/transfer.parquet", _concat(tr_rows, ["model", "train_domain", "test_domain", "metric", "value", "ci_low", "ci_high", "n", "status"]))
+    run.write_table("metrics/fairness.parquet", _concat(fair_rows, ["model", "protocol", "fold", "scope", "attribute", "metric", "class", "value", "ci_low", "ci_high", "n", "n_groups", "n_excluded", "p", "groups", "positive"]))
+    run.write_table("metrics/calibration.parquet", _concat(cal_rows, ["model", "protocol", "fold", "scope", "by", "group", "bin", "bin_low", "bin_high", "confidence", "accuracy", "count"]))
+
+    _CATEGORIES.clear()
+    findings = _findings(cands, config)
+    _record(run, config, notes, dropped, groupings, len(test), findings)
+    return findings
+
+
+_GEN_COLS = ["model", "protocol", "fold", "train_domains", "test_domain", "metric", "in_domain", "in_ci_low", "in_ci_high", "n_in",
+             "out_domain", "out_ci_low", "out_ci_high", "n_out", "gap", "gap_ci_low", "gap_ci_high", "p", "seeds"]
+
+
+def _concat(frames: list[pd.DataFrame], cols: list[str]) -> pd.DataFrame:
+    frames = [f for f in frames if f is not None and len(f)]
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+    out = pd.concat(frames, ignore_index=True)
+    return out[[c for c in cols if c in out.columns] + [c for c in out.columns if c not in cols]]
+
+
+def _record(run, config, notes, dropped, groupings, n_rows, findings) -> None:
+    cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+    run.update_info(config={"metrics": cfg})
+    stages = run.info.get("stages", {})
+    entry = stages.get("metrics", {})
+    entry.update({"rows": int(n_rows), "groupings": [" x ".join(g) for g in groupings], "notes": notes, "dropped": dropped,
+                  "findings": len(findings), "n_boot": config.n_boot, "seed": config.seed})
+    stages["metrics"] = entry
+    run.update_info(stages=stages)
+
+
+class _Slice:
+    """One (model, protocol, fold, scope) slice of the test predictions."""
+
+    def __init__(self, model, protocol, fold, scope, frame, task, classes, config, man):
+        self.model, self.protocol, self.fold, self.scope = model, protocol, fold, scope
+        self.frame = frame.reset_index(drop=True)
+        self.task = task
+        self.config = config
+        self.man = man
+        self.data, self.has_p = _slice_data(self.frame, task, classes)
+        self.cluster, self.n_clusters = encode_clusters(self.frame["group"].astype(str).to_numpy(object), len(self.frame))
+        self.weight = row_weights(self.frame["sample_id"].to_numpy(object), len(self.frame))
+        self.names = resolve_metrics(None, self.data)
+        self.specs = build_metric_specs(self.names, self.data)
+        self.key = {"model": model, "protocol": protocol, "fold": fold, "scope": scope}
+
+    def _report(self, cols, specs=None):
+        cat = _categorical(self.frame, self.man, cols) if cols else None
+        codes, groups, _ = encode_groups(cat, len(self.frame)) if cat is not None else encode_groups(None, len(self.frame))
+        return _compute_report(self.data, specs or self.specs, codes, groups, " x ".join(cols) or "overall", self.cluster,
+                               self.n_clusters, n_boot=self.config.n_boot, min_n=self.config.min_n, seed=self.config.seed,
+                               proportion_ci="auto", confidence=0.95, row_weight=self.weight)
+
+    def groups(self, groupings, cands) -> pd.DataFrame:
+        frames = []
+        overall = self._report([])
+        frames.append(overall.to_frame(include_overall=False))
+        primary = PRIMARY[self.task]
+        for cols in groupings:
+            rep = self._report(cols)
+            frames.append(rep.to_frame(include_overall=False))
+            if cands is not None:
+                self._group_candidates(rep, cols, primary, cands)
+                if self.has_p and cols == ["domain"]:
+                    self._calib_candidates(rep, cols, cands)
+        out = pd.concat(frames, ignore_index=True)
+        for k, v in reversed(list(self.key.items())):
+            out.insert(0, k, v)
+        return out
+
+    def _group_candidates(self, rep, cols, metric, cands) -> None:
+        by = rep.by
+        st = rep.status()[metric]
+        small = [g for g in rep.groups if st[g] == "insufficient_evidence"]
+        if small:
+            cands.append({"kind": "insufficient_evidence", "by": by, "cols": cols, "groups": small, "key": self.key,
+                          "metric": metric, "n": [int(rep.n_by_group.loc[g, metric]) for g in small], "min_n": rep.min_n})
+        ok = [g for g in rep.groups if st[g] == "ok"]
+        if len(ok) < 2:
+            return
+        worst, best = rep.worst(metric), rep.best(metric)
+        pair = rep.compare(metric, best["group"], worst["group"])
+        n_pairs = len(ok) * (len(ok) - 1) // 2
+        cands.append({"kind": "group_disparity", "by": by, "cols": cols, "groups": [worst["group"], best["group"]], "key": self.key,
+                      "metric": metric, "effect": pair["difference"], "ci": [pair["ci_low"], pair["ci_high"]],
+                      "p": min(1.0, pair["p"] * n_pairs) if np.isfinite(pair["p"]) else np.nan, "n": worst["n"],
+                      "values": {worst["group"]: worst["value"], best["group"]: best["value"]}, "n_pairs": n_pairs})
+        if len(ok) >= 3:
+            c = rep.compare(metric, worst["group"], "rest")
+            cands.append({"kind": "worst_group", "by": by, "cols": cols, "groups": [worst["group"]], "key": self.key,
+                          "metric": metric, "effect": -c["difference"], "ci": [-c["ci_high"], -c["ci_low"]],
+                          "p": min(1.0, c["p"] * len(ok)) if np.isfinite(c["p"]) else np.nan, "n": worst["n"],
+                          "values": {worst["group"]: worst["value"], "rest": worst["value"] - c["difference"]},
+                          "worst_ci": [worst["ci_low"], worst["ci_high"]]})
+
+    def _calib_candidates(self, rep, cols, cands) -> None:
+        self._ece_candidate(self._report([], [s for s in self.specs if s.name == "ece"]), None, cands)
+        ece = [s for s in self.specs if s.name == "ece"]
+        if ece:
+            self._ece_candidate(self._report(cols, ece), cols, cands)
+
+    def _ece_candidate(self, rep, cols, cands) -> None:
+        thr = THRESHOLDS["miscalibration"]["warning"]
+        boot = rep.bootstrap("ece")
+        targets = [("all", -1)] if cols is None else [(g, i) for i, g in enumerate(rep.groups) if rep.status()["ece"][g] == "ok"]
+        for g, i in targets:
+            v = float(rep.overall["ece"]) if i < 0 else float(rep.by_group["ece"].iloc[i])
+            lo, hi = rep.interval("ece", None if i < 0 else g)
+            n = int(rep._n[i, 0])
+            p = float(bootstrap_pvalue(boot[:, i][:, None], null=thr, alternative="greater")[0]) if boot is not None else np.nan
+            cands.append({"kind": "miscalibration", "by": "overall" if cols is None else rep.by, "cols": cols or [],
+                          "groups": [g], "key": self.key, "metric": "ece", "effect": v, "ci": [lo, hi], "p": p, "n": n})
+
+    def fairness(self, groupings, cands) -> pd.DataFrame:
+        frames = []
+        for cols in groupings:
+            if cols == ["label"] or "label" in cols:
+                continue  # fairness is conditional on the label already
+            cat = _categorical(self.frame, self.man, cols)
+            f = fairness_report(y_true=np.asarray(self.data.classes, dtype=object)[self.data.y_true],
+                                y_pred=np.asarray(self.data.classes, dtype=object)[self.data.y_pred],
+                                sensitive=pd.Series(cat, name=" x ".join(cols)), classes=self.data.classes,
+                                clusters=self.cluster, n_boot=self.config.n_boot, min_n=self.config.min_n, seed=self.config.seed)
+            frames.append(f)
+            if cands is not None:
+                for _, r in f.iterrows():
+                    if r["metric"] in ("dp_diff", "eo_diff") and r["class"] in ("binary", "worst") and np.isfinite(r["value"]):
+                        cands.append({"kind": "fairness_violation", "by": r["attribute"], "cols": cols,
+                                      "groups": [] if r["groups"] is None or (isinstance(r["groups"], float)) else str(r["groups"]).split(" vs "),
+                                      "key": self.key, "metric": r["metric"], "cls": r["class"], "effect": float(r["value"]),
+                                      "ci": [r["ci_low"], r["ci_high"]], "p": r["p"], "n": int(r["n"])})
+        if not frames:
+            return None
+        out = pd.concat(frames, ignore_index=True)
+        for k, v in reversed(list(self.key.items())):
+            out.insert(0, k, v)
+        return out
+
+    def calibration(self, groupings, cands) -> pd.DataFrame | None:
+        if not self.has_p:
+            return None
+        d = self.data
+        frames = []
+        for cols in [[]] + [g for g in groupings if len(g) == 1 and g != ["label"]]:
+            cat = _categorical(self.frame, self.man, cols) if cols else None
+            codes, groups, by = encode_groups(cat, d.n) if cat is not None else encode_groups(None, d.n)
+            G = len(groups)
+            cell = np.where(codes < 0, G, codes)
+            _, point = block_statistics(d, "calib", cell, G + 1, self.cluster, self.n_clusters)
+            S = point[:G].reshape(G, -1, 3)
+            e = d.bin_edges()
+            nb = S.shape[1]
+            lo_e = e[:nb]
+            hi_e = np.append(e[1:], 1.0)[:nb]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                conf = np.where(S[..., 0] > 0, S[..., 1] / np.maximum(S[..., 0], 1), np.nan)
+                acc = np.where(S[..., 0] > 0, S[..., 2] / np.maximum(S[..., 0], 1), np.nan)
+            frames.append(pd.DataFrame({
+                "by": "overall" if not cols else " x ".join(cols), "group": np.repeat(groups, nb), "bin": np.tile(np.arange(nb), G),
+                "bin_low": np.tile(lo_e, G), "bin_high": np.tile(hi_e, G), "confidence": conf.reshape(-1),
+                "accuracy": acc.reshape(-1), "count": S[..., 0].reshape(-1).astype(np.int64)}))
+        out = pd.concat(frames, ignore_index=True)
+        for k, v in reversed(list(self.key.items())):
+            out.insert(0, k, v)
+        return out
+
+
+def _generalization(mp, model, protocol, folds, task, classes, config, cands) -> list[dict]:
+    rows = []
+    pieces = [(f, mp[mp["fold"] == f]) for f in folds]
+    if len(folds) > 1:
+        pieces.append(("all", mp))
+    for fold, fdf in pieces:
+        ins = fdf[~fdf["held_out"]]
+        outs = fdf[fdf["held_out"]]
+        if ins.empty or outs.empty:
+            continue
+        targets = [("all", outs)] if fold == "all" else [(str(t), o) for t, o in outs.groupby(outs["test_domain"].astype(str), sort=True)]
+        for test_domain, o in targets:
+            sub = pd.concat([ins, o], ignore_index=True)
+            data, has_p = _slice_data(sub, task, classes)
+            train_domains = "all" if fold == "all" else "|".join(sorted({str(x) for x in fdf["train_domains"].dropna().unique()}))
+            for metric in GAP_METRICS[task]:
+                kw = ({"segmentation": SegmentationCounts(data.inter, data.union, data.pred_px, data.true_px, data.seg_classes)}
+                      if task == "segment" else {"y_true": np.asarray(data.classes, dtype=object)[data.y_true],
+                                                 "y_pred": np.asarray(data.classes, dtype=object)[data.y_pred], "classes": data.classes})
+                g = generalization_gap(held_out=sub["held_out"].to_numpy(bool), metric=metric, seeds=sub["seed"].to_numpy(),
+                                       clusters=sub["group"].astype(str).to_numpy(object), n_boot=config.n_boot, seed=config.seed, **kw)
+                row = {"model": model, "protocol": protocol, "fold": fold, "train_domains": train_domains, "test_domain": test_domain, **g}
+                rows.append(row)
+                if metric == PRIMARY[task] and fold != "all":
+                    key = {"model": model, "protocol": protocol, "fold": fold, "scope": "ood"}
+                    if min(row["n_in"], row["n_out"]) < config.min_n:
+                        cands.append({"kind": "insufficient_evidence", "by": "domain", "cols": ["domain"], "groups": [test_domain],
+                                      "key": key, "metric": metric, "n": [row["n_in"], row["n_out"]], "min_n": config.min_n, "gap": row})
+                    else:
+                        cands.append({"kind": "generalization_gap", "by": "domain", "cols": ["domain"], "groups": [test_domain],
+                                      "key": key, "metric": metric, "effect": row["gap"], "ci": [row["gap_ci_low"], row["gap_ci_high"]],
+                                      "p": row["p"], "n": row["n_out"], "row": row})
+    return rows
+
+
+def _transfer(mp, model, task, classes, config) -> pd.DataFrame | None:
+    data, _ = _slice_data(mp.reset_index(drop=True), task, classes)
+    train = mp["fold"].astype(str).str.replace(r"^train=", "", regex=True).to_numpy(object)
+    kw = ({"segmentation": SegmentationCounts(data.inter, data.union, data.pred_px, data.true_px, data.seg_classes)}
+          if task == "segment" else {"y_true": np.asarray(data.classes, dtype=object)[data.y_true],
+                                     "y_pred": np.asarray(data.classes, dtype=object)[data.y_pred], "classes": data.classes})
+    f = transfer_matrix(train_domain=train, test_domain=mp["test_domain"].to_numpy(object), metric=PRIMARY[task],
+                        clusters=mp["group"].astype(str).to_numpy(object), n_boot=config.n_boot, min_n=config.min_n,
+                        seed=config.seed, **kw)
+    f.insert(0, "model", model)
+    return f.drop(columns=["ci_method"], errors="ignore")
+
+
+# ---------------------------------------------------------------------------------------------- findings
+def _findings(cands: list[dict], config) -> list[Finding]:
+    tested = [c for c in cands if "p" in c]
+    q = benjamini_hochberg([c["p"] for c in tested])
+    for c, qv in zip(tested, q, strict=True):
+        c["q"] = float(qv)
+    out: list[Finding] = []
+    for c in cands:
+        f = _finding(c, config)
+        if f is not None:
+            out.append(f)
+    return out
+
+
+def _fmt(x) -> str:
+    return "nan" if x is None or not np.isfinite(x) else f"{x:.3f}"
+
+
+def _finding(c: dict, config) -> Finding | None:
+    kind = c["kind"]
+    key = c["key"]
+    where = f"{key['model']}/{key['protocol']}" + (f" fold {key['fold']}" if key["fold"] != "all" else "") + f" ({key['scope']})"
+    extra = f"{key['model']}|{key['protocol']}|{key['fold']}|{key['scope']}|{c['metric']}|{c.get('cls', '')}"
+    ev = {"model": key["model"], "protocol": key["protocol"], "fold": key["fold"], "scope": key["scope"], "metric": c["metric"],
+          "n_boot": config.n_boot, "seed": config.seed, "id_extra": extra}
+    if kind == "insufficient_evidence":
+        if "gap" in c:
+            r = c["gap"]
+            return Finding("insufficient_evidence", "info",
+                           f"too few samples to judge the {c['metric']} gap on held-out {c['groups'][0]} ({where})",
+                           detail=f"in-domain n={r['n_in']}, out-of-domain n={r['n_out']} (min_n={c['min_n']}); gap {_fmt(r['gap'])} "
+                                  f"[{_fmt(r['gap_ci_low'])}, {_fmt(r['gap_ci_high'])}] is reported without a verdict",
+                           columns=c["cols"], groups=c["groups"], value=r["gap"], ci=[r["gap_ci_low"], r["gap_ci_high"]],
+                           n=min(r["n_in"], r["n_out"]), score=0.0, evidence={**ev, "min_n": c["min_n"]})
+        groups = c["groups"]
+        shown = ", ".join(f"{g} (n={n})" for g, n in list(zip(groups, c["n"], strict=False))[:8]) + (" ..." if len(groups) > 8 else "")
+        return Finding("insufficient_evidence", "info", f"{len(groups)} {c['by']} group(s) below min_n={c['min_n']} ({where})",
+                       detail=f"{shown}: values are reported with intervals but get no verdict",
+                       columns=c["cols"], groups=groups[:20], value=float(len(groups)), n=int(sum(c["n"])), score=0.0,
+                       evidence={**ev, "min_n": c["min_n"], "n": c["n"][:50]})
+    eff, qv, p = c["effect"], c.get("q", np.nan), c.get("p", np.nan)
+    thr = THRESHOLDS[kind]
+    if not np.isfinite(eff) or eff < thr["warning"]:
+        return None
+    ci = [float(x) if x is not None and np.isfinite(x) else None for x in c["ci"]]
+    ev.update(p=p, q=qv, threshold=thr["warning"], critical_threshold=thr["critical"], q_max=Q_MAX)
+    if not (np.isfinite(qv) and qv < Q_MAX):
+        if kind in ("generalization_gap", "worst_group", "group_disparity"):
+            return Finding("insufficient_evidence", "info",
+                           f"{kind.replace('_', ' ')} of {_fmt(eff)} in {c['metric']} for {c['by']}={', '.join(map(str, c['groups']))} "
+                           f"is not distinguishable from noise ({where})",
+                           detail=f"q={_fmt(qv)} >= {Q_MAX}; 95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}]", columns=c["cols"],
+                           groups=c["groups"], value=eff, ci=ci, n=c["n"], score=0.0, evidence={**ev, "would_be": kind})
+        return None
+    severity = "critical" if eff >= thr["critical"] else "warning"
+    score = max(0.0, ci[0]) if ci[0] is not None else 0.0  # conservative effect size: the interval's lower bound
+    g = ", ".join(map(str, c["groups"]))
+    if kind == "generalization_gap":
+        r = c["row"]
+        title = f"{c['metric']} drops by {_fmt(eff)} on held-out domain {g} ({_fmt(r['in_domain'])} -> {_fmt(r['out_domain'])}; {where})"
+        detail = (f"in-domain {_fmt(r['in_domain'])} (n={r['n_in']}), out-of-domain {_fmt(r['out_domain'])} (n={r['n_out']}); "
+                  f"gap 95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}], q={_fmt(qv)}; trained on {r['train_domains']}")
+    elif kind == "worst_group":
+        title = f"worst {c['by']} group {g}: {c['metric']} {_fmt(c['values'][c['groups'][0]])}, {_fmt(eff)} below the rest ({where})"
+        detail = f"difference to the rest 95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}], q={_fmt(qv)} (Bonferroni for picking the worst)"
+    elif kind == "group_disparity":
+        title = f"{c['metric']} differs by {_fmt(eff)} across {c['by']} ({g}; {where})"
+        detail = f"best - worst 95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}], q={_fmt(qv)} ({c['n_pairs']} pairs, Bonferroni)"
+    elif kind == "fairness_violation":
+        title = f"{c['metric']} {_fmt(eff)} across {c['by']}" + (f" ({c['cls']} class)" if c.get("cls") not in (None, "binary") else "") + f" ({where})"
+        detail = f"95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}], q={_fmt(qv)}; extreme groups: {g}"
+    else:  # miscalibration
+        title = f"miscalibrated: ECE {_fmt(eff)}" + (f" for {c['by']}={g}" if c["by"] != "overall" else "") + f" ({where})"
+        detail = f"95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}]; one-sided test of ECE > {thr['warning']}: q={_fmt(qv)}"
+    return Finding(kind, severity, title, detail=detail, columns=c["cols"], groups=c["groups"], value=eff, ci=ci, n=c["n"],
+                   score=score, evidence=ev)

@@ -1,0 +1,261 @@
+"""Fairness: demographic parity, equalized odds and equal opportunity, from per-group confusion counts.
+
+Every quantity is a function of the per-group confusion matrices, so the cluster bootstrap resamples those
+counts (never rows). For two classes the positive class is ``pos_label`` (default: the last class) and the
+result has class ``binary``; for more classes each class is taken one-vs-rest and ``macro`` (mean over
+classes) and ``worst`` (largest difference / smallest ratio) are added.
+
+Definitions (per class c, over groups g with n >= min_n):
+
+* selection rate ``P(pred = c | g)``; ``dp_diff`` = max - min, ``dp_ratio`` = min / max;
+* TPR ``P(pred = c | true = c, g)``; ``eop_diff`` = max - min of TPR;
+* FPR ``P(pred = c | true != c, g)``; ``eo_diff`` = max(TPR difference, FPR difference).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from audit.errors import UsageError
+from audit.metrics import _validate as V
+from audit.metrics._bootstrap import bootstrap_pvalue, bootstrap_sums, percentile_interval, seed_for
+from audit.metrics.report import (
+    _nanmax,
+    _nanmin,
+    _safe_div,
+    block_statistics,
+    encode_clusters,
+    encode_groups,
+    prepare_data,
+)
+
+__all__ = [
+    "fairness_report",
+    "demographic_parity_difference",
+    "demographic_parity_ratio",
+    "equalized_odds_difference",
+    "equal_opportunity_difference",
+    "FAIRNESS_METRICS",
+]
+
+FAIRNESS_METRICS = ("dp_diff", "dp_ratio", "eop_diff", "eo_diff")
+_MSG_AVERAGE = "average must be 'worst', 'macro' or None (got {value!r})"
+
+
+def _rates(C: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Selection rate, TPR and FPR per group and class from confusion counts ``(..., G, K, K)``."""
+    total = C.sum(axis=(-2, -1))[..., None]
+    col = C.sum(axis=-2)
+    row = C.sum(axis=-1)
+    diag = np.diagonal(C, axis1=-2, axis2=-1)
+    sel = _safe_div(col, np.where(total > 0, total, 0))
+    tpr = _safe_div(diag, np.where(row > 0, row, 0))
+    neg = total - row
+    fpr = _safe_div(col - diag, np.where(neg > 0, neg, 0))
+    return sel, tpr, fpr
+
+
+def _disparities(C: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """``(..., 4, K)``: dp_diff, dp_ratio, eop_diff, eo_diff per class over the eligible groups ``ok``."""
+    sel, tpr, fpr = _rates(C)
+    mask = ok[:, None]
+    sel = np.where(mask, sel, np.nan)
+    tpr = np.where(mask, tpr, np.nan)
+    fpr = np.where(mask, fpr, np.nan)
+    g_axis = -2
+    smax, smin = _nanmax(np.moveaxis(sel, g_axis, -1)), _nanmin(np.moveaxis(sel, g_axis, -1))
+    tdiff = _nanmax(np.moveaxis(tpr, g_axis, -1)) - _nanmin(np.moveaxis(tpr, g_axis, -1))
+    fdiff = _nanmax(np.moveaxis(fpr, g_axis, -1)) - _nanmin(np.moveaxis(fpr, g_axis, -1))
+    eo = np.where(np.isnan(tdiff) | np.isnan(fdiff), np.nan, np.fmax(tdiff, fdiff))
+    return np.stack([smax - smin, _safe_div(smin, smax), tdiff, eo], axis=-2)
+
+
+def _pair_diffs(C: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """``(..., 3, K)``: rate(group a) - rate(group b) for the fixed pairs ``pairs[(rate, class)] = (a, b)``."""
+    rates = np.stack(_rates(C), axis=-3)  # (..., 3, G, K)
+    K = rates.shape[-1]
+    r_idx = np.repeat(np.arange(3), K)
+    k_idx = np.tile(np.arange(K), 3)
+    a = pairs[..., 0].reshape(-1)
+    b = pairs[..., 1].reshape(-1)
+    va = rates[..., r_idx, a, k_idx]
+    vb = rates[..., r_idx, b, k_idx]
+    return (va - vb).reshape(rates.shape[:-3] + (3, K))
+
+
+def _extreme_pairs(C: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """For each rate and class, the (argmax, argmin) eligible groups at the point estimate: ``(3, K, 2)``."""
+    rates = np.stack(_rates(C), axis=0)  # (3, G, K)
+    r = np.where(ok[None, :, None], rates, np.nan)
+    hi = np.where(np.isnan(r), -np.inf, r).argmax(axis=1)
+    lo = np.where(np.isnan(r), np.inf, r).argmin(axis=1)
+    return np.stack([hi, lo], axis=-1)
+
+
+def fairness_report(
+    *,
+    y_true,
+    y_pred,
+    sensitive,
+    classes=None,
+    pos_label=None,
+    clusters=None,
+    n_boot: int = 1000,
+    min_n: int = 30,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Fairness disparities across the groups of ``sensitive`` with bootstrap intervals.
+
+    Parameters
+    ----------
+    y_true, y_pred
+        Class labels.
+    sensitive
+        Attribute values (array/Series), or a DataFrame of several attributes (their intersection).
+    classes
+        Class names in order (default: sorted labels).
+    pos_label
+        Positive class for two classes (default: the last class).
+    clusters
+        Resampling clusters (default: rows).
+    n_boot, seed, confidence
+        Cluster bootstrap settings.
+    min_n
+        Groups with fewer samples are left out of the comparison (counted in ``n_excluded``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per metric (dp_diff, dp_ratio, eop_diff, eo_diff) and class (``binary``, a class name, ``macro``,
+        ``worst``): value, ci_low, ci_high, n, n_groups, n_excluded, p (two-sided bootstrap p-value of the
+        difference between the two extreme groups, Bonferroni-corrected for the number of group pairs; NaN for
+        ratios and averages), groups (``"a vs b"``: highest and lowest group).
+    """
+    n_boot = V.check_int(n_boot, "n_boot")
+    min_n = V.check_int(min_n, "min_n")
+    seed = V.check_int(seed, "seed")
+    d = prepare_data(y_true=y_true, y_pred=y_pred, classes=classes)
+    codes, groups, by = encode_groups(sensitive, d.n)
+    cluster, n_clusters = encode_clusters(clusters, d.n)
+    K = d.K
+    pos = K - 1
+    if pos_label is not None:
+        if str(pos_label) not in d.classes:
+            raise UsageError(f"pos_label {pos_label!r} is not one of the classes {d.classes}")
+        pos = d.classes.index(str(pos_label))
+    G = len(groups)
+    cell = np.where(codes < 0, G, codes)
+    mat, point = block_statistics(d, "confusion", cell, G + 1, cluster, n_clusters)
+    Cg = point[:G].reshape(G, K, K)
+    n_g = Cg.sum(axis=(1, 2))
+    ok = n_g >= max(1, min_n)
+    excluded = int(((n_g > 0) & ~ok).sum())
+    disp = _disparities(Cg, ok)  # (4, K)
+    pairs = _extreme_pairs(Cg, ok)  # (3, K, 2)
+    boot = None
+    pair_boot = None
+    if n_boot and ok.sum() >= 2:
+        def reduce(sums):
+            X = sums.reshape(sums.shape[0], G + 1, K, K)[:, :G]
+            return np.concatenate([_disparities(X, ok), _pair_diffs(X, pairs)], axis=1)
+
+        b = bootstrap_sums(mat, n_boot=n_boot, rng=seed_for(seed, "fairness"), reduce=reduce)
+        boot, pair_boot = b[:, :4], b[:, 4:]
+    m_ok = int(ok.sum())
+    n_pairs = max(1, m_ok * (m_ok - 1) // 2)
+    class_idx = [pos] if K == 2 else list(range(K))
+    rows = []
+    for mi, metric in enumerate(FAIRNESS_METRICS):
+        is_ratio = metric == "dp_ratio"
+        for k in class_idx:
+            name = "binary" if K == 2 else d.classes[k]
+            v = float(disp[mi, k])
+            lo = hi = p = np.nan
+            rate = {"dp_diff": 0, "dp_ratio": 0, "eop_diff": 1, "eo_diff": None}[metric]
+            if rate is None:  # equalized odds: the larger of the TPR and FPR differences
+                t_d, f_d = _disparities(Cg, ok)[2, k], _rates_diff(Cg, ok, 2, k)
+                rate = 2 if (np.isfinite(f_d) and f_d > t_d) else 1
+            a, b_ = pairs[rate, k]
+            pair = f"{groups[a]} vs {groups[b_]}" if m_ok >= 2 else None
+            if boot is not None and np.isfinite(v):
+                l_, h_ = percentile_interval(boot[:, mi, k][:, None], np.array([v]), confidence=confidence)
+                lo, hi = float(l_[0]), float(h_[0])
+                if not is_ratio:
+                    p = float(min(1.0, bootstrap_pvalue(pair_boot[:, rate, k][:, None])[0] * n_pairs))
+            rows.append(_row(by, metric, name, v, lo, hi, int(n_g[ok].sum()), m_ok, excluded, p, pair, d.classes[pos] if K == 2 else None))
+        if K > 2:
+            for agg in ("macro", "worst"):
+                f = (lambda x: _nanmean(x)) if agg == "macro" else ((lambda x: _nanmin(x)) if is_ratio else (lambda x: _nanmax(x)))
+                v = float(f(disp[mi]))
+                lo = hi = np.nan
+                if boot is not None and np.isfinite(v):
+                    l_, h_ = percentile_interval(f(boot[:, mi])[:, None], np.array([v]), confidence=confidence)
+                    lo, hi = float(l_[0]), float(h_[0])
+                p = np.nan
+                if agg == "worst" and not is_ratio and rows:
+                    ps = [r["p"] for r in rows if r["metric"] == metric and r["class"] not in ("macro", "worst")]
+                    ps = [x for x in ps if np.isfinite(x)]
+                    p = float(min(1.0, min(ps) * len(ps))) if ps else np.nan  # Bonferroni over classes
+                rows.append(_row(by, metric, agg, v, lo, hi, int(n_g[ok].sum()), m_ok, excluded, p, None, None))
+    return pd.DataFrame(rows)
+
+
+def _rates_diff(Cg, ok, r, k) -> float:
+    x = np.stack(_rates(Cg), axis=0)[r][:, k]
+    x = x[ok]
+    x = x[np.isfinite(x)]
+    return float(x.max() - x.min()) if len(x) else np.nan
+
+
+def _nanmean(x: np.ndarray) -> np.ndarray:
+    ok = np.isfinite(x)
+    k = ok.sum(axis=-1)
+    return _safe_div(np.where(ok, x, 0).sum(axis=-1), np.where(k > 0, k, 0))
+
+
+def _row(by, metric, cls, v, lo, hi, n, n_groups, excluded, p, pair, positive) -> dict:
+    return {"attribute": by, "metric": metric, "class": cls, "value": v, "ci_low": lo, "ci_high": hi, "n": n,
+            "n_groups": n_groups, "n_excluded": excluded, "p": p, "groups": pair, "positive": positive}
+
+
+# ---------------------------------------------------------------------------------------------- scalar helpers
+def _scalar(metric: str, y_true, y_pred, sensitive, pos_label, average, min_n: int) -> float | pd.Series:
+    if average not in ("worst", "macro", None):
+        raise UsageError(_MSG_AVERAGE.format(value=average))
+    df = fairness_report(y_true=y_true, y_pred=y_pred, sensitive=sensitive, pos_label=pos_label, n_boot=0, min_n=min_n)
+    df = df[df["metric"] == metric]
+    if (df["class"] == "binary").any():
+        return float(df["value"].iloc[0])
+    if average is None:
+        per = df[~df["class"].isin(["macro", "worst"])]
+        return pd.Series(per["value"].to_numpy(), index=per["class"].to_numpy(), name=metric)
+    return float(df.loc[df["class"] == average, "value"].iloc[0])
+
+
+def demographic_parity_difference(y_true, y_pred, *, sensitive, pos_label=None, average: str | None = "worst",
+                                  min_n: int = 1) -> float | pd.Series:
+    """Largest difference in selection rate between groups (fairlearn's definition for two classes).
+
+    For more classes: one-vs-rest per class, reduced by ``average`` (``worst``, ``macro``; None: per class).
+    """
+    return _scalar("dp_diff", y_true, y_pred, sensitive, pos_label, average, min_n)
+
+
+def demographic_parity_ratio(y_true, y_pred, *, sensitive, pos_label=None, average: str | None = "worst",
+                             min_n: int = 1) -> float | pd.Series:
+    """Smallest ratio of selection rates between groups (min / max)."""
+    return _scalar("dp_ratio", y_true, y_pred, sensitive, pos_label, average, min_n)
+
+
+def equalized_odds_difference(y_true, y_pred, *, sensitive, pos_label=None, average: str | None = "worst",
+                              min_n: int = 1) -> float | pd.Series:
+    """The larger of the between-group TPR difference and FPR difference (fairlearn's ``worst_case``)."""
+    return _scalar("eo_diff", y_true, y_pred, sensitive, pos_label, average, min_n)
+
+
+def equal_opportunity_difference(y_true, y_pred, *, sensitive, pos_label=None, average: str | None = "worst",
+                                 min_n: int = 1) -> float | pd.Series:
+    """Largest difference in true positive rate between groups."""
+    return _scalar("eop_diff", y_true, y_pred, sensitive, pos_label, average, min_n)
