@@ -43,12 +43,15 @@ __all__ = [
     "batch_stats",
     "image_stats",
     "phash_batch",
+    "thumbnails",
+    "THUMB_SIDE",
     "phash_from_gray",
     "to_rgb",
     "pil_limits",
 ]
 
 STATS_SIDE = 64
+THUMB_SIDE = 16
 DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own default limit
 
 IMAGE_ERRORS = (
@@ -62,7 +65,7 @@ IMAGE_ERRORS = (
     "decompression_bomb",  # width*height above max_pixels: refused without decoding
     "unsupported_mode",  # decodes, but the pixel mode cannot be turned into RGB
 )
-MASK_ERRORS = IMAGE_ERRORS + ("size_mismatch", "unexpected_classes", "color_mask")
+MASK_ERRORS = IMAGE_ERRORS + ("size_mismatch", "unexpected_classes", "color_mask", "missing_mask_path")
 
 IMAGE_FIELDS = (
     "readable", "error", "error_detail", "format", "ext", "ext_mismatch", "width", "height", "aspect", "mode",
@@ -238,10 +241,12 @@ def scan_images(items, *, max_pixels: int = DEFAULT_MAX_PIXELS, stats: bool = Tr
         for idx in by_shape.values():
             st, gray = batch_stats(np.stack([smalls[i] for i in idx]))
             hashes = phash_batch(gray)
+            thumbs = thumbnails(gray)
             for j, i in enumerate(idx):
                 for k, v in st.items():
                     recs[i][k] = float(v[j])
                 recs[i]["phash"] = int(hashes[j])
+                recs[i]["_thumb"] = thumbs[j]
     return recs
 
 
@@ -417,6 +422,13 @@ def phash_batch(gray: np.ndarray) -> np.ndarray:
     low = (d8 @ g32 @ d8.T).reshape(g.shape[0], 64)
     bits = low > np.median(low, axis=1, keepdims=True)
     return np.packbits(bits, axis=1).view(">u8").ravel().astype(np.uint64).view(np.int64)
+
+
+def thumbnails(gray: np.ndarray, size: int = THUMB_SIDE) -> np.ndarray:
+    """Area-resampled ``size x size`` uint8 grey thumbnails of a batch (B x H x W): near-duplicate verification."""
+    g = np.asarray(gray, dtype=np.float64)
+    t = _area_matrix(g.shape[1], size) @ g @ _area_matrix(g.shape[2], size).T
+    return np.clip(np.rint(t), 0, 255).astype(np.uint8).reshape(g.shape[0], size * size)
 
 
 def phash_from_gray(gray: np.ndarray) -> int:

@@ -1,0 +1,167 @@
+"""Dataset profiling: imbalance, spurious associations, covariate shift, duplicates and leakage, broken files,
+shortcuts and segmentation masks.
+
+Entry point (called by :func:`audit.pipeline.profile_stage`)::
+
+    findings = run_profile(run, ProfileConfig(min_n=30, seed=0))
+
+Each check is a module in this package registered with :func:`audit.profile.base.register`; the runner
+isolates failures (a failed check is recorded in ``run.json`` ``stages.profile.checks`` and as a
+``check_failed`` finding; the others still run). Tables are written to ``RUN/profile/<name>.parquet``
+(see docs/formats.md and docs/profile.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from audit.errors import UsageError
+from audit.findings import Finding
+from audit.profile import (  # noqa: F401  (importing registers the checks)
+    associations,
+    distribution,
+    duplicates,
+    image_stats,
+    integrity,
+    masks,
+    scan,
+    shortcuts,
+)
+from audit.profile.base import REGISTRY, Check, CheckResult, Context, register, run_checks
+
+__all__ = ["ProfileConfig", "run_profile", "profile_frame", "REGISTRY", "Check", "CheckResult", "Context", "register",
+           "TABLES"]
+
+# Every table a check may write, so stale files of a check that failed or was skipped are removed.
+TABLES = ("images", "distribution", "imbalance", "associations", "residuals", "image_stats_shift", "duplicates",
+          "shortcuts", "masks")
+
+
+@dataclass
+class ProfileConfig:
+    """Settings of the profile stage (keyword names are what the pipeline passes).
+
+    Parameters
+    ----------
+    min_n
+        Groups smaller than this are ``under_min_n`` / not given a verdict.
+    seed
+        Seed of every bootstrap, subsample and CV split.
+    workers
+        Decoding processes (default: usable cores).
+    engine
+        ``local`` (process pool) or ``ray`` (Ray tasks; ``ray_address`` to join a cluster).
+    near_radius
+        Hamming radius (bits of 64) for near-duplicate candidates.
+    near_min_corr
+        Candidates are near duplicates when their 16x16 grey thumbnails also correlate at least this much
+        (Pearson; invariant to brightness and contrast changes).
+    depth
+        Deepest intersection of label/domain/attributes in the distribution table (2 = pairs only).
+    checks
+        Names of the checks to run (default all; ``images`` is added when a requested check needs it).
+    n_boot
+        Bootstrap replicates for intervals.
+    max_pixels
+        Images with more pixels are refused without decoding (decompression bombs).
+    pixel_md5
+        ``auto`` (hash pixels only of images that can be pixel-identical to another) or ``all``.
+    """
+
+    min_n: int = 30
+    seed: int = 0
+    workers: int | None = None
+    engine: str = "local"
+    ray_address: str | None = None
+    near_radius: int = 6
+    near_min_corr: float = 0.995
+    depth: int = 3
+    checks: list[str] | None = None
+    n_boot: int = 1000
+    max_pixels: int = 89_478_485
+    pixel_md5: str = "auto"
+
+    def __post_init__(self) -> None:
+        if int(self.min_n) < 1:
+            raise UsageError(f"min_n must be >= 1, got {self.min_n}")
+        if self.workers is not None and int(self.workers) < 1:
+            raise UsageError(f"workers must be >= 1, got {self.workers}")
+        if self.engine not in ("local", "ray"):
+            raise UsageError(f"engine must be 'local' or 'ray', got {self.engine!r}")
+        if not 0 <= int(self.near_radius) <= 32:
+            raise UsageError(f"near_radius must be between 0 and 32 bits, got {self.near_radius}")
+        if not -1.0 <= float(self.near_min_corr) <= 1.0:
+            raise UsageError(f"near_min_corr must be between -1 and 1, got {self.near_min_corr}")
+        if int(self.depth) < 1:
+            raise UsageError(f"depth must be >= 1, got {self.depth}")
+        if int(self.n_boot) < 0:
+            raise UsageError(f"n_boot must be >= 0, got {self.n_boot}")
+        if int(self.max_pixels) < 1:
+            raise UsageError(f"max_pixels must be >= 1, got {self.max_pixels}")
+        if self.pixel_md5 not in ("auto", "all"):
+            raise UsageError(f"pixel_md5 must be 'auto' or 'all', got {self.pixel_md5!r}")
+        if isinstance(self.checks, str):
+            self.checks = [c.strip() for c in self.checks.split(",") if c.strip()]
+        if self.checks is not None:
+            unknown = [c for c in self.checks if c not in REGISTRY]
+            if unknown:
+                raise UsageError(f"unknown profile check {unknown[0]!r}; available: {', '.join(REGISTRY)}")
+
+    def selected(self) -> list[str]:
+        """The checks to run, with their requirements added."""
+        names = list(REGISTRY) if self.checks is None else list(self.checks)
+        for name in list(names):
+            for req in REGISTRY[name].requires:
+                provider = next((k for k, c in REGISTRY.items() if req in c.provides), None)
+                if provider and provider not in names:
+                    names.append(provider)
+        return [n for n in REGISTRY if n in names]
+
+
+def profile_frame(manifest, *, root: Path | None = None, config: ProfileConfig | None = None, task: str = "classify",
+                  classes: list[str] | None = None, abspath=None, tables: dict | None = None):
+    """Profile a manifest DataFrame without a run directory: returns ``(tables, findings, status)``.
+
+    ``tables`` may pre-supply tables (e.g. a synthetic ``images`` table in tests) to skip their checks.
+    """
+    config = config or ProfileConfig()
+    m = manifest.sort_values("sample_id", kind="stable").reset_index(drop=True)
+    ctx = Context(manifest=m, config=config, root=Path(root) if root else None, task=task, classes=list(classes or []),
+                  abspath=abspath)
+    names = config.selected()
+    if tables:
+        for name, df in tables.items():
+            ctx.tables[name] = df.set_index("sample_id").loc[m["sample_id"]].reset_index() if "sample_id" in df else df
+        names = [n for n in names if not set(REGISTRY[n].provides) & set(tables)]
+    findings, status = run_checks(ctx, names)
+    return ctx.tables, findings, status
+
+
+def run_profile(run, config: ProfileConfig) -> list[Finding]:
+    """Profile the dataset of a run directory; write ``profile/*.parquet``; return the findings.
+
+    Per-check status and timings go to ``run.json`` (``stages.profile.checks``); the resolved config to
+    ``config.profile``.
+    """
+    manifest = run.manifest()
+    tables, findings, status = profile_frame(
+        manifest, root=run.root, config=config, task=run.task, classes=run.classes(), abspath=run.abspath,
+    )
+    for name in TABLES:
+        rel = f"profile/{name}.parquet"
+        if name in tables:
+            run.write_table(rel, tables[name])
+        elif run.has(rel):
+            with contextlib.suppress(OSError):
+                run.file(rel).unlink()  # stale output of an earlier run of a check that did not run now
+    info = run.info
+    stages = info.get("stages", {})
+    prof = dict(stages.get("profile", {}))
+    prof["checks"] = status
+    stages["profile"] = prof
+    cfg = dict(info.get("config", {}))
+    cfg["profile"] = asdict(config)
+    run.update_info(stages=stages, config=cfg)
+    return findings

@@ -1,0 +1,171 @@
+"""All pairs of 64-bit hashes within a Hamming radius, without an O(n^2) loop: multi-index hashing in numpy.
+
+The 64 bits are split into ``m`` disjoint blocks. If two hashes differ in at most ``r`` bits, at least one
+block differs in at most ``floor(r / m)`` bits (pigeonhole), so every true pair is found by looking up, for
+each block, the buckets of the block value with up to ``floor(r / m)`` bits flipped. Buckets are a dense
+table (``2**bits`` counts + start offsets over the block-sorted order), so a probe of all ``n`` hashes is a
+few vectorized gathers; candidates are verified with a popcount of the XOR. ``m`` is chosen by a cost model
+(probes x n + expected candidates) so the index stays fast from 10k to millions of hashes. A pair is kept
+only at the first block that certifies it, so no global de-duplication is needed.
+
+:func:`brute_force_pairs` is the O(n^2) reference (chunked, vectorized) used by tests and the benchmark.
+"""
+
+from __future__ import annotations
+
+import itertools
+from math import comb
+
+import numpy as np
+
+__all__ = ["hamming_pairs", "brute_force_pairs", "popcount64", "plan_blocks"]
+
+_MAX_CANDIDATES = 4_000_000  # per vectorized batch: bounds memory
+
+
+def popcount64(x: np.ndarray) -> np.ndarray:
+    """Number of set bits of each uint64."""
+    x = np.asarray(x, dtype=np.uint64)
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x).astype(np.int64)
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))  # pragma: no cover - numpy < 2
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return ((x * np.uint64(0x0101010101010101)) >> np.uint64(56)).astype(np.int64)
+
+
+def _as_u64(hashes) -> np.ndarray:
+    h = np.asarray(hashes)
+    if h.dtype == np.int64:
+        return h.view(np.uint64)
+    return h.astype(np.uint64)
+
+
+def plan_blocks(n: int, radius: int, nbits: int = 64) -> tuple[int, int]:
+    """Choose the number of blocks ``m`` (and flips per block) minimizing probes + expected candidates."""
+    best = None
+    for m in range(1, 17):  # more blocks than radius + 1 is valid too (then f = 0)
+        b = nbits / m
+        if b > 26:  # dense bucket tables above 2**26 entries cost more memory than they save
+            continue
+        f = radius // m
+        probes = sum(comb(int(np.ceil(b)), k) for k in range(f + 1))
+        cands = n * probes * n / 2.0 ** int(b)
+        cost = m * (probes * n * 3 + cands)
+        if best is None or cost < best[0]:
+            best = (cost, m, f)
+    assert best is not None  # m = 16 always qualifies
+    return best[1], best[2]
+
+
+def hamming_pairs(hashes, radius: int, *, blocks: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All index pairs ``(i, j)``, ``i < j``, whose hashes differ in at most ``radius`` bits.
+
+    Parameters
+    ----------
+    hashes
+        uint64 or int64 array of 64-bit hashes.
+    radius
+        Maximum Hamming distance (0-63).
+    blocks
+        Number of blocks (default: chosen by :func:`plan_blocks`).
+
+    Returns
+    -------
+    i, j, distance
+        int64 arrays, sorted by (i, j).
+    """
+    h = _as_u64(hashes)
+    n = len(h)
+    radius = int(radius)
+    if radius < 0 or radius >= 64:
+        raise ValueError(f"radius must be in [0, 63], got {radius}")
+    empty = (np.empty(0, np.int64),) * 3
+    if n < 2:
+        return empty
+    if blocks is None:
+        m, f = plan_blocks(n, radius)
+    else:
+        m, f = int(blocks), radius // int(blocks)
+    bounds = np.linspace(0, 64, m + 1).round().astype(int)
+    widths = np.diff(bounds)
+    keys_all = []
+    for s, w in zip(bounds[:-1], widths, strict=True):
+        keys_all.append(((h >> np.uint64(s)) & np.uint64((1 << int(w)) - 1)).astype(np.int64))
+    out_i, out_j, out_d = [], [], []
+    idx = np.arange(n, dtype=np.int64)
+    for blk, (keys, w) in enumerate(zip(keys_all, widths, strict=True)):
+        w = int(w)
+        order = np.argsort(keys, kind="stable")
+        counts = np.bincount(keys, minlength=1 << w)
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        for k in range(f + 1):
+            for bits in itertools.combinations(range(w), k):
+                flip = 0
+                for bt in bits:
+                    flip |= 1 << bt
+                q = keys ^ flip
+                cnt = counts[q]
+                total = int(cnt.sum())
+                if total == 0:
+                    continue
+                # Expand in batches of queries so the candidate arrays stay bounded.
+                csum = np.cumsum(cnt)
+                lo_q = 0
+                while lo_q < n:
+                    base = csum[lo_q - 1] if lo_q else 0
+                    hi_q = int(np.searchsorted(csum, base + _MAX_CANDIDATES, side="right"))
+                    hi_q = max(hi_q, lo_q + 1)
+                    c = cnt[lo_q:hi_q]
+                    tot = int(c.sum())
+                    if tot:
+                        qi = np.repeat(idx[lo_q:hi_q], c)
+                        offs = np.arange(tot, dtype=np.int64) - np.repeat(np.cumsum(c) - c, c)
+                        cj = order[np.repeat(starts[q[lo_q:hi_q]], c) + offs]
+                        keep = qi < cj
+                        qi, cj = qi[keep], cj[keep]
+                        d = popcount64(h[qi] ^ h[cj])
+                        ok = d <= radius
+                        qi, cj, d = qi[ok], cj[ok], d[ok]
+                        if qi.size and blk > 0:
+                            # Keep the pair only at the first block whose distance is <= f.
+                            first = np.full(qi.size, True)
+                            for pb in range(blk):
+                                pd_ = popcount64(np.asarray(keys_all[pb][qi] ^ keys_all[pb][cj], dtype=np.uint64))
+                                first &= pd_ > f
+                            qi, cj, d = qi[first], cj[first], d[first]
+                        if qi.size:
+                            out_i.append(qi)
+                            out_j.append(cj)
+                            out_d.append(d)
+                    lo_q = hi_q
+    if not out_i:
+        return empty
+    i = np.concatenate(out_i)
+    j = np.concatenate(out_j)
+    d = np.concatenate(out_d)
+    o = np.lexsort((j, i))
+    return i[o], j[o], d[o]
+
+
+def brute_force_pairs(hashes, radius: int, *, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """O(n^2) reference for :func:`hamming_pairs` (vectorized by row chunks)."""
+    h = _as_u64(hashes)
+    n = len(h)
+    out_i, out_j, out_d = [], [], []
+    for s in range(0, n, chunk):
+        blk = h[s : s + chunk]
+        d = popcount64(blk[:, None] ^ h[None, :])
+        ii, jj = np.nonzero(d <= radius)
+        ii = ii + s
+        keep = ii < jj
+        out_i.append(ii[keep])
+        out_j.append(jj[keep])
+        out_d.append(d[ii[keep] - s, jj[keep]])
+    if not out_i:
+        return (np.empty(0, np.int64),) * 3
+    i = np.concatenate(out_i).astype(np.int64)
+    j = np.concatenate(out_j).astype(np.int64)
+    d = np.concatenate(out_d).astype(np.int64)
+    o = np.lexsort((j, i))
+    return i[o], j[o], d[o]

@@ -1,0 +1,253 @@
+"""The image scan: decode every image once (worker processes, chunked, streaming) into ``images.parquet``.
+
+Every manifest row gets a row, readable or not. The other checks reuse this table; none of them decodes
+pixels again. The one exception is ``pixel_md5``: hashing full-resolution pixels costs about as much as
+decoding a small JPEG, and two images can only have identical pixels if they have the same perceptual hash,
+so by default (``pixel_md5="auto"``) it is computed only for images whose phash is shared with an image of
+different bytes (usually a handful); they are decoded a second time for it. ``pixel_md5="all"`` hashes
+every image during the scan.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from audit.errors import InputError, UsageError
+from audit.io import decode
+from audit.profile.base import Check, CheckResult, Context, register
+
+__all__ = ["ImageScan", "scan_items", "parallel_map", "IMAGE_COLUMNS", "MASK_COLUMNS"]
+
+IMAGE_COLUMNS = ("sample_id", "filepath") + decode.IMAGE_FIELDS
+MASK_COLUMNS = decode.MASK_FIELDS
+
+_DTYPES = {
+    "readable": "bool", "error": "string", "error_detail": "string", "format": "string", "ext": "string",
+    "ext_mismatch": "boolean", "width": "Int64", "height": "Int64", "aspect": "float64", "mode": "string",
+    "channels": "Int64", "bit_depth": "Int64", "bytes": "Int64", "exif_orientation": "Int64",
+    "brightness": "float64", "contrast": "float64", "saturation": "float64", "colorfulness": "float64",
+    "sharpness": "float64", "entropy": "float64", "md5": "string", "pixel_md5": "string", "phash": "Int64",
+    "mask_readable": "bool", "mask_error": "string", "mask_width": "Int64", "mask_height": "Int64",
+    "mask_classes": "string", "mask_empty": "boolean", "mask_encoding": "string",
+}
+
+
+def _worker_init() -> None:
+    try:  # one BLAS/OpenMP thread per worker process: the parallelism is the processes
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except Exception:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        pass
+
+
+def _scan_chunk(items: Sequence[tuple], max_pixels: int, n_classes: int | None, pixel_md5: bool) -> list[dict]:
+    """Worker: scan a chunk of ``(path, error, mask_path, mask_error)`` items."""
+    recs = decode.scan_images([(p, e) for p, e, _, _ in items], max_pixels=max_pixels, pixel_md5=pixel_md5)
+    for rec, (_, _, mp, me) in zip(recs, items, strict=True):
+        if mp is not None or me is not None:
+            size = (rec["width"], rec["height"]) if rec["readable"] else None
+            if size is not None and rec["exif_orientation"] in (5, 6, 7, 8):
+                size = (rec["height"], rec["width"])  # masks follow the displayed orientation
+            rec.update(decode.scan_mask(mp, n_classes=n_classes, image_size=size, max_pixels=max_pixels, error=me))
+    return recs
+
+
+def _pixel_md5_chunk(paths: Sequence[str], max_pixels: int) -> list[str | None]:
+    return [decode.pixel_md5_of(p, max_pixels=max_pixels) for p in paths]
+
+
+def parallel_map(fn: Callable, chunks: Sequence[Sequence], args: tuple, *, workers: int, engine: str = "local",
+                 ray_address: str | None = None, on_done: Callable[[int], None] | None = None) -> list[Any]:
+    """``[fn(chunk, *args) for chunk in chunks]`` in worker processes, in order, with bounded memory.
+
+    At most ``3 * workers`` chunks are in flight, so results stream back while the rest is submitted.
+    ``engine="ray"`` runs the chunks as Ray tasks (``ray_address`` to join a cluster).
+    """
+    if engine == "ray":
+        return _ray_map(fn, chunks, args, ray_address=ray_address, on_done=on_done)
+    if workers <= 1 or len(chunks) <= 1:
+        out = []
+        for c in chunks:
+            out.append(fn(c, *args))
+            if on_done:
+                on_done(len(c))
+        return out
+    import multiprocessing as mp
+
+    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    results: list[Any] = [None] * len(chunks)
+    pending: collections.deque[tuple[int, Future]] = collections.deque()
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method), initializer=_worker_init) as ex:
+        for i, c in enumerate(chunks):
+            pending.append((i, ex.submit(fn, c, *args)))
+            while len(pending) >= 3 * workers:
+                j, fut = pending.popleft()
+                results[j] = fut.result()
+                if on_done:
+                    on_done(len(chunks[j]))
+        while pending:
+            j, fut = pending.popleft()
+            results[j] = fut.result()
+            if on_done:
+                on_done(len(chunks[j]))
+    return results
+
+
+def _ray_map(fn, chunks, args, *, ray_address, on_done):
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--engine ray needs ray: pip install 'imgaudit[ray]'") from None
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if not ray.is_initialized():
+        kw = {"address": ray_address} if ray_address else {"include_dashboard": False}
+        ray.init(ignore_reinit_error=True, log_to_driver=False, **kw)
+    remote = ray.remote(fn)
+    refs = [remote.remote(c, *args) for c in chunks]
+    out = []
+    for c, r in zip(chunks, refs, strict=True):
+        out.append(ray.get(r))
+        if on_done:
+            on_done(len(c))
+    return out
+
+
+def scan_items(items: Sequence[tuple], *, max_pixels: int, n_classes: int | None = None, workers: int = 1,
+               chunk_size: int | None = None, pixel_md5: bool = False, engine: str = "local",
+               ray_address: str | None = None, progress: bool = True) -> list[dict]:
+    """Scan ``(path, error, mask_path, mask_error)`` items; one record per item, in order."""
+    from audit.progress import Bar
+
+    n = len(items)
+    if chunk_size is None:
+        chunk_size = int(np.clip(n // max(1, workers * 8), 16, 256))
+    chunks = [items[i : i + chunk_size] for i in range(0, n, chunk_size)]
+    if n < 2 * chunk_size:
+        workers = 1  # not worth starting processes
+    with Bar(n if progress else None, "profile: scanning images") as bar:
+        parts = parallel_map(_scan_chunk, chunks, (max_pixels, n_classes, pixel_md5), workers=workers,
+                             engine=engine, ray_address=ray_address, on_done=bar.advance)
+    return [r for part in parts for r in part]
+
+
+def records_frame(records: list[dict], sample_ids: Sequence[str], filepaths: Sequence[str],
+                  with_masks: bool) -> pd.DataFrame:
+    cols = list(decode.IMAGE_FIELDS) + (list(decode.MASK_FIELDS) if with_masks else [])
+    data = {c: [r.get(c) for r in records] for c in cols}
+    df = pd.DataFrame({"sample_id": pd.array(list(sample_ids), dtype="string"),
+                       "filepath": pd.array(list(filepaths), dtype="string")})
+    for c in cols:
+        dt = _DTYPES.get(c)
+        if dt is None:
+            df[c] = pd.Series(data[c], dtype="object")
+        else:
+            df[c] = pd.array(data[c], dtype=dt)
+    return df
+
+
+@register
+class ImageScan(Check):
+    name = "images"
+    order = 0
+    description = "decode every image once; header, integrity, hashes and cheap statistics per image"
+    provides = ("images",)
+
+    def run(self, ctx: Context) -> CheckResult:
+        import time
+
+        cfg = ctx.config
+        m = ctx.manifest
+        has_masks = "mask" in m.columns and bool(m["mask"].notna().any())
+        items = []
+        for fp, mp in zip(m["filepath"].tolist(), (m["mask"] if has_masks else pd.Series([None] * len(m))).tolist(), strict=True):
+            path, err = _resolve(ctx, fp)
+            mpath, merr = (None, None)
+            if has_masks:
+                if mp is None or mp is pd.NA:
+                    mpath, merr = None, "missing_mask_path"
+                else:
+                    mpath, merr = _resolve(ctx, mp)
+            items.append((path, err, mpath, merr))
+        n_classes = len(ctx.classes) if (ctx.task == "segment" and ctx.classes) else None
+        workers = _workers(cfg.workers)
+        eager = str(getattr(cfg, "pixel_md5", "auto")) == "all"
+        t0 = time.perf_counter()
+        recs = scan_items(items, max_pixels=int(cfg.max_pixels), n_classes=n_classes, workers=workers,
+                          pixel_md5=eager, engine=cfg.engine, ray_address=cfg.ray_address)
+        seconds = time.perf_counter() - t0
+        df = records_frame(recs, m["sample_id"].tolist(), m["filepath"].tolist(), has_masks)
+        redecoded = 0 if eager else fill_pixel_md5(df, items, max_pixels=int(cfg.max_pixels), workers=workers,
+                                                   engine=cfg.engine, ray_address=cfg.ray_address)
+        info = {
+            "n": len(df),
+            "readable": int(df["readable"].sum()),
+            "workers": workers if cfg.engine == "local" else "ray",
+            "scan_seconds": round(seconds, 3),
+            "images_per_second": round(len(df) / seconds, 1) if seconds > 0 else None,
+            "pixel_md5": "all" if eager else "auto",
+            "pixel_md5_redecoded": redecoded,
+        }
+        thumbs = np.zeros((len(recs), decode.THUMB_SIDE**2), dtype=np.uint8)
+        has_thumb = np.zeros(len(recs), dtype=bool)
+        for i, r in enumerate(recs):
+            t = r.get("_thumb")
+            if t is not None:
+                thumbs[i] = t
+                has_thumb[i] = True
+        return CheckResult(tables={"images": df}, info=info, extras={"thumbs": (thumbs, has_thumb)})
+
+
+def fill_pixel_md5(df: pd.DataFrame, items: Sequence[tuple], *, max_pixels: int, workers: int = 1,
+                   engine: str = "local", ray_address: str | None = None) -> int:
+    """Hash the pixels of the images that could be pixel-identical to another one; returns how many were decoded.
+
+    Candidates: readable images whose phash is shared with an image of *different bytes* (identical bytes
+    already prove identical pixels). One decode per distinct md5; the result is copied to its byte twins.
+    """
+    ok = df["readable"].to_numpy(bool) & df["phash"].notna().to_numpy()
+    if ok.sum() < 2:
+        return 0
+    sub = df.loc[ok, ["phash", "md5"]]
+    n_md5 = sub.groupby("phash")["md5"].transform("nunique")
+    cand = sub.index[n_md5.to_numpy() >= 2]
+    if len(cand) == 0:
+        return 0
+    reps = df.loc[cand].drop_duplicates("md5")
+    paths = [items[i][0] for i in reps.index]
+    chunk = max(8, len(paths) // max(1, workers * 4))
+    chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
+    w = workers if len(paths) >= 64 else 1
+    hashes = [h for part in parallel_map(_pixel_md5_chunk, chunks, (max_pixels,), workers=w, engine=engine,
+                                         ray_address=ray_address) for h in part]
+    by_md5 = dict(zip(reps["md5"].tolist(), hashes, strict=True))
+    df.loc[cand, "pixel_md5"] = [by_md5.get(h) for h in df.loc[cand, "md5"].tolist()]
+    return len(paths)
+
+
+def _resolve(ctx: Context, rel) -> tuple[str | None, str | None]:
+    if rel is None or rel is pd.NA:
+        return None, "missing_file"
+    try:
+        p = ctx.abspath(str(rel)) if ctx.abspath else (ctx.root / str(rel) if ctx.root else rel)
+    except InputError:
+        return None, "outside_root"
+    return str(p), None
+
+
+def _workers(requested: int | None) -> int:
+    if requested:
+        if int(requested) < 1:
+            raise UsageError(f"--workers must be >= 1, got {requested}")
+        return int(requested)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS
+        return max(1, os.cpu_count() or 1)
