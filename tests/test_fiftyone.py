@@ -190,9 +190,17 @@ def test_reexport_is_idempotent_and_round_trips(fo, tmp_path):
 
 
 def test_export_demo_classify_run(fo, classify_run):
+    """The ingested demo with the real profile and metrics stages (when built) and synthetic predictions."""
+    from audit import pipeline
     from audit.integrations.fiftyone import export_run
 
+    real_profile = pipeline._entry("audit.profile", "run_profile") is not None
+    if real_profile:
+        pipeline.profile_stage(classify_run, required=True, min_n=30, seed=0, workers=1)
     preds = add_classify_predictions(classify_run)
+    if pipeline._entry("audit.metrics", "run_metrics") is not None:
+        pipeline.metrics_stage(classify_run, required=True, min_n=30, seed=0, n_boot=100)
+    classify_run.unlock()
     name = export_run(classify_run, name="demo-classify")
     ds = fo.load_dataset(name)
     m = classify_run.manifest()
@@ -206,9 +214,15 @@ def test_export_demo_classify_run(fo, classify_run):
     # round trip through the reader
     back = read_dataset(None, options=ReadOptions(dataset_name=name)).manifest
     pd.testing.assert_frame_equal(back, m)
-    # a real profile stage, when it is built, adds its fields
-    if classify_run.has("profile/images.parquet"):  # pragma: no cover - depends on the profile stage
-        assert "profile_readable" in ds.get_field_schema()
+    if real_profile:  # the planted broken files and duplicates become fields and saved views
+        images = classify_run.read_table("profile/images.parquet")
+        broken = set(images.loc[~images["readable"].astype(bool), "sample_id"])
+        assert broken and set(ds.load_saved_view("broken files").values("audit_id")) == broken
+        dups = classify_run.read_table("profile/duplicates.parquet")
+        leak = dups[dups["cross_split"].astype(bool)]
+        assert len(leak) and set(ds.load_saved_view("split leakage").values("audit_id")) == set(leak["a"]) | set(leak["b"])
+    if classify_run.has("metrics/groups.parquet"):
+        assert any(v.startswith("worst group small_cnn") for v in ds.list_saved_views())
 
 
 def test_export_demo_segment_run(fo, segment_run):
