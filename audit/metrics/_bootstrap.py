@@ -111,26 +111,33 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _types(m: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Collapse identical rows of ``m``: (unique rows, multiplicities), in a canonical (content) order."""
+def _types(m: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """Collapse identical rows of ``m``: (unique rows, multiplicities, type of every row).
+
+    Types are ordered by their first row, so with clusters numbered in a canonical order (sorted ids) the
+    result does not depend on the order of the input rows or on group names.
+    """
     n = m.shape[0]
     if n == 0:
-        return m, np.zeros(0, dtype=np.int64)
+        return m, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     nnz_row = np.diff(m.indptr)
     with np.errstate(over="ignore"):
         h_entry = _splitmix64(m.indices.astype(np.uint64) * np.uint64(0x100000001B3) ^ _splitmix64(m.data.view(np.uint64)))
         h = np.zeros(n, dtype=np.uint64)
         nonempty = nnz_row > 0
         if h_entry.size:
-            sums = np.add.reduceat(h_entry, m.indptr[:-1][nonempty])
-            h[nonempty] = sums
+            h[nonempty] = np.add.reduceat(h_entry, m.indptr[:-1][nonempty])
         h = _splitmix64(h ^ nnz_row.astype(np.uint64))
-    uniq, first, inverse, counts = np.unique(h, return_index=True, return_inverse=True, return_counts=True)
-    rep = m[first]
+    _, first, inverse, counts = np.unique(h, return_index=True, return_inverse=True, return_counts=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    inverse = rank[inverse.reshape(-1)]
+    rep = m[first[order]]
     # Verify: every row equals its type's representative (guards against a hash collision).
     if (m - rep[inverse]).count_nonzero() != 0:
-        return m, np.ones(n, dtype=np.int64)
-    return rep, counts.astype(np.int64)
+        return m, np.ones(n, dtype=np.int64), np.arange(n, dtype=np.int64)
+    return rep, counts[order].astype(np.int64), inverse.astype(np.int64)
 
 
 def bootstrap_sums(
@@ -158,7 +165,7 @@ def bootstrap_sums(
     np.ndarray
         ``(n_boot, ...)``: ``reduce`` applied to every resample.
     """
-    types, counts = _types(m)
+    types, counts, type_of = _types(m)
     n_clusters = int(counts.sum())
     d = m.shape[1]
     if n_boot <= 0 or n_clusters == 0:
@@ -168,7 +175,6 @@ def bootstrap_sums(
     # Two exact ways to draw how often each type is resampled: literal cluster indices (cheap when clusters are
     # few) or a multinomial over types (cheap when many clusters share few types, e.g. one row per cluster).
     by_index = n_clusters <= 8 * n_types
-    type_of = np.repeat(np.arange(n_types), counts) if by_index else None
     p = counts / n_clusters
     step = max(1, min(n_boot, _BLOCK_ELEMENTS // max(1, max(n_types, d, n_clusters if by_index else 0))))
     out = []

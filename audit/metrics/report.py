@@ -462,6 +462,8 @@ class GroupReport:
                 "ci_method": np.array(self._method, dtype=object)[rows_g, rows_m],
             }
         )
+        if include_overall and self.by == "overall":
+            return df  # no grouping: the single group "all" is the overall
         if include_overall:
             ov = pd.DataFrame(
                 {
