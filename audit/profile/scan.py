@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
@@ -80,9 +81,32 @@ def parallel_map(fn: Callable, chunks: Sequence[Sequence], args: tuple, *, worke
             if on_done:
                 on_done(len(c))
         return out
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        return _pool_map(fn, chunks, args, workers=workers, on_done=on_done)
+    except BrokenProcessPool as e:  # e.g. a worker killed for memory: finish in this process instead
+        warnings.warn(f"worker pool failed ({e}); scanning in the main process", RuntimeWarning, stacklevel=2)
+        return [fn(c, *args) for c in chunks]
+
+
+def _start_method() -> str:
+    """forkserver (safe after threads) unless __main__ cannot be re-imported by it (stdin, notebooks)."""
+    import multiprocessing as mp
+    import sys
+
+    methods = mp.get_all_start_methods()
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if "forkserver" in methods and (main_file is None or os.path.isfile(main_file)):
+        return "forkserver"
+    return "fork" if "fork" in methods else "spawn"
+
+
+def _pool_map(fn: Callable, chunks: Sequence[Sequence], args: tuple, *, workers: int,
+              on_done: Callable[[int], None] | None) -> list[Any]:
     import multiprocessing as mp
 
-    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    method = _start_method()
     results: list[Any] = [None] * len(chunks)
     pending: collections.deque[tuple[int, Future]] = collections.deque()
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method), initializer=_worker_init) as ex:
