@@ -24,7 +24,15 @@ def _clf(seed: int, n: int = 600, k: int = 4):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_classification_metrics_match_sklearn(seed):
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, brier_score_loss, f1_score, log_loss, recall_score, top_k_accuracy_score
+    from sklearn.metrics import (
+        accuracy_score,
+        balanced_accuracy_score,
+        brier_score_loss,
+        f1_score,
+        log_loss,
+        recall_score,
+        top_k_accuracy_score,
+    )
 
     yt, yp, p, _ = _clf(seed, k=3 + seed)
     k = p.shape[1]
