@@ -37,6 +37,7 @@ def streamlit_command(app: Path, run: Path, *, port: int, host: str) -> list[str
         "--server.address", host,
         "--server.port", str(port),
         "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",  # no "Deploy" button on a local audit
         "--", "--run", str(run),
     ]
 

@@ -60,7 +60,9 @@ __all__ = [
     "compare_headline",
     "thumbnail",
     "colorize_mask",
+    "overlay",
     "SEG_PALETTE",
+    "SEG_COLOUR_NAMES",
 ]
 
 # Page keys of the dashboard, in navigation order.
@@ -91,6 +93,7 @@ FINDING_PAGE: dict[str, str] = {
 _LOWER_BETTER = ("ece", "mce", "error", "loss", "brier", "nll", "diff", "gap")
 
 # Colours of segmentation class indices (0 = background, transparent in overlays).
+SEG_COLOUR_NAMES = ("clear", "red", "green", "yellow", "blue", "orange", "purple", "cyan", "magenta", "lime", "pink", "teal")
 SEG_PALETTE = np.array(
     [
         [0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
@@ -730,6 +733,29 @@ def thumbnail(path: Path, *, size: int = 160, mask: bool = False) -> np.ndarray:
         return np.asarray(im2.resize(new, Image.NEAREST))
 
 
+def overlay(image: Path, mask: Path, *, size: int = 160, alpha: float = 0.55) -> np.ndarray:
+    """The image with a class-index mask blended on top (class 0 left clear), as a small RGB array.
+
+    A mask of another size than its image is resized (nearest) to fit; the profile reports the mismatch.
+    """
+    from PIL import Image
+
+    with Image.open(image) as im:
+        rgb = im.convert("RGB")
+    with Image.open(mask) as mk:
+        m = mk if mk.mode in ("L", "P", "I", "I;16") else mk.convert("L")
+        if m.size != rgb.size:
+            m = m.resize(rgb.size, Image.NEAREST)
+        idx = np.asarray(m).astype(np.int64)
+    base = np.asarray(rgb, dtype=np.float32)
+    colour = colorize_mask(idx).astype(np.float32)
+    fg = (idx != 0)[..., None]
+    out = np.where(fg, (1 - alpha) * base + alpha * colour, base).astype(np.uint8)
+    im2 = Image.fromarray(out)
+    scale = size / max(im2.size)
+    return np.asarray(im2.resize((max(1, round(im2.width * scale)), max(1, round(im2.height * scale))), Image.NEAREST))
+
+
 def colorize_mask(mask: np.ndarray) -> np.ndarray:
     """Class-index mask -> RGB with :data:`SEG_PALETTE` (indices beyond the palette wrap around)."""
     idx = np.asarray(mask).astype(np.int64) % len(SEG_PALETTE)
@@ -778,24 +804,47 @@ def compare_groups(a: pd.DataFrame, b: pd.DataFrame, *, metric: str | None = Non
 
 
 def compare_headline(ha: dict, hb: dict) -> pd.DataFrame:
-    """Headline numbers of two runs (from :func:`overview`) side by side with B - A."""
+    """Headline numbers of two runs (from :func:`overview`) side by side: B - A, with intervals where stored.
+
+    The interval of the difference combines both runs' intervals (MOVER, see :func:`compare_groups`); counts
+    (samples, findings, unreadable files) have none. ``A_what`` / ``B_what`` say which group, domain or pair
+    each number is about, since the worst group of one run need not be the other's.
+    """
     rows = []
 
-    def add(name: str, a: Any, b: Any, unit: str = "") -> None:
-        fa, fb = _float(a), _float(b)
-        rows.append({"number": name, "A": fa, "B": fb, "delta": fb - fa, "unit": unit})
+    def add(name: str, a: dict, b: dict, field: str, unit: str = "", what=lambda d: "") -> None:
+        va, vb = _float(a.get(field)), _float(b.get(field))
+        row = {
+            "number": name, "unit": unit, "A": va, "A_ci_low": _float(a.get("ci_low")), "A_ci_high": _float(a.get("ci_high")),
+            "A_what": what(a), "B": vb, "B_ci_low": _float(b.get("ci_low")), "B_ci_high": _float(b.get("ci_high")),
+            "B_what": what(b), "delta": vb - va,
+        }
+        rows.append(row)
 
-    add("samples", ha.get("n"), hb.get("n"))
-    add("findings (critical)", (ha.get("findings") or {}).get("critical"), (hb.get("findings") or {}).get("critical"))
-    add("findings (warning)", (ha.get("findings") or {}).get("warning"), (hb.get("findings") or {}).get("warning"))
-    add("unreadable files", ha.get("n_unreadable"), hb.get("n_unreadable"))
-    for key, label, field in (
-        ("overall", "overall", "value"),
-        ("worst_group", "worst group", "value"),
-        ("largest_gap", "largest generalization gap", "gap"),
-        ("largest_fairness_gap", "largest fairness gap", "value"),
-        ("biggest_association", "biggest association", "value"),
+    def count(name: str, a: Any, b: Any) -> None:
+        add(name, {"v": a}, {"v": b}, "v")
+
+    fa, fb = ha.get("findings") or {}, hb.get("findings") or {}
+    count("samples", ha.get("n"), hb.get("n"))
+    count("findings (critical)", fa.get("critical"), fb.get("critical"))
+    count("findings (warning)", fa.get("warning"), fb.get("warning"))
+    count("unreadable files", ha.get("n_unreadable"), hb.get("n_unreadable"))
+    for key, label, field, what in (
+        ("overall", "overall", "value", lambda d: ""),
+        ("worst_group", "worst group", "value", lambda d: f"{d.get('by')} = {d.get('group')}" if d else ""),
+        ("largest_gap", "largest generalization gap", "gap", lambda d: f"held out {d.get('test_domain')}" if d else ""),
+        ("largest_fairness_gap", "largest fairness gap", "value", lambda d: f"{d.get('metric')} on {d.get('attribute')}" if d else ""),
+        ("biggest_association", "biggest association", "value", lambda d: f"{d.get('a')} ~ {d.get('b')}" if d else ""),
     ):
         a, b = ha.get(key) or {}, hb.get(key) or {}
-        add(label, a.get(field), b.get(field), str(a.get("metric") or b.get("metric") or a.get("stat") or b.get("stat") or ""))
-    return pd.DataFrame(rows, columns=["number", "A", "B", "delta", "unit"])
+        unit = str(a.get("metric") or b.get("metric") or a.get("stat") or b.get("stat") or "")
+        add(label, a, b, field, unit, what)
+    df = pd.DataFrame(rows)
+    lo, hi = _mover(
+        df["delta"],
+        df[["A", "A_ci_low", "A_ci_high"]].set_axis(["value", "ci_low", "ci_high"], axis=1),
+        df[["B", "B_ci_low", "B_ci_high"]].set_axis(["value", "ci_low", "ci_high"], axis=1),
+    )
+    df["delta_ci_low"], df["delta_ci_high"] = lo, hi
+    return df[["number", "unit", "A", "A_ci_low", "A_ci_high", "A_what", "B", "B_ci_low", "B_ci_high", "B_what",
+               "delta", "delta_ci_low", "delta_ci_high"]]

@@ -61,6 +61,15 @@ def fmt(v: object, digits: int = 3) -> str:
     return f"{f:.{digits}f}"
 
 
+def fmt_value(v: object, digits: int = 3) -> str:
+    """Like :func:`fmt`, but whole numbers (counts) without decimals."""
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "—"
+    return f"{int(f):,}" if f == f and f.is_integer() and abs(f) >= 2 else fmt(f, digits)
+
+
 def fmt_ci(lo: object, hi: object, digits: int = 3) -> str:
     a, b = fmt(lo, digits), fmt(hi, digits)
     return "no interval" if a == "—" and b == "—" else f"[{a}, {b}]"
@@ -126,8 +135,17 @@ def sidebar() -> RunDir:
         ds = info.get("dataset", {}) or {}
         st.caption(f"{esc(ds.get('task', '?'))} · {fmt_n(ds.get('n'))} samples")
         stages = info.get("stages", {}) or {}
-        marks = {"ok": "✅", "failed": "❌", "skipped": "⏭️", "running": "⏳"}
-        st.caption(" ".join(f"{marks.get((s or {}).get('status'), '•')} {esc(k)}" for k, s in stages.items()))
+        marks = {
+            "ok": ":green[:material/check_circle:]", "failed": ":red[:material/error:]",
+            "skipped": ":gray[:material/skip_next:]", "running": ":orange[:material/hourglass_top:]",
+        }
+        st.caption(
+            "  \n".join(
+                f"{marks.get((s or {}).get('status'), ':gray[:material/radio_button_unchecked:]')} {esc(k)} "
+                f"{esc((s or {}).get('status') or '')}"
+                for k, s in stages.items()
+            )
+        )
     return run
 
 
@@ -241,6 +259,28 @@ def thumb(path: str, mtime: float, size: int, mask: bool) -> object:
     return views.thumbnail(Path(path), size=size, mask=mask)
 
 
+@st.cache_data(show_spinner=False, max_entries=1024)
+def _overlay(image: str, image_mtime: float, mask: str, mask_mtime: float, size: int) -> object:
+    return views.overlay(Path(image), Path(mask), size=size)
+
+
+def overlay_or_note(run: RunDir, image_rel: object, mask_rel: object, *, size: int = 160, mask_under_run: bool = False) -> None:
+    """Show an image with its mask blended on top, or one grey line saying why it cannot be shown."""
+    if any(v is None or v is pd.NA or (isinstance(v, float) and v != v) for v in (image_rel, mask_rel)):
+        st.caption("no mask" if image_rel is not None else "no file")
+        return
+    try:
+        img = run.abspath(str(image_rel))
+        mask = (run.path / str(mask_rel)) if mask_under_run else run.abspath(str(mask_rel))
+        st.image(_overlay(str(img), os.stat(img).st_mtime, str(mask), os.stat(mask).st_mtime, size), width=size)
+    except AuditError as e:
+        st.caption(esc(e))
+    except FileNotFoundError:
+        st.caption("file missing")
+    except Exception as e:  # unreadable image or mask: reported by the profile, not a crash here
+        st.caption(esc(f"cannot show: {type(e).__name__}"))
+
+
 def image_or_note(run: RunDir, relpath: object, *, size: int = 160, mask: bool = False, under_run: bool = False) -> None:
     """Show one thumbnail, or one grey line saying why it cannot be shown."""
     if relpath is None or relpath is pd.NA or (isinstance(relpath, float) and relpath != relpath):
@@ -258,18 +298,25 @@ def image_or_note(run: RunDir, relpath: object, *, size: int = 160, mask: bool =
 
 
 # ------------------------------------------------------------------------------------------------ widgets
-def select(label: str, opts: Sequence[str], *, key: str, prefer: Sequence[str] = (), help: str | None = None) -> str | None:
+def select(
+    label: str, opts: Sequence[str], *, key: str, prefer: Sequence[str] = (), help: str | None = None, format_func=str
+) -> str | None:
     """A select box that keeps its choice valid across runs (falls back to a preferred or the first option)."""
     opts = list(opts)
     if not opts:
         return None
     if st.session_state.get(key) not in opts:
         st.session_state[key] = next((p for p in prefer if p in opts), opts[0])
-    return st.selectbox(label, opts, key=key, help=help)
+    return st.selectbox(label, opts, key=key, help=help, format_func=format_func)
 
 
 # ------------------------------------------------------------------------------------------------ charts
-def ci_bars(df: pd.DataFrame, *, x_title: str, domain: tuple[float, float] | None = None, height_per: int = 24) -> alt.LayerChart:
+def rows_height(n: int, *, per: int = 26, extra: int = 110) -> int:
+    """Chart height for ``n`` rows on a discrete axis: Streamlit's height includes the axes and legend."""
+    return extra + per * max(int(n), 1)
+
+
+def ci_bars(df: pd.DataFrame, *, x_title: str, domain: tuple[float, float] | None = None, height_per: int = 30) -> alt.LayerChart:
     """Horizontal bars (value) with 95% interval error bars and n beside each, in the frame's row order.
 
     Expects ``label, value, ci_low, ci_high, n, evidence`` columns (see :func:`audit.views.group_bars`).
@@ -288,12 +335,14 @@ def ci_bars(df: pd.DataFrame, *, x_title: str, domain: tuple[float, float] | Non
     base = alt.Chart(d).encode(y=y)
     bars = base.mark_bar().encode(
         x=alt.X("value:Q", title=x_title, scale=scale),
-        color=alt.Color("evidence:N", scale=EVIDENCE_COLORS, legend=alt.Legend(title="evidence", orient="bottom")),
+        color=alt.Color("evidence:N", scale=EVIDENCE_COLORS, legend=alt.Legend(title="evidence", orient="top", direction="horizontal")),
         tooltip=tooltip,
     )
-    err = base.mark_errorbar(ticks=True, color="#222").encode(x=alt.X("ci_low:Q", scale=scale), x2="ci_high:Q")
-    text = base.mark_text(align="left", dx=6, fontSize=11, color="#555").encode(x=alt.X("_x_text:Q", scale=scale), text="n_text:N")
-    return (bars + err + text).properties(height=max(80, height_per * len(d)))
+    err = base.mark_errorbar(ticks=True, color="#222").encode(x=alt.X("ci_low:Q", scale=scale, title=x_title), x2="ci_high:Q")
+    text = base.mark_text(align="left", dx=6, fontSize=11, color="#555").encode(
+        x=alt.X("_x_text:Q", scale=scale, title=x_title), text="n_text:N"
+    )
+    return (bars + err + text).properties(height=rows_height(len(d), per=height_per, extra=150))
 
 
 def heatmap(
@@ -303,19 +352,28 @@ def heatmap(
 ) -> alt.LayerChart:
     """A labelled heatmap; cells where ``stroke_col`` is true get an orange outline."""
     scale = alt.Scale(scheme=scheme, domain=list(domain)) if domain else alt.Scale(scheme=scheme)
+    axis_x = alt.Axis(labelAngle=-30, labelLimit=180, labelOverlap=False)
     base = alt.Chart(df).encode(
-        x=alt.X(f"{x}:N", title=x_title or x, axis=alt.Axis(labelAngle=-30, labelLimit=160)),
-        y=alt.Y(f"{y}:N", title=y_title or y, axis=alt.Axis(labelLimit=200)),
+        x=alt.X(f"{x}:N", title=x_title or x, axis=axis_x),
+        y=alt.Y(f"{y}:N", title=y_title or y, axis=alt.Axis(labelLimit=220, labelOverlap=False)),
     )
     enc = {"color": alt.Color(f"{color}:Q", scale=scale, title=color_title), "tooltip": tooltip}
     if stroke_col:
         enc["stroke"] = alt.condition(f"datum.{stroke_col}", alt.value("#e8590c"), alt.value(None))
         enc["strokeWidth"] = alt.condition(f"datum.{stroke_col}", alt.value(2.5), alt.value(0))
     rect = base.mark_rect().encode(**enc)
-    labels = base.mark_text(fontSize=11).encode(text=f"{text}:N", color=alt.value("#111"))
+    # white text on the darker half of the colour scale, so every number stays readable
+    vals = pd.to_numeric(df[color], errors="coerce") if len(df) else pd.Series(dtype=float)
+    hi = domain[1] if domain else (float(vals.max()) if vals.notna().any() else 1.0)
+    lo = domain[0] if domain else (float(vals.min()) if vals.notna().any() else 0.0)
+    mid = lo + 0.55 * (hi - lo)
+    labels = base.mark_text(fontSize=11).encode(
+        text=f"{text}:N",
+        color=alt.condition(f"datum.{color} > {mid}", alt.value("white"), alt.value("#111")),
+    )
     n_y = df[y].nunique() if len(df) else 1
     n_x = df[x].nunique() if len(df) else 1
-    return (rect + labels).properties(height=max(120, 30 * n_y), width=max(240, min(900, 70 * n_x)))
+    return (rect + labels).properties(height=rows_height(n_y, per=34, extra=170), width=max(320, min(900, 90 * n_x + 200)))
 
 
 def download(df: pd.DataFrame, name: str, *, key: str) -> None:

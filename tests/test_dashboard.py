@@ -37,7 +37,9 @@ KINDS = ["classify", "segment", "profile"]
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, RunDir]:
     base = tmp_path_factory.mktemp("dash") / "runs"
-    return {k: build_run(base / k, k) for k in KINDS}
+    out = {k: build_run(base / k, k) for k in KINDS}
+    out["classify_v2"] = build_run(base / "classify_v2", "classify", seed=1)  # a second model run to compare with
+    return out
 
 
 def _app(run_path: Path, monkeypatch) -> AppTest:
@@ -115,13 +117,15 @@ def test_every_page_renders(runs, kind, monkeypatch):
             else:
                 assert el["image"] >= 3 * 6 and "IoU" in text  # image / truth / prediction per row
         elif page == "compare":
-            assert el["dataframe"] >= 1  # headline comparison (three runs side by side in the folder)
+            assert el["dataframe"] >= 1  # headline comparison (runs side by side in the folder)
+            if kind == "classify":  # baseline defaults to the other classification run: per-group deltas too
+                assert el["dataframe"] == 2 and el["vega_lite_chart"] == 1
 
 
 def test_sidebar_lists_sibling_runs_and_switches(runs, monkeypatch):
     at = _app(runs["classify"].path, monkeypatch)
     sel = at.sidebar.selectbox[0]
-    assert sorted(Path(o).name for o in sel.options) == sorted(KINDS)
+    assert sorted(Path(o).name for o in sel.options) == sorted([*KINDS, "classify_v2"])
     assert Path(sel.value).name == "classify"
     sel.set_value(str(runs["segment"].path)).run()
     _visit(at, "gallery")
@@ -130,7 +134,7 @@ def test_sidebar_lists_sibling_runs_and_switches(runs, monkeypatch):
 
 def test_folder_of_runs_is_accepted(runs, monkeypatch):
     at = _app(runs["classify"].path.parent, monkeypatch)
-    assert len(at.sidebar.selectbox[0].options) == 3
+    assert len(at.sidebar.selectbox[0].options) == 4
 
 
 def test_missing_run_shows_one_error(tmp_path, monkeypatch):
@@ -291,9 +295,9 @@ def test_duplicate_pairs_conflicts_and_leaks_first(runs):
 
 def test_list_and_resolve_runs(runs, tmp_path):
     parent = runs["classify"].path.parent
-    assert [p.name for p in views.list_runs(parent)] == sorted(KINDS)
+    assert [p.name for p in views.list_runs(parent)] == sorted([*KINDS, "classify_v2"])
     found, first = views.resolve_runs(runs["segment"].path)
-    assert first == runs["segment"].path and len(found) == 3
+    assert first == runs["segment"].path and len(found) == 4
     with pytest.raises(UsageError, match="does not exist"):
         views.resolve_runs(tmp_path / "missing")
     (tmp_path / "empty").mkdir()

@@ -280,8 +280,8 @@ def _metrics_tables(run: RunDir, df: pd.DataFrame, pred: pd.DataFrame, *, seg: b
         pf = p[p["fold"] == f"holdout={held}"]
         i, o = pf[~pf["held_out"]]["_score"], pf[pf["held_out"]]["_score"]
         gen.append({"model": model, "protocol": "lodo", "fold": f"holdout={held}", "train_domains": "|".join(d for d in DOMAINS if d != held),
-                    "test_domain": held, "metric": metric, "in_domain": i.mean(), "in_ci_low": i.mean() - 0.05, "in_ci_high": i.mean() + 0.05,
-                    "n_in": len(i), "out_domain": o.mean(), "out_ci_low": o.mean() - 0.06, "out_ci_high": o.mean() + 0.06, "n_out": len(o),
+                    "test_domain": held, "metric": metric, "in_domain": i.mean(), "in_ci_low": max(0, i.mean() - 0.05), "in_ci_high": min(1, i.mean() + 0.05),
+                    "n_in": len(i), "out_domain": o.mean(), "out_ci_low": max(0, o.mean() - 0.06), "out_ci_high": min(1, o.mean() + 0.06), "n_out": len(o),
                     "gap": i.mean() - o.mean(), "gap_ci_low": i.mean() - o.mean() - 0.08, "gap_ci_high": i.mean() - o.mean() + 0.08, "seeds": 1})
     run.write_table("metrics/generalization.parquet", pd.DataFrame(gen))
     run.write_table(

@@ -19,11 +19,16 @@ with dl.guard():
         )
         st.stop()
     c = st.columns(2)
-    others = [r for r in runs if r != str(run.path)]
+    # the baseline defaults to another run of the same task, with model results if this one has them
+    others = sorted(
+        (r for r in runs if r != str(run.path)),
+        key=lambda r: (RunDir(r).task != run.task, views.has_model(RunDir(r)) != views.has_model(run), r),
+    )
+    name = lambda p: dl.short_name(p, runs)  # noqa: E731
     with c[0]:
-        a_path = dl.select("Run A (baseline)", runs, key="cmp_a", prefer=[others[0]])
+        a_path = dl.select("Run A (baseline)", runs, key="cmp_a", prefer=[others[0]], format_func=name)
     with c[1]:
-        b_path = dl.select("Run B", runs, key="cmp_b", prefer=[str(run.path)])
+        b_path = dl.select("Run B", runs, key="cmp_b", prefer=[str(run.path)], format_func=name)
     ra, rb = RunDir.open(a_path), RunDir.open(b_path)
     if a_path == b_path:
         st.warning("Run A and run B are the same directory.")
@@ -32,7 +37,8 @@ with dl.guard():
     ha, hb = dl.overview(ra), dl.overview(rb)
     table = views.compare_headline(ha, hb)
     st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={k: st.column_config.NumberColumn(format="%.4g") for k in ("A", "B", "delta")})
+                 column_config={k: st.column_config.NumberColumn(format="%.4g") for k in table.columns if k[:1] in "AB" and not k.endswith("what") or k.startswith("delta")})
+    st.caption("delta = B - A; its 95% interval combines both runs' intervals (MOVER) where the numbers have one.")
     if ha.get("metric") and hb.get("metric") and ha.get("metric") != hb.get("metric"):
         st.warning("The two runs report different primary metrics; their headline numbers are not comparable.")
 
@@ -73,7 +79,7 @@ with dl.guard():
     )
     err = base.mark_errorbar(ticks=True).encode(x="delta_ci_low:Q", x2="delta_ci_high:Q")
     zero = alt.Chart(d.head(1)).mark_rule(color="#555").encode(x=alt.datum(0))
-    st.altair_chart((zero + err + pts).properties(height=max(100, 24 * len(d))), width="stretch")
+    st.altair_chart((zero + err + pts).properties(height=dl.rows_height(len(d))), width="stretch")
     st.caption(
         "Interval of the difference combines each run's own 95% interval (MOVER); it assumes independent runs and is "
         "conservative (wider) when both runs evaluate the same samples. Green/red: the interval excludes 0."

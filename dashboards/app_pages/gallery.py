@@ -68,6 +68,7 @@ with dl.guard():
                     st.caption(
                         f"true **{dl.esc(r['y_true'])}** → pred **{dl.esc(r['y_pred'])}** "
                         f"({dl.fmt(r.get('confidence'), 2)})  \n{dl.esc(r.get('test_domain', ''))} · {dl.esc(r['sample_id'])}"
+                        + (f" · {dl.esc(r.get('fold'))}" if fold == "(all folds)" else "")
                     )
     else:
         sample, total = dl.cached(views.segmentation_sample, run,
@@ -78,7 +79,7 @@ with dl.guard():
         names = run.classes()
         if names:
             st.caption("Mask colours: " + ", ".join(
-                f"{dl.esc(n)} = rgb{tuple(int(x) for x in views.SEG_PALETTE[i % len(views.SEG_PALETTE)])}" for i, n in enumerate(names)
+                f"{dl.esc(n)} = {views.SEG_COLOUR_NAMES[i % len(views.SEG_COLOUR_NAMES)]}" for i, n in enumerate(names)
             ))
         for _, r in sample.iterrows():
             with st.container(border=True):
@@ -88,10 +89,10 @@ with dl.guard():
                     dl.image_or_note(run, r.get("filepath"), size=128)
                 with cols[1]:
                     st.caption("truth")
-                    dl.image_or_note(run, r.get("mask"), size=128, mask=True)
+                    dl.overlay_or_note(run, r.get("filepath"), r.get("mask"), size=128)
                 with cols[2]:
                     st.caption("prediction")
-                    dl.image_or_note(run, r.get("pred_mask"), size=128, mask=True, under_run=True)
+                    dl.overlay_or_note(run, r.get("filepath"), r.get("pred_mask"), size=128, mask_under_run=True)
                 cols[3].markdown(
                     f"**IoU {dl.fmt(r.get('iou'), 3)}** · pixel accuracy {dl.fmt(r.get('pixel_acc'), 3)}  \n"
                     f"{dl.esc(r['sample_id'])}  \ndomain {dl.esc(r.get('test_domain', ''))} · fold {dl.esc(r.get('fold', ''))}"

@@ -47,7 +47,7 @@ with dl.guard():
                 tooltip=["test_domain:N", "kind:N", alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("ci:N", title="95% interval"), alt.Tooltip("n:Q", format=",")],
             )
             err = base.mark_errorbar(ticks=True).encode(x="ci_low:Q", x2="ci_high:Q")
-            st.altair_chart((err + pts).properties(height=max(120, 56 * len(order))), width="stretch")
+            st.altair_chart((err + pts).properties(height=dl.rows_height(len(order), per=56, extra=120)), width="stretch")
             st.caption(
                 "For each held-out domain: the model trained without it, scored on in-domain test samples it never "
                 "saw (green) and on the held-out domain (red). Sorted by gap, largest first."

@@ -27,7 +27,10 @@ with dl.guard():
         if worst:
             st.metric(
                 f"Worst group ({dl.esc(worst['metric'])})", dl.fmt(worst.get("value")),
-                delta=None if not overall else f"{dl.fmt((worst.get('value') or 0) - (overall.get('value') or 0))} vs overall",
+                delta=(
+                    f"{dl.fmt(worst['value'] - overall['value'])} vs overall"
+                    if overall and worst.get("value") is not None and overall.get("value") is not None else None
+                ),
                 delta_color="normal", help="Lowest value among groups with enough samples (n ≥ min_n).",
             )
             st.caption(
@@ -87,7 +90,9 @@ with dl.guard():
             row = st.columns([1.1, 7, 2])
             color = dl.SEVERITY_COLOR.get(str(f["severity"]), "gray")
             row[0].markdown(f":{color}-badge[{dl.esc(f['severity'])}]")
-            value = "" if f["value"] != f["value"] else f" · value {dl.fmt(f['value'])} {dl.fmt_ci(f['ci_low'], f['ci_high'])}"
+            value = "" if f["value"] != f["value"] else f" · value {dl.fmt_value(f['value'])}"
+            if f["ci_low"] == f["ci_low"] or f["ci_high"] == f["ci_high"]:
+                value += f" {dl.fmt_ci(f['ci_low'], f['ci_high'])}"
             n = "" if f["n"] is None or str(f["n"]) == "<NA>" else f" · n={dl.fmt_n(f['n'])}"
             row[1].markdown(f"**{dl.esc(f['title'])}**  \n{dl.esc(f['kind'])}{value}{n}")
             row[2].page_link(dl.page(f["page"]), label=f"see {dl.PAGE_FILES[f['page']][1]}")

@@ -52,7 +52,7 @@ with dl.guard():
     chart = dl.ci_bars(shown, x_title=f"{metric} (95% interval)", domain=lo_hi)
     if not overall.empty and overall["value"].notna().any():
         ov = overall.iloc[0]
-        rule = alt.Chart(pd.DataFrame({"v": [float(ov["value"])]})).mark_rule(color="#2b8a3e", strokeDash=[4, 3]).encode(x="v:Q")
+        rule = alt.Chart(pd.DataFrame({"v": [float(ov["value"])]})).mark_rule(color="#2b8a3e", strokeDash=[4, 3]).encode(x=alt.X("v:Q", title=f"{metric} (95% interval)"))
         chart = chart + rule
         st.caption(
             f"Overall {dl.esc(metric)} {dl.fmt(ov['value'])} {dl.fmt_ci(ov['ci_low'], ov['ci_high'])}, "

@@ -34,9 +34,9 @@ with tabs[0], dl.guard():
                 x=alt.X("n:Q", title="samples"),
                 y=alt.Y("group:N", sort=d["group"].tolist(), title=col, axis=alt.Axis(labelLimit=240)),
                 color=alt.Color("status:N", scale=alt.Scale(domain=["ok", "under_min_n", "empty"], range=["#4c78a8", "#f08c00", "#ddd"]),
-                                legend=alt.Legend(orient="bottom")),
+                                legend=alt.Legend(orient="top", direction="horizontal")),
                 tooltip=["group:N", alt.Tooltip("n:Q", format=","), alt.Tooltip("share:Q", format=".1%"), "status:N"],
-            ).properties(height=max(80, 22 * len(d)))
+            ).properties(height=dl.rows_height(len(d), per=30, extra=150))
             st.altair_chart(chart, width="stretch")
             if imb is not None and not imb.empty:
                 r = imb[imb["column"].astype(str) == col]
@@ -92,7 +92,8 @@ with tabs[2], dl.guard():
             tips += [alt.Tooltip(f"{c}:Q", format=".2g") for c in ("q",) if c in m.columns]
             tips += [alt.Tooltip("n:Q", format=",")] if "n" in m.columns else []
             st.altair_chart(
-                dl.heatmap(m, x="b", y="a", color="value", text="text", tooltip=tips, color_title="Cramér's V",
+                dl.heatmap(m, x="b", y="a", x_title="column", y_title="column", color="value", text="text", tooltip=tips,
+                           color_title="Cramér's V",
                            scheme="oranges", domain=(0, 1)),
                 width="content",
             )

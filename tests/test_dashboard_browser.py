@@ -1,0 +1,178 @@
+"""A real ``streamlit run`` subprocess visited page by page in headless Chromium (Playwright, system browser).
+
+Checks each page's key text, that no Streamlit exception box appears, and saves a screenshot per page under
+``$IMGAUDIT_SCREENSHOTS`` (default: the test's tmp dir). Skipped without /usr/bin/chromium or playwright.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_dashboard_synth import build_run  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+REPO = Path(__file__).resolve().parent.parent
+APP = REPO / "dashboards" / "app.py"
+
+# page url path -> texts that must be visible once it has rendered
+CHECKS = {
+    "classify": {
+        "overview": ["Overview", "Headline numbers", "Findings", "Worst group"],
+        "profile": ["Data profile", "Distributions", "Duplicates & leakage"],
+        "performance": ["Per-group performance", "Sorted worst-first"],
+        "generalization": ["Generalization", "In-domain vs out-of-domain", "Transfer matrix"],
+        "calibration": ["Calibration", "Expected calibration error per group"],
+        "gallery": ["Failure gallery", "misclassified samples"],
+        "compare": ["Compare runs", "Headline", "Per-group numbers"],
+    },
+    "segment": {
+        "overview": ["Overview", "Headline numbers"],
+        "gallery": ["Failure gallery", "per-image IoU"],
+        "calibration": ["segmentation run"],
+    },
+    "profile": {
+        "overview": ["Overview", "needs a model"],
+        "performance": ["audit train"],
+    },
+}
+
+TITLES = {
+    "overview": "Overview", "profile": "Data profile", "performance": "Per-group performance",
+    "generalization": "Generalization", "calibration": "Calibration", "gallery": "Failure gallery", "compare": "Compare runs",
+}
+
+pytestmark = pytest.mark.browser
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("needs /usr/bin/chromium (apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api")
+    base = tmp_path_factory.mktemp("browser") / "runs"
+    for kind in CHECKS:
+        build_run(base / kind, kind)
+    build_run(base / "classify_v2", "classify", seed=1)  # something to compare with
+    port = _free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    log = open(base.parent / "streamlit.log", "w")  # noqa: SIM115 - closed in the teardown
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true", "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+         "--client.toolbarMode", "viewer",
+         "--", "--run", str(base / "classify")],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(base.parent),
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not become healthy in 60 s")
+    if proc.poll() is not None:
+        log.close()
+        pytest.fail("streamlit exited: " + (base.parent / "streamlit.log").read_text()[-2000:])
+    yield url, base
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def _wait_idle(page, timeout_ms: int = 30000) -> None:
+    """Wait until Streamlit has finished running the script (no running indicator, charts drawn)."""
+    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_ms)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.match(/Running/i)",
+        timeout=timeout_ms,
+    )
+    page.wait_for_timeout(800)
+
+
+def _screenshot(page, path: Path) -> None:
+    """The whole page: Streamlit scrolls inside its main container, so grow the viewport to fit it first."""
+    h = page.evaluate(
+        "() => { const m = document.querySelector('[data-testid=\"stMain\"]'); return m ? m.scrollHeight : 1000; }"
+    )
+    page.set_viewport_size({"width": 1400, "height": int(min(max(h, 900), 8000))})
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(path))
+    page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+def test_every_page_in_a_real_browser(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    url, base = server
+    shots = Path(os.environ.get("IMGAUDIT_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        console_errors: list[str] = []
+        page.on("pageerror", lambda e: console_errors.append(str(e)))
+        for kind, pages in CHECKS.items():
+            page.goto(url)
+            _wait_idle(page)
+            if kind != "classify":  # switch the run in the sidebar
+                page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+                page.get_by_role("option", name=kind, exact=True).click()
+                _wait_idle(page)
+            for name, texts in pages.items():
+                page.locator('[data-testid="stSidebarNavLink"]').filter(has_text=TITLES[name]).first.click()
+                _wait_idle(page)
+                try:
+                    page.get_by_text(texts[0], exact=False).first.wait_for(timeout=20000)
+                except Exception:
+                    problems.append(f"{kind}/{name}: {texts[0]!r} never appeared")
+                body = page.inner_text("body")
+                for t in texts:
+                    if t.lower() not in body.lower():
+                        problems.append(f"{kind}/{name}: missing text {t!r}")
+                if page.locator('[data-testid="stException"]').count():
+                    problems.append(f"{kind}/{name}: exception box: {page.locator('[data-testid=stException]').first.inner_text()[:300]}")
+                if "<img src=x" in page.content() and kind == "classify" and name == "overview":
+                    # the hostile value must be visible as text, never as an element
+                    if page.locator("img[src='x']").count():
+                        problems.append("hostile attribute value rendered as an <img> element")
+                _screenshot(page, shots / f"dashboard-{kind}-{name}.png")
+                if kind == "classify" and name == "profile":  # every tab of the profile page
+                    for tab in ("Intersections", "Associations", "Image statistics", "Duplicates & leakage", "Broken files", "Shortcuts"):
+                        page.get_by_role("tab", name=tab).click()
+                        page.wait_for_timeout(1200)
+                        if page.locator('[data-testid="stException"]').count():
+                            problems.append(f"profile/{tab}: exception box")
+                        slug = tab.split()[0].lower()
+                        _screenshot(page, shots / f"dashboard-{kind}-profile-{slug}.png")
+        browser.close()
+    assert not problems, problems
+    assert not console_errors, console_errors
