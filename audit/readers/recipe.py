@@ -200,6 +200,8 @@ def _read_one_table(folder: Path, spec: dict) -> pd.DataFrame | None:
         if spec.get("columns"):
             kw["header"] = None
             kw["names"] = list(spec["columns"])
+        elif spec.get("header", True) is False:
+            kw["header"] = None
         try:
             df = pd.read_csv(path, **kw)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, UnicodeDecodeError) as e:
