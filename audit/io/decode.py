@@ -139,6 +139,15 @@ def _looks_truncated(data: bytes, fmt: str | None) -> bool:
     return False
 
 
+def _header_size(data: bytes, fmt: str | None) -> tuple[int | None, int | None]:
+    """Width and height straight from a PNG or GIF header (when PIL refuses to open the file)."""
+    if fmt == "PNG" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if fmt == "GIF" and len(data) >= 10:
+        return int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
+    return None, None
+
+
 def _ext(path: str | os.PathLike) -> str:
     suffix = Path(path).suffix
     return suffix[1:].lower() if suffix else ""
@@ -281,8 +290,9 @@ def _decode(path, *, max_pixels: int, error: str | None, want_pixels: bool,
     with pil_limits(max_pixels):
         try:
             im = Image.open(io.BytesIO(data))
-        except Image.DecompressionBombError as e:
+        except Image.DecompressionBombError as e:  # PIL's own guard (above 2 x max_pixels) fires at open
             rec["format"] = sig
+            rec["width"], rec["height"] = _header_size(data, sig)
             rec["error"], rec["error_detail"] = "decompression_bomb", str(e)[:200]
             return rec, None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:

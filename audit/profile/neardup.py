@@ -21,6 +21,7 @@ import numpy as np
 __all__ = ["hamming_pairs", "brute_force_pairs", "popcount64", "plan_blocks"]
 
 _MAX_CANDIDATES = 4_000_000  # per vectorized batch: bounds memory
+_DENSE_BITS = 26  # blocks up to this width use a dense bucket table
 
 
 def popcount64(x: np.ndarray) -> np.ndarray:
@@ -46,7 +47,7 @@ def plan_blocks(n: int, radius: int, nbits: int = 64) -> tuple[int, int]:
     best = None
     for m in range(1, 17):  # more blocks than radius + 1 is valid too (then f = 0)
         b = nbits / m
-        if b > 26:  # dense bucket tables above 2**26 entries cost more memory than they save
+        if b > _DENSE_BITS:  # the planner only picks blocks with dense bucket tables
             continue
         f = radius // m
         probes = sum(comb(int(np.ceil(b)), k) for k in range(f + 1))
@@ -91,21 +92,31 @@ def hamming_pairs(hashes, radius: int, *, blocks: int | None = None) -> tuple[np
     widths = np.diff(bounds)
     keys_all = []
     for s, w in zip(bounds[:-1], widths, strict=True):
-        keys_all.append(((h >> np.uint64(s)) & np.uint64((1 << int(w)) - 1)).astype(np.int64))
+        keys_all.append((h >> np.uint64(s)) & np.uint64((1 << int(w)) - 1))
     out_i, out_j, out_d = [], [], []
     idx = np.arange(n, dtype=np.int64)
     for blk, (keys, w) in enumerate(zip(keys_all, widths, strict=True)):
         w = int(w)
         order = np.argsort(keys, kind="stable")
-        counts = np.bincount(keys, minlength=1 << w)
-        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        dense = w <= _DENSE_BITS
+        if dense:  # bucket table: O(1) lookups
+            counts = np.bincount(keys.astype(np.int64), minlength=1 << w)
+            starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        else:  # wide blocks: binary search in the sorted keys
+            skeys = keys[order]
         for k in range(f + 1):
             for bits in itertools.combinations(range(w), k):
                 flip = 0
                 for bt in bits:
                     flip |= 1 << bt
-                q = keys ^ flip
-                cnt = counts[q]
+                q = keys ^ np.uint64(flip)
+                if dense:
+                    q = q.astype(np.int64)
+                    cnt = counts[q]
+                    qstart = starts[q]
+                else:
+                    qstart = np.searchsorted(skeys, q, side="left")
+                    cnt = np.searchsorted(skeys, q, side="right") - qstart
                 total = int(cnt.sum())
                 if total == 0:
                     continue
@@ -121,7 +132,7 @@ def hamming_pairs(hashes, radius: int, *, blocks: int | None = None) -> tuple[np
                     if tot:
                         qi = np.repeat(idx[lo_q:hi_q], c)
                         offs = np.arange(tot, dtype=np.int64) - np.repeat(np.cumsum(c) - c, c)
-                        cj = order[np.repeat(starts[q[lo_q:hi_q]], c) + offs]
+                        cj = order[np.repeat(qstart[lo_q:hi_q], c) + offs]
                         keep = qi < cj
                         qi, cj = qi[keep], cj[keep]
                         d = popcount64(h[qi] ^ h[cj])
@@ -131,7 +142,7 @@ def hamming_pairs(hashes, radius: int, *, blocks: int | None = None) -> tuple[np
                             # Keep the pair only at the first block whose distance is <= f.
                             first = np.full(qi.size, True)
                             for pb in range(blk):
-                                pd_ = popcount64(np.asarray(keys_all[pb][qi] ^ keys_all[pb][cj], dtype=np.uint64))
+                                pd_ = popcount64(keys_all[pb][qi] ^ keys_all[pb][cj])
                                 first &= pd_ > f
                             qi, cj, d = qi[first], cj[first], d[first]
                         if qi.size:
