@@ -94,7 +94,9 @@ CHECKS: dict[str, tuple[dict[str, Param], str | None, str]] = {
             **_THRESH,
             "metric": Param("str", required=True, choices=("dp_diff", "dp_ratio", "eo_diff", "eop_diff")),
             "attribute": Param("strs", doc="attributes (or intersections) to check; default all"),
-            "class": Param("strs", doc="class rows to check ('worst', 'macro', 'binary' or a class); default all"),
+            "class": Param("strs", doc="class rows to check ('worst', 'macro', 'binary' or a class); "
+                                       "default 'worst' (or 'binary') when present, else all"),
+            "scope": Param("str", None, SCOPES, doc="ood, id or all (default: ood when present, else all)"),
         },
         None,
         "fairness gap per attribute from metrics/fairness.parquet",

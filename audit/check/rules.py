@@ -328,7 +328,12 @@ def eval_fairness(rule: Rule, ctx: Context) -> RuleResult:
     f = _choose(f, "metric", rule.params["metric"], rule, ctx, "metric")
     f = _model_sel(f, rule, ctx)
     f = _choose(f, "attribute", rule.params.get("attribute"), rule, ctx, "attribute")
-    f = _choose(f, "class", rule.params.get("class"), rule, ctx, "class")
+    scope = rule.params.get("scope")
+    f = _choose(f, "scope", scope, rule, ctx, "scope") if scope else _prefer(f, "scope", SCOPE_PREFERENCE)
+    if rule.params.get("class") is not None:
+        f = _choose(f, "class", rule.params["class"], rule, ctx, "class")
+    else:  # the summary row over classes; per-class rows only when there is none
+        f = _prefer(f, "class", ("worst", "binary"))
     items = []
     for _, r in f.iterrows():
         compared, point, ci = _bounded(r, rule)

@@ -108,6 +108,17 @@ def table(df: pd.DataFrame | None, cols: list[str] | None = None, *, limit: int 
     return "".join(out)
 
 
+def _prefer(df: pd.DataFrame, col: str, order) -> pd.DataFrame:
+    """Rows of the first value of ``order`` present in ``col`` (all rows when the column is absent)."""
+    if col not in df.columns or df.empty:
+        return df
+    present = set(df[col].dropna().astype(str))
+    for v in order:
+        if v in present:
+            return df[df[col].astype(str) == v]
+    return df
+
+
 def section(sid: str, title: str, body: str) -> str:
     return f'<section id="{sid}"><h2>{e(title)}</h2>{body}</section>'
 
@@ -159,6 +170,13 @@ def _overview(run: RunDir, h: dict) -> str:
         cards.append(card("strongest association", num(a["value"]),
                           f"{e(a['a'])} x {e(a['b'])} (Cramér's V)<br>95% CI {ci(a['ci_low'], a['ci_high'])}"))
     stages = " ".join(f"{e(k)}=<b>{e(v)}</b>" for k, v in h["stages"].items())
+    for name, st in (run.info.get("stages", {}) or {}).items():
+        if st.get("status") in ("failed", "skipped") and (st.get("error") or st.get("reason")):
+            stages += f"<br>{e(name)} {e(st.get('status'))}: {e(str(st.get('error') or st.get('reason'))[:300])}"
+        for cname, cst in (st.get("checks") or {}).items():
+            if cst.get("status") in ("failed", "skipped"):
+                why = str(cst.get("error") or cst.get("reason") or "")[:300]
+                stages += f"<br>{e(name)} check {e(cname)} {e(cst.get('status'))}: {e(why)}"
     probs = "".join(f'<p class="note">problem: {e(p)}</p>' for p in h.get("problems", []))
     if not h.get("models"):
         probs += '<p class="note">No model was trained on this run: model sections are omitted.</p>'
@@ -393,13 +411,15 @@ def _fairness(fair: pd.DataFrame | None) -> str:
     if fair is None or fair.empty:
         return ""
     body = []
+    fair = _prefer(_prefer(fair, "fold", ("all",)), "scope", SCOPE_PREFERENCE)
     for metric, f in fair.groupby("metric", sort=False):
-        f = f.sort_values("value", ascending=False)
+        f = _prefer(f, "class", ("worst", "binary")).sort_values("value", ascending=False)
         rows = [(f"{r['attribute']} ({r.get('class', '')})", r["value"], r["ci_low"], r["ci_high"], r["n"], False)
                 for _, r in f.head(MAX_GROUPS).iterrows()]
         lo = 0.0 if not metric.endswith("ratio") else None
         body.append(f"<h3>{e(metric)}</h3>" + svg.interval_chart(rows, lo=lo, hi=1.0))
-    body.append(table(fair, ["model", "protocol", "attribute", "metric", "class", "value", "ci_low", "ci_high", "n"]))
+    body.append(table(fair, ["model", "protocol", "scope", "attribute", "metric", "class", "value", "ci_low", "ci_high",
+                             "n"]))
     return section("fairness", "Fairness gaps", "".join(body))
 
 
@@ -409,10 +429,12 @@ def _calibration(cal: pd.DataFrame | None, groups: pd.DataFrame | None) -> str:
     body = []
     if groups is not None and "metric" in groups.columns:
         ece = groups[(groups["metric"] == "ece") & (groups["by"] == "overall")]
+        ece = _prefer(ece, "fold", ("all",))
         if len(ece):
             body.append(table(ece, ["model", "protocol", "scope", "value", "ci_low", "ci_high", "n"],
                               headers={"value": "ECE"}))
     c = cal[cal["by"] == "overall"] if "by" in cal.columns and (cal["by"] == "overall").any() else cal
+    c = _prefer(_prefer(c, "fold", ("all",)), "scope", SCOPE_PREFERENCE)  # one curve per model, pooled folds
     charts = []
     for key, g in list(c.groupby(["model", "protocol"], sort=False))[:4]:
         g = g.sort_values("bin")
