@@ -217,8 +217,8 @@ def _export_profile(run: RunDir, ds, ids: list[str]) -> tuple[list[str], dict]:
         for name, d in flags.items():
             _set(ds, name, ids, [d[i] for i in ids])
             written.append(name)
-        _set(ds, "dup_set", ids, [dup_set[i] for i in ids])
-        written.append("dup_set")
+        if _set(ds, "dup_set", ids, [dup_set[i] for i in ids]):
+            written.append("dup_set")
     return written, sets
 
 
