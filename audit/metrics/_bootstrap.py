@@ -228,23 +228,30 @@ def percentile_interval(boot: np.ndarray, point: np.ndarray, *, confidence: floa
     return lo, hi
 
 
-def bootstrap_pvalue(boot: np.ndarray, *, null: float = 0.0, alternative: str = "two-sided") -> np.ndarray:
-    """Bootstrap p-value for H0: statistic == ``null`` (two-sided) or <= ``null`` (``greater``).
+def bootstrap_pvalue(boot: np.ndarray, point, *, null: float = 0.0, alternative: str = "two-sided") -> np.ndarray:
+    """p-value for H0: statistic == ``null`` (two-sided) or <= ``null`` (``greater``), Wald-style with the
+    bootstrap standard error: ``z = (point - null) / sd(resamples)``.
 
-    Uses the share of resamples on the other side of ``null`` with the +1 correction, so p is never 0.
+    Unlike counting resamples beyond ``null``, this p-value is not floored at ``1 / n_boot``, so
+    Benjamini-Hochberg over many comparisons works with any number of resamples.
     """
+    from scipy.stats import norm
+
+    point = np.asarray(point, dtype=float)
     finite = np.isfinite(boot)
-    b = finite.sum(axis=0)
-    below = ((boot <= null) & finite).sum(axis=0)
-    above = ((boot >= null) & finite).sum(axis=0)
+    k = finite.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        if alternative == "greater":
-            p = (below + 1) / (b + 1)
-        elif alternative == "less":
-            p = (above + 1) / (b + 1)
-        else:
-            p = np.minimum(1.0, 2 * (np.minimum(below, above) + 1) / (b + 1))
-    return np.where(b > 0, p, np.nan)
+        mean = np.where(finite, boot, 0).sum(axis=0) / np.maximum(k, 1)
+        var = (np.where(finite, boot - mean, 0) ** 2).sum(axis=0) / np.maximum(k - 1, 1)
+        z = (point - null) / np.sqrt(var)
+    z = np.where(var > 0, z, np.where(point > null, np.inf, np.where(point < null, -np.inf, 0.0)))
+    if alternative == "greater":
+        p = norm.sf(z)
+    elif alternative == "less":
+        p = norm.cdf(z)
+    else:
+        p = 2 * norm.sf(np.abs(z))
+    return np.where((k >= 20) & np.isfinite(point), np.minimum(p, 1.0), np.nan)
 
 
 def benjamini_hochberg(p: Sequence[float] | np.ndarray) -> np.ndarray:

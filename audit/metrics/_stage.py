@@ -388,7 +388,7 @@ class _Slice:
             v = float(rep.overall["ece"]) if i < 0 else float(rep.by_group["ece"].iloc[i])
             lo, hi = rep.interval("ece", None if i < 0 else g)
             n = int(rep._n[i, 0])
-            p = float(bootstrap_pvalue(boot[:, i][:, None], null=thr, alternative="greater")[0]) if boot is not None else np.nan
+            p = float(bootstrap_pvalue(boot[:, i][:, None], np.array([v]), null=thr, alternative="greater")[0]) if boot is not None else np.nan
             cands.append({"kind": "miscalibration", "by": "overall" if cols is None else rep.by, "cols": cols or [],
                           "groups": [g], "key": self.key, "metric": "ece", "effect": v, "ci": [lo, hi], "p": p, "n": n})
 

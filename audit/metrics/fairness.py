@@ -154,6 +154,7 @@ def fairness_report(
     excluded = int(((n_g > 0) & ~ok).sum())
     disp = _disparities(Cg, ok)  # (4, K)
     pairs = _extreme_pairs(Cg, ok)  # (3, K, 2)
+    pair_point = _pair_diffs(Cg, pairs)  # (3, K)
     boot = None
     pair_boot = None
     if n_boot and ok.sum() >= 2:
@@ -183,7 +184,7 @@ def fairness_report(
                 l_, h_ = percentile_interval(boot[:, mi, k][:, None], np.array([v]), confidence=confidence)
                 lo, hi = float(l_[0]), float(h_[0])
                 if not is_ratio:
-                    p = float(min(1.0, bootstrap_pvalue(pair_boot[:, rate, k][:, None])[0] * n_pairs))
+                    p = float(min(1.0, bootstrap_pvalue(pair_boot[:, rate, k][:, None], pair_point[rate, k : k + 1])[0] * n_pairs))
             rows.append(_row(by, metric, name, v, lo, hi, int(n_g[ok].sum()), m_ok, excluded, p, pair, d.classes[pos] if K == 2 else None))
         if K > 2:
             for agg in ("macro", "worst"):

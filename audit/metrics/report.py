@@ -435,7 +435,7 @@ class GroupReport:
         if ba is not None:
             bd = ba - bb
             lo, hi = percentile_interval(bd[:, None], np.array([diff]))
-            out.update(ci_low=float(lo[0]), ci_high=float(hi[0]), p=float(bootstrap_pvalue(bd[:, None])[0]))
+            out.update(ci_low=float(lo[0]), ci_high=float(hi[0]), p=float(bootstrap_pvalue(bd[:, None], np.array([diff]))[0]))
         return out
 
     _rest = None

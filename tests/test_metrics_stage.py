@@ -1,0 +1,210 @@
+"""The metrics stage end to end on synthetic predictions written per docs/formats.md (and the CLI around it)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from audit.cli import app
+from audit.errors import InputError, UsageError
+from audit.metrics import MetricsConfig, run_metrics
+from audit.metrics._stage import resolve_groupings
+
+runner = CliRunner()
+N_BOOT = 100
+
+GROUP_COLS = ["model", "protocol", "fold", "scope", "by", "group", "metric", "value", "ci_low", "ci_high", "n", "status"]
+GEN_COLS = ["model", "protocol", "fold", "train_domains", "test_domain", "metric", "in_domain", "in_ci_low", "in_ci_high", "n_in",
+            "out_domain", "out_ci_low", "out_ci_high", "n_out", "gap", "gap_ci_low", "gap_ci_high", "seeds"]
+FAIR_COLS = ["model", "protocol", "fold", "attribute", "metric", "class", "value", "ci_low", "ci_high", "n"]
+CAL_COLS = ["model", "protocol", "by", "group", "bin", "confidence", "accuracy", "count"]
+TRANSFER_COLS = ["model", "train_domain", "test_domain", "metric", "value", "ci_low", "ci_high", "n"]
+
+
+def _classify_predictions(run, *, protocol: str = "lodo", seeds=(0,), ood_acc: float = 0.55, id_acc: float = 0.92, rng_seed: int = 0):
+    """Predictions like the trainer's: every test row evaluated in every fold; held-out domain gets worse accuracy."""
+    man = run.manifest()
+    classes = run.classes()
+    rng = np.random.default_rng(rng_seed)
+    test = man[man["split"] == "test"].reset_index(drop=True)
+    doms = sorted(man["domain"].dropna().unique())
+    frames = []
+    for seed in seeds:
+        for d in doms:
+            if protocol == "lodo":
+                fold, ho, train_domains = f"holdout={d}", (test["domain"] == d).to_numpy(), "|".join(x for x in doms if x != d)
+            else:
+                fold, ho, train_domains = f"train={d}", (test["domain"] != d).to_numpy(), d
+            yt = test["label"].astype(str).to_numpy()
+            right = rng.random(len(test)) < np.where(ho, ood_acc, id_acc)
+            wrong = np.array(classes)[(np.array([classes.index(v) for v in yt]) + 1 + rng.integers(0, len(classes) - 1, len(test))) % len(classes)]
+            yp = np.where(right, yt, wrong)
+            probs = rng.dirichlet(np.ones(len(classes)), len(test)) * 0.4
+            probs[np.arange(len(test)), [classes.index(v) for v in yp]] += 0.6
+            df = pd.DataFrame({"sample_id": test["sample_id"].astype(str), "model": "small_cnn", "protocol": protocol, "fold": fold,
+                               "seed": seed, "role": "test", "held_out": ho, "train_domains": train_domains,
+                               "test_domain": test["domain"].astype(str), "y_true": yt, "y_pred": yp, "confidence": probs.max(1)})
+            for j, c in enumerate(classes):
+                df[f"p_{c}"] = probs[:, j]
+            frames.append(df)
+    pred = pd.concat(frames, ignore_index=True)
+    run.write_table("predictions.parquet", pred)
+    return pred
+
+
+def test_classify_lodo_end_to_end(classify_run):
+    from audit.pipeline import metrics_stage
+
+    _classify_predictions(classify_run, seeds=(0, 1))
+    findings = metrics_stage(classify_run, required=True, n_boot=N_BOOT, min_n=30, seed=0)
+    run = classify_run
+    assert run.finished("metrics")
+    g = run.read_table("metrics/groups.parquet")
+    assert set(GROUP_COLS) <= set(g.columns)
+    assert set(g["scope"]) == {"ood", "id", "all"} and "all" in set(g["fold"])
+    assert {"domain", "label", "attr.background", "attr.ink", "domain x attr.background", "attr.background x attr.ink"} <= set(g["by"])
+    assert set(g["status"]) <= {"ok", "insufficient_evidence", "empty"}
+    ov = g[(g["by"] == "overall") & (g["fold"] == "all") & (g["scope"] == "ood") & (g["metric"] == "accuracy")]
+    assert len(ov) == 1 and ov["group"].iloc[0] == "all" and 0.4 < ov["value"].iloc[0] < 0.7
+    # n counts distinct samples even though two seeds predicted each one
+    n_test = int((run.manifest()["split"] == "test").sum())
+    assert ov["n"].iloc[0] == n_test
+    # empty groups: NaN, never 0
+    empty = g[g["status"] == "empty"]
+    assert len(empty) and empty["value"].isna().all() and (empty["n"] == 0).all()
+    ok = g[g["status"] != "empty"]
+    assert ((ok["ci_low"] <= ok["value"] + 1e-12) | ok["ci_low"].isna()).all()
+
+    gen = run.read_table("metrics/generalization.parquet")
+    assert set(GEN_COLS) <= set(gen.columns)
+    per = gen[(gen["metric"] == "accuracy") & (gen["fold"] != "all")]
+    assert sorted(per["test_domain"]) == sorted(run.manifest()["domain"].dropna().unique())
+    assert (per["gap"] > 0.2).all() and (per["gap_ci_low"] > 0).all() and (per["seeds"] == 2).all()
+    assert (gen["gap"] - (gen["in_domain"] - gen["out_domain"])).abs().max() < 1e-12
+
+    fair = run.read_table("metrics/fairness.parquet")
+    assert set(FAIR_COLS) <= set(fair.columns)
+    assert {"dp_diff", "dp_ratio", "eo_diff", "eop_diff"} <= set(fair["metric"])
+    assert {"macro", "worst"} <= set(fair["class"]) and "label" not in set(fair["attribute"])
+    cal = run.read_table("metrics/calibration.parquet")
+    assert set(CAL_COLS) <= set(cal.columns) and cal["count"].sum() > 0
+
+    kinds = {f.kind for f in findings}
+    assert "generalization_gap" in kinds
+    gap = [f for f in findings if f.kind == "generalization_gap"]
+    assert all(f.severity == "critical" for f in gap) and all(f.evidence["q"] < 0.05 for f in gap)
+    saved = run.findings()
+    mine = [f for f in saved if f["stage"] == "metrics"]
+    assert len(mine) == len(findings)
+    sev = [{"critical": 0, "warning": 1, "info": 2}[f["severity"]] for f in saved]
+    assert sev == sorted(sev)
+    info = json.loads((run.path / "run.json").read_text())
+    assert info["config"]["metrics"]["n_boot"] == N_BOOT
+    assert "domain x attr.background" in info["stages"]["metrics"]["groupings"]
+
+
+def test_no_gap_raises_no_gap_finding(classify_run):
+    _classify_predictions(classify_run, ood_acc=0.9, id_acc=0.9)
+    findings = run_metrics(classify_run, MetricsConfig(n_boot=N_BOOT, by=["domain"]))
+    assert not [f for f in findings if f.kind in ("generalization_gap", "worst_group", "group_disparity")]
+
+
+def test_transfer_protocol_writes_transfer_matrix(classify_run):
+    _classify_predictions(classify_run, protocol="transfer")
+    run_metrics(classify_run, MetricsConfig(n_boot=N_BOOT, by=["domain"]))
+    tr = classify_run.read_table("metrics/transfer.parquet")
+    assert set(TRANSFER_COLS) <= set(tr.columns)
+    doms = sorted(classify_run.manifest()["domain"].dropna().unique())
+    assert len(tr) == len(doms) ** 2
+    diag = tr[tr["train_domain"] == tr["test_domain"]]["value"].mean()
+    off = tr[tr["train_domain"] != tr["test_domain"]]["value"].mean()
+    assert diag > off + 0.2
+
+
+def test_external_predictions_file(classify_run, tmp_path):
+    man = classify_run.manifest()
+    test = man[man["split"] == "test"]
+    rng = np.random.default_rng(0)
+    ext = pd.DataFrame({"sample_id": test["sample_id"].astype(str), "y_pred": np.where(rng.random(len(test)) < 0.8, test["label"].astype(str), "0")})
+    path = tmp_path / "preds.csv"
+    ext.to_csv(path, index=False)
+    run_metrics(classify_run, MetricsConfig(predictions=path, n_boot=N_BOOT, by=["background"]))
+    g = classify_run.read_table("metrics/groups.parquet")
+    assert set(g["by"]) == {"overall", "attr.background"}
+    acc = g[(g["by"] == "overall") & (g["metric"] == "accuracy")]["value"].iloc[0]
+    assert acc == pytest.approx((ext["y_pred"].to_numpy() == test["label"].astype(str).to_numpy()).mean())
+
+    bad = ext.copy()
+    bad.loc[bad.index[:5], "sample_id"] = [f"nope{i}" for i in range(5)]
+    bad.to_csv(path, index=False)
+    with pytest.raises(InputError) as e:
+        run_metrics(classify_run, MetricsConfig(predictions=path, n_boot=N_BOOT))
+    msg = str(e.value)
+    assert "5 sample ids" in msg and "'nope0'" in msg and "'nope3'" not in msg and "\n" not in msg
+
+
+def test_cli_metrics_errors_exit_2(classify_run, tmp_path):
+    import shutil
+
+    _classify_predictions(classify_run)
+
+    def fresh(name):  # a failed stage keeps its in-process lock (the CLI process would exit), so copy the run
+        return str(shutil.copytree(classify_run.path, tmp_path / name))
+
+    out = runner.invoke(app, ["metrics", fresh("a"), "--by", "backgrund", "--n-boot", "20"])
+    assert out.exit_code == 2 and "background" in out.output and "Traceback" not in out.output
+    out = runner.invoke(app, ["metrics", fresh("b"), "--predictions", str(tmp_path / "missing.parquet")])
+    assert out.exit_code == 2 and "does not exist" in out.output
+    good = fresh("c")
+    out = runner.invoke(app, ["metrics", good, "--by", "domain:background", "--n-boot", "20"])
+    assert out.exit_code == 0, out.output
+    g = pd.read_parquet(f"{good}/metrics/groups.parquet")
+    assert set(g["by"]) == {"overall", "domain x attr.background"}
+
+
+def test_resolve_groupings_defaults_and_depth(classify_run):
+    man = classify_run.manifest()
+    d2 = resolve_groupings(None, man, depth=2)
+    assert d2[:4] == [["domain"], ["label"], ["attr.background"], ["attr.ink"]]
+    assert ["domain", "attr.background"] in d2 and ["attr.background", "attr.ink"] in d2
+    assert not any(len(x) == 3 for x in d2)
+    d3 = resolve_groupings(None, man, depth=3)
+    assert ["domain", "attr.background", "attr.ink"] in d3
+    assert resolve_groupings(["ink", "label:background"], man) == [["attr.ink"], ["label", "attr.background"]]
+    with pytest.raises(UsageError):
+        resolve_groupings(None, man, depth=0)
+
+
+def test_segmentation_end_to_end(segment_run):
+    man = segment_run.manifest()
+    test = man[man["split"] == "test"].reset_index(drop=True)
+    doms = sorted(man["domain"].dropna().unique())
+    rng = np.random.default_rng(0)
+    frames = []
+    for d in doms:
+        ho = (test["domain"] == d).to_numpy()
+        n = len(test)
+        true = rng.integers(50, 400, (n, 3))
+        quality = np.where(ho, 0.5, 0.85)
+        inter = (true * quality[:, None] * rng.uniform(0.9, 1.0, (n, 3))).astype(int)
+        pred = inter + rng.integers(0, 60, (n, 3))
+        df = pd.DataFrame({"sample_id": test["sample_id"].astype(str), "model": "small_unet", "protocol": "lodo", "fold": f"holdout={d}",
+                           "seed": 0, "role": "test", "held_out": ho, "train_domains": "|".join(x for x in doms if x != d),
+                           "test_domain": test["domain"].astype(str)})
+        for c in range(3):
+            df[f"inter_{c}"], df[f"pred_{c}"], df[f"true_{c}"] = inter[:, c], pred[:, c], true[:, c]
+            df[f"union_{c}"] = pred[:, c] + true[:, c] - inter[:, c]
+        frames.append(df)
+    segment_run.write_table("predictions.parquet", pd.concat(frames, ignore_index=True))
+    findings = run_metrics(segment_run, MetricsConfig(n_boot=N_BOOT))
+    g = segment_run.read_table("metrics/groups.parquet")
+    assert {"miou", "dice", "iou_image", "pixel_accuracy", "iou.background", "iou.low_digit", "iou.high_digit"} <= set(g["metric"])
+    gen = segment_run.read_table("metrics/generalization.parquet")
+    assert set(gen["metric"]) == {"miou", "dice"} and (gen[gen["fold"] != "all"]["gap"] > 0.1).all()
+    assert any(f.kind == "generalization_gap" for f in findings)
+    assert segment_run.read_table("metrics/fairness.parquet").empty  # fairness needs labels
+
