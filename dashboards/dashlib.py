@@ -174,6 +174,16 @@ def guard() -> Iterator[None]:
 
 
 def no_model(run: RunDir) -> None:
+    """Say why a model page is empty and what to run; mention a training stage that is running or failed."""
+    stages = cached_info(str(run.path), views.run_stamp(run)).get("stages", {}) or {}
+    for name in ("train", "metrics"):
+        s = stages.get(name) or {}
+        if s.get("status") == "running":
+            st.info(f"The {name} stage is running (started {esc(s.get('started', '?'))}); this page fills in when "
+                    "`audit metrics` has written its tables. Reload then.")
+            return
+        if s.get("status") == "failed":
+            st.error(f"The {name} stage failed: {esc(str(s.get('error', ''))[:300])}")
     st.info(NO_MODEL.format(run=run.path))
 
 

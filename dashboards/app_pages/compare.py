@@ -2,6 +2,7 @@
 
 import altair as alt
 import dashlib as dl
+import pandas as pd
 import streamlit as st
 
 from audit import views
@@ -36,8 +37,15 @@ with dl.guard():
     st.subheader("Headline")
     ha, hb = dl.overview(ra), dl.overview(rb)
     table = views.compare_headline(ha, hb)
-    st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={k: st.column_config.NumberColumn(format="%.4g") for k in table.columns if k[:1] in "AB" and not k.endswith("what") or k.startswith("delta")})
+    shown = pd.DataFrame({
+        "number": table["number"], "unit": table["unit"],
+        "A": [dl.fmt_value(v) for v in table["A"]], "A 95% CI": [dl.fmt_ci(lo, hi) for lo, hi in zip(table["A_ci_low"], table["A_ci_high"], strict=True)],
+        "B": [dl.fmt_value(v) for v in table["B"]], "B 95% CI": [dl.fmt_ci(lo, hi) for lo, hi in zip(table["B_ci_low"], table["B_ci_high"], strict=True)],
+        "B - A": [dl.fmt_value(v) if v == v and abs(v) >= 2 else dl.fmt(v) for v in table["delta"]],
+        "95% CI of B - A": [dl.fmt_ci(lo, hi) for lo, hi in zip(table["delta_ci_low"], table["delta_ci_high"], strict=True)],
+        "A is about": table["A_what"], "B is about": table["B_what"],
+    })
+    st.dataframe(shown, hide_index=True, width="stretch")
     st.caption("delta = B - A; its 95% interval combines both runs' intervals (MOVER) where the numbers have one.")
     if ha.get("metric") and hb.get("metric") and ha.get("metric") != hb.get("metric"):
         st.warning("The two runs report different primary metrics; their headline numbers are not comparable.")
@@ -73,13 +81,13 @@ with dl.guard():
     pts = base.mark_point(filled=True, size=70).encode(
         x=alt.X("delta:Q", title=f"B - A ({metric}; 95% interval)"),
         color=alt.Color("change:N", scale=alt.Scale(domain=["better", "worse", "unclear", "n/a"], range=["#2b8a3e", "#c92a2a", "#868e96", "#dee2e6"]),
-                        legend=alt.Legend(orient="bottom")),
+                        legend=alt.Legend(orient="top", direction="horizontal")),
         tooltip=["label:N", alt.Tooltip("value_a:Q", format=".3f", title="A"), alt.Tooltip("value_b:Q", format=".3f", title="B"),
                  alt.Tooltip("delta:Q", format=".3f"), alt.Tooltip("ci:N", title="95% interval"), "change:N", "present:N"],
     )
-    err = base.mark_errorbar(ticks=True).encode(x="delta_ci_low:Q", x2="delta_ci_high:Q")
+    err = base.mark_errorbar(ticks=True).encode(x=alt.X("delta_ci_low:Q", title=f"B - A ({metric}; 95% interval)"), x2="delta_ci_high:Q")
     zero = alt.Chart(d.head(1)).mark_rule(color="#555").encode(x=alt.datum(0))
-    st.altair_chart((zero + err + pts).properties(height=dl.rows_height(len(d))), width="stretch")
+    st.altair_chart((zero + err + pts).properties(height=dl.rows_height(len(d), per=30, extra=150)), width="stretch")
     st.caption(
         "Interval of the difference combines each run's own 95% interval (MOVER); it assumes independent runs and is "
         "conservative (wider) when both runs evaluate the same samples. Green/red: the interval excludes 0."

@@ -41,12 +41,12 @@ with dl.guard():
             y = alt.Y("test_domain:N", sort=order, title="held-out domain", axis=alt.Axis(labelLimit=240))
             base = alt.Chart(long).encode(y=y, yOffset=alt.YOffset("kind:N", sort=["in-domain", "out-of-domain"]),
                                           color=alt.Color("kind:N", scale=alt.Scale(domain=["in-domain", "out-of-domain"], range=["#2b8a3e", "#c92a2a"]),
-                                                          legend=alt.Legend(orient="bottom", title=None)))
+                                                          legend=alt.Legend(orient="top", direction="horizontal", title=None)))
             pts = base.mark_point(filled=True, size=70).encode(
                 x=alt.X("value:Q", title=f"{metric} (95% interval)", scale=alt.Scale(zero=False)),
                 tooltip=["test_domain:N", "kind:N", alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("ci:N", title="95% interval"), alt.Tooltip("n:Q", format=",")],
             )
-            err = base.mark_errorbar(ticks=True).encode(x="ci_low:Q", x2="ci_high:Q")
+            err = base.mark_errorbar(ticks=True).encode(x=alt.X("ci_low:Q", title=f"{metric} (95% interval)"), x2="ci_high:Q")
             st.altair_chart((err + pts).properties(height=dl.rows_height(len(order), per=56, extra=120)), width="stretch")
             st.caption(
                 "For each held-out domain: the model trained without it, scored on in-domain test samples it never "
