@@ -169,7 +169,8 @@ def _overview(run: RunDir, h: dict) -> str:
     if a:
         cards.append(card("strongest association", num(a["value"]),
                           f"{e(a['a'])} x {e(a['b'])} (Cramér's V)<br>95% CI {ci(a['ci_low'], a['ci_high'])}"))
-    stages = " ".join(f"{e(k)}=<b>{e(v)}</b>" for k, v in h["stages"].items())
+    # the report stage is this document being written: its status is always "running" here
+    stages = " ".join(f"{e(k)}=<b>{e(v)}</b>" for k, v in h["stages"].items() if k != "report")
     for name, st in (run.info.get("stages", {}) or {}).items():
         if st.get("status") in ("failed", "skipped") and (st.get("error") or st.get("reason")):
             stages += f"<br>{e(name)} {e(st.get('status'))}: {e(str(st.get('error') or st.get('reason'))[:300])}"
@@ -380,7 +381,7 @@ def _group_metrics(groups: pd.DataFrame | None, task: str) -> str:
                 rows = [(str(r["group"]), r["value"], r["ci_low"], r["ci_high"], r["n"],
                          str(r.get("status", "ok")) != "ok") for _, r in gb.head(MAX_GROUPS).iterrows()]
                 body.append(f"<p><b>{e(by)}</b></p>" + svg.interval_chart(rows, lo=0.0, hi=1.0, ref=ref))
-    other = groups[groups["metric"] != metric]
+    other = _prefer(groups[groups["metric"] != metric], "fold", ("all",))
     if len(other):
         o = other[other["by"] == "overall"] if (other["by"] == "overall").any() else other
         body.append("<h3>Other metrics (overall)</h3>" + table(o, ["model", "protocol", "scope", "metric", "value",
