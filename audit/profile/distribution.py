@@ -154,7 +154,8 @@ class Distribution(Check):
     @staticmethod
     def _sparse_finding(name: str, combo: tuple, counts: pd.Series, min_n: int, total: int) -> list[Finding]:
         empty = [SEP_VAL.join(map(str, k)) for k, v in counts.items() if v == 0]
-        small = [SEP_VAL.join(map(str, k)) for k, v in counts.items() if 0 < v < min_n]
+        small_n = {SEP_VAL.join(map(str, k)): int(v) for k, v in counts.items() if 0 < v < min_n}
+        small = list(small_n)
         if not empty and not small:
             return []
         # An empty cell of a pair is a combination never seen: the strongest form of a spurious correlation
@@ -167,6 +168,6 @@ class Distribution(Check):
             title=f"{name}: {len(empty)} empty and {len(small)} under-{min_n} cells of {ncell}",
             detail="Groups with fewer than min_n samples get insufficient_evidence instead of a verdict in metrics.",
             columns=list(combo), groups=(empty + small)[:50],
-            evidence={"empty": empty[:200], "under_min_n": {g: int(counts[tuple(g.split(SEP_VAL))]) for g in small[:200]},
+            evidence={"empty": empty[:200], "under_min_n": {g: small_n[g] for g in small[:200]},
                       "min_n": min_n, "cells": ncell},
         )]
