@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -32,24 +32,24 @@ app.add_typer(fiftyone_app, name="fiftyone")
 _STATE = {"debug": False, "quiet": False}
 
 
-class Task(str, Enum):
+class Task(StrEnum):
     classify = "classify"
     segment = "segment"
 
 
-class DemoTask(str, Enum):
+class DemoTask(StrEnum):
     classify = "classify"
     segment = "segment"
     all = "all"
 
 
-class Protocol(str, Enum):
+class Protocol(StrEnum):
     lodo = "lodo"
     split = "split"
     transfer = "transfer"
 
 
-class Engine(str, Enum):
+class Engine(StrEnum):
     local = "local"
     ray = "ray"
 

@@ -124,7 +124,7 @@ def build_classify(out: Path, *, seed: int = 0) -> DemoData:
     site_of = sites[rng.choice(3, size=len(idx), p=[0.4, 0.35, 0.25])]
     header = ["path", "digit", "site", "split", "writer", "background", "ink"]
     rows: list[list] = []
-    for k, (i, site) in enumerate(zip(idx, site_of)):
+    for k, (i, site) in enumerate(zip(idx, site_of, strict=False)):
         label = int(targets[i])
         if site == "scanner":
             warm = rng.random() < 0.5
@@ -195,7 +195,7 @@ def build_segment(out: Path, *, seed: int = 0, n: int = 600) -> DemoData:
     w_of = weathers[rng.choice(3, size=n, p=[0.4, 0.35, 0.25])]
     header = ["image", "mask", "weather", "split", "background", "digit"]
     rows = []
-    for k, (i, w) in enumerate(zip(idx, w_of)):
+    for k, (i, w) in enumerate(zip(idx, w_of, strict=False)):
         label = int(targets[i])
         ink = _upscale(images[i])
         cls = 1 if label < 5 else 2

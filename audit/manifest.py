@@ -242,7 +242,7 @@ def check_paths(df: pd.DataFrame, root: Path, *, allow_outside_root: bool = Fals
     for col in ("filepath", "mask"):
         if col not in df.columns:
             continue
-        for sid, path in zip(df["sample_id"].tolist(), df[col].tolist()):
+        for sid, path in zip(df["sample_id"].tolist(), df[col].tolist(), strict=False):
             if path is pd.NA or path is None:
                 continue
             # Fast path for 1M-row manifests: resolve each folder once, then only files that are symlinks.

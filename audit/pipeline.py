@@ -253,6 +253,8 @@ def print_summary(run: RunDir, *, stages: list[str] | None = None, console=None,
     st = info.get("stages", {})
     status = ", ".join(f"{k}={v.get('status')}" for k, v in st.items())
     console.print(f"[bold]{escape(str(run.path))}[/]  {ds.get('n', '?')} samples, task {ds.get('task', '?')}  ({status})")
+    for note in (ds.get("notes") or [])[:5]:
+        console.print(f"  [yellow]note:[/] {escape(str(note))}")
     for name, s in st.items():
         if s.get("status") == "skipped":
             console.print(f"  [dim]{name} skipped: {escape(str(s.get('reason', '')))}[/]")

@@ -58,7 +58,7 @@ def make_image_corpus(root: Path) -> dict[str, dict]:
     put("bad/text_as_image.png", b"hello, I am text\n" * 4, False, "not_an_image")
     put("bad/html_as.jpg", b"<html><body><script>alert(1)</script></body></html>", False, "not_an_image")
     put("bad/bomb.png", _png_header_only(40000, 40000), False, "decompression_bomb", "1.6 gigapixels claimed")
-    save("modes/gray16.png", Image.fromarray((np.arange(1024, dtype=np.uint16).reshape(32, 32) * 60)), "PNG", "16-bit")
+    save("modes/gray16.png", Image.fromarray(np.arange(1024, dtype=np.uint16).reshape(32, 32) * 60), "PNG", "16-bit")
     save("modes/cmyk.jpg", Image.fromarray(RGB).convert("CMYK"), "JPEG", "CMYK")
     save("modes/palette.png", Image.fromarray(RGB).convert("P"), "PNG", "palette")
     save("modes/rgba.png", Image.fromarray(RGB).convert("RGBA"), "PNG", "RGBA")

@@ -14,7 +14,7 @@ import pandas as pd
 
 from audit.errors import InputError, UsageError
 from audit.manifest import ATTR_PREFIX, validate_manifest
-from audit.readers import IMAGE_EXTENSIONS, ReadOptions, ReadResult, Reader, register
+from audit.readers import IMAGE_EXTENSIONS, Reader, ReadOptions, ReadResult, register
 
 _ROLE_NAMES = {"label", "domain", "split", "group"}
 
@@ -73,7 +73,7 @@ class ImageFolderReader(Reader):
             row = {"sample_id": f, "filepath": f}
             if len(parts) < len(levels):
                 bad += 1
-            for lv, val in zip(levels, parts):
+            for lv, val in zip(levels, parts, strict=False):
                 if lv != "_":
                     row[lv] = val
             rows.append(row)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from audit.errors import InputError
 from audit.manifest import build_manifest
-from audit.readers import TABLE_EXTENSIONS, ReadOptions, ReadResult, Reader, register
+from audit.readers import TABLE_EXTENSIONS, Reader, ReadOptions, ReadResult, register
 
 
 def read_table_file(path: Path) -> pd.DataFrame:
