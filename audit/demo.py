@@ -124,6 +124,7 @@ def build_classify(out: Path, *, seed: int = 0) -> DemoData:
     site_of = sites[rng.choice(3, size=len(idx), p=[0.4, 0.35, 0.25])]
     header = ["path", "digit", "site", "split", "writer", "background", "ink"]
     rows: list[list] = []
+    writer_split: dict[str, str] = {}
     for k, (i, site) in enumerate(zip(idx, site_of, strict=False)):
         label = int(targets[i])
         if site == "scanner":
@@ -150,7 +151,9 @@ def build_classify(out: Path, *, seed: int = 0) -> DemoData:
         rel = f"images/{site}/{label}/{site}_{k:05d}.{ext}"
         _save(arr, out / rel, fmt, quality=92 if site == "studio" else 80)
         writer = f"w{site[:2]}{k // 4:04d}"  # ~4 samples per writer: the resampling cluster
-        rows.append([rel, str(label), site, _split_for(rng), writer, bg_name, ink_name])
+        if writer not in writer_split:  # splits respect writers: no writer in two splits (no planted leak here)
+            writer_split[writer] = _split_for(rng)
+        rows.append([rel, str(label), site, writer_split[writer], writer, bg_name, ink_name])
 
     # Exact duplicates across splits (split leakage); two of them relabelled (label conflict).
     train_rows = [r for r in rows if r[3] == "train" and r[0].endswith(".jpg")]
