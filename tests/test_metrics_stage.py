@@ -208,3 +208,25 @@ def test_segmentation_end_to_end(segment_run):
     assert any(f.kind == "generalization_gap" for f in findings)
     assert segment_run.read_table("metrics/fairness.parquet").empty  # fairness needs labels
 
+
+
+def test_metrics_on_real_demo_training(classify_run):
+    """The trainer's real predictions (one quick epoch) go through the metrics stage (skipped without audit.train)."""
+    train = pytest.importorskip("audit.train")
+    if not hasattr(train, "run_training"):
+        pytest.skip("audit.train has no run_training")
+    from audit.pipeline import metrics_stage, train_stage
+
+    train_stage(classify_run, required=True, epochs=1, device="cpu", seed=0)
+    findings = metrics_stage(classify_run, required=True, n_boot=200, seed=0)
+    g = classify_run.read_table("metrics/groups.parquet")
+    gen = classify_run.read_table("metrics/generalization.parquet")
+    doms = set(classify_run.manifest()["domain"].dropna())
+    assert set(gen.loc[gen["fold"] != "all", "test_domain"]) == doms
+    pooled = gen[(gen["fold"] == "all") & (gen["metric"] == "accuracy")].iloc[0]
+    n_test_in = classify_run.read_table("predictions.parquet").query("role == 'test' and not held_out")["sample_id"].nunique()
+    assert pooled["n_in"] == n_test_in  # distinct samples, not rows repeated across folds
+    ood = g[(g["fold"] == "all") & (g["scope"] == "ood") & (g["by"] == "domain") & (g["metric"] == "accuracy")]
+    assert set(ood["group"]) == doms and (ood["status"] == "ok").all()
+    assert all(f.kind in {"generalization_gap", "worst_group", "group_disparity", "fairness_violation", "miscalibration",
+                          "insufficient_evidence"} for f in findings)

@@ -466,6 +466,7 @@ def _generalization(mp, model, protocol, folds, task, classes, config, cands) ->
                       if task == "segment" else {"y_true": np.asarray(data.classes, dtype=object)[data.y_true],
                                                  "y_pred": np.asarray(data.classes, dtype=object)[data.y_pred], "classes": data.classes})
                 g = generalization_gap(held_out=sub["held_out"].to_numpy(bool), metric=metric, seeds=sub["seed"].to_numpy(),
+                                       sample_ids=sub["sample_id"].astype(str).to_numpy(object),
                                        clusters=sub["group"].astype(str).to_numpy(object), n_boot=config.n_boot, seed=config.seed, **kw)
                 row = {"model": model, "protocol": protocol, "fold": fold, "train_domains": train_domains, "test_domain": test_domain, **g}
                 rows.append(row)

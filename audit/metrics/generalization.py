@@ -51,6 +51,7 @@ def generalization_gap(
     seed: int = 0,
     confidence: float = 0.95,
     proportion_ci: str = "auto",
+    sample_ids=None,
 ) -> dict:
     """In-domain vs out-of-domain value of one metric, the gap (in - out) and cluster-bootstrap intervals.
 
@@ -67,6 +68,8 @@ def generalization_gap(
         Training seed per row: the metric is computed per seed and averaged (inside every resample).
     clusters
         Resampling clusters; give the sample's ``group`` so repeated predictions of a sample stay together.
+    sample_ids
+        Sample identity per row: ``n_in``/``n_out`` then count distinct samples (default: rows per seed).
 
     Returns
     -------
@@ -112,6 +115,11 @@ def generalization_gap(
         "gap": float(v_in - v_out),
         "seeds": int(S),
     }
+    if sample_ids is not None:
+        ids = pd.Series(V.as_1d(sample_ids, "sample_ids"), dtype=object).astype(str)
+        V.check_length(ids, "sample_ids", d.n)
+        out["n_in"] = int(ids[~side].nunique())
+        out["n_out"] = int(ids[side].nunique())
     nan = float("nan")
     out.update(in_ci_low=nan, in_ci_high=nan, out_ci_low=nan, out_ci_high=nan, gap_ci_low=nan, gap_ci_high=nan, p=nan)
     if n_boot:
