@@ -66,7 +66,7 @@ def handle_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            return _call(fn, *args, **kwargs)
         except AuditError as e:
             if _STATE["debug"]:
                 raise
@@ -84,6 +84,16 @@ def handle_errors(fn):
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _call(fn, *args, **kwargs):
+    """Run a command and release the run-directory locks it took, also when it fails."""
+    from audit.rundir import release_locks
+
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        release_locks()
 
 
 def _escape(s: str) -> str:

@@ -41,12 +41,14 @@ __all__ = [
     "atomic_write_parquet",
     "STAGES",
     "package_versions",
+    "release_locks",
 ]
 
 STAGES = ("manifest", "profile", "train", "metrics", "report", "check")
 RUN_JSON = "run.json"
 FINDINGS_JSON = "findings.json"
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+_HELD: set[RunDir] = set()  # run directories whose lock this process holds (see release_locks)
 
 
 def _now() -> str:
@@ -328,9 +330,11 @@ class RunDir:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
+        _HELD.add(self)
         return self
 
     def unlock(self) -> None:
+        _HELD.discard(self)
         if self._lock_fd is not None:
             with contextlib.suppress(OSError):
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
@@ -433,6 +437,13 @@ class RunDir:
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
+
+
+def release_locks() -> None:
+    """Release every run-directory lock this process holds (the CLI calls it when a command ends, so that
+    in-process callers such as notebooks or ``CliRunner`` can run the next command on the same directory)."""
+    for run in list(_HELD):
+        run.unlock()
 
 
 def argv() -> list[str]:

@@ -11,6 +11,7 @@ import io
 import struct
 import sys
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +79,123 @@ def _png(arr) -> bytes:
     return b.getvalue()
 
 
+# ------------------------------------------------------------------------------------------- whole datasets
+HOSTILE_NAME = "<img src=x onerror=alert(1)>.jpg"
+HOSTILE_LABEL = "<script>alert(2)</script>"
+HOSTILE_ATTR = "<b onmouseover=alert(3)>bold</b>"
+
+
+def _good(seed: int, side: int = 16, *, dark: bool = False) -> bytes:
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 120 if dark else 256, (side, side, 3), dtype=np.uint8)
+    return _png(arr)
+
+
+def _csv_field(v: str | None) -> str:
+    if v is None:
+        return ""
+    if any(c in v for c in ',"\n') or v != v.strip():
+        return '"' + v.replace('"', '""') + '"'
+    return v
+
+
+@dataclass
+class BadDataset:
+    """A classification dataset mixing good images with every bad case, described by a CSV table."""
+
+    root: Path
+    table: Path
+    expected_error: dict[str, str | None]  # sample_id -> the error profile/images.parquet must carry
+    labels: dict[str, str | None]
+    domains: dict[str, str]
+    flags: list[str] = field(default_factory=list)  # the CLI role flags for the table
+
+
+def make_classify_dataset(root: Path, *, n_good: int = 12) -> BadDataset:
+    """A small classification dataset for end-to-end runs: the image corpus, hostile names and values, a CSV with a
+    UTF-8 BOM, quoted fields (commas, quotes), mixed types in a column, missing labels and a one-sample domain.
+
+    Domains ``A`` and ``B`` get ``n_good`` good 16x16 images each (labels ``cat``/``dog``), domain ``solo`` one
+    image. The bad files of :func:`make_image_corpus` sit in domain ``A`` and ``B``.
+    """
+    root = Path(root)
+    img = root / "imgs"
+    corpus = make_image_corpus(img)
+    rows: list[dict] = []
+    expected: dict[str, str | None] = {}
+    for d, dom in enumerate(("A", "B")):
+        for i in range(n_good):
+            rel = f"imgs/{dom}/g{i:02d}.png"
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(_good(100 * d + i, dark=(i % 2 == 1)))
+            rows.append({"path": rel, "label": "dog" if i % 2 else "cat", "site": dom, "bg": "grass" if i % 3 else "sand",
+                         "age": str(20 + i) if i % 4 else "unknown"})
+    for k, (rel, exp) in enumerate(sorted(corpus.items())):
+        rows.append({"path": f"imgs/{rel}", "label": "cat" if k % 2 else "dog", "site": "AB"[k % 2],
+                     "bg": "grass", "age": f"{30 + k}.0" if k % 3 else str(30 + k)})
+        expected[f"imgs/{rel}"] = exp["error"]
+    (root / "imgs" / HOSTILE_NAME).write_bytes(_good(999))
+    rows.append({"path": f"imgs/{HOSTILE_NAME}", "label": HOSTILE_LABEL, "site": "A", "bg": HOSTILE_ATTR, "age": "41"})
+    (root / "imgs" / "solo.png").write_bytes(_good(555))
+    rows.append({"path": "imgs/solo.png", "label": "cat", "site": "solo", "bg": "sand", "age": "50"})
+    (root / "imgs" / "nolabel, \"quoted\".png").write_bytes(_good(777))
+    rows.append({"path": 'imgs/nolabel, "quoted".png', "label": None, "site": "B", "bg": "sand, wet", "age": "NaN"})
+    rows.append({"path": "imgs/not_there.jpg", "label": "dog", "site": "B", "bg": "grass", "age": "1"})
+    expected["imgs/not_there.jpg"] = "missing_file"
+    for r in rows:
+        expected.setdefault(r["path"], None)
+    cols = ["path", "label", "site", "bg", "age"]
+    text = ",".join(cols) + "\r\n" + "".join(",".join(_csv_field(r[c]) for c in cols) + "\r\n" for r in rows)
+    table = root / "table.csv"
+    table.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    return BadDataset(
+        root=root, table=table, expected_error=expected, labels={r["path"]: r["label"] for r in rows},
+        domains={r["path"]: r["site"] for r in rows},
+        flags=["--path-col", "path", "--label", "label", "--domain", "site", "--attr", "bg", "--attr", "age"],
+    )
+
+
+def make_mask_dataset(root: Path) -> dict[str, str | None]:
+    """A segmentation table (``root/table.csv``: path, mask, site) with good and bad masks.
+
+    Returns ``{sample_id: expected mask_error}`` (None for a good mask). Classes are 0..2 (three classes).
+    """
+    root = Path(root)
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    (root / "mask").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    cases: dict[str, tuple[bytes, str | None]] = {}
+    base = np.zeros((16, 16), np.uint8)
+    base[4:10, 4:10] = 1
+    base[12:, :] = 2
+    for i in range(6):
+        cases[f"good{i}"] = (_png(np.roll(base, i, axis=1)), None)
+    cases["wrong_size"] = (_png(np.zeros((8, 12), np.uint8)), "size_mismatch")
+    vals = base.copy()
+    vals[0, 0] = 7
+    cases["wrong_values"] = (_png(vals), "unexpected_classes")
+    cases["rgb_encoded"] = (_png(np.stack([base * 100] * 3, -1).astype(np.uint8)), "color_mask")
+    cases["truncated_mask"] = (_png(base)[:40], "truncated")
+    cases["text_mask"] = (b"not a mask at all", "not_an_image")
+    rows = ["path,mask,site"]
+    expected: dict[str, str | None] = {}
+    for k, (name, (mask_bytes, err)) in enumerate(sorted(cases.items())):
+        (root / "img" / f"{name}.png").write_bytes(_png(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)))
+        (root / "mask" / f"{name}.png").write_bytes(mask_bytes)
+        rows.append(f"img/{name}.png,mask/{name}.png,{'AB'[k % 2]}")
+        expected[f"img/{name}.png"] = err
+    (root / "img" / "no_mask.png").write_bytes(_png(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)))
+    rows.append("img/no_mask.png,,A")
+    expected["img/no_mask.png"] = None  # mask missing in the table: excluded from training, not an error
+    (root / "table.csv").write_text("\n".join(rows) + "\n")
+    return expected
+
+
 if __name__ == "__main__":  # pragma: no cover
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "bad_corpus")
-    for rel, exp in make_image_corpus(out).items():
+    for rel, exp in make_image_corpus(out / "images").items():
         print(f"{rel:40s} {exp}")
+    ds = make_classify_dataset(out / "classify")
+    print(f"classification dataset: {ds.table} ({len(ds.expected_error)} rows)")
+    make_mask_dataset(out / "segment")
+    print(f"segmentation dataset: {out / 'segment' / 'table.csv'}")

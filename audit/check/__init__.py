@@ -147,9 +147,15 @@ def _write_outputs(res: CheckResult, run: RunDir, pol: Policy, base: RunDir | No
     if write:
         payload = res.to_dict()
         payload.update(policy=str(pol.path), run=str(run.path), baseline=str(base.path) if base else None)
-        run.write_text("check/result.json", to_json(payload) + "\n")
-        run.write_text("check/junit.xml", xml)
-        run.write_text("check/summary.md", md)
+        held = run._lock_fd is not None
+        run.lock()  # never interleave check/ files with another writer of the run directory
+        try:
+            run.write_text("check/result.json", to_json(payload) + "\n")
+            run.write_text("check/junit.xml", xml)
+            run.write_text("check/summary.md", md)
+        finally:
+            if not held:
+                run.unlock()
         res.outputs.update(result=str(run.file("check/result.json")), junit=str(run.file("check/junit.xml")),
                            summary=str(run.file("check/summary.md")))
     if junit is not None:
