@@ -674,6 +674,23 @@ def _compute_report(d, specs, codes, groups, by, cluster, n_clusters, *, n_boot,
                 succ, trials = s.proportion(stats)
                 lo[:, j], hi[:, j] = wilson_interval(succ, trials, confidence=confidence)
                 method[:, j] = "wilson"
+            elif s.proportion is not None and n_boot:
+                # A clustered proportion at 0 or 1 has a degenerate bootstrap ([0, 0]); widen every bootstrap
+                # interval to also hold the Wilson interval at the effective n (n / design effect).
+                succ, trials = s.proportion(stats)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    p_hat = succ / trials
+                    var_bin = p_hat * (1 - p_hat) / trials
+                    bj = boot[:, :, j]
+                    fin = np.isfinite(bj)
+                    k = fin.sum(axis=0)
+                    mu = np.where(fin, bj, 0).sum(axis=0) / np.maximum(k, 1)
+                    var_boot = np.where(k > 1, (np.where(fin, bj - mu, 0) ** 2).sum(axis=0) / np.maximum(k, 1), np.nan)
+                    deff = np.where((var_bin > 0) & np.isfinite(var_boot), var_boot / np.where(var_bin > 0, var_bin, 1), 1.0)
+                    n_eff = trials / np.maximum(deff, 1.0)
+                wl, wh = wilson_interval(p_hat * n_eff, n_eff, confidence=confidence)
+                lo[:, j] = np.fmin(lo[:, j], wl)
+                hi[:, j] = np.fmax(hi[:, j], wh)
     if row_weight is not None:
         # counts are rows; scale them to distinct samples (a sample predicted by 3 seeds counts once)
         rows = np.bincount(cell, minlength=n_cells).astype(float)
