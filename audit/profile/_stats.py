@@ -224,4 +224,4 @@ def balanced_accuracy_ci(y: np.ndarray, pred: np.ndarray, n_classes: int, n_boot
         rec = np.where(tot_b > 0, w[:, :, 1] / np.where(tot_b > 0, tot_b, 1), np.nan)
     vals = np.nanmean(rec, axis=1)
     lo, hi = np.nanpercentile(vals, [2.5, 97.5])
-    return value, float(lo), float(hi)
+    return value, min(float(lo), value), max(float(hi), value)  # the interval always holds the estimate
