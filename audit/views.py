@@ -559,7 +559,10 @@ def generalization_rows(
     for c in ("in_domain", "out_domain", "gap", "in_ci_low", "in_ci_high", "out_ci_low", "out_ci_high", "gap_ci_low", "gap_ci_high"):
         if c in g.columns:
             g[c] = pd.to_numeric(g[c], errors="coerce")
-    g = g.sort_values(["gap", "test_domain"], ascending=[False, True], kind="mergesort").reset_index(drop=True)
+    # per-domain rows by gap, largest first; a pooled row (test_domain "all") last
+    g["_pooled"] = g["test_domain"].astype(str) == "all"
+    g = g.sort_values(["_pooled", "gap", "test_domain"], ascending=[True, False, True], kind="mergesort").drop(columns="_pooled")
+    g = g.reset_index(drop=True)
     long = []
     for _, r in g.iterrows():
         for kind, val, lo, hi, n in (

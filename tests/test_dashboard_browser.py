@@ -112,7 +112,7 @@ def _wait_idle(page, timeout_ms: int = 30000) -> None:
         " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.match(/Running/i)",
         timeout=timeout_ms,
     )
-    page.wait_for_timeout(800)
+    page.wait_for_timeout(500)
 
 
 def _screenshot(page, path: Path) -> None:
@@ -165,7 +165,7 @@ def test_every_page_in_a_real_browser(server, tmp_path):
                     if page.locator("img[src='x']").count():
                         problems.append("hostile attribute value rendered as an <img> element")
                 _screenshot(page, shots / f"dashboard-{kind}-{name}.png")
-                if kind == "classify" and name == "profile":  # every tab of the profile page
+                if kind == "classify" and name == "profile" and os.environ.get("IMGAUDIT_SCREENSHOTS"):  # docs: every tab
                     for tab in ("Intersections", "Associations", "Image statistics", "Duplicates & leakage", "Broken files", "Shortcuts"):
                         page.get_by_role("tab", name=tab).click()
                         page.wait_for_timeout(1200)
@@ -176,3 +176,63 @@ def test_every_page_in_a_real_browser(server, tmp_path):
         browser.close()
     assert not problems, problems
     assert not console_errors, console_errors
+
+
+def docs_screenshots(run_folder: Path, out: Path, *, port: int | None = None) -> list[Path]:
+    """Screenshots of every page for docs/img (``python tests/test_dashboard_browser.py RUNS OUT``).
+
+    ``run_folder`` holds a ``classify`` and a ``segment`` run (``audit demo --out RUNS``).
+    """
+    from playwright.sync_api import sync_playwright
+
+    port = port or _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true", "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
+         "--", "--run", str(Path(run_folder) / "classify")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    written = []
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.3)
+        out.mkdir(parents=True, exist_ok=True)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            _wait_idle(page)
+            for name, title in TITLES.items():
+                page.locator('[data-testid="stSidebarNavLink"]').filter(has_text=title).first.click()
+                _wait_idle(page)
+                page.wait_for_timeout(1500)
+                _screenshot(page, out / f"dashboard-{name}.png")
+                written.append(out / f"dashboard-{name}.png")
+                if name == "profile":
+                    for tab in ("Intersections", "Associations", "Duplicates & leakage"):
+                        page.get_by_role("tab", name=tab).click()
+                        page.wait_for_timeout(1500)
+                        _screenshot(page, out / f"dashboard-profile-{tab.split()[0].lower()}.png")
+                        written.append(out / f"dashboard-profile-{tab.split()[0].lower()}.png")
+            page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+            page.get_by_role("option", name="segment", exact=True).click()
+            _wait_idle(page)
+            page.locator('[data-testid="stSidebarNavLink"]').filter(has_text=TITLES["gallery"]).first.click()
+            _wait_idle(page)
+            page.wait_for_timeout(1500)
+            _screenshot(page, out / "dashboard-segment-gallery.png")
+            written.append(out / "dashboard-segment-gallery.png")
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    return written
+
+
+if __name__ == "__main__":  # pragma: no cover - a docs helper, not a test
+    print("\n".join(map(str, docs_screenshots(Path(sys.argv[1]), Path(sys.argv[2])))))

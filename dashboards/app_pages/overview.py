@@ -85,9 +85,9 @@ with dl.guard():
             "Severity", ["critical", "warning", "info"], default=["critical", "warning", "info"], key="ov_sev"
         )
         shown = fdf[fdf["severity"].isin(sev)]
-        top = shown.head(20)
+        top = shown.head(12)
         for _, f in top.iterrows():
-            row = st.columns([1.1, 7, 2])
+            row = st.columns([1.1, 7, 1.8])
             color = dl.SEVERITY_COLOR.get(str(f["severity"]), "gray")
             row[0].markdown(f":{color}-badge[{dl.esc(f['severity'])}]")
             value = "" if f["value"] != f["value"] else f" · value {dl.fmt_value(f['value'])}"
@@ -95,7 +95,7 @@ with dl.guard():
                 value += f" {dl.fmt_ci(f['ci_low'], f['ci_high'])}"
             n = "" if f["n"] is None or str(f["n"]) == "<NA>" else f" · n={dl.fmt_n(f['n'])}"
             row[1].markdown(f"**{dl.esc(f['title'])}**  \n{dl.esc(f['kind'])}{value}{n}")
-            row[2].page_link(dl.page(f["page"]), label=f"see {dl.PAGE_FILES[f['page']][1]}")
+            row[2].page_link(dl.page(f["page"]), label=dl.PAGE_FILES[f["page"]][1].replace("Per-group performance", "Performance"))
         if len(shown) > len(top):
             st.caption(f"{len(shown) - len(top)} more in the table below.")
         with st.expander(f"All {len(shown)} findings as a table", expanded=False):

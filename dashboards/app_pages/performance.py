@@ -78,11 +78,10 @@ with dl.guard():
     if fair is not None and not fair.empty:
         st.subheader("Fairness gaps")
         f = fair
-        for col, val in (("model", model), ("protocol", protocol), ("fold", fold)):
+        for col, val in (("model", model), ("protocol", protocol), ("fold", fold), ("scope", scope), ("attribute", by)):
             if val and col in f.columns and (f[col].astype(str) == val).any():
                 f = f[f[col].astype(str) == val]
         st.caption("Demographic-parity and equalized-odds differences (0 = parity) and ratios (1 = parity), with 95% intervals.")
-        st.dataframe(
-            f, hide_index=True, width="stretch",
-            column_config={k: st.column_config.NumberColumn(format="%.4f") for k in ("value", "ci_low", "ci_high")},
-        )
+        cfg = {k: st.column_config.NumberColumn(format="%.4f") for k in ("value", "ci_low", "ci_high")}
+        cfg.update({k: st.column_config.NumberColumn(format="%.2e") for k in ("p", "q") if k in f.columns})
+        st.dataframe(f, hide_index=True, width="stretch", column_config=cfg)
