@@ -104,9 +104,10 @@ def _config(cls, **kwargs):
 
 
 def _run_stage(run: RunDir, stage: str, fn, *args) -> Any:
-    run.lock()
-    with run.stage(stage):
-        result = fn(*args)
+    # Hold the run directory's lock for the stage (re-entrant within this process, refused across processes).
+    with RunDir(run.path):
+        with run.stage(stage):
+            result = fn(*args)
     if isinstance(result, list):
         run.set_findings(stage, result)
     return result

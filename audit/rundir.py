@@ -48,6 +48,8 @@ STAGES = ("manifest", "profile", "train", "metrics", "report", "check")
 RUN_JSON = "run.json"
 FINDINGS_JSON = "findings.json"
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+# realpath of a run directory -> (fd holding the flock, number of holders in this process)
+_HELD_LOCKS: dict[str, tuple[int, int]] = {}
 _HELD: set[RunDir] = set()  # run directories whose lock this process holds (see release_locks)
 
 
@@ -314,12 +316,32 @@ class RunDir:
         self.update_info(stages=stages)
 
     # ------------------------------------------------------------------ lock
+    def _lock_key(self) -> str:
+        return os.path.realpath(self.path)
+
+    def is_locked(self) -> bool:
+        """Whether this process holds the run directory's lock."""
+        return self._lock_key() in _HELD_LOCKS
+
     def lock(self) -> RunDir:
-        """Take an exclusive lock on the run directory; raise :class:`LockedError` if another process has it."""
+        """Take the run directory's lock; raise :class:`LockedError` if another *process* holds it.
+
+        The lock is per process and re-entrant: several :class:`RunDir` objects (or nested stages) of the same
+        process share it, counted; two processes writing one run directory are refused.
+        """
         if self._lock_fd is not None:
             return self
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        key = self._lock_key()
+        held = _HELD_LOCKS.get(key)
+        if held is not None:
+            _HELD_LOCKS[key] = (held[0], held[1] + 1)
+            self._lock_fd = held[0]
+            return self
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise RunDirError(f"cannot lock run directory {self.path}: {e.strerror or e}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -327,19 +349,30 @@ class RunDir:
             raise LockedError(
                 f"run directory {self.path} is in use by another audit process; wait for it or use another --out"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        _HELD_LOCKS[key] = (fd, 1)
         self._lock_fd = fd
-        _HELD.add(self)
         return self
 
     def unlock(self) -> None:
-        _HELD.discard(self)
-        if self._lock_fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-                os.close(self._lock_fd)
-            self._lock_fd = None
+        """Release this object's share of the lock (the file lock goes when the last share is released)."""
+        if self._lock_fd is None:
+            return
+        self._lock_fd = None
+        key = self._lock_key()
+        held = _HELD_LOCKS.get(key)
+        if held is None:
+            return
+        fd, count = held
+        if count > 1:
+            _HELD_LOCKS[key] = (fd, count - 1)
+            return
+        del _HELD_LOCKS[key]
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     def __enter__(self) -> RunDir:
         return self.lock()

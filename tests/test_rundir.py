@@ -10,7 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
-from audit.errors import LockedError, RunDirError
+from audit.errors import RunDirError
 from audit.findings import Finding
 from audit.rundir import RunDir, atomic_write_json
 
@@ -96,10 +96,27 @@ def test_lock_in_same_process_is_reentrant(tmp_path):
     run = RunDir.create(tmp_path / "r")
     run.lock()
     run.lock()
-    other = RunDir(tmp_path / "r")
-    with pytest.raises(LockedError):
-        other.lock()
+    other = RunDir(tmp_path / "r").lock()  # same process: shared, counted
+    assert other.is_locked()
+    other.unlock()
+    assert run.is_locked()
     run.unlock()
+    assert not run.is_locked()
+
+
+def test_failed_stage_releases_the_lock_for_this_process(tmp_path):
+    from audit.pipeline import _run_stage
+
+    run = RunDir.create(tmp_path / "r")
+
+    def boom(_):
+        raise ValueError("x")
+
+    with pytest.raises(ValueError):
+        _run_stage(run, "metrics", boom, run)
+    assert not run.is_locked()
+    _run_stage(RunDir(tmp_path / "r"), "metrics", lambda r: [], run)
+    assert run.info["stages"]["metrics"]["status"] == "ok"
 
 
 def test_findings_merge_per_stage_and_rank(tmp_path):
