@@ -158,6 +158,14 @@ def run_training(run: RunDir, config: TrainConfig, *, on_fold_done: Callable[[st
     on_fold_done
         Called with ``(fold_key, status)`` after each fold (``trained``, ``resumed`` or ``reused``).
     """
+    threads = torch.get_num_threads()
+    try:
+        _run_training(run, config, on_fold_done)
+    finally:
+        torch.set_num_threads(threads)  # a process-wide setting: leave it as found
+
+
+def _run_training(run: RunDir, config: TrainConfig, on_fold_done: Callable[[str, str], None] | None) -> None:
     from audit.io.gpu import amp_dtype, device_info, resolve_device
     from audit.io.tensor_cache import build_cache
     from audit.pipeline import cpu_workers
@@ -226,6 +234,10 @@ def run_training(run: RunDir, config: TrainConfig, *, on_fold_done: Callable[[st
     if spec.task != task:
         raise UsageError(f"--model {model_name} is a {spec.task} model but the task is {task}")
     size = int(cfg.image_size or _default_size(spec, side))
+    if device.type == "cpu":
+        # tiny models gain little from a second thread and lose a lot when cores are shared (OpenMP barriers
+        # wait for descheduled threads); a fixed rule also keeps CPU results reproducible run to run
+        torch.set_num_threads(int(cfg.workers) if cfg.workers else (1 if spec.small else workers))
     n_classes = len(classes) if classes else None
 
     # ------------------------------------------------------------------ decode once

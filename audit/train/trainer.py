@@ -98,6 +98,21 @@ class BatchSource:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
+def warmup_cosine(total_steps: int, warmup: float = 0.1, floor: float = 0.01) -> Callable[[int], float]:
+    """LR factor per step: linear warm-up over ``warmup`` of the steps, then cosine decay to ``floor``."""
+    import math
+
+    w = max(1, round(warmup * total_steps))
+
+    def factor(step: int) -> float:
+        if step < w:
+            return 0.1 + 0.9 * step / w
+        t = min(1.0, (step - w) / max(1, total_steps - w))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return factor
+
+
 def _autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
@@ -174,7 +189,7 @@ def fit(model: nn.Module, src: BatchSource, train_idx: np.ndarray, val_idx: np.n
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps, pct_start=0.2)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.epochs * steps))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp_dtype == torch.float16)
     gen = torch.Generator().manual_seed(seed)  # order + sampling
     dev_gen = torch.Generator(device=device).manual_seed(seed + 1) if device.type != "mps" else gen  # augmentation
@@ -247,8 +262,7 @@ def fit(model: nn.Module, src: BatchSource, train_idx: np.ndarray, val_idx: np.n
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
-            if sched.last_epoch + 1 < sched.total_steps:
-                sched.step()
+            sched.step()
             loss_sum += float(loss.detach()) * len(bi)
             seen += len(bi)
         if device.type == "cuda":
