@@ -403,7 +403,8 @@ class _Slice:
                                 sensitive=pd.Series(cat, name=" x ".join(cols)), classes=self.data.classes,
                                 clusters=self.cluster, n_boot=self.config.n_boot, min_n=self.config.min_n, seed=self.config.seed)
             frames.append(f)
-            if cands is not None:
+            # Fairness findings are about attributes; domain differences are generalization findings already.
+            if cands is not None and "domain" not in cols:
                 for _, r in f.iterrows():
                     if r["metric"] in ("dp_diff", "eo_diff") and r["class"] in ("binary", "worst") and np.isfinite(r["value"]):
                         cands.append({"kind": "fairness_violation", "by": r["attribute"], "cols": cols,
@@ -549,7 +550,8 @@ def _finding(c: dict, config) -> Finding | None:
                            detail=f"q={_fmt(qv)} >= {Q_MAX}; 95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}]", columns=c["cols"],
                            groups=c["groups"], value=eff, ci=ci, n=c["n"], score=0.0, evidence={**ev, "would_be": kind})
         return None
-    severity = "critical" if eff >= thr["critical"] else "warning"
+    # Critical only when the interval's lower bound clears the critical threshold, not the point estimate alone.
+    severity = "critical" if ci[0] is not None and ci[0] >= thr["critical"] else "warning"
     score = max(0.0, ci[0]) if ci[0] is not None else 0.0  # conservative effect size: the interval's lower bound
     g = ", ".join(map(str, c["groups"]))
     if kind == "generalization_gap":
