@@ -1,0 +1,98 @@
+"""Decode-once tensor cache (memory and memmap), mask normalization, tensor augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from audit.io.gpu import amp_dtype, resolve_device
+from audit.io.tensor_cache import build_cache, decode_image, decode_mask
+from audit.train.augment import AugmentConfig, augment_batch
+
+
+@pytest.fixture
+def files(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(6):
+        arr = rng.integers(0, 255, (20 + i, 30, 3), dtype=np.uint8)
+        p = tmp_path / f"im{i}.{'png' if i % 2 else 'jpg'}"
+        Image.fromarray(arr).save(p)
+        paths.append(p)
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    paths.append(tmp_path / "bad.jpg")
+    paths.append(tmp_path / "missing.png")
+    return paths
+
+
+def test_decode_image_matches_pil_reference(files):
+    ref = np.asarray(Image.open(files[1]).convert("RGB").resize((16, 16), Image.BILINEAR)).transpose(2, 0, 1)
+    assert np.array_equal(decode_image(files[1], 16), ref)
+
+
+def test_cache_in_memory_records_errors(files):
+    c = build_cache(files, size=16, key="k")
+    assert c.location == "memory" and c.images.shape == (8, 3, 16, 16) and c.images.dtype == torch.uint8
+    assert c.ok.tolist() == [True] * 6 + [False, False]
+    assert c.errors[6].startswith("decode_error") and c.errors[7] == "missing_file"
+    assert np.array_equal(c.images[1].numpy(), decode_image(files[1], 16))
+
+
+def test_cache_goes_to_memmap_when_large_and_is_reused(files, tmp_path):
+    d = tmp_path / "cache"
+    a = build_cache(files, size=16, key="abc", cache_dir=d, memory_limit=0)
+    assert a.location == "memmap" and not a.reused
+    assert (d / "abc-16.images.u8").stat().st_size == 8 * 3 * 16 * 16
+    b = build_cache(files, size=16, key="abc", cache_dir=d, memory_limit=0)
+    assert b.reused and b.ok.tolist() == a.ok.tolist() and b.errors == a.errors
+    assert torch.equal(a.images, b.images)
+    b.images[0] += 1  # copy-on-write: the file is not modified through the cache
+    c = build_cache(files, size=16, key="abc", cache_dir=d, memory_limit=0)
+    assert torch.equal(c.images, a.images)
+    assert not build_cache(files, size=8, key="abc", cache_dir=d, memory_limit=0).reused  # another size
+
+
+def test_mask_normalization(tmp_path):
+    m = np.zeros((10, 12), np.uint8)
+    m[2:5, 3:7] = 255
+    Image.fromarray(m).save(tmp_path / "bin.png")
+    out, resized, binary = decode_mask(tmp_path / "bin.png", 10, (12, 10), 2)
+    assert binary and not resized and set(np.unique(out)) <= {0, 1} and out.sum() > 0
+    m2 = np.array([[0, 1, 2, 7]] * 4, np.uint8)
+    Image.fromarray(m2).save(tmp_path / "multi.png")
+    out2, _, _ = decode_mask(tmp_path / "multi.png", 4, (4, 4), 3)
+    assert out2[0].tolist() == [0, 1, 2, 255]  # out-of-range class -> ignore index
+    out3, resized3, _ = decode_mask(tmp_path / "multi.png", 8, (8, 8), 3)
+    assert resized3 and out3.shape == (8, 8) and set(np.unique(out3)) <= {0, 1, 2, 255}  # NEAREST: no new values
+    rgb = np.stack([m2 * 10, m2, m2], -1).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    with pytest.raises(ValueError, match="colour mask"):
+        decode_mask(tmp_path / "rgb.png", 4, None, 3)
+
+
+def test_augmentation_is_seeded_and_keeps_mask_labels():
+    x = torch.rand(4, 3, 16, 16)
+    m = torch.randint(0, 3, (4, 16, 16), dtype=torch.uint8)
+    cfg = AugmentConfig(hflip=True)
+    a, ma = augment_batch(x.clone(), m.clone(), cfg, torch.Generator().manual_seed(0))
+    b, mb = augment_batch(x.clone(), m.clone(), cfg, torch.Generator().manual_seed(0))
+    c, _ = augment_batch(x.clone(), m.clone(), cfg, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and torch.equal(ma, mb) and not torch.equal(a, c)
+    assert a.min() >= 0 and a.max() <= 1 and set(ma.unique().tolist()) <= {0, 1, 2}
+    same, msame = augment_batch(x, m, AugmentConfig(enabled=False), torch.Generator())
+    assert same is x and msame is m
+
+
+def test_identity_affine_keeps_the_image():
+    x = torch.rand(2, 3, 8, 8)
+    cfg = AugmentConfig(scale=1.0, translate=0.0, brightness=0, contrast=0, saturation=0)
+    y, _ = augment_batch(x.clone(), None, cfg, torch.Generator().manual_seed(0))
+    assert torch.allclose(x, y, atol=1e-5)
+
+
+def test_device_resolution_and_amp_on_cpu():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    assert amp_dtype(torch.device("cpu")) is None  # CPUs train in fp32
