@@ -155,10 +155,28 @@ def make_classify_dataset(root: Path, *, n_good: int = 12) -> BadDataset:
     )
 
 
-def make_mask_dataset(root: Path) -> dict[str, str | None]:
-    """A segmentation table (``root/table.csv``: path, mask, site) with good and bad masks.
+MASK_RECIPE = """
+[dataset]
+name = "badmasks"
+task = "segment"
+classes = ["background", "object", "edge"]
 
-    Returns ``{sample_id: expected mask_error}`` (None for a good mask). Classes are 0..2 (three classes).
+[roles]
+domain = "site"
+
+[[parts]]
+format = "table"
+tables = [{file = "table.csv"}]
+path = "{path}"
+mask_path = "{mask}"
+"""
+
+
+def make_mask_dataset(root: Path) -> dict[str, str | None]:
+    """A segmentation table (``root/table.csv``: path, mask, site) with good and bad masks, and a recipe
+    (``root/badmasks.toml``) naming its three classes (0..2) so that wrong class values can be recognized.
+
+    Returns ``{sample_id: expected mask_error}`` (None for a good mask).
     """
     root = Path(root)
     (root / "img").mkdir(parents=True, exist_ok=True)
@@ -174,7 +192,10 @@ def make_mask_dataset(root: Path) -> dict[str, str | None]:
     vals = base.copy()
     vals[0, 0] = 7
     cases["wrong_values"] = (_png(vals), "unexpected_classes")
-    cases["rgb_encoded"] = (_png(np.stack([base * 100] * 3, -1).astype(np.uint8)), "color_mask")
+    colour = np.zeros((16, 16, 3), np.uint8)
+    colour[base == 1] = (255, 0, 0)
+    colour[base == 2] = (0, 128, 255)
+    cases["rgb_encoded"] = (_png(colour), "color_mask")
     cases["truncated_mask"] = (_png(base)[:40], "truncated")
     cases["text_mask"] = (b"not a mask at all", "not_an_image")
     rows = ["path,mask,site"]
@@ -186,8 +207,9 @@ def make_mask_dataset(root: Path) -> dict[str, str | None]:
         expected[f"img/{name}.png"] = err
     (root / "img" / "no_mask.png").write_bytes(_png(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)))
     rows.append("img/no_mask.png,,A")
-    expected["img/no_mask.png"] = None  # mask missing in the table: excluded from training, not an error
+    expected["img/no_mask.png"] = "missing_mask_path"  # no mask in the table: recorded, excluded from training
     (root / "table.csv").write_text("\n".join(rows) + "\n")
+    (root / "badmasks.toml").write_text(MASK_RECIPE)
     return expected
 
 
