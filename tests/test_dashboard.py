@@ -446,7 +446,8 @@ def test_every_page_on_real_demo_runs(real_runs, kind, monkeypatch):
         el = _elements(at)
         assert not at.error or page == "profile", (page, [e.value for e in at.error])  # profile: broken files
         if page == "profile":
-            assert el["vega_lite_chart"] >= 4 and el["image"] >= 2
+            assert el["vega_lite_chart"] >= 4
+            assert el["image"] >= 2 or kind == "segment"  # the classification demo plants duplicate pairs
         elif page in ("performance", "generalization") and kind != "profile":
             assert el["vega_lite_chart"] >= 1
         elif page == "gallery" and kind != "profile":
