@@ -211,16 +211,17 @@ def _run_training(run: RunDir, config: TrainConfig, on_fold_done: Callable[[str,
         ids = man["sample_id"].astype(str)
         known = ids.isin(p.index).to_numpy()
         readable = np.ones(len(man), dtype=bool)
-        err = np.array(["unreadable"] * len(man), dtype=object)
+        err = np.array(["unreadable: per profile/images.parquet"] * len(man), dtype=object)
         readable[known] = p.loc[ids[known], "readable"].fillna(True).astype(bool).to_numpy()
         if "error" in p.columns:
             e = p.loc[ids[known], "error"].astype(object).to_numpy()
-            err[known] = ["profile: " + (str(x) if x is not None and not pd.isna(x) else "unreadable") for x in e]
+            err[known] = [(str(x) if x is not None and not pd.isna(x) else "unreadable") + ": per profile/images.parquet"
+                          for x in e]
         exclude(~readable, err)
         if task == "segment" and "mask_readable" in p.columns:
             mr = np.ones(len(man), dtype=bool)
             mr[known] = p.loc[ids[known], "mask_readable"].astype("boolean").fillna(True).astype(bool).to_numpy()
-            exclude(~mr, "profile: mask unreadable")
+            exclude(~mr, "mask_unreadable: per profile/images.parquet")
 
     # ------------------------------------------------------------------ model and size
     cand = reasons.isna().to_numpy()
