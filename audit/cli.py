@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 policy failed (``audit check``) or a stage failed, 2 usage o
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -77,6 +78,13 @@ def handle_errors(fn):
             raise typer.Exit(130) from None
         except typer.Exit:
             raise
+        except OSError as e:
+            if _STATE["debug"] or e.errno not in _ENV_ERRNOS:
+                raise
+            # the machine, not the tool: a full disk, a read-only or forbidden folder -> one line, exit 2
+            where = f" ({e.filename})" if e.filename else ""
+            _err(_escape(f"{e.strerror or e}{where}; earlier outputs are left as they were"))
+            raise typer.Exit(2) from None
         except Exception as e:  # an unexpected bug: still one line, with a hint
             if _STATE["debug"]:
                 raise
@@ -84,6 +92,9 @@ def handle_errors(fn):
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+_ENV_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def _call(fn, *args, **kwargs):

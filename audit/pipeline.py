@@ -42,8 +42,7 @@ def ingest(source, *, out: Path, format: str = "auto", options=None, seed: int =
 
     options = options or ReadOptions()
     result = read_dataset(source, format=format, options=options)
-    run = RunDir.create(out, command=command or argv(), config={"seed": seed})
-    run.lock()
+    run = RunDir.create(out, command=command or argv(), config={"seed": seed}, lock=True)
     with run.stage("manifest") as st:
         df = result.manifest
         run.write_manifest(df)

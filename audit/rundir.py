@@ -170,8 +170,14 @@ class RunDir:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def create(cls, path: Path | str, *, command: list[str] | None = None, config: dict | None = None) -> RunDir:
-        """Create the folder (or reuse it) and write or update ``run.json``."""
+    def create(
+        cls, path: Path | str, *, command: list[str] | None = None, config: dict | None = None, lock: bool = False
+    ) -> RunDir:
+        """Create the folder (or reuse it) and write or update ``run.json``.
+
+        With ``lock=True`` the run directory's lock is taken before ``run.json`` is touched, so a second
+        process is refused without changing anything.
+        """
         run = cls(path)
         try:
             run.path.mkdir(parents=True, exist_ok=True)
@@ -179,6 +185,8 @@ class RunDir:
             raise RunDirError(f"cannot create run directory {run.path}: {e.strerror or e}") from None
         if not os.access(run.path, os.W_OK):
             raise RunDirError(f"run directory {run.path} is not writable")
+        if lock:
+            run.lock()
         info = run.info if run.exists() else {}
         from audit import __version__
 
@@ -336,6 +344,7 @@ class RunDir:
         if held is not None:
             _HELD_LOCKS[key] = (held[0], held[1] + 1)
             self._lock_fd = held[0]
+            _HELD.add(self)
             return self
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -354,10 +363,26 @@ class RunDir:
             os.write(fd, f"{os.getpid()}\n".encode())
         _HELD_LOCKS[key] = (fd, 1)
         self._lock_fd = fd
+        _HELD.add(self)
+        self._close_interrupted_stages()
         return self
+
+    def _close_interrupted_stages(self) -> None:
+        """Stages still ``running`` when the lock was free belong to a process that died (SIGKILL, power loss):
+        record them as failed, so run.json never claims a stage is in progress when nothing runs it."""
+        with contextlib.suppress(RunDirError, OSError):
+            stages = self.info.get("stages", {})
+            stale = [k for k, v in stages.items() if isinstance(v, dict) and v.get("status") == "running"]
+            if not stale:
+                return
+            for k in stale:
+                stages[k].update(status="failed", finished=None,
+                                 error="interrupted: the process stopped before the stage finished; re-run to resume")
+            self.update_info(stages=stages)
 
     def unlock(self) -> None:
         """Release this object's share of the lock (the file lock goes when the last share is released)."""
+        _HELD.discard(self)
         if self._lock_fd is None:
             return
         self._lock_fd = None
