@@ -126,28 +126,20 @@ def _pool_map(fn: Callable, chunks: Sequence[Sequence], args: tuple, *, workers:
 
 
 def _ray_map(fn, chunks, args, *, ray_address, on_done):
-    try:
-        import ray
-    except ImportError:
-        raise UsageError("--engine ray needs ray: pip install 'imgaudit[ray]'") from None
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if not ray.is_initialized():
-        kw = {"address": ray_address} if ray_address else {"include_dashboard": False}
-        ray.init(ignore_reinit_error=True, log_to_driver=False, **kw)
-    remote = ray.remote(fn)
-    refs = [remote.remote(c, *args) for c in chunks]
-    out = []
-    for c, r in zip(chunks, refs, strict=True):
-        out.append(ray.get(r))
-        if on_done:
-            on_done(len(c))
-    return out
+    from audit.integrations.ray_engine import map_chunks
+
+    return map_chunks(fn, chunks, args, address=ray_address, on_done=on_done)
 
 
 def scan_items(items: Sequence[tuple], *, max_pixels: int, n_classes: int | None = None, workers: int = 1,
                chunk_size: int | None = None, pixel_md5: bool = False, engine: str = "local",
-               ray_address: str | None = None, progress: bool = True) -> list[dict]:
-    """Scan ``(path, error, mask_path, mask_error)`` items; one record per item, in order."""
+               ray_address: str | None = None, progress: bool = True,
+               sample_ids: Sequence[str] | None = None) -> list[dict]:
+    """Scan ``(path, error, mask_path, mask_error)`` items; one record per item, in order.
+
+    ``engine="ray"`` runs the same chunks as a Ray Data pipeline (:mod:`audit.integrations.ray_engine`);
+    ``sample_ids`` name rows that did not come back in its error.
+    """
     from audit.progress import Bar
 
     n = len(items)
@@ -156,6 +148,13 @@ def scan_items(items: Sequence[tuple], *, max_pixels: int, n_classes: int | None
     chunks = [items[i : i + chunk_size] for i in range(0, n, chunk_size)]
     if n < 2 * chunk_size:
         workers = 1  # not worth starting processes
+    if engine == "ray":
+        from audit.integrations.ray_engine import scan_items_ray
+
+        with Bar(n if progress else None, "profile: scanning images (ray)") as bar:
+            return scan_items_ray(items, max_pixels=max_pixels, n_classes=n_classes, chunk_size=chunk_size,
+                                  pixel_md5=pixel_md5, address=ray_address, sample_ids=sample_ids,
+                                  on_done=bar.advance)
     with Bar(n if progress else None, "profile: scanning images") as bar:
         parts = parallel_map(_scan_chunk, chunks, (max_pixels, n_classes, pixel_md5), workers=workers,
                              engine=engine, ray_address=ray_address, on_done=bar.advance)
@@ -205,7 +204,8 @@ class ImageScan(Check):
         eager = str(getattr(cfg, "pixel_md5", "auto")) == "all"
         t0 = time.perf_counter()
         recs = scan_items(items, max_pixels=int(cfg.max_pixels), n_classes=n_classes, workers=workers,
-                          pixel_md5=eager, engine=cfg.engine, ray_address=cfg.ray_address)
+                          pixel_md5=eager, engine=cfg.engine, ray_address=cfg.ray_address,
+                          sample_ids=m["sample_id"].tolist())
         seconds = time.perf_counter() - t0
         df = records_frame(recs, m["sample_id"].tolist(), m["filepath"].tolist(), has_masks)
         redecoded = 0 if eager else fill_pixel_md5(df, items, max_pixels=int(cfg.max_pixels), workers=workers,
@@ -214,6 +214,7 @@ class ImageScan(Check):
             "n": len(df),
             "readable": int(df["readable"].sum()),
             "workers": workers if cfg.engine == "local" else "ray",
+            **({"ray": _ray_info()} if cfg.engine == "ray" else {}),
             "scan_seconds": round(seconds, 3),
             "images_per_second": round(len(df) / seconds, 1) if seconds > 0 else None,
             "pixel_md5": "all" if eager else "auto",
@@ -254,6 +255,12 @@ def fill_pixel_md5(df: pd.DataFrame, items: Sequence[tuple], *, max_pixels: int,
     by_md5 = dict(zip(reps["md5"].tolist(), hashes, strict=True))
     df.loc[cand, "pixel_md5"] = [by_md5.get(h) for h in df.loc[cand, "md5"].tolist()]
     return len(paths)
+
+
+def _ray_info() -> dict:
+    from audit.integrations.ray_engine import cluster_info
+
+    return cluster_info()
 
 
 def _resolve(ctx: Context, rel) -> tuple[str | None, str | None]:

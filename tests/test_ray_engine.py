@@ -1,0 +1,222 @@
+"""The Ray engine on a real local Ray cluster: same outputs as the local engine, worker failures retried or
+reported, never rows silently dropped."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import ingest_demo
+
+ray = pytest.importorskip("ray")
+
+from audit.errors import StageError  # noqa: E402
+from audit.integrations import ray_engine  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A real 2-CPU local Ray cluster for this module; shut down afterwards."""
+    from ray import cloudpickle
+
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    if ray.is_initialized():  # pragma: no cover - another module left one running
+        ray.shutdown()
+    # the batch functions below live in this test module, which Ray workers cannot import by name
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray_engine.init_ray()
+    ray.shutdown()
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def _no_addr(s: pd.Series) -> pd.Series:
+    return s.str.replace(r" at 0x[0-9a-f]+", "", regex=True)  # PIL puts object addresses in some messages
+
+
+# ---------------------------------------------------------------------------------------------- profile
+def test_profile_ray_equals_local(ray_cluster, demo_classify, tmp_path):
+    from audit.profile import ProfileConfig, run_profile
+
+    out = {}
+    for engine in ("local", "ray"):
+        run = ingest_demo(demo_classify, tmp_path / engine)
+        run_profile(run, ProfileConfig(engine=engine, workers=2, checks=["images", "duplicates"]))
+        out[engine] = run
+    a = out["local"].read_table("profile/images.parquet")
+    b = out["ray"].read_table("profile/images.parquet")
+    assert len(b) == len(out["ray"].manifest()) == 1603
+    for df in (a, b):
+        df["error_detail"] = _no_addr(df["error_detail"])
+    exact = ["sample_id", "filepath", "readable", "error", "format", "width", "height", "channels", "bytes", "md5",
+             "pixel_md5", "phash"]
+    pd.testing.assert_frame_equal(a[exact], b[exact])  # counts and hashes: exact
+    stats = ["brightness", "contrast", "saturation", "colorfulness", "sharpness", "entropy"]
+    np.testing.assert_allclose(a[stats].to_numpy(float), b[stats].to_numpy(float), rtol=1e-9, equal_nan=True)
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9)
+    pd.testing.assert_frame_equal(out["local"].read_table("profile/duplicates.parquet"),
+                                  out["ray"].read_table("profile/duplicates.parquet"))
+    checks = out["ray"].info["stages"]["profile"]["checks"]["images"]
+    assert checks["workers"] == "ray" and checks["ray"]["cpus"] == 2.0
+    assert checks["pixel_md5_redecoded"] > 0  # the second Ray pipeline (map_chunks) ran too
+
+
+def test_scan_rows_come_back_in_manifest_order(ray_cluster, demo_classify):
+    from audit.profile.scan import scan_items
+
+    files = sorted(Path(demo_classify.root).rglob("*.png"))[:150]
+    items = [(str(p), None, None, None) for p in files[::-1]] + [(None, "missing_file", None, None)]
+    recs = scan_items(items, max_pixels=10**8, chunk_size=16, engine="ray", progress=False)
+    local = scan_items(items, max_pixels=10**8, chunk_size=16, engine="local", workers=1, progress=False)
+    assert [r["md5"] for r in recs] == [r["md5"] for r in local]
+    assert recs[-1]["error"] == "missing_file" and not recs[-1]["readable"]
+
+
+def test_cli_profile_engine_ray(ray_cluster, demo_classify, tmp_path):
+    from typer.testing import CliRunner
+
+    from audit.cli import app
+    from audit.rundir import RunDir
+
+    r = CliRunner().invoke(app, ["--quiet", "profile", str(demo_classify.table), "--root", str(demo_classify.root),
+                                 "--label", "digit", "--domain", "site", "--out", str(tmp_path / "run"),
+                                 "--engine", "ray", "--workers", "2"])
+    assert r.exit_code == 0, r.output
+    info = RunDir.open(tmp_path / "run").info
+    assert info["config"]["profile"]["engine"] == "ray"
+    assert info["stages"]["profile"]["checks"]["images"]["status"] == "ok"
+
+
+# ---------------------------------------------------------------------------------------------- inference
+def test_inference_ray_equals_local(ray_cluster, demo_classify):
+    from audit.io.tensor_cache import build_cache
+    from audit.train.models import build_model
+    from audit.train.ray_infer import predict_paths
+    from audit.train.trainer import BatchSource, FitConfig, predict
+
+    files = sorted(str(p) for p in Path(demo_classify.root).rglob("*.jpg"))[:200]
+    cache = build_cache([Path(p) for p in files], size=32, key="t", exif=True)
+    ok = np.flatnonzero(cache.ok)
+    assert len(ok) > 150
+    torch.manual_seed(0)
+    model, _ = build_model("small_cnn", 10, task="classify")
+    cfg = FitConfig(task="classify", n_classes=10, epochs=1, batch_size=16, lr=1e-3)
+    src = BatchSource(cache.images, torch.zeros(len(files), dtype=torch.long), torch.device("cpu"))
+    local = predict(model, src, ok, cfg).numpy()
+    remote = predict_paths(model, [files[i] for i in ok], task="classify", size=32, exif=True, batch_size=32,
+                           concurrency=2).numpy()
+    assert remote.shape == local.shape == (len(ok), 10)
+    np.testing.assert_allclose(remote, local, atol=1e-5)
+    assert (remote.argmax(1) == local.argmax(1)).all()
+
+
+def test_inference_segmentation_masks_equal_local(ray_cluster, demo_segment):
+    from audit.io.tensor_cache import build_cache
+    from audit.train.models import build_model
+    from audit.train.ray_infer import predict_paths
+    from audit.train.trainer import BatchSource, FitConfig, predict
+
+    files = sorted(str(p) for p in (Path(demo_segment.root) / "images").rglob("*.png"))[:48]
+    assert files
+    cache = build_cache([Path(p) for p in files], size=32, key="s", exif=False)
+    torch.manual_seed(0)
+    model, _ = build_model("small_unet", 3, task="segment")
+    cfg = FitConfig(task="segment", n_classes=3, epochs=1, batch_size=8, lr=1e-3)
+    src = BatchSource(cache.images, torch.zeros((len(files), 32, 32), dtype=torch.uint8), torch.device("cpu"))
+    idx = np.arange(len(files))
+    local = predict(model, src, idx, cfg)
+    remote = predict_paths(model, files, task="segment", size=32, exif=False, batch_size=16, concurrency=1)
+    assert remote.dtype == torch.uint8 and remote.shape == local.shape
+    assert (remote == local).float().mean() > 0.999  # argmax ties may break differently at float precision
+
+
+# ---------------------------------------------------------------------------------------------- failures
+class _CrashOncePredictor:
+    """An actor that kills its own process on its first batch (marker file absent), then works."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __call__(self, batch: pd.DataFrame) -> list:
+        if not os.path.exists(self.marker):
+            Path(self.marker).write_text("crashed once")
+            os._exit(1)  # a hard kill: no exception, no cleanup, like the OOM killer
+        return [int(v) * 2 for v in batch["v"]]
+
+
+def _crash_once_fn(batch: pd.DataFrame, marker: str) -> list:
+    if not os.path.exists(marker) and 40 <= int(batch["v"].iloc[0]) < 80:
+        Path(marker).write_text("crashed once")
+        os._exit(1)
+    return [int(v) + 1 for v in batch["v"]]
+
+
+def _always_crash(batch: pd.DataFrame) -> list:
+    os._exit(1)
+
+
+def _raises(batch: pd.DataFrame) -> list:
+    raise ValueError("a bug in the batch function")
+
+
+def test_killed_actor_is_restarted_and_no_row_is_lost(ray_cluster, tmp_path):
+    marker = tmp_path / "actor-crashed"
+    frame = pd.DataFrame({"v": np.arange(300)})
+    out = ray_engine.run_ordered(frame, _CrashOncePredictor, what="test", batch_size=25, concurrency=2,
+                                 fn_constructor_kwargs={"marker": str(marker)})
+    assert marker.exists()  # an actor really died mid-run
+    assert out == [2 * v for v in range(300)]
+
+
+def test_killed_task_is_retried_and_no_row_is_lost(ray_cluster, tmp_path):
+    marker = tmp_path / "task-crashed"
+    frame = pd.DataFrame({"v": np.arange(200)})
+    out = ray_engine.run_ordered(frame, _crash_once_fn, what="test", batch_size=20,
+                                 fn_kwargs={"marker": str(marker)})
+    assert marker.exists()
+    assert out == [v + 1 for v in range(200)]
+
+
+def test_worker_that_keeps_dying_is_reported_not_dropped(ray_cluster):
+    frame = pd.DataFrame({"v": np.arange(10)})
+    with pytest.raises(StageError, match=r"ray engine: test failed after retries"):
+        ray_engine.run_ordered(frame, _always_crash, what="test", batch_size=5, max_retries=1)
+
+
+def test_exception_in_batch_code_is_one_clear_error(ray_cluster):
+    frame = pd.DataFrame({"v": np.arange(10)})
+    with pytest.raises(StageError) as e:
+        ray_engine.run_ordered(frame, _raises, what="image scan", batch_size=5)
+    msg = str(e.value)
+    assert "image scan failed" in msg and "a bug in the batch function" in msg and "\n" not in msg
+
+
+def test_blocks_align_with_local_chunks():
+    frame = pd.DataFrame({"v": np.arange(1000)})
+    blocks = ray_engine.block_frames(frame, batch_size=64, parallelism=2)
+    assert sum(len(b) for b in blocks) == 1000
+    assert all(len(b) % 64 == 0 for b in blocks[:-1])
+    assert pd.concat(blocks)["v"].tolist() == list(range(1000))
+
+
+def test_missing_ray_is_a_usage_error(monkeypatch):
+    import builtins
+
+    from audit.errors import UsageError
+
+    real = builtins.__import__
+
+    def fake(name, *a, **k):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError(name)
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+    with pytest.raises(UsageError, match=re.escape("pip install 'imgaudit[ray]'")):
+        ray_engine.init_ray()
