@@ -213,6 +213,22 @@ def make_mask_dataset(root: Path) -> dict[str, str | None]:
     return expected
 
 
+def make_plain_dataset(root: Path, n: int = 200, *, side: int = 32, seed: int = 0) -> Path:
+    """A clean classification table (``root/table.csv``: path, label, site) of ``n`` PNGs in two domains whose
+    label shows in brightness (learnable), for fault tests that need a run to take a moment. Returns the table."""
+    root = Path(root)
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    lines = ["path,label,site"]
+    for i in range(n):
+        lab = i % 2
+        arr = rng.integers(0, 160, (side, side, 3), dtype=np.uint8) + np.uint8(80 * lab)
+        (root / "img" / f"{i:05d}.png").write_bytes(_png(arr))
+        lines.append(f"img/{i:05d}.png,{'ab'[lab]},{'PQ'[(i // 2) % 2]}")
+    (root / "table.csv").write_text("\n".join(lines) + "\n")
+    return root / "table.csv"
+
+
 if __name__ == "__main__":  # pragma: no cover
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "bad_corpus")
     for rel, exp in make_image_corpus(out / "images").items():
