@@ -201,7 +201,7 @@ def fit(model: nn.Module, src: BatchSource, train_idx: np.ndarray, val_idx: np.n
     resumed_from = None
     if ckpt_path is not None and Path(ckpt_path).is_file():
         try:
-            ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+            ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)  # never unpickle code from disk
         except Exception:  # a damaged checkpoint: start the fold again
             ck = None
         if ck and ck.get("hash") == ckpt_hash and not ck.get("done") and ck.get("epoch", -1) + 1 < cfg.epochs:
