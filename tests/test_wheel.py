@@ -51,7 +51,7 @@ def test_installed_wheel_runs_outside_the_checkout(wheel, tmp_path):
     code = (
         "import audit, pathlib; p = pathlib.Path(audit.__file__).parent; print(p);"
         "assert (p / '_dashboards' / 'app.py').is_file()\n"
-        "from audit.dashboard import app_path; print(app_path())"
+        "from audit.dashboard import find_app; print(find_app())"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
