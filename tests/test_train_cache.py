@@ -95,4 +95,8 @@ def test_identity_affine_keeps_the_image():
 def test_device_resolution_and_amp_on_cpu():
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type in ("cpu", "cuda", "mps")
-    assert amp_dtype(torch.device("cpu")) is None  # CPUs train in fp32
+    from audit.io.gpu import cpu_bf16_supported
+
+    # bf16 only where the CPU has native bf16 kernels; never when AMP is off
+    assert amp_dtype(torch.device("cpu")) == (torch.bfloat16 if cpu_bf16_supported() else None)
+    assert amp_dtype(torch.device("cpu"), enabled=False) is None

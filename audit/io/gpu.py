@@ -12,7 +12,8 @@ import torch
 
 from audit.errors import UsageError
 
-__all__ = ["DeviceInfo", "resolve_device", "device_info", "amp_dtype", "decode_jpegs_cuda", "fits_on_device"]
+__all__ = ["DeviceInfo", "resolve_device", "device_info", "amp_dtype", "cpu_bf16_supported", "decode_jpegs_cuda",
+           "fits_on_device"]
 
 _DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -96,6 +97,8 @@ def device_info(device: torch.device) -> DeviceInfo:
         info.memory_gib = round(props.total_memory / 2**30, 1)
         info.capability = f"{props.major}.{props.minor}"
         info.bf16 = bool(torch.cuda.is_bf16_supported())
+    elif device.type == "cpu":
+        info.bf16 = cpu_bf16_supported()
     elif device.type == "mps":
         info.name = "Apple MPS"
     return info
@@ -104,8 +107,9 @@ def device_info(device: torch.device) -> DeviceInfo:
 def amp_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:
     """The autocast dtype to train with, or ``None`` for fp32.
 
-    bf16 on CUDA cards that support it (no loss scaling needed), fp16 on older CUDA cards and on MPS.
-    CPUs stay in fp32: bf16 autocast is slower than fp32 on CPUs without AMX and changes results.
+    bf16 on CUDA cards that support it (no loss scaling needed), fp16 on older CUDA cards and on MPS. On CPUs,
+    bf16 only where oneDNN has native bf16 kernels (AVX512-BF16 / AMX); elsewhere bf16 emulation is slower than
+    fp32, so those CPUs train in fp32.
     """
     if not enabled:
         return None
@@ -113,7 +117,17 @@ def amp_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "mps":
         return torch.float16
+    if device.type == "cpu" and cpu_bf16_supported():
+        return torch.bfloat16
     return None
+
+
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU has native bf16 matrix kernels in oneDNN (AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def fits_on_device(nbytes: int, device: torch.device, *, share: float = 0.3) -> bool:

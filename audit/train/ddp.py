@@ -173,7 +173,7 @@ class DDPExecutor:
         res.best_state = {k.removeprefix("module."): v for k, v in res.best_state.items()}
         if ck is not None and self.is_main and ck.is_file():
             # the finished checkpoint in the same format as a local run's (no DDP "module." prefix)
-            done = torch.load(ck, map_location="cpu", weights_only=False)
+            done = torch.load(ck, map_location="cpu", weights_only=True)
             done["model"] = res.best_state
             done["world_size"] = self.world
             _save_atomic(done, ck)
