@@ -274,6 +274,13 @@ def _overlay(image: str, image_mtime: float, mask: str, mask_mtime: float, size:
     return views.overlay(Path(image), Path(mask), size=size)
 
 
+def under_run_dir(run: RunDir, relpath: object) -> Path:
+    """A path stored in a run's tables (e.g. a predicted mask), refused if it resolves outside the run directory."""
+    from audit.manifest import resolve_path
+
+    return resolve_path(run.path, str(relpath))
+
+
 def overlay_or_note(run: RunDir, image_rel: object, mask_rel: object, *, size: int = 160, mask_under_run: bool = False) -> None:
     """Show an image with its mask blended on top, or one grey line saying why it cannot be shown."""
     if any(v is None or v is pd.NA or (isinstance(v, float) and v != v) for v in (image_rel, mask_rel)):
@@ -281,7 +288,7 @@ def overlay_or_note(run: RunDir, image_rel: object, mask_rel: object, *, size: i
         return
     try:
         img = run.abspath(str(image_rel))
-        mask = (run.path / str(mask_rel)) if mask_under_run else run.abspath(str(mask_rel))
+        mask = under_run_dir(run, mask_rel) if mask_under_run else run.abspath(str(mask_rel))
         st.image(_overlay(str(img), os.stat(img).st_mtime, str(mask), os.stat(mask).st_mtime, size), width=size)
     except AuditError as e:
         st.caption(esc(e))
@@ -297,7 +304,7 @@ def image_or_note(run: RunDir, relpath: object, *, size: int = 160, mask: bool =
         st.caption("no file")
         return
     try:
-        full = (run.path / str(relpath)) if under_run else run.abspath(str(relpath))
+        full = under_run_dir(run, relpath) if under_run else run.abspath(str(relpath))
         st.image(thumb(str(full), os.stat(full).st_mtime, size, mask), width=size)
     except AuditError as e:
         st.caption(esc(e))

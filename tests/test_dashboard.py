@@ -454,3 +454,18 @@ def test_every_page_on_real_demo_runs(real_runs, kind, monkeypatch):
             assert el["image"] >= 6
         elif page == "calibration" and kind == "classify":
             assert el["vega_lite_chart"] >= 1
+
+
+def test_paths_from_run_tables_cannot_leave_the_run_dir(tmp_path):
+    """A predicted-mask path in predictions.parquet is resolved under the run directory, never outside it."""
+    from audit.errors import InputError
+    from audit.rundir import RunDir
+
+    sys.path.insert(0, str(APP.parent))
+    import dashlib
+
+    run = RunDir.create(tmp_path / "r")
+    assert dashlib.under_run_dir(run, "predictions/masks/a.png") == run.path / "predictions/masks/a.png"
+    for bad in ("../../etc/passwd", "/etc/passwd"):
+        with pytest.raises(InputError):
+            dashlib.under_run_dir(run, bad)
