@@ -217,7 +217,9 @@ def run_ordered(
         kw["num_gpus"] = float(num_gpus)
     if is_actor:
         kw["fn_constructor_kwargs"] = dict(fn_constructor_kwargs or {})
-        kw["concurrency"] = concurrency or par
+        size = concurrency or par
+        kw["compute"] = (ray.data.ActorPoolStrategy(min_size=size[0], max_size=size[1]) if isinstance(size, tuple)
+                         else ray.data.ActorPoolStrategy(size=int(size)))
         kw["max_restarts"] = int(max_retries)
         kw["max_task_retries"] = int(max_retries)
         mapper: Any = _ActorBatch
@@ -225,7 +227,8 @@ def run_ordered(
         kw["fn_kwargs"] = {"fn_kwargs": dict(fn_kwargs or {})}
     else:
         if concurrency is not None:
-            kw["concurrency"] = concurrency
+            kw["compute"] = ray.data.TaskPoolStrategy(size=int(concurrency if not isinstance(concurrency, tuple)
+                                                              else concurrency[1]))
         kw["max_retries"] = int(max_retries)
         kw["retry_exceptions"] = False  # our own exceptions would fail again: report, don't loop
         mapper = _task_batch
