@@ -128,6 +128,8 @@ def train_stage(run: RunDir, *, required: bool = False, **kwargs) -> Any:
     ds = run.dataset
     if not required and ds.get("task") == "classify" and not ds.get("classes"):
         return _skip(run, "train", "no label column: give --label to train a classifier", required)
+    if not required and ds.get("task") == "classify" and len(ds.get("classes") or []) < 2:
+        return _skip(run, "train", "the label column holds a single class: nothing to learn", required)
     return _run_stage(run, "train", fn, run, _config(cfg_cls, **kwargs))
 
 

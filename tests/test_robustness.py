@@ -263,6 +263,14 @@ def test_label_column_with_one_class_profiles_then_train_exits_2(tmp_path):
     assert "2 classes" in info["stages"]["train"]["error"]
 
 
+def test_run_with_one_class_skips_training_with_a_reason(tmp_path):
+    t = _table(tmp_path / "d", [(f"i{i}.png", "cat") for i in range(6)])
+    cli("run", t, "--label", "label", "--out", tmp_path / "r", *FAST)
+    info = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert info["stages"]["profile"]["status"] == "ok"
+    assert info["stages"]["train"]["status"] == "skipped" and "single class" in info["stages"]["train"]["reason"]
+
+
 def test_all_files_unreadable_train_exits_2_and_profile_keeps_every_row(tmp_path):
     d = tmp_path / "d"
     d.mkdir()
