@@ -340,3 +340,25 @@ def test_bad_masks_are_excluded_or_normalized_never_lost(mask_run):
         overall = d.loc[d["by"] == "overall", "n"]
         if len(overall) and (d["by"] == "domain").any():
             assert int(d.loc[d["by"] == "domain", "n"].sum()) == int(overall.iloc[0]), (fold, scope, metric)
+
+
+def test_masks_with_non_index_values_are_remapped_not_phantom_classes(tmp_path):
+    d = tmp_path / "seg"
+    d.mkdir()
+    rows = []
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        img = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+        m = np.zeros((16, 16), np.uint8)
+        m[:8] = 100
+        m[12:, :4] = 200
+        Image.fromarray(img).save(d / f"i{i}.png")
+        Image.fromarray(m, mode="L").save(d / f"m{i}.png")
+        rows.append(f"i{i}.png,m{i}.png,{'ab'[i % 2]}\n")
+    (d / "t.csv").write_text("image,mask,site\n" + "".join(rows))
+    seg = ["--epochs", "1", "--model", "small_unet", "--device", "cpu", "--workers", "1"]
+    cli("run", d / "t.csv", "--path-col", "image", "--mask", "mask", "--domain", "site", "--out", tmp_path / "r", *seg)
+    pred = pd.read_parquet(tmp_path / "r" / "predictions.parquet")
+    assert sorted(c for c in pred.columns if c.startswith("inter_")) == ["inter_0", "inter_1", "inter_2"]
+    info = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert "remapped" in json.dumps(info["stages"]["train"])

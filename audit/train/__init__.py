@@ -267,10 +267,22 @@ def _run_training(run: RunDir, config: TrainConfig, on_fold_done: Callable[[str,
     notes: list[str] = []
     if task == "segment":
         if n_classes is None:
-            mx = int(cache.masks[torch.as_tensor(np.flatnonzero(cache.ok))].masked_fill(
-                cache.masks[torch.as_tensor(np.flatnonzero(cache.ok))] == 255, 0).max())
-            n_classes = max(2, mx + 1)
-            classes = [str(i) for i in range(n_classes)]
+            # No class names: the classes are the mask values present (255 = ignore). Values that are not
+            # 0..k-1 (e.g. 0/100/200 masks) are remapped to indices so no phantom classes appear.
+            ok_idx = torch.as_tensor(np.flatnonzero(cache.ok))
+            vals = torch.unique(cache.masks[ok_idx])
+            vals = vals[vals != 255].tolist()
+            if len(vals) > 64:
+                raise InputError(f"the masks hold {len(vals)} distinct values: they do not look like class-index masks; "
+                                 "name the classes with a recipe (datasets/*.toml, [classes])")
+            if vals and vals != list(range(len(vals))):
+                lut = torch.full((256,), 255, dtype=cache.masks.dtype)
+                for i, v in enumerate(vals):
+                    lut[int(v)] = i
+                cache.masks = lut.to(cache.masks.device)[cache.masks.long()]
+                notes.append(f"mask values {vals[:10]} remapped to class indices 0..{len(vals) - 1}")
+            n_classes = max(2, len(vals))
+            classes = [str(v) for v in vals] + [str(i) for i in range(len(vals), n_classes)]
             notes.append(f"segmentation classes not named in run.json: inferred {n_classes} from the masks")
         n_resized = int(cache.mask_resized[cache.ok].sum())
         if n_resized:
