@@ -41,7 +41,11 @@ class _Predictor:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.model.eval()
         self.task, self.size, self.exif, self.channels_last = task, int(size), bool(exif), channels_last
-        self.amp = getattr(torch, amp_dtype) if amp_dtype and self.device.type == "cuda" else None
+        # the training run's autocast choice, re-resolved for this worker's device (bf16 on CUDA and on CPUs with
+        # native bf16 kernels, as in training; fp32 elsewhere)
+        from audit.io.gpu import amp_dtype as resolve_amp
+
+        self.amp = resolve_amp(self.device, enabled=bool(amp_dtype))
 
     def __call__(self, batch: pd.DataFrame) -> list[np.ndarray]:
         from audit.io.tensor_cache import decode_image
@@ -152,11 +156,10 @@ class RayInference:
     def predict(self, model: nn.Module, src: Any, rows: np.ndarray, cfg: Any, *, paths: Sequence[str | Path],
                 ids: Sequence[str] | None = None) -> torch.Tensor:
         """Same result as :func:`audit.train.trainer.predict` on ``rows``, computed by Ray actors from ``paths``."""
-        from audit.integrations.ray_engine import cluster_info, init_ray
+        from audit.integrations.ray_engine import init_ray
 
         if self.cluster is None:
-            init_ray(self.address)
-            self.cluster = cluster_info()
+            self.cluster = init_ray(self.address)
         size = int(src.images.shape[-1])
         out = predict_paths(model, paths, task=cfg.task, size=size, exif=cfg.task == "classify",
                             batch_size=max(2 * int(cfg.batch_size), 1), amp_dtype=cfg.amp_dtype,
@@ -168,5 +171,9 @@ class RayInference:
         return out
 
     def describe(self) -> dict:
-        """What run.json records about the engine."""
+        """What run.json records about the engine (joins or starts the cluster if not done yet)."""
+        from audit.integrations.ray_engine import init_ray
+
+        if self.cluster is None:
+            self.cluster = init_ray(self.address)
         return {"engine": "ray", "inference": "ray actor pool", "training": "local", "cluster": self.cluster}
