@@ -134,7 +134,8 @@ def plain_run(root: Path, model_name: str, size: int, epochs: int, batch: int, w
     return time.perf_counter() - t0, n
 
 
-def our_run(run, rows, model_name: str, size: int, epochs: int, batch: int, workers: int, device) -> tuple[float, int]:
+def our_run(run, rows, model_name: str, size: int, epochs: int, batch: int, workers: int, device,
+            amp: bool = True) -> tuple[float, int]:
     """Decode-once cache + our fit loop, on the same rows. Returns (seconds, images trained)."""
     from audit.io.gpu import amp_dtype
     from audit.io.tensor_cache import build_cache
@@ -150,7 +151,7 @@ def our_run(run, rows, model_name: str, size: int, epochs: int, batch: int, work
     torch.manual_seed(0)
     model, _ = build_model(model_name, len(classes))
     cfg = FitConfig(task="classify", n_classes=len(classes), epochs=epochs, batch_size=batch, lr=1e-3,
-                    amp_dtype=amp_dtype(device))
+                    amp_dtype=amp_dtype(device, amp))
     res = fit(model, src, np.arange(len(rows)), np.arange(0), cfg, seed=0)
     return time.perf_counter() - t0, res.train_images
 
@@ -173,7 +174,7 @@ def main(argv=None) -> None:
 
     os.environ.setdefault("AUDIT_NO_PROGRESS", "1")
     from audit.demo import build_classify
-    from audit.io.gpu import device_info, resolve_device
+    from audit.io.gpu import amp_dtype, device_info, resolve_device
     from audit.manifest import Roles
     from audit.pipeline import ingest
     from audit.readers import ReadOptions
@@ -204,15 +205,21 @@ def main(argv=None) -> None:
     print(f"data: {len(rows)} {src_desc} images trained at {args.image_size} px, model {args.model}, {args.epochs} epochs, "
           f"batch {args.batch_size}, plain DataLoader workers {args.loader_workers}")
 
-    plain_best = ours_best = 0.0
-    print("\n| round | plain img/s | ours img/s | ratio |\n|---|---|---|---|")
+    amp = amp_dtype(device)
+    amp_name = str(amp).replace("torch.", "") if amp else "fp32"
+    plain_best = ours_best = fp32_best = 0.0
+    print(f"\n| round | plain img/s | ours ({amp_name}) img/s | ours forced fp32 img/s | ratio ours / plain |"
+          "\n|---|---|---|---|---|")
     for k in range(args.rounds):
         ts, n = plain_run(folder, args.model, args.image_size, args.epochs, args.batch_size, args.loader_workers, device)
         tp, m = our_run(run, rows, args.model, args.image_size, args.epochs, args.batch_size, args.threads, device)
-        a, b = n / ts, m / tp
-        plain_best, ours_best = max(plain_best, a), max(ours_best, b)
-        print(f"| {k + 1} | {a:,.0f} | {b:,.0f} | {b / a:.2f} |")
-    print(f"| best | {plain_best:,.0f} | {ours_best:,.0f} | **{ours_best / plain_best:.2f}** |")
+        tf, f = our_run(run, rows, args.model, args.image_size, args.epochs, args.batch_size, args.threads, device,
+                        amp=False)
+        a, b, c = n / ts, m / tp, f / tf
+        plain_best, ours_best, fp32_best = max(plain_best, a), max(ours_best, b), max(fp32_best, c)
+        print(f"| {k + 1} | {a:,.0f} | {b:,.0f} | {c:,.0f} | {b / a:.2f} |")
+    print(f"| best | {plain_best:,.0f} | {ours_best:,.0f} | {fp32_best:,.0f} | **{ours_best / plain_best:.2f}** "
+          f"(fp32: {fp32_best / plain_best:.2f}) |")
 
     if args.skip_lodo:
         return
