@@ -30,7 +30,7 @@ import torch
 from audit.errors import InputError, UsageError
 from audit.rundir import RunDir
 
-__all__ = ["TrainConfig", "run_training", "TASKS"]
+__all__ = ["TrainConfig", "run_training", "LocalExecutor", "TASKS"]
 
 TASKS = ("classify", "segment")
 
@@ -146,7 +146,32 @@ def _default_size(spec, side: float | None) -> int:
     return int(min(224, max(64, math.ceil(side / 32) * 32)))
 
 
-def run_training(run: RunDir, config: TrainConfig, *, on_fold_done: Callable[[str, str], None] | None = None) -> None:
+class LocalExecutor:
+    """How folds are executed: in this process. Other engines (``audit.train.ddp.DDPExecutor``) supply the same
+    hooks (``build_cache``, ``fit``, ``predict``, ``describe``, ``is_main``) to shard the work."""
+
+    name = "local"
+    is_main = True
+
+    def describe(self) -> dict:
+        return {"engine": "local"}
+
+    def build_cache(self, build: Callable, *args, **kwargs):
+        return build(*args, **kwargs)
+
+    def fit(self, *args, **kwargs):
+        from audit.train.trainer import fit
+
+        return fit(*args, **kwargs)
+
+    def predict(self, model, src, rows, cfg, **_):
+        from audit.train.trainer import predict
+
+        return predict(model, src, rows, cfg)
+
+
+def run_training(run: RunDir, config: TrainConfig, *, on_fold_done: Callable[[str, str], None] | None = None,
+                 executor: LocalExecutor | None = None) -> None:
     """Train and evaluate per the protocol; write ``RUN/predictions.parquet`` (see docs/formats.md).
 
     Parameters
@@ -157,16 +182,19 @@ def run_training(run: RunDir, config: TrainConfig, *, on_fold_done: Callable[[st
         Settings; see :class:`TrainConfig`.
     on_fold_done
         Called with ``(fold_key, status)`` after each fold (``trained``, ``resumed`` or ``reused``).
+    executor
+        Runs the decode, fit and predict steps (default :class:`LocalExecutor`: this process).
     """
     threads, bench = torch.get_num_threads(), torch.backends.cudnn.benchmark
     try:
-        _run_training(run, config, on_fold_done)
+        _run_training(run, config, on_fold_done, executor or LocalExecutor())
     finally:
         torch.set_num_threads(threads)  # process-wide settings: leave them as found
         torch.backends.cudnn.benchmark = bench
 
 
-def _run_training(run: RunDir, config: TrainConfig, on_fold_done: Callable[[str, str], None] | None) -> None:
+def _run_training(run: RunDir, config: TrainConfig, on_fold_done: Callable[[str, str], None] | None,
+                  ex: LocalExecutor) -> None:
     from audit.io.gpu import amp_dtype, device_info, resolve_device
     from audit.io.tensor_cache import build_cache
     from audit.pipeline import cpu_workers
@@ -175,7 +203,7 @@ def _run_training(run: RunDir, config: TrainConfig, on_fold_done: Callable[[str,
     from audit.train.models import MODELS, build_model, default_model
     from audit.train.predictions import classify_rows, mask_name, save_mask_png, segment_counts, segment_rows
     from audit.train.protocols import make_folds
-    from audit.train.trainer import BatchSource, FitConfig, fit, predict
+    from audit.train.trainer import BatchSource, FitConfig
 
     t_start = time.perf_counter()
     cfg = config
@@ -252,7 +280,7 @@ def _run_training(run: RunDir, config: TrainConfig, on_fold_done: Callable[[str,
     key_src = "\x00".join([fingerprint, task, str(n_classes), *cman["sample_id"].astype(str).tolist()])
     cache_key = hashlib.sha1(key_src.encode()).hexdigest()[:16]
     with Bar(len(cman), "decoding images") as bar:
-        cache = build_cache(img_paths, size=size, key=cache_key, mask_paths=mask_paths, n_classes=n_classes,
+        cache = ex.build_cache(build_cache, img_paths, size=size, key=cache_key, mask_paths=mask_paths, n_classes=n_classes,
                             device=device, cache_dir=run.path / "train" / "cache", workers=workers,
                             exif=task == "classify", progress=bar.advance)
     bad = ~cache.ok
@@ -383,13 +411,13 @@ def _run_training(run: RunDir, config: TrainConfig, on_fold_done: Callable[[str,
             def on_epoch(ep, r, _bar=bar):
                 _bar.advance(1, info=f"val {r.get('val_score', float('nan')):.3f}" if r.get("val_score") is not None else "")
 
-            res = fit(model, src, cache_pos[fold.train_idx], cache_pos[fold.val_idx], fit_cfg, seed=fold.seed,
+            res = ex.fit(model, src, cache_pos[fold.train_idx], cache_pos[fold.val_idx], fit_cfg, seed=fold.seed,
                       ckpt_path=ck_p, ckpt_hash=h, on_epoch=on_epoch)
             bar.advance(fit_cfg.epochs - (res.epochs_run - (res.resumed_from or 0)))
             eval_idx = np.concatenate([fold.val_idx, fold.test_idx]).astype(np.int64)
             roles = ["val"] * len(fold.val_idx) + ["test"] * len(fold.test_idx)
             held = np.concatenate([np.zeros(len(fold.val_idx), bool), fold.held_out])
-            out = predict(model, src, cache_pos[eval_idx], fit_cfg)
+            out = ex.predict(model, src, cache_pos[eval_idx], fit_cfg)
             common = dict(model=model_name, protocol=protocol, fold=fold.name, seed=fold.seed, role=roles,
                           held_out=held, train_domains=fold.train_domains_str, test_domain=dom_all[eval_idx])
             if task == "classify":
@@ -404,7 +432,8 @@ def _run_training(run: RunDir, config: TrainConfig, on_fold_done: Callable[[str,
                         mpaths.append(None)
                         continue
                     rel = mask_name(key, sid)
-                    save_mask_png(out[j].numpy(), run.path / rel)
+                    if ex.is_main:  # other ranks of a distributed run see the run directory read-only
+                        save_mask_png(out[j].numpy(), run.path / rel)
                     mpaths.append(rel)
                 df = segment_rows(ids_all[eval_idx], counts, mpaths, n_classes, **common)
             run.write_table(str(pq_p.relative_to(run.path)), df)
@@ -439,5 +468,5 @@ def _run_training(run: RunDir, config: TrainConfig, on_fold_done: Callable[[str,
         excluded_examples={r: g["sample_id"].head(3).tolist() for r, g in excl_df.groupby("reason")},
         cache={"location": cache.location, "bytes": cache.nbytes, "decode_seconds": round(cache.seconds, 3),
                "reused": cache.reused, "nvjpeg": cache.gpu_decoded},
-        folds=fold_records, notes=notes, n_predictions=int(len(preds)), train_seconds=round(time.perf_counter() - t_start, 3),
+        folds=fold_records, notes=notes, executor=ex.describe(), n_predictions=int(len(preds)), train_seconds=round(time.perf_counter() - t_start, 3),
     )
