@@ -16,7 +16,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Finding", "KINDS", "SEVERITIES", "rank", "make_id"]
+__all__ = ["Finding", "KINDS", "SEVERITIES", "TIERS", "rank", "make_id"]
 
 SEVERITIES = ("critical", "warning", "info")
 KINDS = frozenset(
@@ -94,12 +94,36 @@ class Finding:
         return d
 
 
+# Within a severity, what a model loses outside its data comes first, then data defects that corrupt
+# training or evaluation, then spurious structure, then descriptive imbalance and shift. Scores of different
+# kinds are on different scales (accuracy points, Cramer's V, Cohen's d), so they only order within a tier.
+TIERS: dict[str, int] = {
+    "generalization_gap": 0,
+    "worst_group": 0,
+    "fairness_violation": 0,
+    "group_disparity": 1,
+    "miscalibration": 1,
+    "split_leakage": 1,
+    "group_leakage": 1,
+    "label_conflict": 1,
+    "label_attribute_association": 2,
+    "domain_label_shift": 2,
+    "domain_attribute_association": 2,
+    "shortcut": 2,
+    "unreadable_file": 2,
+    "missing_file": 2,
+    "mask_mismatch": 2,
+    "insufficient_evidence": 9,
+}
+
+
 def rank(findings: list[dict]) -> list[dict]:
-    """Sort findings: severity (critical first), then score (largest first), then id for stability."""
+    """Sort findings: severity (critical first), then tier (see :data:`TIERS`), then score, then id."""
 
     def key(f: dict):
         s = f.get("score")
         s = -float(s) if isinstance(s, (int, float)) and not math.isnan(float(s)) else 0.0
-        return ({"critical": 0, "warning": 1, "info": 2}.get(f.get("severity"), 3), s, str(f.get("id")))
+        sev = {"critical": 0, "warning": 1, "info": 2}.get(f.get("severity"), 3)
+        return (sev, TIERS.get(str(f.get("kind")), 3), s, str(f.get("id")))
 
     return sorted(findings, key=key)

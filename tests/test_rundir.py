@@ -159,3 +159,15 @@ def test_out_path_that_is_a_file_is_a_clear_error(tmp_path):
     f.write_text("x")
     with pytest.raises(RunDirError, match="cannot create run directory"):
         RunDir.create(f / "run")
+
+
+def test_rank_puts_model_harm_before_descriptive_shift_within_a_severity():
+    from audit.findings import rank
+
+    fs = [
+        Finding(kind="covariate_shift", severity="critical", title="shift", score=4.8).to_dict(),
+        Finding(kind="generalization_gap", severity="critical", title="gap", score=0.5).to_dict(),
+        Finding(kind="split_leakage", severity="critical", title="leak", score=8.0).to_dict(),
+        Finding(kind="generalization_gap", severity="warning", title="small gap", score=0.9).to_dict(),
+    ]
+    assert [f["title"] for f in rank(fs)] == ["gap", "leak", "shift", "small gap"]
