@@ -167,6 +167,7 @@ def run_ordered(
     max_retries: int = DEFAULT_MAX_RETRIES,
     parallelism: int | None = None,
     on_done: Callable[[int], None] | None = None,
+    weights: Sequence[int] | None = None,
 ) -> list[Any]:
     """Run ``fn`` over ``frame`` with Ray Data; return its per-row outputs in ``frame``'s order.
 
@@ -194,7 +195,9 @@ def run_ordered(
     parallelism
         Expected workers, to size the blocks (default: the cluster's CPUs).
     on_done
-        Called with the number of rows of each batch that came back.
+        Called with the number of rows of each batch that came back (or the sum of their ``weights``).
+    weights
+        Progress units per row (e.g. the items in a chunk), default 1.
 
     Raises
     ------
@@ -239,6 +242,7 @@ def run_ordered(
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*", category=Warning)
         out_ds = ds.map_batches(mapper, **kw)
 
+    w = np.asarray(weights, dtype=np.int64) if weights is not None else None
     results: list[Any] = [None] * n
     seen = np.zeros(n, dtype=np.int64)
     try:
@@ -248,7 +252,7 @@ def run_ordered(
                 results[i] = pickle.loads(blob)
             np.add.at(seen, idx, 1)
             if on_done:
-                on_done(len(idx))
+                on_done(int(w[idx].sum()) if w is not None else len(idx))
     except Exception as e:
         raise StageError(f"ray engine: {what} failed after retries ({_one_line(e)})") from e
     missing = np.flatnonzero(seen == 0)
@@ -294,14 +298,9 @@ def map_chunks(fn: Callable, chunks: Sequence[Sequence], args: tuple, *, address
     """``[fn(chunk, *args) for chunk in chunks]`` as Ray tasks (one chunk per batch), in order, verified."""
     init_ray(address)
     frame = pd.DataFrame({"chunk": [pickle.dumps(list(c), protocol=pickle.HIGHEST_PROTOCOL) for c in chunks]})
-    sizes = [len(c) for c in chunks]
-
-    def done(k: int, _it=iter(sizes)) -> None:
-        if on_done:
-            on_done(sum(next(_it, 0) for _ in range(k)))
-
-    return run_ordered(frame, _chunk_rows, what=getattr(fn, "__name__", "work"), batch_size=1,
-                       fn_kwargs={"fn": fn, "args": tuple(args)}, max_retries=max_retries, on_done=done)
+    return run_ordered(frame, _chunk_rows, what=getattr(fn, "__name__", "work").strip("_").replace("_", " "),
+                       batch_size=1, fn_kwargs={"fn": fn, "args": tuple(args)}, max_retries=max_retries,
+                       on_done=on_done, weights=[len(c) for c in chunks])
 
 
 # ---------------------------------------------------------------------------------------------- image scan
