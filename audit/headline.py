@@ -167,10 +167,20 @@ def _largest_fairness(fair: pd.DataFrame | None) -> dict | None:
     if fair is None or fair.empty or "metric" not in fair.columns:
         return None
     f = fair[fair["metric"].astype(str).str.endswith("_diff")]
+    # Fairness is about attributes: prefer groupings without the domain (domain gaps have their own headline),
+    # and rank by the interval's lower bound so a 1.0 on two tiny groups with CI [0, 1] does not headline.
+    if "attribute" in f.columns:
+        attrs_only = ~f["attribute"].astype(str).str.contains(r"\bdomain\b", regex=True)
+        if attrs_only.any():
+            f = f[attrs_only]
+    if "scope" in f.columns and (f["scope"].astype(str) == "ood").any():
+        f = f[f["scope"].astype(str) == "ood"]
     f = f.assign(_v=pd.to_numeric(f["value"], errors="coerce")).dropna(subset=["_v"])
     if f.empty:
         return None
-    r = f.sort_values("_v", ascending=False, kind="mergesort").iloc[0]
+    low = pd.to_numeric(f["ci_low"], errors="coerce") if "ci_low" in f.columns else f["_v"]
+    f = f.assign(_lo=low.fillna(f["_v"]))
+    r = f.sort_values(["_lo", "_v"], ascending=False, kind="mergesort").iloc[0]
     return {
         "metric": _str(r.get("metric")),
         "model": _str(r.get("model")),

@@ -213,3 +213,22 @@ def test_per_class_by_group_iou_from_counts():
         s = g == grp
         np.testing.assert_allclose(rep.by_group.loc[grp, ["iou.bg", "iou.a", "iou.b", "iou.c"]].to_numpy(dtype=float),
                                    inter[s].sum(0) / union[s].sum(0), atol=1e-12)
+
+
+def test_true_positive_rates_on_a_handful_of_positives_get_no_verdict():
+    """eop_diff compares TPRs; a TPR from 3 positives per group is left out under min_rate_n (default min_n)."""
+    import numpy as np
+
+    from audit.metrics import fairness_report
+
+    y_true = np.array(["a"] * 97 + ["b"] * 3 + ["a"] * 97 + ["b"] * 3)
+    y_pred = np.array(["a"] * 97 + ["a"] * 3 + ["a"] * 97 + ["b"] * 3)  # b: recall 0 in g1, 1 in g2
+    sens = np.array(["g1"] * 100 + ["g2"] * 100)
+    strict = fairness_report(y_true=y_true, y_pred=y_pred, sensitive=sens, n_boot=0, min_n=30)
+    loose = fairness_report(y_true=y_true, y_pred=y_pred, sensitive=sens, n_boot=0, min_n=30, min_rate_n=1)
+    eop = lambda df: float(df.loc[df["metric"] == "eop_diff", "value"].iloc[0])
+    assert np.isnan(eop(strict))
+    assert eop(loose) == 1.0
+    # the demographic-parity comparison uses the whole group and is unaffected
+    dp = lambda df: float(df.loc[df["metric"] == "dp_diff", "value"].iloc[0])
+    assert dp(strict) == dp(loose) == pytest.approx(0.03)

@@ -56,13 +56,32 @@ def _rates(C: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return sel, tpr, fpr
 
 
+def _masks(ok: np.ndarray, K: int | None = None) -> np.ndarray:
+    """Eligibility ``(3, G, K)`` for (selection rate, TPR, FPR); a ``(G,)`` group mask applies to all three."""
+    if ok.ndim == 1:
+        return np.broadcast_to(ok[None, :, None], (3, ok.shape[0], K if K is not None else 1))
+    return ok
+
+
+def eligibility(C: np.ndarray, ok: np.ndarray, min_rate_n: int) -> np.ndarray:
+    """``(3, G, K)``: a group's rate for a class is judged only on enough samples: selection rate on the group's
+    n (``ok``), TPR on its positives and FPR on its negatives (each at least ``min_rate_n``)."""
+    total = C.sum(axis=(-2, -1))[..., None]
+    row = C.sum(axis=-1)
+    neg = total - row
+    K = C.shape[-1]
+    base = np.broadcast_to(ok[:, None], (ok.shape[0], K))
+    m = max(1, int(min_rate_n))
+    return np.stack([base, base & (row >= m), base & (neg >= m)], axis=0)
+
+
 def _disparities(C: np.ndarray, ok: np.ndarray) -> np.ndarray:
     """``(..., 4, K)``: dp_diff, dp_ratio, eop_diff, eo_diff per class over the eligible groups ``ok``."""
     sel, tpr, fpr = _rates(C)
-    mask = ok[:, None]
-    sel = np.where(mask, sel, np.nan)
-    tpr = np.where(mask, tpr, np.nan)
-    fpr = np.where(mask, fpr, np.nan)
+    m = _masks(ok)
+    sel = np.where(m[0], sel, np.nan)
+    tpr = np.where(m[1], tpr, np.nan)
+    fpr = np.where(m[2], fpr, np.nan)
     g_axis = -2
     smax, smin = _nanmax(np.moveaxis(sel, g_axis, -1)), _nanmin(np.moveaxis(sel, g_axis, -1))
     tdiff = _nanmax(np.moveaxis(tpr, g_axis, -1)) - _nanmin(np.moveaxis(tpr, g_axis, -1))
@@ -87,7 +106,7 @@ def _pair_diffs(C: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 def _extreme_pairs(C: np.ndarray, ok: np.ndarray) -> np.ndarray:
     """For each rate and class, the (argmax, argmin) eligible groups at the point estimate: ``(3, K, 2)``."""
     rates = np.stack(_rates(C), axis=0)  # (3, G, K)
-    r = np.where(ok[None, :, None], rates, np.nan)
+    r = np.where(_masks(ok), rates, np.nan)
     hi = np.where(np.isnan(r), -np.inf, r).argmax(axis=1)
     lo = np.where(np.isnan(r), np.inf, r).argmin(axis=1)
     return np.stack([hi, lo], axis=-1)
@@ -103,6 +122,7 @@ def fairness_report(
     clusters=None,
     n_boot: int = 1000,
     min_n: int = 30,
+    min_rate_n: int | None = None,
     seed: int = 0,
     confidence: float = 0.95,
 ) -> pd.DataFrame:
@@ -124,6 +144,10 @@ def fairness_report(
         Cluster bootstrap settings.
     min_n
         Groups with fewer samples are left out of the comparison (counted in ``n_excluded``).
+    min_rate_n
+        A group's true-positive rate for a class needs at least this many positives of the class, its
+        false-positive rate as many negatives (default: ``min_n``); rates on fewer are left out, so a 1.0 gap
+        between two groups with a handful of positives each never becomes a verdict.
 
     Returns
     -------
@@ -152,19 +176,20 @@ def fairness_report(
     n_g = Cg.sum(axis=(1, 2))
     ok = n_g >= max(1, min_n)
     excluded = int(((n_g > 0) & ~ok).sum())
+    ok = eligibility(Cg, ok, min_n if min_rate_n is None else min_rate_n)  # (3, G, K)
     disp = _disparities(Cg, ok)  # (4, K)
     pairs = _extreme_pairs(Cg, ok)  # (3, K, 2)
     pair_point = _pair_diffs(Cg, pairs)  # (3, K)
     boot = None
     pair_boot = None
-    if n_boot and ok.sum() >= 2:
+    if n_boot and ok[0, :, 0].sum() >= 2:
         def reduce(sums):
             X = sums.reshape(sums.shape[0], G + 1, K, K)[:, :G]
             return np.concatenate([_disparities(X, ok), _pair_diffs(X, pairs)], axis=1)
 
         b = bootstrap_sums(mat, n_boot=n_boot, rng=seed_for(seed, "fairness"), reduce=reduce)
         boot, pair_boot = b[:, :4], b[:, 4:]
-    m_ok = int(ok.sum())
+    m_ok = int(ok[0, :, 0].sum())
     n_pairs = max(1, m_ok * (m_ok - 1) // 2)
     class_idx = [pos] if K == 2 else list(range(K))
     rows = []
@@ -185,7 +210,7 @@ def fairness_report(
                 lo, hi = float(l_[0]), float(h_[0])
                 if not is_ratio:
                     p = float(min(1.0, bootstrap_pvalue(pair_boot[:, rate, k][:, None], pair_point[rate, k : k + 1])[0] * n_pairs))
-            rows.append(_row(by, metric, name, v, lo, hi, int(n_g[ok].sum()), m_ok, excluded, p, pair, d.classes[pos] if K == 2 else None))
+            rows.append(_row(by, metric, name, v, lo, hi, int(n_g[ok[0, :, 0]].sum()), m_ok, excluded, p, pair, d.classes[pos] if K == 2 else None))
         if K > 2:
             for agg in ("macro", "worst"):
                 f = (lambda x: _nanmean(x)) if agg == "macro" else ((lambda x: _nanmin(x)) if is_ratio else (lambda x: _nanmax(x)))
@@ -199,13 +224,13 @@ def fairness_report(
                     ps = [r["p"] for r in rows if r["metric"] == metric and r["class"] not in ("macro", "worst")]
                     ps = [x for x in ps if np.isfinite(x)]
                     p = float(min(1.0, min(ps) * len(ps))) if ps else np.nan  # Bonferroni over classes
-                rows.append(_row(by, metric, agg, v, lo, hi, int(n_g[ok].sum()), m_ok, excluded, p, None, None))
+                rows.append(_row(by, metric, agg, v, lo, hi, int(n_g[ok[0, :, 0]].sum()), m_ok, excluded, p, None, None))
     return pd.DataFrame(rows)
 
 
 def _rates_diff(Cg, ok, r, k) -> float:
     x = np.stack(_rates(Cg), axis=0)[r][:, k]
-    x = x[ok]
+    x = x[_masks(ok, Cg.shape[-1])[r][:, k]]
     x = x[np.isfinite(x)]
     return float(x.max() - x.min()) if len(x) else np.nan
 
