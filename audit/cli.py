@@ -309,12 +309,22 @@ def train(
     workers: WorkersOpt = None,
     engine: EngineOpt = Engine.local,
     ray_address: RayAddrOpt = None,
+    distributed: Annotated[int, typer.Option("--distributed", help="Train with torch DDP in N processes (one per GPU) via torchrun.")] = 0,
 ) -> None:
     """Train and evaluate classifiers or segmenters across held-out domains."""
     from audit import pipeline
     from audit.rundir import RunDir
 
     rd = RunDir.open(run_dir)
+    if distributed:  # docs/scale.md: torchrun -m audit.train.ddp, one process per GPU
+        from audit.train.ddp import train_distributed
+
+        train_distributed(rd.path, distributed, engine=engine.value, task=task.value if task else None, model=model,
+                          protocol=protocol.value, epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
+                          device=device, seeds=seeds, seed=seed, weights=weights, pretrained=pretrained,
+                          compile=compile, balanced=balanced, workers=workers)
+        pipeline.print_summary(rd, stages=["train"], console=_console())
+        return
     pipeline.train_stage(
         rd,
         required=True,

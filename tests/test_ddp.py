@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 import torch
 from conftest import ingest_demo
+from typer.testing import CliRunner
 
+from audit.cli import app
 from audit.train import TrainConfig, run_training
 from audit.train.ddp import ReadOnlyRun, launch, shard_rows
 from audit.train.predictions import COMMON_COLUMNS, validate_predictions
@@ -27,7 +29,8 @@ def _small(run, n=600):
 def ddp_and_local(demo_classify, tmp_path_factory):
     base = tmp_path_factory.mktemp("ddp")
     ddp_run = _small(ingest_demo(demo_classify, base / "ddp"))
-    rc = launch(ddp_run.path, 2, OPTS, timeout=600)
+    r = CliRunner().invoke(app, ["--quiet", "train", str(ddp_run.path), "--distributed", "2", *OPTS])
+    rc = r.exit_code
     local = _small(ingest_demo(demo_classify, base / "local"))
     run_training(local, TrainConfig(model="small_cnn", protocol="split", epochs=2, image_size=32, device="cpu", seed=3))
     return rc, ddp_run, local
@@ -66,6 +69,7 @@ def test_ddp_checkpoints_are_rank_0s_in_the_local_format(ddp_and_local):
     assert not any(k.startswith("module.") for k in state["model"])
 
 
+@pytest.mark.slow
 def test_ddp_rerun_reuses_finished_folds(ddp_and_local):
     _, run, _ = ddp_and_local
     before = pd.read_parquet(run.path / "predictions.parquet")
@@ -94,3 +98,8 @@ def test_read_only_run_drops_writes(classify_run):
     assert (classify_run.path / "run.json").read_text() == before
     assert not (classify_run.path / "predictions.parquet").exists()
     assert len(ro.manifest()) == len(classify_run.manifest())
+
+
+def test_distributed_with_ray_engine_is_a_usage_error(classify_run):
+    r = CliRunner().invoke(app, ["train", str(classify_run.path), "--distributed", "2", "--engine", "ray"])
+    assert r.exit_code == 2 and "--distributed" in r.output

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["DDPExecutor", "ReadOnlyRun", "main", "launch", "shard_rows"]
+__all__ = ["DDPExecutor", "ReadOnlyRun", "main", "launch", "train_distributed", "shard_rows"]
 
 
 def shard_rows(rows: np.ndarray, rank: int, world: int, seed: int) -> np.ndarray:
@@ -217,6 +217,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", type=Path)
     p.add_argument("--pretrained", action="store_true")
     p.add_argument("--balanced", action="store_true")
+    p.add_argument("--compile", action="store_true")
     p.add_argument("--workers", type=int)
     p.add_argument("--timeout", type=float, default=1800, help="seconds a rank waits for the others")
     return p
@@ -256,7 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = TrainConfig(task=args.task, model=args.model, protocol=args.protocol, epochs=args.epochs,
                           batch_size=args.batch_size, lr=args.lr, image_size=args.image_size,
                           device=str(device.type), seeds=args.seeds, seed=args.seed, weights=args.weights,
-                          pretrained=args.pretrained, balanced=args.balanced, workers=args.workers)
+                          pretrained=args.pretrained, balanced=args.balanced, compile=args.compile,
+                          workers=args.workers)
         run = RunDir.open(args.run)
         if ex.is_main:
             run.lock()
@@ -296,6 +298,30 @@ def launch(run_dir: Path | str, nproc: int, options: Sequence[str] = (), *, time
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(nproc))))
     return subprocess.run(cmd, env=env, timeout=timeout, check=False).returncode
+
+
+def train_distributed(run_dir: Path | str, nproc: int, *, engine: str = "local", **flags: Any) -> None:
+    """``audit train RUN --distributed N ...``: :func:`launch` with the train command's flags.
+
+    ``flags`` are :class:`~audit.train.TrainConfig` names (``epochs=2, model="resnet18"``); ``None``/``False``
+    are left out. Raises :class:`~audit.errors.StageError` when torchrun fails.
+    """
+    from audit.errors import StageError, UsageError
+
+    if engine != "local":
+        raise UsageError("--distributed trains and predicts on the DDP ranks; --engine ray is for inference from a "
+                         "single training process: use one of them")
+    known = {a.dest for a in _parser()._actions}
+    opts: list[str] = []
+    for k, v in flags.items():
+        if v is None or v is False or k not in known:
+            continue
+        flag = "--" + k.replace("_", "-")
+        opts += [flag] if v is True else [flag, str(v)]
+    rc = launch(run_dir, nproc, opts)
+    if rc != 0:
+        raise StageError(f"distributed training failed (torchrun exit code {rc}); the ranks' errors are printed above "
+                         f"and the train stage in {Path(run_dir) / 'run.json'}")
 
 
 if __name__ == "__main__":
