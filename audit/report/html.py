@@ -393,12 +393,17 @@ def _generalization(gen: pd.DataFrame | None, transfer: pd.DataFrame | None) -> 
     if gen is None or gen.empty:
         return ""
     rows = []
-    for _, r in gen.iterrows():
-        lab = f"{r.get('model', '')} test {r['test_domain']}"
+    # one chart for the primary metric (the table below has every metric)
+    metric = next((m for m in ("accuracy", "miou") if "metric" in gen.columns and (gen["metric"] == m).any()), None)
+    chart = gen[gen["metric"] == metric] if metric else gen
+    for _, r in chart.iterrows():
+        multi = "model" in chart.columns and chart["model"].nunique() > 1
+        lab = (f"{r.get('model', '')} " if multi else "") + f"held-out {r['test_domain']}"
         rows.append((f"{lab}: in", r["in_domain"], r.get("in_ci_low"), r.get("in_ci_high"), r.get("n_in"), False))
         rows.append((f"{lab}: out", r["out_domain"], r.get("out_ci_low"), r.get("out_ci_high"), r.get("n_out"), "alt"))
-    body = ["<p class='note'>In-domain (test samples of the training domains, blue) vs out-of-domain (the held-out "
-            "domain, grey) with 95% intervals.</p>", svg.interval_chart(rows[: 2 * MAX_GROUPS], lo=0.0, hi=1.0),
+    shown = html.escape(str(metric or "the metric"))
+    body = [f"<p class='note'>{shown}: in-domain (test samples of the training domains, blue) vs out-of-domain (the "
+            "held-out domain, grey) with 95% intervals; the table has every metric.</p>", svg.interval_chart(rows[: 2 * MAX_GROUPS], lo=0.0, hi=1.0),
             table(gen, ["model", "protocol", "fold", "train_domains", "test_domain", "metric", "in_domain", "n_in",
                         "out_domain", "n_out", "gap", "gap_ci_low", "gap_ci_high"])]
     if transfer is not None and len(transfer):
