@@ -40,7 +40,7 @@ import pandas as pd
 
 from audit.errors import StageError, UsageError
 
-__all__ = ["init_ray", "cluster_info", "run_ordered", "map_chunks", "scan_items_ray", "block_frames",
+__all__ = ["init_ray", "check_reachable", "cluster_info", "run_ordered", "map_chunks", "scan_items_ray", "block_frames",
            "DEFAULT_MAX_RETRIES"]
 
 DEFAULT_MAX_RETRIES = 3  # per task / per actor: a crash-looping worker fails the stage instead of spinning forever
@@ -85,9 +85,11 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> dict
         addr = address or os.environ.get("RAY_ADDRESS") or None
         try:
             if addr:
-                ray.init(address=addr, log_to_driver=False)
+                check_reachable(addr)
+                ray.init(address=addr, log_to_driver=False, logging_level=logging.WARNING)
             else:
-                ray.init(num_cpus=int(num_cpus or _usable_cpus()), include_dashboard=False, log_to_driver=False)
+                ray.init(num_cpus=int(num_cpus or _usable_cpus()), include_dashboard=False, log_to_driver=False,
+                         logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as e:
             where = f"the Ray cluster at {addr!r}" if addr else "a local Ray cluster"
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -95,8 +97,28 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> dict
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # our own bar reports progress; Ray's would interleave with it
     ctx.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # one INFO line per pipeline otherwise
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # INFO per pipeline, a warning that bars are off
     return cluster_info()
+
+
+def check_reachable(address: str, *, timeout: float = 5.0) -> None:
+    """Fail fast with a :class:`UsageError` when ``host:port`` of a cluster address does not answer.
+
+    ``ray.init`` itself retries an unreachable address for minutes. ``auto``/``local`` are not probed.
+    """
+    import socket
+
+    rest = address.split("://", 1)[-1].strip().rstrip("/")
+    if rest in ("auto", "local") or ":" not in rest:
+        return
+    host, _, port = rest.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+        raise UsageError(f"cannot reach the Ray cluster at {address!r} ({reason}); check --ray-address / "
+                         "RAY_ADDRESS, or leave both unset to start a local cluster") from None
 
 
 def cluster_info() -> dict:

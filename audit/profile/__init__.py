@@ -145,6 +145,10 @@ def run_profile(run, config: ProfileConfig) -> list[Finding]:
     Per-check status and timings go to ``run.json`` (``stages.profile.checks``); the resolved config to
     ``config.profile``.
     """
+    if config.engine == "ray" and "images" in config.selected():
+        from audit.integrations.ray_engine import init_ray
+
+        init_ray(config.ray_address)  # an unreachable cluster is a usage error (exit 2), not a failed check
     manifest = run.manifest()
     tables, findings, status = profile_frame(
         manifest, root=run.root, config=config, task=run.task, classes=run.classes(), abspath=run.abspath,
