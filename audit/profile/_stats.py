@@ -166,13 +166,22 @@ def bootstrap_tables(a: np.ndarray, b: np.ndarray, na: int, nb: int, clusters: n
     g = int(cl.max()) + 1 if cl.size else 0
     if g == 0:
         return np.zeros((n_boot, na, nb))
+    # Patterns are ordered by their first appearance in row order, never by category codes, so renaming
+    # categories (which permutes the codes) permutes the replicate tables and leaves V exactly unchanged.
     if clusters is None or g == cell.size:
-        patterns = np.eye(ncell, dtype=np.int64)
-        mult = np.bincount(cell, minlength=ncell)
+        uniq, first = np.unique(cell, return_index=True)
+        order = uniq[np.argsort(first, kind="stable")]
+        patterns = np.eye(ncell, dtype=np.int64)[order]
+        mult = np.bincount(cell, minlength=ncell)[order]
     else:
         per = np.zeros((g, ncell), dtype=np.int64)
         np.add.at(per, (cl, cell), 1)
-        patterns, mult = np.unique(per, axis=0, return_counts=True)
+        first_row = np.full(g, cell.size, dtype=np.int64)
+        np.minimum.at(first_row, cl, np.arange(cell.size))
+        per = per[np.argsort(first_row, kind="stable")]  # clusters in order of first appearance
+        patterns, first, mult = np.unique(per, axis=0, return_index=True, return_counts=True)
+        order = np.argsort(first, kind="stable")
+        patterns, mult = patterns[order], mult[order]
     keep = mult > 0
     patterns, mult = patterns[keep], mult[keep]
     out = np.empty((n_boot, ncell))
