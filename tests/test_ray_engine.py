@@ -185,7 +185,7 @@ def test_killed_task_is_retried_and_no_row_is_lost(ray_cluster, tmp_path):
 
 def test_worker_that_keeps_dying_is_reported_not_dropped(ray_cluster):
     frame = pd.DataFrame({"v": np.arange(10)})
-    with pytest.raises(StageError, match=r"ray engine: test failed after retries"):
+    with pytest.raises(StageError, match=r"ray engine: test failed after retries \(WorkerCrashedError: The worker died"):
         ray_engine.run_ordered(frame, _always_crash, what="test", batch_size=5, max_retries=1)
 
 
@@ -220,3 +220,64 @@ def test_missing_ray_is_a_usage_error(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake)
     with pytest.raises(UsageError, match=re.escape("pip install 'imgaudit[ray]'")):
         ray_engine.init_ray()
+
+
+# ---------------------------------------------------------------------------------------------- audit train --engine ray
+def test_train_engine_ray_predictions_equal_local(ray_cluster, demo_classify, tmp_path):
+    from typer.testing import CliRunner
+
+    from audit.cli import app
+    from audit.train import TrainConfig, run_training
+
+    runs = {}
+    for engine in ("local", "ray"):
+        run = ingest_demo(demo_classify, tmp_path / engine)
+        man = run.manifest()
+        run.write_manifest(man.groupby("domain", group_keys=False).head(120).reset_index(drop=True))
+        runs[engine] = run
+    run_training(runs["local"], TrainConfig(model="small_cnn", protocol="split", epochs=1, image_size=32, device="cpu"))
+    r = CliRunner().invoke(app, ["--quiet", "train", str(runs["ray"].path), "--engine", "ray", "--model", "small_cnn",
+                                 "--protocol", "split", "--epochs", "1", "--image-size", "32", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    a = runs["local"].read_table("predictions.parquet")
+    b = runs["ray"].read_table("predictions.parquet")
+    assert list(a.columns) == list(b.columns) and (a.dtypes == b.dtypes).all()
+    probs = [c for c in a.columns if c.startswith("p_")] + ["confidence"]
+    rest = [c for c in a.columns if c not in probs]
+    pd.testing.assert_frame_equal(a[rest], b[rest])  # same rows, same order, same predicted classes
+    np.testing.assert_allclose(a[probs].to_numpy(), b[probs].to_numpy(), atol=1e-5)
+    ex = runs["ray"].info["stages"]["train"]["executor"]
+    assert ex["engine"] == "ray" and ex["cluster"]["cpus"] == 2.0
+
+
+def test_unreachable_cluster_address_fails_fast_with_a_usage_error():
+    import socket
+    import time
+
+    from audit.errors import UsageError
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    t0 = time.perf_counter()
+    with pytest.raises(UsageError, match=r"cannot reach the Ray cluster at '127.0.0.1:\d+'"):
+        ray_engine.check_reachable(f"127.0.0.1:{port}", timeout=2)
+    with pytest.raises(UsageError, match="ray://"):
+        ray_engine.check_reachable(f"ray://127.0.0.1:{port}", timeout=2)
+    assert time.perf_counter() - t0 < 10
+    ray_engine.check_reachable("auto")  # resolved by Ray itself
+
+
+def test_cli_unreachable_cluster_is_exit_2(demo_classify, tmp_path):
+    import socket
+    import subprocess
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{port}"}
+    p = subprocess.run([sys.executable, "-m", "audit", "profile", str(demo_classify.table), "--root",
+                        str(demo_classify.root), "--label", "digit", "--out", str(tmp_path / "run"), "--engine", "ray"],
+                       capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert p.returncode == 2, p.stderr
+    assert "cannot reach the Ray cluster" in p.stderr and "Traceback" not in p.stderr

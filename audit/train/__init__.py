@@ -170,6 +170,17 @@ class LocalExecutor:
         return predict(model, src, rows, cfg)
 
 
+def _default_executor(cfg: TrainConfig):
+    """``--engine ray``: train here, predict through a Ray actor pool (:mod:`audit.train.ray_infer`)."""
+    if cfg.engine == "ray":
+        from audit.train.ray_infer import RayInference
+
+        ex = RayInference(cfg.ray_address)
+        ex.describe()  # join or start the cluster now: a bad address is a usage error before any training
+        return ex
+    return LocalExecutor()
+
+
 def run_training(run: RunDir, config: TrainConfig, *, on_fold_done: Callable[[str, str], None] | None = None,
                  executor: LocalExecutor | None = None) -> None:
     """Train and evaluate per the protocol; write ``RUN/predictions.parquet`` (see docs/formats.md).
@@ -187,7 +198,7 @@ def run_training(run: RunDir, config: TrainConfig, *, on_fold_done: Callable[[st
     """
     threads, bench = torch.get_num_threads(), torch.backends.cudnn.benchmark
     try:
-        _run_training(run, config, on_fold_done, executor or LocalExecutor())
+        _run_training(run, config, on_fold_done, executor or _default_executor(config))
     finally:
         torch.set_num_threads(threads)  # process-wide settings: leave them as found
         torch.backends.cudnn.benchmark = bench
@@ -349,7 +360,7 @@ def _run_training(run: RunDir, config: TrainConfig, on_fold_done: Callable[[str,
         "augment": asdict(fit_cfg.augment), "classes": classes,
     }
     if cfg.engine == "ray":
-        notes.append("engine=ray: training ran in this process (distributing folds over Ray is not implemented)")
+        notes.append("engine=ray: trained in this process, predictions through a Ray actor pool")
     dinfo = device_info(device).as_dict()
     dinfo.update(amp=resolved["amp"], channels_last=True, cache=cache.location, nvjpeg_decoded=cache.gpu_decoded)
     run.update_info(device=dinfo, config={"train": resolved})
@@ -417,7 +428,8 @@ def _run_training(run: RunDir, config: TrainConfig, on_fold_done: Callable[[str,
             eval_idx = np.concatenate([fold.val_idx, fold.test_idx]).astype(np.int64)
             roles = ["val"] * len(fold.val_idx) + ["test"] * len(fold.test_idx)
             held = np.concatenate([np.zeros(len(fold.val_idx), bool), fold.held_out])
-            out = ex.predict(model, src, cache_pos[eval_idx], fit_cfg)
+            out = ex.predict(model, src, cache_pos[eval_idx], fit_cfg, ids=ids_all[eval_idx],
+                             paths=[img_paths[i] for i in cache_pos[eval_idx]])  # Ray workers read the files
             common = dict(model=model_name, protocol=protocol, fold=fold.name, seed=fold.seed, role=roles,
                           held_out=held, train_domains=fold.train_domains_str, test_domain=dom_all[eval_idx])
             if task == "classify":
