@@ -152,10 +152,14 @@ class DDPExecutor:
     def fit(self, model: nn.Module, src: Any, train_idx: np.ndarray, val_idx: np.ndarray, cfg: Any, *, seed: int,
             ckpt_path: Path | None = None, ckpt_hash: str = "", on_epoch: Callable | None = None) -> Any:
         """:func:`audit.train.trainer.fit` on this rank's shard, the model wrapped in DDP."""
+        import torch.distributed as dist
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         from audit.train.trainer import _save_atomic, fit
 
+        if not dist.is_initialized():  # a single process started without torchrun: a plain local fit
+            return fit(model, src, train_idx, val_idx, cfg, seed=seed, ckpt_path=ckpt_path, ckpt_hash=ckpt_hash,
+                       on_epoch=on_epoch)
         ck = self._rank_ckpt(ckpt_path)
         # resume only when every rank stopped after the same epoch (else the ranks would take different step counts)
         epochs = self._all_gather(self._resume_epoch(ck, ckpt_hash))
