@@ -103,3 +103,10 @@ def test_read_only_run_drops_writes(classify_run):
 def test_distributed_with_ray_engine_is_a_usage_error(classify_run):
     r = CliRunner().invoke(app, ["train", str(classify_run.path), "--distributed", "2", "--engine", "ray"])
     assert r.exit_code == 2 and "--distributed" in r.output
+
+
+def test_distributed_bad_settings_fail_before_starting_processes(classify_run):
+    r = CliRunner().invoke(app, ["train", str(classify_run.path), "--distributed", "2", "--model", "resnet_18"])
+    assert r.exit_code == 2 and "unknown --model" in r.output
+    r = CliRunner().invoke(app, ["train", str(classify_run.path), "--distributed", "2", "--epochs", "0"])
+    assert r.exit_code == 2 and "--epochs" in r.output

@@ -304,6 +304,22 @@ def launch(run_dir: Path | str, nproc: int, options: Sequence[str] = (), *, time
     return subprocess.run(cmd, env=env, timeout=timeout, check=False).returncode
 
 
+def _preflight(run_dir: Path | str, flags: dict) -> None:
+    """The settings checks every rank would fail on, done once before starting processes (exit code 2)."""
+    import dataclasses
+
+    from audit.rundir import RunDir
+    from audit.train import TrainConfig, _validate
+    from audit.train.models import MODELS, build_model
+
+    run = RunDir.open(run_dir)
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in flags.items() if k in names and v is not None})
+    _validate(cfg, cfg.task or run.task)
+    if cfg.model and cfg.model not in MODELS:
+        build_model(cfg.model, 2)  # raises the UsageError with the closest names
+
+
 def train_distributed(run_dir: Path | str, nproc: int, *, engine: str = "local", **flags: Any) -> None:
     """``audit train RUN --distributed N ...``: :func:`launch` with the train command's flags.
 
@@ -315,6 +331,7 @@ def train_distributed(run_dir: Path | str, nproc: int, *, engine: str = "local",
     if engine != "local":
         raise UsageError("--distributed trains and predicts on the DDP ranks; --engine ray is for inference from a "
                          "single training process: use one of them")
+    _preflight(run_dir, flags)
     known = {a.dest for a in _parser()._actions}
     opts: list[str] = []
     for k, v in flags.items():
