@@ -309,3 +309,15 @@ def test_own_predictions_pass_validation(classify_trained):
     out = validate_predictions(p, classify_trained.manifest(), classify_trained.classes())
     assert len(out) == len(p)
     assert (out[p.columns].astype(str).to_numpy() == p.astype(str).to_numpy()).all()
+
+
+def test_second_protocol_adds_to_predictions_and_retraining_replaces_its_own(demo_classify, tmp_path):
+    run = _small_run(demo_classify, tmp_path / "r")
+    run_training(run, TrainConfig(epochs=1, image_size=16, protocol="split", device="cpu"))
+    n_split = len(pd.read_parquet(run.path / "predictions.parquet"))
+    run_training(run, TrainConfig(epochs=1, image_size=16, protocol="lodo", device="cpu"))
+    p = pd.read_parquet(run.path / "predictions.parquet")
+    assert set(p["protocol"]) == {"split", "lodo"} and (p["protocol"] == "split").sum() == n_split
+    run_training(run, TrainConfig(epochs=1, image_size=16, protocol="lodo", device="cpu"))
+    again = pd.read_parquet(run.path / "predictions.parquet")
+    assert len(again) == len(p)  # the lodo rows were replaced, not appended twice

@@ -468,6 +468,12 @@ def _run_training(run: RunDir, config: TrainConfig, on_fold_done: Callable[[str,
     if not frames:
         raise InputError("no fold could be trained (every fold lacked training samples); see run.json stages.train")
     preds = pd.concat(frames, ignore_index=True)
+    # Several models / protocols can live in one run: replace only this (model, protocol)'s rows.
+    prev = run.read_table("predictions.parquet", required=False)
+    if prev is not None and {"model", "protocol"} <= set(prev.columns) and len(prev):
+        other = prev[~((prev["model"].astype(str) == str(model_name)) & (prev["protocol"].astype(str) == str(protocol)))]
+        if len(other):
+            preds = pd.concat([other, preds], ignore_index=True)
     run.write_table("predictions.parquet", preds)
     excl = reasons.dropna()
     excl_df = pd.DataFrame({"sample_id": man.loc[excl.index, "sample_id"].astype("string").to_numpy(),
