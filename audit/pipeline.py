@@ -278,17 +278,32 @@ def print_summary(run: RunDir, *, stages: list[str] | None = None, console=None,
     console.print("next: " + escape(_next_step(run)))
 
 
+def audit_command() -> str:
+    """How the user should type ``audit``: plain when it is on PATH, else the path of this environment's script
+    (e.g. ``.venv/bin/audit`` after ``make demo`` without an activated venv)."""
+    import shutil
+    import sys
+
+    script = Path(sys.prefix) / "bin" / "audit"
+    found = shutil.which("audit")
+    if not script.exists() or (found and Path(found).resolve() == script.resolve()):
+        return "audit"
+    rel = os.path.relpath(script)
+    return rel if not rel.startswith("..") else str(script)
+
+
 def _next_step(run: RunDir) -> str:
     p = str(run.path)
+    a = audit_command()
     if not run.finished("profile"):
-        return f"audit profile DATA --out {p}"
+        return f"{a} profile DATA --out {p}"
     if not run.has("predictions.parquet") and run.dataset.get("classes"):
-        return f"audit train {p}   (then audit metrics {p}; or explore now: audit dashboard {p})"
+        return f"{a} train {p}   (then {a} metrics {p}; or explore now: {a} dashboard {p})"
     if run.has("predictions.parquet") and not run.finished("metrics"):
-        return f"audit metrics {p}"
+        return f"{a} metrics {p}"
     if not run.has("report.html"):
-        return f"audit report {p}   or   audit dashboard {p}"
-    return f"audit dashboard {p}   (or open {p}/report.html; gate CI with audit init-policy {p})"
+        return f"{a} report {p}   or   {a} dashboard {p}"
+    return f"{a} dashboard {p}   (or open {p}/report.html; gate CI with {a} init-policy {p})"
 
 
 def print_demo_done(runs: list[RunDir], console=None) -> None:
@@ -302,7 +317,7 @@ def print_demo_done(runs: list[RunDir], console=None) -> None:
     if runs:
         parent = runs[0].path.parent
         console.print(f"[bold green]demo done.[/] results: {escape(str(parent))}/")
-        console.print(f"open the dashboard:  [bold]audit dashboard {escape(str(runs[0].path))}[/]")
+        console.print(f"open the dashboard:  [bold]{escape(audit_command())} dashboard {escape(str(runs[0].path))}[/]")
         if any(r.has("report.html") for r in runs):
             console.print(f"or the static report: {escape(str(runs[0].path / 'report.html'))}")
 
