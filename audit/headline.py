@@ -78,7 +78,7 @@ def _str(v: Any) -> str | None:
     return str(v)
 
 
-def _prefer(df: pd.DataFrame, col: str, order: tuple[str, ...]) -> pd.DataFrame:
+def prefer(df: pd.DataFrame, col: str, order: tuple[str, ...] | list[str]) -> pd.DataFrame:
     """Keep the rows of the most preferred value of ``col`` present (all rows if the column is absent)."""
     if col not in df.columns or df.empty:
         return df
@@ -97,8 +97,8 @@ def _worst_group(groups: pd.DataFrame, task: str) -> tuple[dict | None, dict | N
     if metric is None:
         return None, None, 0
     g = groups[groups["metric"].astype(str) == metric]
-    g = _prefer(g, "fold", ("all",))
-    g = _prefer(g, "scope", SCOPE_PREFERENCE)
+    g = prefer(g, "fold", ("all",))
+    g = prefer(g, "scope", SCOPE_PREFERENCE)
     status = g["status"].astype(str) if "status" in g.columns else pd.Series("ok", index=g.index)
     n_insufficient = int((status == "insufficient_evidence").sum())
     by = g["by"].astype(str) if "by" in g.columns else pd.Series("overall", index=g.index)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from audit.check.policy import Policy, PolicyError, Rule
 from audit.errors import AuditError
-from audit.headline import SCOPE_PREFERENCE, primary_metric
+from audit.headline import SCOPE_PREFERENCE, prefer, primary_metric
 from audit.rundir import RunDir
 
 __all__ = ["RuleResult", "Item", "Context", "evaluate", "EVALUATORS", "fmt"]
@@ -232,23 +232,13 @@ def _choose(df: pd.DataFrame, col: str, wanted, rule: Rule, ctx: Context, key: s
     return df[df[col].astype(str).isin(wanted)]
 
 
-def _prefer(df: pd.DataFrame, col: str, order) -> pd.DataFrame:
-    if col not in df.columns or df.empty:
-        return df
-    present = set(df[col].dropna().astype(str))
-    for v in order:
-        if v in present:
-            return df[df[col].astype(str) == v]
-    return df
-
-
 def _model_sel(df: pd.DataFrame, rule: Rule, ctx: Context, *, fold_default: bool = True) -> pd.DataFrame:
     df = _choose(df, "model", rule.params.get("model"), rule, ctx, "model")
     df = _choose(df, "protocol", rule.params.get("protocol"), rule, ctx, "protocol")
     if rule.params.get("fold") is not None:
         df = _choose(df, "fold", rule.params["fold"], rule, ctx, "fold")
     elif fold_default:
-        df = _prefer(df, "fold", ("all",))
+        df = prefer(df, "fold", ("all",))
     return df
 
 
@@ -290,7 +280,7 @@ def _group_rows(rule: Rule, ctx: Context, *, base: bool = False) -> tuple[pd.Dat
     g = _choose(g, "metric", metric, rule, ctx, "metric")
     g = _model_sel(g, rule, ctx)
     scope = rule.params.get("scope")
-    g = _choose(g, "scope", scope, rule, ctx, "scope") if scope else _prefer(g, "scope", SCOPE_PREFERENCE)
+    g = _choose(g, "scope", scope, rule, ctx, "scope") if scope else prefer(g, "scope", SCOPE_PREFERENCE)
     by = rule.params.get("by")
     if by is not None:
         g = _choose(g, "by", by, rule, ctx, "by")
@@ -329,11 +319,11 @@ def eval_fairness(rule: Rule, ctx: Context) -> RuleResult:
     f = _model_sel(f, rule, ctx)
     f = _choose(f, "attribute", rule.params.get("attribute"), rule, ctx, "attribute")
     scope = rule.params.get("scope")
-    f = _choose(f, "scope", scope, rule, ctx, "scope") if scope else _prefer(f, "scope", SCOPE_PREFERENCE)
+    f = _choose(f, "scope", scope, rule, ctx, "scope") if scope else prefer(f, "scope", SCOPE_PREFERENCE)
     if rule.params.get("class") is not None:
         f = _choose(f, "class", rule.params["class"], rule, ctx, "class")
     else:  # the summary row over classes; per-class rows only when there is none
-        f = _prefer(f, "class", ("worst", "binary"))
+        f = prefer(f, "class", ("worst", "binary"))
     items = []
     for _, r in f.iterrows():
         compared, point, ci = _bounded(r, rule)

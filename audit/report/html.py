@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit.headline import SCOPE_PREFERENCE, headline, primary_metric, read_optional
+from audit.headline import SCOPE_PREFERENCE, headline, prefer, primary_metric, read_optional
 from audit.report import svg
 from audit.rundir import RunDir
 
@@ -106,17 +106,6 @@ def table(df: pd.DataFrame | None, cols: list[str] | None = None, *, limit: int 
     if len(df) > limit:
         out.append(f'<p class="note">showing {limit} of {len(df):,} rows (all rows are in the run directory)</p>')
     return "".join(out)
-
-
-def _prefer(df: pd.DataFrame, col: str, order) -> pd.DataFrame:
-    """Rows of the first value of ``order`` present in ``col`` (all rows when the column is absent)."""
-    if col not in df.columns or df.empty:
-        return df
-    present = set(df[col].dropna().astype(str))
-    for v in order:
-        if v in present:
-            return df[df[col].astype(str) == v]
-    return df
 
 
 def section(sid: str, title: str, body: str) -> str:
@@ -381,7 +370,7 @@ def _group_metrics(groups: pd.DataFrame | None, task: str) -> str:
                 rows = [(str(r["group"]), r["value"], r["ci_low"], r["ci_high"], r["n"],
                          str(r.get("status", "ok")) != "ok") for _, r in gb.head(MAX_GROUPS).iterrows()]
                 body.append(f"<p><b>{e(by)}</b></p>" + svg.interval_chart(rows, lo=0.0, hi=1.0, ref=ref))
-    other = _prefer(groups[groups["metric"] != metric], "fold", ("all",))
+    other = prefer(groups[groups["metric"] != metric], "fold", ("all",))
     if len(other):
         o = other[other["by"] == "overall"] if (other["by"] == "overall").any() else other
         body.append("<h3>Other metrics (overall)</h3>" + table(o, ["model", "protocol", "scope", "metric", "value",
@@ -417,9 +406,9 @@ def _fairness(fair: pd.DataFrame | None) -> str:
     if fair is None or fair.empty:
         return ""
     body = []
-    fair = _prefer(_prefer(fair, "fold", ("all",)), "scope", SCOPE_PREFERENCE)
+    fair = prefer(prefer(fair, "fold", ("all",)), "scope", SCOPE_PREFERENCE)
     for metric, f in fair.groupby("metric", sort=False):
-        f = _prefer(f, "class", ("worst", "binary")).sort_values("value", ascending=False)
+        f = prefer(f, "class", ("worst", "binary")).sort_values("value", ascending=False)
         rows = [(f"{r['attribute']} ({r.get('class', '')})", r["value"], r["ci_low"], r["ci_high"], r["n"], False)
                 for _, r in f.head(MAX_GROUPS).iterrows()]
         lo = 0.0 if not metric.endswith("ratio") else None
@@ -435,12 +424,12 @@ def _calibration(cal: pd.DataFrame | None, groups: pd.DataFrame | None) -> str:
     body = []
     if groups is not None and "metric" in groups.columns:
         ece = groups[(groups["metric"] == "ece") & (groups["by"] == "overall")]
-        ece = _prefer(ece, "fold", ("all",))
+        ece = prefer(ece, "fold", ("all",))
         if len(ece):
             body.append(table(ece, ["model", "protocol", "scope", "value", "ci_low", "ci_high", "n"],
                               headers={"value": "ECE"}))
     c = cal[cal["by"] == "overall"] if "by" in cal.columns and (cal["by"] == "overall").any() else cal
-    c = _prefer(_prefer(c, "fold", ("all",)), "scope", SCOPE_PREFERENCE)  # one curve per model, pooled folds
+    c = prefer(prefer(c, "fold", ("all",)), "scope", SCOPE_PREFERENCE)  # one curve per model, pooled folds
     charts = []
     for key, g in list(c.groupby(["model", "protocol"], sort=False))[:4]:
         g = g.sort_values("bin")
