@@ -22,7 +22,7 @@ import pandas as pd
 from audit.errors import AuditError
 from audit.rundir import RunDir
 
-__all__ = ["headline", "primary_metric", "read_optional", "PRIMARY_METRICS", "SCOPE_PREFERENCE"]
+__all__ = ["headline", "prefer", "primary_metric", "read_optional", "PRIMARY_METRICS", "SCOPE_PREFERENCE"]
 
 # The metric a headline talks about, by task, in order of preference (names compared case-insensitively).
 PRIMARY_METRICS: dict[str, tuple[str, ...]] = {
