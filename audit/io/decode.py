@@ -21,7 +21,7 @@ import hashlib
 import io
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -554,3 +554,29 @@ def scan_mask(path: str | os.PathLike | None, *, n_classes: int | None = None, i
     if errors:
         rec["mask_error"] = errors[0] if len(errors) == 1 else ",".join(errors)
     return rec
+
+
+# ----------------------------------------------------------------------------------------------- workers
+def worker_init() -> None:
+    try:  # one BLAS/OpenMP thread per worker process: the parallelism is the processes
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except Exception:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        pass
+
+
+def scan_chunk(items: Sequence[tuple], max_pixels: int, n_classes: int | None, pixel_md5: bool) -> list[dict]:
+    """Worker: scan a chunk of ``(path, error, mask_path, mask_error)`` items."""
+    recs = scan_images([(p, e) for p, e, _, _ in items], max_pixels=max_pixels, pixel_md5=pixel_md5)
+    for rec, (_, _, mp, me) in zip(recs, items, strict=True):
+        if mp is not None or me is not None:
+            size = (rec["width"], rec["height"]) if rec["readable"] else None
+            if size is not None and rec["exif_orientation"] in (5, 6, 7, 8):
+                size = (rec["height"], rec["width"])  # masks follow the displayed orientation
+            rec.update(scan_mask(mp, n_classes=n_classes, image_size=size, max_pixels=max_pixels, error=me))
+    return recs
+
+
+def pixel_md5_chunk(paths: Sequence[str], max_pixels: int) -> list[str | None]:
+    return [pixel_md5_of(p, max_pixels=max_pixels) for p in paths]

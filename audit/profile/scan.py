@@ -40,29 +40,11 @@ _DTYPES = {
 }
 
 
-def _worker_init() -> None:
-    try:  # one BLAS/OpenMP thread per worker process: the parallelism is the processes
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-    except Exception:  # pragma: no cover - threadpoolctl ships with scikit-learn
-        pass
-
-
-def _scan_chunk(items: Sequence[tuple], max_pixels: int, n_classes: int | None, pixel_md5: bool) -> list[dict]:
-    """Worker: scan a chunk of ``(path, error, mask_path, mask_error)`` items."""
-    recs = decode.scan_images([(p, e) for p, e, _, _ in items], max_pixels=max_pixels, pixel_md5=pixel_md5)
-    for rec, (_, _, mp, me) in zip(recs, items, strict=True):
-        if mp is not None or me is not None:
-            size = (rec["width"], rec["height"]) if rec["readable"] else None
-            if size is not None and rec["exif_orientation"] in (5, 6, 7, 8):
-                size = (rec["height"], rec["width"])  # masks follow the displayed orientation
-            rec.update(decode.scan_mask(mp, n_classes=n_classes, image_size=size, max_pixels=max_pixels, error=me))
-    return recs
-
-
-def _pixel_md5_chunk(paths: Sequence[str], max_pixels: int) -> list[str | None]:
-    return [decode.pixel_md5_of(p, max_pixels=max_pixels) for p in paths]
+# The worker functions live in audit.io.decode, which imports only numpy and PIL: a worker process unpickles
+# them without importing audit.profile (pandas, scipy, scikit-learn: ~1 s per worker on a small machine).
+_worker_init = decode.worker_init
+_scan_chunk = decode.scan_chunk
+_pixel_md5_chunk = decode.pixel_md5_chunk
 
 
 def parallel_map(fn: Callable, chunks: Sequence[Sequence], args: tuple, *, workers: int, engine: str = "local",
