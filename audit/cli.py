@@ -212,6 +212,15 @@ def profile(
     workers: WorkersOpt = None,
     engine: EngineOpt = Engine.local,
     ray_address: RayAddrOpt = None,
+    checks: Annotated[
+        Optional[list[str]], typer.Option("--check", help="Run only this check (repeatable; default: all).")
+    ] = None,
+    near_radius: Annotated[int, typer.Option("--near-radius", help="Hamming radius (of 64 bits) for near duplicates.")] = 6,
+    depth: Annotated[int, typer.Option("--depth", help="Deepest intersection in the distribution table.")] = 3,
+    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for intervals.")] = 1000,
+    max_pixels: Annotated[
+        int, typer.Option("--max-pixels", help="Images with more pixels are refused undecoded (decompression bombs).")
+    ] = 89_478_485,
 ) -> None:
     """Profile a dataset: imbalance, associations, shifts, duplicates, leakage, broken files, shortcuts."""
     from audit import pipeline
@@ -223,7 +232,9 @@ def profile(
     )
     run = pipeline.ingest(data, out=out, format=format, options=opts, seed=seed)
     pipeline.profile_stage(
-        run, min_n=min_n, seed=seed, workers=workers, engine=engine.value, ray_address=ray_address, required=True
+        run, min_n=min_n, seed=seed, workers=workers, engine=engine.value, ray_address=ray_address, required=True,
+        checks=list(checks) if checks else None, near_radius=near_radius, depth=depth, n_boot=n_boot,
+        max_pixels=max_pixels,
     )
     pipeline.print_summary(run, stages=["profile"], console=_console())
 

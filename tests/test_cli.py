@@ -79,3 +79,16 @@ def test_profile_on_a_folder_writes_a_manifest(demo_classify, tmp_path):
     p = _audit("profile", str(demo_classify.root / "images"), "--out", str(tmp_path / "r"), "--quiet")
     assert (tmp_path / "r" / "manifest.parquet").exists(), p.stderr
     assert (tmp_path / "r" / "run.json").exists()
+
+
+def test_profile_check_selection_and_unknown_check(demo_classify, tmp_path):
+    import json
+
+    base = ["profile", str(demo_classify.table), "--path-col", "path", "--label", "digit", "--domain", "site"]
+    p = _audit(*base, "--check", "distribution", "--n-boot", "50", "--out", str(tmp_path / "r"), "--quiet")
+    assert p.returncode == 0, p.stderr
+    checks = json.loads((tmp_path / "r" / "run.json").read_text())["stages"]["profile"]["checks"]
+    assert set(checks) == {"distribution"}
+    assert (tmp_path / "r" / "profile" / "distribution.parquet").exists()
+    p = _audit(*base, "--check", "nope", "--out", str(tmp_path / "r2"))
+    assert p.returncode == 2 and "unknown profile check 'nope'" in p.stderr
