@@ -43,6 +43,8 @@ def ingest(source, *, out: Path, format: str = "auto", options=None, seed: int =
     options = options or ReadOptions()
     result = read_dataset(source, format=format, options=options)
     run = RunDir.create(out, command=command or argv(), config={"seed": seed}, lock=True)
+    new_fp = fingerprint(result.manifest, result.root)
+    cleared = _clear_if_dataset_changed(run, new_fp)
     with run.stage("manifest") as st:
         df = result.manifest
         run.write_manifest(df)
@@ -58,14 +60,46 @@ def ingest(source, *, out: Path, format: str = "auto", options=None, seed: int =
             "columns": [str(c) for c in df.columns],
             "task": result.task,
             "classes": classes or [],
-            "fingerprint": fingerprint(df, result.root),
+            "fingerprint": new_fp,
             "allow_outside_root": bool(options.allow_outside_root),
-            "notes": list(result.notes),
+            "notes": list(result.notes) + (
+                [f"the dataset changed since this run directory was last used: cleared {', '.join(cleared)}"]
+                if cleared else []
+            ),
             **result.extra,
         }
         run.update_info(dataset=dataset, seed=seed)
         st["n"] = int(len(df))
     return run
+
+
+# Outputs derived from the manifest: stale once the dataset changes (training checkpoints under train/ are keyed
+# by the fingerprint already and are left alone).
+_DERIVED = ("profile", "predictions.parquet", "predictions", "metrics", "findings.json", "report.html", "summary.md",
+            "check")
+
+
+def _clear_if_dataset_changed(run: RunDir, new_fp: str) -> list[str]:
+    """Remove derived outputs of an earlier, different dataset so no stage mixes old and new results."""
+    import shutil
+
+    old_fp = run.dataset.get("fingerprint")
+    if not old_fp or old_fp == new_fp:
+        return []
+    cleared = []
+    for name in _DERIVED:
+        p = run.path / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+        else:
+            continue
+        cleared.append(name)
+    stages = {k: v for k, v in run.info.get("stages", {}).items() if k == "manifest"}
+    run.update_info(stages=None)
+    run.update_info(stages=stages)
+    return cleared
 
 
 def _natural_key(s: str):

@@ -171,3 +171,32 @@ def test_rank_puts_model_harm_before_descriptive_shift_within_a_severity():
         Finding(kind="generalization_gap", severity="warning", title="small gap", score=0.9).to_dict(),
     ]
     assert [f["title"] for f in rank(fs)] == ["gap", "leak", "shift", "small gap"]
+
+
+def test_reingesting_a_changed_dataset_clears_stale_outputs(tmp_path):
+    from PIL import Image
+
+    from audit.manifest import Roles
+    from audit.pipeline import ingest
+    from audit.readers import ReadOptions
+
+    d = tmp_path / "d"
+    d.mkdir()
+    for i in range(4):
+        Image.new("RGB", (4, 4), (i, 0, 0)).save(d / f"{i}.png")
+    (d / "t.csv").write_text("path,label\n0.png,a\n1.png,b\n2.png,a\n3.png,b\n")
+    opts = ReadOptions(roles=Roles(filepath="path", label="label"))
+    run = ingest(d / "t.csv", out=tmp_path / "r", options=opts, command=["audit", "x"])
+    run.write_table("profile/images.parquet", pd.DataFrame({"sample_id": ["0.png"]}))
+    run.write_json("findings.json", [])
+    run.mark_stage("profile", "ok")
+    run.unlock()
+    same = ingest(d / "t.csv", out=tmp_path / "r", options=opts, command=["audit", "x"])  # same data: kept
+    assert (same.path / "profile" / "images.parquet").exists() and same.finished("profile")
+    same.unlock()
+    (d / "t.csv").write_text("path,label\n0.png,a\n1.png,b\n2.png,b\n")
+    new = ingest(d / "t.csv", out=tmp_path / "r", options=opts, command=["audit", "x"])
+    assert not (new.path / "profile").exists() and not (new.path / "findings.json").exists()
+    assert set(new.info["stages"]) == {"manifest"}
+    assert any("dataset changed" in n for n in new.dataset["notes"])
+    new.unlock()
