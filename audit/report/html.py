@@ -19,6 +19,7 @@ import pandas as pd
 
 from audit.headline import SCOPE_PREFERENCE, headline, prefer, primary_metric, read_optional
 from audit.report import svg
+from audit.report.markdown import fmt_num
 from audit.rundir import RunDir
 
 __all__ = ["render_html", "MAX_ROWS", "MAX_THUMBS", "MAX_GROUPS"]
@@ -63,17 +64,8 @@ def e(v: Any) -> str:
 
 
 def num(v: Any, d: int = 3) -> str:
-    if v is None or v is pd.NA:
-        return "n/a"
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return e(v)
-    if math.isnan(f):
-        return "n/a"
-    if f.is_integer():
-        return f"{int(f):,}"
-    return f"{f:.{d}f}"
+    """A number as the Markdown summary writes it (:func:`~audit.report.markdown.fmt_num`), escaped for HTML."""
+    return "n/a" if v is pd.NA else e(fmt_num(v, d))
 
 
 def ci(lo: Any, hi: Any) -> str:
