@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 export RAY_USAGE_STATS_ENABLED := 0
 export FIFTYONE_DO_NOT_TRACK := true
 
-.PHONY: demo test install install-dev system-deps lint bench clean help
+.PHONY: demo test install install-dev system-deps lint bench gpu-check clean help
 
 help:
 	@echo "make demo   - install into $(VENV) and run the full audit on the bundled demo data"
@@ -65,6 +65,10 @@ test: install-dev system-deps lint
 
 bench: install-dev
 	$(PY) bench/profile.py && $(PY) bench/metrics.py && $(PY) bench/train.py
+
+# On a CUDA machine: the gpu-marked tests and the GPU benchmarks (logs in gpu_results/)
+gpu-check: install-dev
+	PYTHON=$(PY) bash bench/gpu_check.sh
 
 clean:
 	rm -rf $(DEMO_OUT) dist build .pytest_cache .ruff_cache

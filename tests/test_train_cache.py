@@ -100,3 +100,44 @@ def test_device_resolution_and_amp_on_cpu():
     # bf16 only where the CPU has native bf16 kernels; never when AMP is off
     assert amp_dtype(torch.device("cpu")) == (torch.bfloat16 if cpu_bf16_supported() else None)
     assert amp_dtype(torch.device("cpu"), enabled=False) is None
+
+
+def test_torchvision_batch_decode_path_on_cpu(tmp_path):
+    """The nvJPEG path's logic (file triage, batch decode with a per-file retry, resize, copy into the cache) runs
+    with torchvision's decoder on the CPU too; only the kernel differs on CUDA (tests/test_train_gpu.py)."""
+    from audit.io.gpu import decode_jpegs_cuda
+    from audit.io.tensor_cache import _gpu_decode_into, _nvjpeg_suitable
+
+    rng = np.random.default_rng(1)
+    arr = rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)
+    plain, grey, rotated, png, bad, cmyk, upright = (tmp_path / n for n in
+                                                    ("a.jpg", "g.jpg", "r.jpg", "p.png", "bad.jpg", "c.jpg", "u.jpg"))
+    Image.fromarray(arr).save(plain, quality=95)
+    Image.fromarray(arr[..., 0]).save(grey, quality=95)
+    ex = Image.Exif()
+    ex[0x0112] = 6  # rotated 90 degrees: nvJPEG would ignore it
+    Image.fromarray(arr).save(rotated, quality=95, exif=ex.tobytes())
+    ex[0x0112] = 1  # camera photos: EXIF present, upright
+    Image.fromarray(arr).save(upright, quality=95, exif=ex.tobytes())
+    Image.fromarray(arr).save(png)
+    bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    Image.fromarray(arr).convert("CMYK").save(cmyk, quality=95)
+    paths = [plain, grey, rotated, png, bad, cmyk, upright]
+    assert [_nvjpeg_suitable(p) for p in paths] == [True, True, False, False, False, False, True]
+
+    size = 32
+    images = torch.zeros((len(paths), 3, size, size), dtype=torch.uint8)
+    ok = np.zeros(len(paths), dtype=bool)
+    done = _gpu_decode_into(paths, images, size, torch.device("cpu"), ok, None)
+    assert done.tolist() == [True, True, False, False, False, False, True]
+    assert ok.tolist() == done.tolist()
+    for i in (0, 1, 6):
+        ref = torch.from_numpy(decode_image(paths[i], size)).float()
+        assert (images[i].float() - ref).abs().mean() < 12  # decoders and resamplers differ slightly
+    assert images[2].sum() == 0  # left for the CPU decoder
+
+    # a corrupt file in a batch: the batch is retried file by file and only that file comes back None
+    datas = [torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8) for p in (plain, bad, grey)]
+    out = decode_jpegs_cuda(datas, size, torch.device("cpu"))
+    assert [o is None for o in out] == [False, True, False]
+    assert all(o.shape == (3, size, size) and o.dtype == torch.uint8 for o in out if o is not None)

@@ -327,10 +327,24 @@ def build_cache(
                        gpu_decoded=int(gpu_done.sum()))
 
 
+def _nvjpeg_suitable(path) -> bool:
+    """Whether nvJPEG can decode ``path`` to the same pixels as the CPU path: an RGB or greyscale JPEG without an
+    EXIF rotation (nvJPEG ignores orientation; camera photos usually carry EXIF with orientation 1, which is fine).
+    Reads only the header."""
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(3) != _JPEG_MAGIC:
+                return False
+        with Image.open(path) as im:  # lazy: parses the markers, decodes nothing
+            return im.format == "JPEG" and im.mode in ("RGB", "L") and im.getexif().get(0x0112, 1) == 1
+    except Exception:  # damaged header: leave it to the CPU decoder, which records the error
+        return False
+
+
 def _gpu_decode_into(paths, images: torch.Tensor, size: int, device: torch.device, ok: np.ndarray, progress) -> np.ndarray:
     """nvJPEG-decode the JPEG files among ``paths`` straight into ``images``; returns which rows were done."""
-    from torchvision.io import read_file
-
     done = np.zeros(len(paths), dtype=bool)
     jpeg_idx, datas = [], []
 
@@ -340,7 +354,9 @@ def _gpu_decode_into(paths, images: torch.Tensor, size: int, device: torch.devic
         outs = decode_jpegs_cuda(datas, size, device)
         for i, img in zip(jpeg_idx, outs, strict=True):
             if img is not None:
-                images[i] = img.to(images.device, non_blocking=True)
+                # copy_ (not a non_blocking .to()): a GPU->host copy into a host cache must finish before the
+                # row is read; GPU->GPU stays asynchronous on the stream
+                images[i].copy_(img)
                 ok[i] = True
                 done[i] = True
         if progress:
@@ -349,16 +365,14 @@ def _gpu_decode_into(paths, images: torch.Tensor, size: int, device: torch.devic
         datas.clear()
 
     for i, p in enumerate(paths):
+        if not _nvjpeg_suitable(p):
+            continue  # the CPU path decodes it (or reports the error)
         try:
             with open(p, "rb") as f:
-                head = f.read(65536)
-            # nvJPEG ignores EXIF orientation: leave rotated files (and non-JPEGs) to the CPU decoder
-            if not head.startswith(_JPEG_MAGIC) or b"Exif" in head:
-                continue
-            datas.append(read_file(str(p)))
-            jpeg_idx.append(i)
-        except OSError:
-            continue  # the CPU path reports the error
+                datas.append(torch.frombuffer(bytearray(f.read()), dtype=torch.uint8))
+        except (OSError, ValueError):  # unreadable, or an empty file
+            continue
+        jpeg_idx.append(i)
         if len(datas) >= _CHUNK:
             flush()
     flush()

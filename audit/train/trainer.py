@@ -30,6 +30,8 @@ from audit.train.models import forward_logits
 
 __all__ = ["FitConfig", "FitResult", "BatchSource", "fit", "predict"]
 
+_PREDICT_FLUSH_BYTES = 256 * 2**20
+
 
 @dataclass
 class FitConfig:
@@ -135,31 +137,31 @@ def _score(task: str, stats: dict) -> float:
 def _evaluate(model: nn.Module, src: BatchSource, idx: np.ndarray, cfg: FitConfig, loss_fn) -> dict:
     """Loss and score on rows ``idx`` (no augmentation)."""
     model.eval()
-    n, loss_sum, correct = 0, 0.0, 0
-    inter = np.zeros(cfg.n_classes, dtype=np.int64)
-    union = np.zeros(cfg.n_classes, dtype=np.int64)
+    dev, k = src.device, cfg.n_classes
+    # accumulate on the device and read back once: no GPU sync per batch
+    n, loss_sum, correct = 0, torch.zeros((), device=dev), torch.zeros((), dtype=torch.long, device=dev)
+    conf = torch.zeros(k * k, dtype=torch.long, device=dev)
     bs = max(cfg.batch_size * 2, 1)
     with torch.inference_mode():
         for s in range(0, len(idx), bs):
             bi = torch.as_tensor(idx[s:s + bs], dtype=torch.long)
             x, y = src.get(bi)
-            with _autocast(src.device, cfg.amp_dtype):
+            with _autocast(dev, cfg.amp_dtype):
                 logits = forward_logits(model, src.prepare(x))
             logits = logits.float()
-            loss_sum += float(loss_fn(logits, y.long())) * len(bi)
+            loss_sum += loss_fn(logits, y.long()) * len(bi)
             n += len(bi)
             pred = logits.argmax(1)
             if cfg.task == "classify":
-                correct += int((pred == y).sum())
+                correct += (pred == y).sum()
             else:
                 valid = y != IGNORE_INDEX
-                k = cfg.n_classes
-                conf = torch.bincount((y[valid].long() * k + pred[valid]).flatten(), minlength=k * k).view(k, k)
-                conf = conf.cpu().numpy()
-                tp = np.diag(conf)
-                inter += tp
-                union += conf.sum(0) + conf.sum(1) - tp
-    stats = {"n": n, "loss": loss_sum / n if n else float("nan"), "correct": correct, "inter": inter, "union": union}
+                conf += torch.bincount((y[valid].long() * k + pred[valid]).flatten(), minlength=k * k)
+    cm = conf.view(k, k).cpu().numpy()
+    tp = np.diag(cm)
+    inter, union = tp.astype(np.int64), (cm.sum(0) + cm.sum(1) - tp).astype(np.int64)
+    stats = {"n": n, "loss": float(loss_sum) / n if n else float("nan"), "correct": int(correct), "inter": inter,
+             "union": union}
     stats["score"] = _score(cfg.task, stats)
     return stats
 
@@ -237,7 +239,8 @@ def fit(model: nn.Module, src: BatchSource, train_idx: np.ndarray, val_idx: np.n
         else:
             order = torch.randperm(n_train, generator=gen)
         rows = torch.as_tensor(train_idx)[order]
-        loss_sum, seen = 0.0, 0
+        # the running loss stays on the device: a float() per step would wait for the GPU every step
+        loss_sum, seen = torch.zeros((), device=device), 0
         for s in range(0, n_train, cfg.batch_size):
             bi = rows[s:s + cfg.batch_size]
             if len(bi) < 2 and n_train >= 2:
@@ -263,15 +266,14 @@ def fit(model: nn.Module, src: BatchSource, train_idx: np.ndarray, val_idx: np.n
             scaler.step(opt)
             scaler.update()
             sched.step()
-            loss_sum += float(loss.detach()) * len(bi)
+            loss_sum += loss.detach().float() * len(bi)
             seen += len(bi)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        epoch_loss = float(loss_sum) / max(seen, 1)  # one device sync per epoch
         dt = time.perf_counter() - t0
         train_seconds += dt
         train_images += seen
         val = _evaluate(model, src, val_idx, cfg, loss_fn) if len(val_idx) else None
-        rec = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "seconds": round(dt, 3),
+        rec = {"epoch": epoch, "train_loss": epoch_loss, "seconds": round(dt, 3),
                "images_per_s": round(seen / dt, 1) if dt > 0 else None}
         if val is not None:
             rec.update(val_loss=val["loss"], val_score=val["score"])
@@ -311,7 +313,9 @@ def predict(model: nn.Module, src: BatchSource, idx: np.ndarray, cfg: FitConfig)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.eval()
-    outs = []
+    outs: list[torch.Tensor] = []
+    pending: list[torch.Tensor] = []  # results still on the device: copied back in blocks, not per batch
+    pending_bytes = 0
     bs = max(cfg.batch_size * 2, 1)
     with torch.inference_mode():
         for s in range(0, len(idx), bs):
@@ -319,10 +323,14 @@ def predict(model: nn.Module, src: BatchSource, idx: np.ndarray, cfg: FitConfig)
             x, _ = src.get(bi)
             with _autocast(src.device, cfg.amp_dtype):
                 logits = forward_logits(model, src.prepare(x)).float()
-            if cfg.task == "classify":
-                outs.append(torch.softmax(logits, 1).cpu())
-            else:
-                outs.append(logits.argmax(1).to(torch.uint8).cpu())
+            out = torch.softmax(logits, 1) if cfg.task == "classify" else logits.argmax(1).to(torch.uint8)
+            pending.append(out)
+            pending_bytes += out.numel() * out.element_size()
+            if pending_bytes >= _PREDICT_FLUSH_BYTES:
+                outs.append(torch.cat(pending).cpu())
+                pending, pending_bytes = [], 0
+    if pending:
+        outs.append(torch.cat(pending).cpu())
     if not outs:
         shape = (0, cfg.n_classes) if cfg.task == "classify" else (0, src.images.shape[-2], src.images.shape[-1])
         return torch.zeros(shape)
