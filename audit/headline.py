@@ -303,7 +303,7 @@ def headline(run: RunDir) -> dict:
             counts[sev] += 1
     counts["total"] = len(findings)
 
-    stages = {str(k): (v or {}).get("status") for k, v in (info.get("stages", {}) or {}).items()}
+    stages = {k: v.get("status") for k, v in run.stages().items()}
     return {
         "run": str(run.path),
         "task": task,

@@ -46,6 +46,7 @@ __all__ = [
 
 STAGES = ("manifest", "profile", "train", "metrics", "report", "check")
 RUN_JSON = "run.json"
+_INTERRUPTED = "interrupted: the process stopped before the stage finished; re-run to resume"
 FINDINGS_JSON = "findings.json"
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 # realpath of a run directory -> (fd holding the flock, number of holders in this process)
@@ -270,7 +271,37 @@ class RunDir:
         return self.dataset.get("task", "classify")
 
     def stage_status(self, stage: str) -> str | None:
-        return self.info.get("stages", {}).get(stage, {}).get("status")
+        return self.stages().get(stage, {}).get("status")
+
+    def stages(self) -> dict[str, dict]:
+        """run.json's stages as a reader should show them: a stage recorded ``running`` whose process is gone
+        (killed before it could record the end) is shown ``failed`` with an ``interrupted`` error; the next
+        command that locks the run directory writes the same into run.json."""
+        stages = {str(k): dict(v) if isinstance(v, dict) else {} for k, v in (self.info.get("stages") or {}).items()}
+        if any(v.get("status") == "running" for v in stages.values()) and not self.writer_alive():
+            for v in stages.values():
+                if v.get("status") == "running":
+                    v.update(status="failed", error=_INTERRUPTED)
+        return stages
+
+    def writer_alive(self) -> bool:
+        """Whether the process that last locked this run directory may still be running (this one, or the pid
+        recorded in ``.lock`` exists). Reads only: a reader never touches the lock itself."""
+        if self.is_locked():
+            return True
+        try:
+            pid = int((self.path / ".lock").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return False
+        if pid == os.getpid():
+            return True
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:  # exists but belongs to someone else
+            return True
+        return True
 
     def finished(self, stage: str) -> bool:
         return self.stage_status(stage) == "ok"
@@ -376,8 +407,7 @@ class RunDir:
             if not stale:
                 return
             for k in stale:
-                stages[k].update(status="failed", finished=None,
-                                 error="interrupted: the process stopped before the stage finished; re-run to resume")
+                stages[k].update(status="failed", finished=None, error=_INTERRUPTED)
             self.update_info(stages=stages)
 
     def unlock(self) -> None:

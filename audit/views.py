@@ -212,8 +212,7 @@ def has_model(run: RunDir) -> bool:
 def stage_table(run: RunDir) -> pd.DataFrame:
     """One row per stage: status, seconds, and the error or skip reason."""
     rows = []
-    for name, s in (run.info.get("stages", {}) or {}).items():
-        s = s or {}
+    for name, s in run.stages().items():
         rows.append(
             {
                 "stage": str(name),
@@ -259,7 +258,7 @@ def _minimal_headline(run: RunDir) -> dict:
         "attributes": attributes, "models": [], "metric": None, "overall": None, "worst_group": None,
         "n_insufficient_groups": None, "largest_gap": None, "largest_fairness_gap": None,
         "biggest_association": None, "n_unreadable": None, "findings": counts,
-        "stages": {k: (v or {}).get("status") for k, v in (info.get("stages", {}) or {}).items()},
+        "stages": {k: v.get("status") for k, v in run.stages().items()},
         "problems": problems,
     }
 

@@ -134,7 +134,7 @@ def sidebar() -> RunDir:
         info = cached_info(choice, views.run_stamp(run))
         ds = info.get("dataset", {}) or {}
         st.caption(f"{esc(ds.get('task', '?'))} · {fmt_n(ds.get('n'))} samples")
-        stages = info.get("stages", {}) or {}
+        stages = run.stages()
         marks = {
             "ok": ":green[:material/check_circle:]", "failed": ":red[:material/error:]",
             "skipped": ":gray[:material/skip_next:]", "running": ":orange[:material/hourglass_top:]",
@@ -175,7 +175,7 @@ def guard() -> Iterator[None]:
 
 def no_model(run: RunDir) -> None:
     """Say why a model page is empty and what to run; mention a training stage that is running or failed."""
-    stages = cached_info(str(run.path), views.run_stamp(run)).get("stages", {}) or {}
+    stages = run.stages()
     for name in ("train", "metrics"):
         s = stages.get(name) or {}
         if s.get("status") == "running":

@@ -200,3 +200,29 @@ def test_reingesting_a_changed_dataset_clears_stale_outputs(tmp_path):
     assert set(new.info["stages"]) == {"manifest"}
     assert any("dataset changed" in n for n in new.dataset["notes"])
     new.unlock()
+
+
+def test_a_stage_left_running_by_a_dead_process_reads_as_interrupted(tmp_path):
+    """After a SIGKILL, run.json still says ``running``; readers (dashboard, report, headline) show it as failed
+    (interrupted) as soon as the recorded writer is gone, before any command re-locks the run directory."""
+    from audit.headline import headline
+
+    run = RunDir.create(tmp_path / "run", command=["test"])
+    code = ("import os, sys; from audit.rundir import RunDir; r = RunDir.open(sys.argv[1]); r.lock(); "
+            "cm = r.stage('train'); cm.__enter__(); print('started', flush=True); os._exit(0)")  # no end record
+    subprocess.run([sys.executable, "-c", code, str(run.path)], check=True, capture_output=True, timeout=60)
+    assert run.info["stages"]["train"]["status"] == "running"  # what the dead process left on disk
+    st = RunDir.open(run.path).stages()["train"]
+    assert st["status"] == "failed" and st["error"].startswith("interrupted")
+    assert headline(run)["stages"]["train"] == "failed"
+    assert run.info["stages"]["train"]["status"] == "running"  # reading wrote nothing
+
+    # a live writer (here: a sleeping process whose pid is in .lock) keeps "running"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run.path / ".lock").write_text(f"{sleeper.pid}\n")
+        assert RunDir.open(run.path).stages()["train"]["status"] == "running"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert RunDir.open(run.path).stage_status("train") == "failed"

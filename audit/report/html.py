@@ -152,7 +152,7 @@ def _overview(run: RunDir, h: dict) -> str:
                           f"{e(a['a'])} x {e(a['b'])} (Cramér's V)<br>95% CI {ci(a['ci_low'], a['ci_high'])}"))
     # the report stage is this document being written: its status is always "running" here
     stages = " ".join(f"{e(k)}=<b>{e(v)}</b>" for k, v in h["stages"].items() if k != "report")
-    for name, st in (run.info.get("stages", {}) or {}).items():
+    for name, st in run.stages().items():
         if st.get("status") in ("failed", "skipped") and (st.get("error") or st.get("reason")):
             stages += f"<br>{e(name)} {e(st.get('status'))}: {e(str(st.get('error') or st.get('reason'))[:300])}"
         for cname, cst in (st.get("checks") or {}).items():
