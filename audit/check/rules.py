@@ -18,6 +18,7 @@ import pandas as pd
 from audit.check.policy import Policy, PolicyError, Rule
 from audit.errors import AuditError
 from audit.headline import SCOPE_PREFERENCE, prefer, primary_metric
+from audit.numfmt import format_number
 from audit.rundir import RunDir
 
 __all__ = ["RuleResult", "Item", "Context", "evaluate", "EVALUATORS", "fmt"]
@@ -34,18 +35,8 @@ LOWER_IS_BETTER = ("ece", "brier", "nll", "error_rate", "dp_diff", "eo_diff", "e
 
 
 def fmt(v: Any, digits: int = 3) -> str:
-    """A number for messages: 3 decimals, ``nan`` for missing."""
-    if v is None:
-        return "n/a"
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return str(v)
-    if math.isnan(f):
-        return "nan"
-    if f.is_integer():
-        return str(int(f))
-    return f"{f:.{digits}f}"
+    """A number for messages: 3 decimals, ``nan`` for missing, no thousands separator."""
+    return format_number(v, digits, nan="nan", thousands=False)
 
 
 def _num(v: Any) -> float:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import html
-import math
 from typing import Any
 
 from audit.headline import headline
+from audit.numfmt import format_number
 from audit.rundir import RunDir
 
 __all__ = ["md_escape", "summary_markdown", "fmt_ci", "fmt_num"]
@@ -25,17 +25,7 @@ def md_escape(text: Any, limit: int = 300) -> str:
 
 
 def fmt_num(v: Any, digits: int = 3) -> str:
-    if v is None:
-        return "n/a"
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return str(v)
-    if math.isnan(f):
-        return "n/a"
-    if f.is_integer():
-        return f"{int(f):,}"
-    return f"{f:.{digits}f}"
+    return format_number(v, digits)
 
 
 def fmt_ci(lo: Any, hi: Any) -> str:
