@@ -188,11 +188,13 @@ def test_domainnet(tmp_path):
     assert m.loc["domain_net/real/zebra/real_345_000002.jpg", "label"] == "zebra"
     assert m["split"].notna().all()
     assert any("not among the images found" in n for n in res.notes)  # listed but absent files are reported
-    assert any("splits/*_train.txt" in n for n in res.notes)  # the other place for the lists is named
+    assert not any("no split list matches" in n for n in res.notes)  # found in the root: splits/ is not mentioned
     # Dassl's layout: the lists in splits/
     dassl = tmp_path / "dassl" / "domainnet"
     _domainnet_tree(dassl, dassl / "splits")
-    m2 = read("domainnet", dassl.parent).manifest.set_index("filepath")
+    r2 = read("domainnet", dassl.parent)
+    m2 = r2.manifest.set_index("filepath")
+    assert not any("no split list matches" in n for n in r2.notes)  # found in splits/: the root is not mentioned
     assert m2.loc["domainnet/clipart/aircraft_carrier/clipart_001_000018.jpg", "split"] == "train"
     assert m2.loc["domainnet/sketch/zebra/sketch_345_000002.jpg", "split"] == "test"
 
@@ -293,6 +295,28 @@ def test_celeba(tmp_path):
     for k in _CELEBA_ROWS:
         img(kg / "img_align_celeba" / "img_align_celeba" / k)
     assert read("celeba", kg).manifest["filepath"].iloc[0] == "img_align_celeba/img_align_celeba/000001.jpg"
+    # no identity file (it is a separate download): the group role is left unset and the notes say why
+    (kg / "identity_CelebA.txt").unlink()
+    r3 = read("celeba", kg)
+    m3 = r3.manifest
+    assert len(m3) == 5 and ("group" not in m3.columns or (m3["group"] == m3["sample_id"]).all())  # default group
+    # Kaggle's CSV copy: list_attr_celeba.csv / list_eval_partition.csv with header rows, no identity file
+    kc = tmp_path / "kaggle_csv"
+    names = _CELEBA_NAMES.split()
+    kc.mkdir()
+    (kc / "list_attr_celeba.csv").write_text(
+        "image_id," + ",".join(names) + "\n" + "".join(f"{k}," + ",".join(v.split()) + "\n" for k, v in _CELEBA_ROWS.items()))
+    part = {k: 0 if int(k[:6]) <= 162770 else (1 if int(k[:6]) <= 182637 else 2) for k in _CELEBA_ROWS}
+    (kc / "list_eval_partition.csv").write_text("image_id,partition\n" + "".join(f"{k},{v}\n" for k, v in part.items()))
+    for k in _CELEBA_ROWS:
+        img(kc / "img_align_celeba" / "img_align_celeba" / k)
+    r4 = read("celeba", kc)
+    m4 = r4.manifest
+    assert list(m4["label"]) == ["not_blond", "not_blond", "not_blond", "blond", "blond"]
+    assert list(m4["split"]) == ["train", "train", "train", "val", "test"]
+    assert list(m4["attr.Male"]) == ["female", "female", "male", "female", "male"]
+    assert any("group not set" in n for n in r4.notes)
+    assert any("group not set" in n and "identity_CelebA.txt" in n for n in r3.notes)
 
 
 # UTKFace: [age]_[gender]_[race]_[date&time].jpg, gender 0 male / 1 female, race 0-4 White, Black, Asian, Indian,
@@ -410,6 +434,14 @@ def test_fitzpatrick17k(tmp_path):
     for h in hashes:
         img(flat / f"{h}.jpg")
     assert read("fitzpatrick17k", flat).manifest["filepath"].iloc[0] == "5e82a45bc5d78bd24ae9202d194423f8.jpg"
+    # the first image failed to download: the template is still the one under which the other rows exist
+    firstgone = tmp_path / "firstgone"
+    firstgone.mkdir()
+    (firstgone / "fitzpatrick17k.csv").write_text(_FITZ_HDR + "\n".join(_FITZ_ROWS) + "\n")
+    for h in hashes[1:]:
+        img(firstgone / "images" / f"{h}.jpg")
+    paths = read("fitzpatrick17k", firstgone).manifest["filepath"].tolist()
+    assert paths[0] == f"images/{hashes[0]}.jpg" and all(p.startswith("images/") for p in paths)
 
 
 # ISIC 2020: ISIC_2020_Training_GroundTruth(_v2).csv + ISIC_2020_Training_JPEG.zip -> train/ (ISIC archive), or

@@ -18,9 +18,12 @@ A recipe has::
         set      {domain = "DRIVE", split = "train"}: constant columns for this part
         layout   (imagefolder, segdir)   pattern (pattern)
         image_dir, mask_dir, image_pattern, mask_pattern (segdir)
-        tables = [{file, sep, skiprows, header, columns, index_name}], join = "key column",
-        path = "img/{image_id}" (a list = candidates), mask_path (table)
-        split_lists = [{file = "glob", split = "train"}]: text files whose lines start with a path
+        tables = [{file, sep, skiprows, header, columns, index_name}], join = "key column" (file candidates
+                 in another format than the first, e.g. .csv for .txt, are read as tables with a header row),
+        path = "img/{image_id}" (a list = candidates: the one under which most of the first 50 rows exist),
+        mask_path (table); roles whose columns come from an optional table that is absent are left unset
+        split_lists = [{file = "glob", split = "train"}]: text files whose lines start with a path (file may be a
+                 list of globs: the first that matches is used)
         roles    per-part [roles] override
 
 Role flags given on the command line (``--label Smiling``) override the recipe's roles for table and pattern
@@ -190,7 +193,10 @@ def _read_one_table(folder: Path, spec: dict) -> pd.DataFrame | None:
             return None
         raise InputError(f"no table {' or '.join(str(folder / f) for f in files)}")
     sep = spec.get("sep")
-    if sep is None and spec.get("columns") is None and spec.get("skiprows") is None and spec.get("header", True):
+    plain = sep is None and spec.get("columns") is None and spec.get("skiprows") is None and spec.get("header", True)
+    if plain or (path.suffix.lower() in (".csv", ".parquet", ".jsonl") and path.suffix != Path(files[0]).suffix):
+        # a candidate of another format than the first (Kaggle's list_attr_celeba.csv for the .txt): a
+        # self-describing table with a header row, read as such; the parse settings belong to the first format
         df = read_table_file(path)
     else:
         kw: dict = {"dtype": str, "keep_default_na": False, "encoding": "utf-8-sig"}
@@ -216,6 +222,7 @@ def _read_one_table(folder: Path, spec: dict) -> pd.DataFrame | None:
 
 
 _FIELD_RE = re.compile(r"\{([^{}]+)\}")
+_TEMPLATE_SAMPLE = 50
 
 
 def _format_paths(df: pd.DataFrame, template: str) -> pd.Series:
@@ -236,7 +243,9 @@ def _format_paths(df: pd.DataFrame, template: str) -> pd.Series:
 
 
 def _read_table_part(folder: Path, part: dict, roles: Roles, notes: list[str]) -> pd.DataFrame:
-    tables = [t for t in (_read_one_table(folder, s) for s in part["tables"]) if t is not None]
+    read = [(s, _read_one_table(folder, s)) for s in part["tables"]]
+    tables = [t for _s, t in read if t is not None]
+    missing = [s for s, t in read if t is None]
     if not tables:
         raise InputError(f"none of the tables of this recipe exist under {folder}")
     df = tables[0]
@@ -253,21 +262,34 @@ def _read_table_part(folder: Path, part: dict, roles: Roles, notes: list[str]) -
         if len(df) != n0:  # pragma: no cover - guarded by drop_duplicates
             raise InputError(f"joining on {key!r} changed the number of rows")
     templates = _as_list(part["path"])
-    paths = None
-    for tpl in templates:
-        cand = _format_paths(df, tpl)
-        first = cand.dropna()
-        if len(templates) == 1 or (len(first) and (folder / first.iloc[0]).exists()):
-            paths = cand
-            break
-    if paths is None:
-        paths = _format_paths(df, templates[0])
+    paths = _format_paths(df, templates[0])
+    if len(templates) > 1:
+        # the template under which most of a sample of rows exist (a few failed downloads must not pick the wrong one)
+        best_hits = -1
+        for tpl in templates:
+            cand = _format_paths(df, tpl)
+            sample = cand.dropna().iloc[:_TEMPLATE_SAMPLE]
+            hits = sum((folder / str(p)).exists() for p in sample)
+            if hits > best_hits:
+                paths, best_hits = cand, hits
     if paths.isna().any():
         n = int(paths.isna().sum())
         raise InputError(f"{n} rows of the table have an empty value in the path template {templates[0]!r}")
     df = df.copy()
     df["__path__"] = paths
     r = Roles(filepath="__path__", **{k: getattr(roles, k) for k in _ROLE_NAMES}, attrs=list(roles.attrs))
+    if missing:
+        # an optional table is absent: the roles it would have provided are left unset, and the notes say so
+        what = " or ".join(str(f) for f in _as_list(missing[0].get("file")))
+        for k in _ROLE_NAMES:
+            col = getattr(r, k)
+            if col and col not in df.columns:
+                setattr(r, k, None)
+                notes.append(f"{k} not set: its column {col!r} comes from an optional table that is absent ({what})")
+        gone = [a for a in r.attrs if a not in df.columns]
+        if gone:
+            r.attrs = [a for a in r.attrs if a in df.columns]
+            notes.append(f"attributes {', '.join(gone)} not set: they come from an optional table that is absent ({what})")
     if part.get("mask_path"):
         df["__mask__"] = _format_paths(df, part["mask_path"])
         r.mask = "__mask__"
@@ -333,17 +355,25 @@ def _read_part_frame(folder: Path, part: dict, recipe: dict, cli: Roles, notes: 
 
 
 def _apply_split_list(df: pd.DataFrame, folder: Path, spec: dict, notes: list[str]) -> None:
-    """Set ``split`` from text files listing relative paths (first token of each line); first list wins."""
-    files = sorted(_glob.glob(str(folder / spec["file"])))
+    """Set ``split`` from text files listing relative paths (first token of each line); first list wins.
+
+    ``spec["file"]`` is a glob, or a list of globs tried in order (the first that matches is used)."""
+    patterns = _as_list(spec["file"])
+    files: list[str] = []
+    for pat in patterns:
+        files = sorted(_glob.glob(str(folder / pat)))
+        if files:
+            break
     if not files:
-        notes.append(f"no split list matches {spec['file']!r} under {folder}; split {spec['split']!r} not set from it")
+        shown = " or ".join(repr(p) for p in patterns)
+        notes.append(f"no split list matches {shown} under {folder}; split {spec['split']!r} not set from it")
         return
     listed: set[str] = set()
     for f in files:
         for line in Path(f).read_text(encoding="utf-8", errors="replace").splitlines():
             tok = line.strip().split()
             if tok:
-                listed.add(PurePosixPath(tok[0].lstrip("./")).as_posix())
+                listed.add(PurePosixPath(tok[0]).as_posix())  # PurePosixPath drops a leading "./"
     if "split" not in df.columns:
         df["split"] = pd.Series([pd.NA] * len(df), dtype="string")
     hit = df["filepath"].isin(listed)
@@ -351,7 +381,8 @@ def _apply_split_list(df: pd.DataFrame, folder: Path, spec: dict, notes: list[st
     df.loc[hit & free, "split"] = spec["split"]
     unknown = len(listed - set(df["filepath"].tolist()))
     if unknown:
-        notes.append(f"{unknown} paths listed in {spec['file']!r} are not among the images found; ignored")
+        notes.append(f"{unknown} paths listed in {', '.join(repr(p) for p in patterns)} are not among the images found; "
+                     "ignored")
 
 
 def _column_name(key: str, columns) -> str:

@@ -87,7 +87,7 @@ def _pick_dir(base: Path, given: str | None, candidates: tuple[str, ...], what: 
     if given is not None:
         d = base / given
         if not d.is_dir():
-            raise InputError(f"--{what} {given!r}: no folder {d}")
+            raise InputError(f"{what.replace('-', ' ')} {given!r}: no folder {d}")  # a flag or a recipe's key
         return d
     for c in candidates:
         if (base / c).is_dir():
