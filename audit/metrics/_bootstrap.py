@@ -176,14 +176,20 @@ def bootstrap_sums(
     # few) or a multinomial over types (cheap when many clusters share few types, e.g. one row per cluster).
     by_index = n_clusters <= 8 * n_types
     p = counts / n_clusters
-    step = max(1, min(n_boot, _BLOCK_ELEMENTS // max(1, max(n_types, d, n_clusters if by_index else 0))))
+    step = max(1, min(n_boot, _BLOCK_ELEMENTS // max(1, max(n_types, d))))
+    # every cluster its own type (continuous statistics): the drawn cluster is the type, no gather needed
+    identity = by_index and n_types == n_clusters and bool((type_of == np.arange(n_clusters)).all())
+    idx_dtype = np.int32 if n_clusters < 2**31 else np.int64
     out = []
-    for start in range(0, n_boot, step):  # blocks of resamples, each fully vectorized
+    for start in range(0, n_boot, step):  # blocks of resamples, each vectorized
         b = min(step, n_boot - start)
         if by_index:
-            idx = type_of[rng.integers(0, n_clusters, size=(b, n_clusters))]
-            idx += (np.arange(b) * n_types)[:, None]
-            w = np.bincount(idx.ravel(), minlength=b * n_types).reshape(b, n_types).astype(float)
+            # one resample at a time: small working set (the draws of a whole block were ~100 MB of indices).
+            # numpy draws the same integers for int32 and int64 below 2**32, in the same order as one (b, n) call.
+            w = np.empty((b, n_types))
+            for k in range(b):
+                r = rng.integers(0, n_clusters, size=n_clusters, dtype=idx_dtype)
+                w[k] = np.bincount(r if identity else type_of[r], minlength=n_types)
         else:
             w = rng.multinomial(n_clusters, p, size=b).astype(float)  # b x T
         sums = np.asarray((mt @ w.T).T)  # b x d
