@@ -27,6 +27,7 @@ __all__ = [
     "wilson_interval",
     "cluster_sums",
     "bootstrap_sums",
+    "draws_by_index",
     "percentile_interval",
     "bootstrap_pvalue",
     "benjamini_hochberg",
@@ -138,6 +139,14 @@ def _types(m: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     if (m - rep[inverse]).count_nonzero() != 0:
         return m, np.ones(n, dtype=np.int64), np.arange(n, dtype=np.int64)
     return rep, counts[order].astype(np.int64), inverse.astype(np.int64)
+
+
+def draws_by_index(m: sp.csr_matrix) -> bool:
+    """Whether :func:`bootstrap_sums` would draw literal cluster indices for ``m`` (its clusters are mostly
+    distinct: continuous or clustered statistics), so each resample costs O(clusters). Such matrices can share
+    one draw by being stacked side by side."""
+    _, counts, _ = _types(m)
+    return int(counts.sum()) <= 8 * len(counts)
 
 
 def bootstrap_sums(

@@ -16,6 +16,7 @@ from audit.metrics._bootstrap import (
     bootstrap_pvalue,
     bootstrap_sums,
     cluster_sums,
+    draws_by_index,
     percentile_interval,
     seed_for,
     wilson_interval,
@@ -615,6 +616,9 @@ def row_weights(sample_ids, n: int) -> np.ndarray | None:
     return 1.0 / mult
 
 
+_CONTINUOUS_BLOCKS = ("calib", "brier", "nll")
+
+
 def _compute_report(d, specs, codes, groups, by, cluster, n_clusters, *, n_boot, min_n, seed, proportion_ci, confidence,
                     rest: bool = True, row_weight: np.ndarray | None = None) -> GroupReport:
     G = len(groups)
@@ -635,6 +639,8 @@ def _compute_report(d, specs, codes, groups, by, cluster, n_clusters, *, n_boot,
     by_block: dict[str, list[int]] = {}
     for j, s in enumerate(specs):
         by_block.setdefault(s.block, []).append(j)
+    block_stats: dict[str, np.ndarray] = {}
+    mats: dict[str, sp.csr_matrix] = {}
     for block, idx in by_block.items():
         mat, point = block_statistics(d, block, cell, n_cells, cluster, n_clusters)
         total = point.sum(axis=0)
@@ -646,28 +652,46 @@ def _compute_report(d, specs, codes, groups, by, cluster, n_clusters, *, n_boot,
             n[:, j] = s.count(stats)
             rest_vals[:, j] = s.compute(rest_stats)
             rest_n[:, j] = s.count(rest_stats)
-        if n_boot:
-            w = block_width(block, d)
-            sub = [specs[j] for j in idx]
+        block_stats[block], mats[block] = stats, mat
+    if n_boot:
+        # Blocks whose clusters are mostly distinct (continuous per-row statistics such as calibration, Brier, NLL;
+        # or any block when clusters hold many rows) cost O(clusters) per resample: they share one resample draw.
+        # Blocks of a few distinct cluster types (row-level counts) keep their own, cheap, multinomial draws.
+        shared = [b for b in by_block if b in _CONTINUOUS_BLOCKS or draws_by_index(mats[b])]
+        plan = [[b] for b in by_block if b not in shared] + ([shared] if shared else [])
+        for blocks in plan:
+            widths = [mats[b].shape[1] for b in blocks]
+            subs = [[specs[j] for j in by_block[b]] for b in blocks]
 
-            def reduce(sums, sub=sub, w=w):
-                X = sums.reshape(sums.shape[0], n_cells, w)
-                tot = X.sum(axis=1, keepdims=True)
-                Y = np.concatenate([X[:, :G], tot], axis=1)
-                out = np.stack([s.compute(Y) for s in sub], axis=-1)
+            def reduce(sums, blocks=blocks, widths=widths, subs=subs):
+                parts, off = [], 0
+                for wd, b, sub in zip(widths, blocks, subs, strict=True):
+                    X = sums[:, off:off + wd].reshape(sums.shape[0], n_cells, block_width(b, d))
+                    off += wd
+                    tot = X.sum(axis=1, keepdims=True)
+                    Y = np.concatenate([X[:, :G], tot], axis=1)
+                    parts.append(np.stack([s.compute(Y) for s in sub], axis=-1))
+                    if rest:
+                        R = tot - Y
+                        parts.append(np.stack([s.compute(R) for s in sub], axis=-1))
+                return np.concatenate(parts, axis=-1)
+
+            mat = mats[blocks[0]] if len(blocks) == 1 else sp.hstack([mats[b] for b in blocks], format="csr")
+            rng = seed_for(seed, "block", "+".join(blocks))
+            res = bootstrap_sums(mat, n_boot=n_boot, rng=rng, reduce=reduce)
+            off = 0
+            for b in blocks:
+                idx = by_block[b]
+                k = len(idx)
+                bb = res[..., off:off + k]
+                boot[:, :, idx] = bb
                 if rest:
-                    R = tot - Y
-                    out = np.concatenate([out, np.stack([s.compute(R) for s in sub], axis=-1)], axis=-1)
-                return out
-
-            rng = seed_for(seed, "block", block)
-            b = bootstrap_sums(mat, n_boot=n_boot, rng=rng, reduce=reduce)
-            k = len(idx)
-            boot[:, :, idx] = b[..., :k]
-            if rest:
-                rest_boot[:, :, idx] = b[..., k:]
-            l_, h_ = percentile_interval(b[..., :k], values[:, idx], confidence=confidence)
-            lo[:, idx], hi[:, idx] = l_, h_
+                    rest_boot[:, :, idx] = res[..., off + k:off + 2 * k]
+                off += 2 * k if rest else k
+                l_, h_ = percentile_interval(bb, values[:, idx], confidence=confidence)
+                lo[:, idx], hi[:, idx] = l_, h_
+    for block, idx in by_block.items():
+        stats = block_stats[block]
         for j in idx:
             s = specs[j]
             if s.proportion is not None and use_wilson:
