@@ -123,7 +123,8 @@ def test_torchvision_batch_decode_path_on_cpu(tmp_path):
     bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
     Image.fromarray(arr).convert("CMYK").save(cmyk, quality=95)
     paths = [plain, grey, rotated, png, bad, cmyk, upright]
-    assert [_nvjpeg_suitable(p) for p in paths] == [True, True, False, False, False, False, True]
+    assert [_nvjpeg_suitable(p.read_bytes()) for p in paths] == [True, True, False, False, False, False, True]
+    assert not _nvjpeg_suitable(b"")
 
     size = 32
     images = torch.zeros((len(paths), 3, size, size), dtype=torch.uint8)

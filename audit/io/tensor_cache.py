@@ -327,17 +327,18 @@ def build_cache(
                        gpu_decoded=int(gpu_done.sum()))
 
 
-def _nvjpeg_suitable(path) -> bool:
-    """Whether nvJPEG can decode ``path`` to the same pixels as the CPU path: an RGB or greyscale JPEG without an
-    EXIF rotation (nvJPEG ignores orientation; camera photos usually carry EXIF with orientation 1, which is fine).
-    Reads only the header."""
+def _nvjpeg_suitable(data: bytes) -> bool:
+    """Whether nvJPEG decodes the file ``data`` to the same pixels as the CPU path: an RGB or greyscale JPEG without
+    an EXIF rotation (nvJPEG ignores orientation; camera photos usually carry EXIF with orientation 1, which is
+    fine). Parses only the header."""
+    import io
+
     from PIL import Image
 
+    if not data.startswith(_JPEG_MAGIC):
+        return False
     try:
-        with open(path, "rb") as f:
-            if f.read(3) != _JPEG_MAGIC:
-                return False
-        with Image.open(path) as im:  # lazy: parses the markers, decodes nothing
+        with Image.open(io.BytesIO(data)) as im:  # lazy: parses the markers, decodes nothing
             return im.format == "JPEG" and im.mode in ("RGB", "L") and im.getexif().get(0x0112, 1) == 1
     except Exception:  # damaged header: leave it to the CPU decoder, which records the error
         return False
@@ -365,13 +366,14 @@ def _gpu_decode_into(paths, images: torch.Tensor, size: int, device: torch.devic
         datas.clear()
 
     for i, p in enumerate(paths):
-        if not _nvjpeg_suitable(p):
-            continue  # the CPU path decodes it (or reports the error)
         try:
             with open(p, "rb") as f:
-                datas.append(torch.frombuffer(bytearray(f.read()), dtype=torch.uint8))
-        except (OSError, ValueError):  # unreadable, or an empty file
-            continue
+                data = f.read()
+        except OSError:
+            continue  # the CPU path reports the error
+        if not _nvjpeg_suitable(data):
+            continue  # the CPU path decodes it (or reports the error)
+        datas.append(torch.frombuffer(bytearray(data), dtype=torch.uint8))
         jpeg_idx.append(i)
         if len(datas) >= _CHUNK:
             flush()
