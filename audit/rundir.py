@@ -49,6 +49,8 @@ RUN_JSON = "run.json"
 _INTERRUPTED = "interrupted: the process stopped before the stage finished; re-run to resume"
 FINDINGS_JSON = "findings.json"
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+# stage -> stages whose outputs are computed from it (marked "stale" when it runs again after them)
+DOWNSTREAM = {"profile": ("report",), "train": ("metrics", "report"), "metrics": ("report",)}
 # realpath of a run directory -> (fd holding the flock, number of holders in this process)
 _HELD_LOCKS: dict[str, tuple[int, int]] = {}
 _HELD: set[RunDir] = set()  # run directories whose lock this process holds (see release_locks)
@@ -56,6 +58,29 @@ _HELD: set[RunDir] = set()  # run directories whose lock this process holds (see
 
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it; cached)."""
+    global _UMASK
+    if _UMASK is None:
+        try:  # Linux: read it without changing it (os.umask() would briefly change it for every thread)
+            with open("/proc/self/status", encoding="ascii") as f:
+                _UMASK = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+        except (OSError, StopIteration, ValueError, IndexError):
+            _UMASK = os.umask(0o022)
+            os.umask(_UMASK)
+    return _UMASK
+
+
+_UMASK: int | None = None
+
+
+def _public_mode(fd_or_path) -> None:
+    """Give a temporary file (0600 from mkstemp) the mode an ordinary file gets: 0666 minus the umask, so reports
+    and tables can be read by a CI artifact uploader or a web server running as another user."""
+    with contextlib.suppress(OSError):
+        os.chmod(fd_or_path, 0o666 & ~_umask())
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -67,6 +92,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except OSError as e:
         raise RunDirError(f"cannot write to {path.parent}: {e.strerror or e}") from None
     try:
+        _public_mode(fd)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -135,6 +161,7 @@ def atomic_write_parquet(df: pd.DataFrame, path: Path) -> None:
         raise RunDirError(f"cannot write to {path.parent}: {e.strerror or e}") from None
     try:
         df.to_parquet(tmp, index=False)
+        _public_mode(tmp)
         os.replace(tmp, path)
     except OSError as e:
         with contextlib.suppress(OSError):
@@ -346,6 +373,12 @@ class RunDir:
         }
         stages[name].pop("error", None)
         stages[name].pop("traceback", None)
+        # outputs computed from this stage's old results are now out of date: say so instead of showing "ok"
+        for later in DOWNSTREAM.get(name, ()):
+            prev = stages.get(later)
+            if isinstance(prev, dict) and prev.get("status") == "ok":
+                prev.update(status="stale", reason=f"{name} ran again after it ({stages[name]['finished']}); re-run "
+                                                   f"`audit {later} {self.path}`")
         self.update_info(stages=stages)
 
     def mark_stage(self, name: str, status: str, **details: Any) -> None:

@@ -138,6 +138,7 @@ def sidebar() -> RunDir:
         marks = {
             "ok": ":green[:material/check_circle:]", "failed": ":red[:material/error:]",
             "skipped": ":gray[:material/skip_next:]", "running": ":orange[:material/hourglass_top:]",
+            "stale": ":orange[:material/update:]",
         }
         st.caption(
             "  \n".join(

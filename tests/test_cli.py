@@ -92,3 +92,21 @@ def test_profile_check_selection_and_unknown_check(demo_classify, tmp_path):
     assert (tmp_path / "r" / "profile" / "distribution.parquet").exists()
     p = _audit(*base, "--check", "nope", "--out", str(tmp_path / "r2"))
     assert p.returncode == 2 and "unknown profile check 'nope'" in p.stderr
+
+
+def test_summary_survives_hand_edited_findings_and_segmentation_next_step(demo_segment, tmp_path):
+    """A findings.json entry without severity (or with markup-like text) is printed, not a MarkupError; a
+    segmentation run without predictions is told to train next."""
+    from conftest import ingest_demo
+    from rich.console import Console
+
+    from audit.pipeline import _next_step, print_summary
+
+    run = ingest_demo(demo_segment, tmp_path / "run")
+    run.mark_stage("profile", "ok")
+    (run.path / "findings.json").write_text('[{"x": 1}, {"severity": "[/]", "title": "[bold]x[/]"}]')
+    con = Console(record=True, width=120)
+    print_summary(run, console=con)
+    out = con.export_text()
+    assert "[bold]x[/]" in out and "next:" in out
+    assert " train " in _next_step(run)

@@ -124,6 +124,8 @@ def test_cli_report_and_stage_status(runs, tmp_path):
     assert r.exit_code == 0, r.output
     assert (dst / "report.html").exists() and (dst / "summary.md").exists()
     assert RunDir(dst).stage_status("report") == "ok"
+    md = (dst / "summary.md").read_text()
+    assert "report=running" not in md and "profile=ok" in md  # the stage being written is not listed as running
     r = CliRunner().invoke(app, ["report", str(tmp_path / "missing")])
     assert r.exit_code == 2
 

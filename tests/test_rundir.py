@@ -226,3 +226,39 @@ def test_a_stage_left_running_by_a_dead_process_reads_as_interrupted(tmp_path):
         sleeper.kill()
         sleeper.wait()
     assert RunDir.open(run.path).stage_status("train") == "failed"
+
+
+def test_outputs_get_ordinary_file_modes(tmp_path):
+    """Run files are readable by other users (CI uploaders, web servers): 0666 minus the umask, not mkstemp's 0600."""
+    old = os.umask(0o022)
+    try:
+        import audit.rundir as rd
+
+        rd._UMASK = None
+        run = RunDir.create(tmp_path / "run", command=["test"])
+        run.write_json("x.json", {"a": 1})
+        run.write_table("t.parquet", pd.DataFrame({"a": [1]}))
+        for name in ("x.json", "t.parquet", "run.json"):
+            assert (run.path / name).stat().st_mode & 0o777 == 0o644, name
+    finally:
+        os.umask(old)
+        rd._UMASK = None
+
+
+def test_rerunning_a_stage_marks_the_stages_built_on_it_stale(tmp_path):
+    run = RunDir.create(tmp_path / "run", command=["test"])
+    for name in ("profile", "train", "metrics", "report"):
+        with run.stage(name):
+            pass
+    with run.stage("train"):
+        pass
+    st = run.stages()
+    assert [st[k]["status"] for k in ("profile", "train", "metrics", "report")] == ["ok", "ok", "stale", "stale"]
+    assert "train ran again" in st["metrics"]["reason"] and "audit metrics" in st["metrics"]["reason"]
+    assert not run.finished("metrics")
+    with run.stage("metrics"):
+        pass
+    assert run.stage_status("metrics") == "ok" and run.stage_status("report") == "stale"
+    with run.stage("profile"):  # a profile re-run touches only the report
+        pass
+    assert run.stage_status("metrics") == "ok"

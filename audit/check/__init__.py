@@ -19,8 +19,8 @@ from pathlib import Path
 
 from audit.check.init import init_policy
 from audit.check.policy import CHECKS, Policy, PolicyError, Rule, load_policy, parse_policy
-from audit.check.rules import Context, RuleResult, evaluate
-from audit.errors import AuditError
+from audit.check.rules import Context, RuleResult, bounds_warning, evaluate
+from audit.errors import AuditError, RunDirError
 from audit.rundir import RunDir, atomic_write_text, to_json
 
 __all__ = [
@@ -46,6 +46,8 @@ class CheckResult:
     error: str | None = None
     outputs: dict[str, str] = field(default_factory=dict)
     annotations: list[str] = field(default_factory=list)
+    #: problems of the policy that do not change the verdict, e.g. a rule that can never fail
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -53,7 +55,7 @@ class CheckResult:
 
     def to_dict(self) -> dict:
         return {"passed": self.passed, "exit_code": self.exit_code, "error": self.error,
-                "rules": [r.to_dict() for r in self.rules]}
+                "warnings": list(self.warnings), "rules": [r.to_dict() for r in self.rules]}
 
 
 def _invalid(msg: str, console) -> CheckResult:
@@ -105,13 +107,18 @@ def run_check(
         pol = load_policy(policy)
         run = RunDir.open(run_dir)
         run.info  # noqa: B018 - a damaged run.json is an invalid run directory
-        base = RunDir.open(baseline) if baseline is not None else None
+        base = _open_baseline(Path(baseline)) if baseline is not None else None
         ctx = Context(run, pol, base)
         results = [evaluate(rule, ctx) for rule in pol.rules]
     except AuditError as e:
         return _invalid(str(e), console)
     failed = any(r.status == "fail" for r in results)
-    res = CheckResult(exit_code=1 if failed else 0, rules=results)
+    res = CheckResult(exit_code=1 if failed else 0, rules=results, warnings=policy_warnings(pol))
+    if console is not None:
+        from rich.markup import escape
+
+        for w in res.warnings:
+            console.print(f"[bold yellow]warning:[/] {escape(w)}")
     if write or junit is not None or github:
         try:
             _write_outputs(res, run, pol, base, junit=junit, github=github, write=write,
@@ -131,15 +138,38 @@ def run_check(
     return res
 
 
+def policy_warnings(pol: Policy) -> list[str]:
+    """One line per rule of ``pol`` that can never fail (or never pass), naming the file and line."""
+    out = []
+    for rule in pol.rules:
+        w = bounds_warning(rule)
+        if w:
+            key = "max_drop" if rule.check == "regression" else ("threshold" if "max_count" not in rule.params else "max_count")
+            out.append(f"{pol.where(rule, key)}: rule {rule.id!r} {w}")
+    return out
+
+
+def _open_baseline(path: Path) -> RunDir:
+    """The ``--baseline`` run directory; errors say that it is the baseline that is wrong."""
+    if not path.exists():
+        raise RunDirError(f"--baseline {path}: run directory does not exist (give the run directory of an earlier "
+                          "audit, e.g. the last accepted run)")
+    try:
+        base = RunDir.open(path)
+        base.info  # noqa: B018 - a damaged run.json is an invalid baseline
+    except AuditError as e:
+        raise type(e)(f"--baseline {path}: {e}") from None
+    return base
+
+
 def _write_outputs(res: CheckResult, run: RunDir, pol: Policy, base: RunDir | None, *, junit: Path | None,
                    github: bool, write: bool, seconds: float, console) -> None:
     from audit.check.output import append_step_summary, github_annotations, junit_xml, summary_md
-    from audit.errors import RunDirError
     from audit.report.markdown import summary_markdown
 
     xml = junit_xml(res.rules, policy_name=pol.name, policy_path=pol.path, run_path=run.path, seconds=seconds)
     md = summary_md(res.rules, passed=res.passed, policy_name=pol.name, run_name=str(run.path),
-                    baseline=str(base.path) if base else None)
+                    baseline=str(base.path) if base else None, warnings=res.warnings)
     try:
         md += "\n" + summary_markdown(run, title=True, top=10)
     except AuditError as e:

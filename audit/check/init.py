@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from audit.check.rules import fmt
 from audit.errors import UsageError
-from audit.headline import headline, read_optional
+from audit.headline import primary_metric
 from audit.rundir import RunDir, atomic_write_text
 
 __all__ = ["init_policy", "starter_policy"]
@@ -21,15 +22,22 @@ __all__ = ["init_policy", "starter_policy"]
 # margins added to the current value (the direction that makes the rule easier to pass)
 METRIC_MARGIN = 0.05
 ECE_MARGIN = 0.03
+IMBALANCE_FACTOR = 1.25
 TARGET_CRAMERS_V = 0.3
+# the [policy] defaults of a starter (the probes that measure "now" use the same)
+STARTER_DEFAULTS = {"min_n": 30, "on_insufficient": "warn", "on_missing": "fail"}
+# a threshold far beyond any value: a probe with it reports the worst item and never a violation
+_FAR = 1e300
 
 
 def _down(x: float) -> float:
-    return max(0.0, math.floor(x * 100) / 100)
+    """``x`` rounded down to 2 decimals (the easy direction of a ``>=`` rule); never below 0."""
+    return max(0.0, math.floor(x * 100 + 1e-9) / 100)
 
 
 def _up(x: float, cap: float | None = 1.0) -> float:
-    v = math.ceil(x * 100) / 100
+    """``x`` rounded up to 2 decimals (the easy direction of a ``<=`` rule), at most ``cap``."""
+    v = math.ceil(x * 100 - 1e-9) / 100
     return min(cap, v) if cap is not None else v
 
 
@@ -38,45 +46,123 @@ def _q(s: str) -> str:
     return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
 
 
-def _current_count(run: RunDir, check: str) -> int:
-    """The count a profile rule sees today (evaluated by the same code as ``audit check``)."""
-    from audit.check.policy import parse_policy
-    from audit.check.rules import Context, evaluate
+def _rule_lines(kv: dict) -> list[str]:
+    out = ["[[rule]]"]
+    for k, v in kv.items():
+        if isinstance(v, str):
+            out.append(f"{k} = {_q(v)}")
+        elif isinstance(v, bool):
+            out.append(f"{k} = {'true' if v else 'false'}")
+        elif isinstance(v, (list, tuple)):
+            out.append(f"{k} = [" + ", ".join(_q(x) for x in v) + "]")
+        else:
+            out.append(f"{k} = {v!r}")
+    return out
 
-    pol = parse_policy(f'[[rule]]\ncheck = "{check}"\n', "starter.toml")
-    res = evaluate(pol.rules[0], Context(run, pol))
-    return int(res.value or 0)
+
+def _head_lines(name: str) -> list[str]:
+    d = STARTER_DEFAULTS
+    return [
+        "[policy]",
+        f"name = {_q(name)}",
+        f"min_n = {d['min_n']}                 # groups with fewer samples get no verdict",
+        f'on_insufficient = "{d["on_insufficient"]}"   # skip | warn | fail',
+        f'on_missing = "{d["on_missing"]}"        # a rule whose table is absent fails (skip to allow partial runs)',
+    ]
+
+
+def _why(e: Exception, rid: str) -> str:
+    """A policy error's message without its ``file:line: rule 'id':`` prefix."""
+    return str(e).split(f"rule {rid!r}: ", 1)[-1]
+
+
+class _Probe:
+    """Evaluates a candidate rule exactly as ``audit check`` will (same parser, defaults and evaluator).
+
+    The candidate is written as TOML with a threshold no item can violate and evaluated with
+    :func:`audit.check.rules.evaluate`: the value it reports is the worst item the rule selects, which is the
+    value ``audit check`` reports for the final rule as long as it passes. A damaged or malformed table raises
+    (exit code 2): a starter must not silently lose a rule.
+    """
+
+    def __init__(self, run: RunDir):
+        self.run = run
+        self.ctx = None
+
+    def table(self, rel: str) -> pd.DataFrame | None:
+        self._context(None)
+        return self.ctx.table(rel)
+
+    def _context(self, pol):
+        from audit.check.policy import parse_policy
+        from audit.check.rules import Context
+
+        if pol is None:
+            pol = parse_policy('[[rule]]\ncheck = "findings"\n', "starter.toml")
+        if self.ctx is None:
+            self.ctx = Context(self.run, pol)
+        self.ctx.policy = pol
+        return self.ctx
+
+    def __call__(self, kv: dict):
+        """(result, None) when the rule has a current value, else (None, why)."""
+        from audit.check.policy import PolicyError, parse_policy
+        from audit.check.rules import evaluate
+
+        pol = parse_policy("\n".join(_head_lines("probe") + _rule_lines(kv)) + "\n", "starter.toml")
+        try:
+            res = evaluate(pol.rules[0], self._context(pol), strict=True)
+        except PolicyError as e:  # a name the rule needs (a metric, a grouping) is not in the run
+            return None, _why(e, kv["id"])
+        if res.value is None or math.isnan(res.value):
+            return None, res.message.removeprefix("no data: ")
+        return res, None
+
+
+def _where(res) -> str:
+    """``(group, 95% CI [a, b], n=N)`` of the item a probe reported."""
+    parts = [res.group] if res.group else []
+    if res.ci:
+        parts.append(f"95% CI [{fmt(res.ci[0])}, {fmt(res.ci[1])}]")
+    if res.n is not None:
+        parts.append(f"n={res.n}")
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def starter_policy(run: RunDir) -> str:
-    """The text of a starter policy for ``run`` (see module docstring)."""
-    h = headline(run)
+    """The text of a starter policy for ``run`` (see module docstring).
+
+    Every threshold comes from the value ``audit check`` reports for the same rule on ``run`` ("now" in the
+    comment above it) plus the margin of docs/policy.md. A rule that could never fail (a threshold at the end
+    of the quantity's range) is left out with a comment saying why.
+    """
+    from audit.check.policy import parse_policy
+    from audit.check.rules import bounds_warning
+
+    probe = _Probe(run)
     out = [
         "# imgaudit policy: generated by `audit init-policy` from the run",
         f"#   {str(run.path)}",
-        "# Thresholds are the run's current values plus a margin, so this run passes; tighten them over time.",
+        "# Thresholds are the values `audit check` reports for each rule on this run (\"now\") plus a margin, so",
+        "# this run passes; tighten them over time.",
         "# Format: docs/policy.md.  Use: audit check RUN --policy THIS_FILE [--baseline OLD_RUN]",
         "",
-        "[policy]",
-        f"name = {_q('starter policy for ' + run.path.name)}",
-        "min_n = 30                 # groups with fewer samples get no verdict",
-        'on_insufficient = "warn"   # skip | warn | fail',
-        'on_missing = "fail"        # a rule whose table is absent fails (skip to allow partial runs)',
+        *_head_lines("starter policy for " + run.path.name),
         "",
     ]
 
     def rule(comment: str, **kv) -> None:
+        lines = _rule_lines(kv)
+        w = bounds_warning(parse_policy("\n".join(lines) + "\n", "starter.toml").rules[0])
+        if w:  # never write a rule that gates nothing
+            left_out(kv["id"], f"{comment}, but that rule {w.split(':', 1)[0]}")
+            return
         out.append(f"# {comment}")
-        out.append("[[rule]]")
-        for k, v in kv.items():
-            if isinstance(v, str):
-                out.append(f"{k} = {_q(v)}")
-            elif isinstance(v, bool):
-                out.append(f"{k} = {'true' if v else 'false'}")
-            elif isinstance(v, (list, tuple)):
-                out.append(f"{k} = [" + ", ".join(_q(x) for x in v) + "]")
-            else:
-                out.append(f"{k} = {v}")
+        out.extend(lines)
+        out.append("")
+
+    def left_out(rid: str, why: str) -> None:
+        out.append(f"# {rid}: left out: {why}")
         out.append("")
 
     # ---- profile rules: gate as errors what holds today, warn on what the data already violates
@@ -85,60 +171,103 @@ def starter_policy(run: RunDir) -> str:
                          ("no_unreadable_files", "profile/images.parquet")):
         if not run.has(table):
             continue
-        c = _current_count(run, check)
+        rid = check.replace("_", "-")
+        res, why = probe({"id": rid, "check": check})
+        if res is None:
+            left_out(rid, why)
+            continue
+        c = int(res.value)
         if c == 0:
-            rule(f"{check}: currently 0", id=check.replace("_", "-"), check=check, severity="error")
+            rule(f"{check}: now 0", id=rid, check=check, severity="error")
         else:
-            rule(f"{check}: currently {c}: fix the data, then make this an error", id=check.replace("_", "-"),
-                 check=check, severity="warn")
-    imb = read_optional(run, "profile/imbalance.parquet")
-    if imb is not None and len(imb):
-        ratio = float(pd.to_numeric(imb["imbalance_ratio"], errors="coerce").max())
-        if not math.isnan(ratio):
-            rule(f"largest imbalance ratio now {ratio:.2f}", id="imbalance", check="imbalance_ratio",
-                 threshold=_up(ratio * 1.25 + 0.01, None), severity="warn")
-    a = h.get("biggest_association")
-    if a and a.get("value") is not None:
-        v = float(a["value"])
-        thr = TARGET_CRAMERS_V if v <= TARGET_CRAMERS_V - 0.02 else _up(v + METRIC_MARGIN)
-        rule(f"strongest association now {a['a']} x {a['b']}: Cramer's V {v:.2f}"
-             + (f"; tighten toward {TARGET_CRAMERS_V} as the data is fixed" if thr > TARGET_CRAMERS_V else ""),
-             id="spurious-association", check="association", threshold=thr, max_q=0.05)
+            rule(f"{check}: now {c}: fix the data, then make this an error", id=rid, check=check, severity="warn")
+    if run.has("profile/imbalance.parquet"):
+        kv = {"id": "imbalance", "check": "imbalance_ratio"}
+        res, why = probe({**kv, "threshold": _FAR})
+        if res is None:
+            left_out("imbalance", why)
+        else:
+            rule(f"largest imbalance ratio: now {res.value:.3f}{_where(res)}; threshold = {IMBALANCE_FACTOR} x now",
+                 **kv, threshold=_up(res.value * IMBALANCE_FACTOR, None), severity="warn")
+    if run.has("profile/associations.parquet"):
+        kv = {"id": "spurious-association", "check": "association"}
+        res, _ = probe({**kv, "threshold": _FAR, "max_q": 0.05})
+        if res is None:  # nothing significant to judge
+            rule(f"no significant association now (q <= 0.05); threshold {TARGET_CRAMERS_V}",
+                 **kv, threshold=TARGET_CRAMERS_V, max_q=0.05)
+        elif res.value <= TARGET_CRAMERS_V - 0.02:
+            rule(f"strongest significant association: now {res.value:.3f}{_where(res)}; threshold {TARGET_CRAMERS_V}",
+                 **kv, threshold=TARGET_CRAMERS_V, max_q=0.05)
+        else:
+            rule(f"strongest significant association: now {res.value:.3f}{_where(res)}; threshold = now + "
+                 f"{METRIC_MARGIN}; tighten toward {TARGET_CRAMERS_V} as the data is fixed",
+                 **kv, threshold=_up(res.value + METRIC_MARGIN, None), max_q=0.05)
 
     # ---- model rules
-    w = h.get("worst_group")
-    if w and w.get("value") is not None:
-        base = w["ci_low"] if w.get("ci_low") is not None else w["value"]
-        rule(f"worst group now {w['by']}={w['group']}: {w['metric']} {w['value']:.3f} (95% CI lower bound {base:.3f})",
-             id="worst-group", check="worst_group", metric=w["metric"], bound="ci_low", op=">=",
-             threshold=_down(base - METRIC_MARGIN))
-    gen = h.get("largest_gap")
-    if gen and gen.get("gap") is not None:
-        rule(f"largest in-domain minus out-of-domain gap now {gen['gap']:.3f} (held-out {gen['test_domain']})",
-             id="generalization-gap", check="generalization_gap", threshold=_up(max(gen["gap"], 0) + METRIC_MARGIN))
-    groups = read_optional(run, "metrics/groups.parquet")
+    groups = probe.table("metrics/groups.parquet")
+    metric = None
     if groups is not None and "metric" in groups.columns:
-        ece = groups[(groups["metric"] == "ece") & (groups["by"] == "overall")]
-        if len(ece):
-            v = float(pd.to_numeric(ece["value"], errors="coerce").max())
-            if not math.isnan(v):
-                rule(f"expected calibration error now {v:.3f}", id="calibration", check="ece",
-                     threshold=_up(v + ECE_MARGIN), severity="warn")
-        if h["task"] == "segment" and w and "domain" in set(groups["by"].astype(str)):
-            d = groups[(groups["metric"] == w["metric"]) & (groups["by"] == "domain") & (groups["status"] == "ok")]
-            if len(d):
-                v = float(pd.to_numeric(d["value"], errors="coerce").min())
-                rule(f"lowest {w['metric']} of a domain now {v:.3f}", id="per-domain-" + w["metric"],
-                     check="group_metric", metric=w["metric"], by=["domain"], op=">=", threshold=_down(v - METRIC_MARGIN))
-    fair = read_optional(run, "metrics/fairness.parquet")
+        metric = primary_metric(groups["metric"], run.task)
+    gated_worst = False
+    if groups is not None:
+        kv = {"id": "worst-group", "check": "worst_group"} | ({"metric": metric} if metric else {})
+        lo, why = probe({**kv, "bound": "ci_low", "op": ">=", "threshold": -_FAR})
+        if lo is not None and _down(lo.value - METRIC_MARGIN) > 0:
+            gated_worst = True
+            rule(f"worst group by its 95% CI lower bound: now {lo.value:.3f}{_where(lo)}; threshold = now - "
+                 f"{METRIC_MARGIN}", **kv, bound="ci_low", op=">=", threshold=_down(lo.value - METRIC_MARGIN))
+        else:
+            pt, why2 = probe({**kv, "bound": "value", "op": ">=", "threshold": -_FAR})
+            if pt is None:
+                left_out("worst-group", why2 or why)
+            else:
+                gated_worst = True
+                why_pt = (f"its 95% CI lower bound {lo.value:.3f} minus {METRIC_MARGIN} would leave a threshold of "
+                          "0, which can never fail, so the point value is gated" if lo is not None
+                          else f"no 95% CI lower bound ({why}), so the point value is gated")
+                rule(f"worst group: now {pt.value:.3f}{_where(pt)}; {why_pt}; threshold = now - {METRIC_MARGIN}",
+                     **kv, bound="value", op=">=", threshold=_down(pt.value - METRIC_MARGIN))
+    if run.has("metrics/generalization.parquet"):
+        kv = {"id": "generalization-gap", "check": "generalization_gap"}
+        res, why = probe({**kv, "threshold": _FAR})
+        if res is None:
+            left_out("generalization-gap", why)
+        else:
+            g = res.value
+            rule(f"largest in-domain minus out-of-domain gap: now {g:.3f}{_where(res)}; threshold = "
+                 + (f"now + {METRIC_MARGIN}" if g >= 0 else f"0 + {METRIC_MARGIN} (the gap is negative)"),
+                 **kv, threshold=_up(max(g, 0.0) + METRIC_MARGIN, None))
+    if groups is not None and "metric" in groups.columns and "ece" in set(groups["metric"].astype(str)):
+        kv = {"id": "calibration", "check": "ece"}
+        res, why = probe({**kv, "threshold": _FAR})
+        if res is None:
+            left_out("calibration", why)
+        else:
+            rule(f"expected calibration error: now {res.value:.3f}{_where(res)}; threshold = now + {ECE_MARGIN}",
+                 **kv, threshold=_up(res.value + ECE_MARGIN, None), severity="warn")
+    if run.task == "segment" and metric and groups is not None and "domain" in set(groups["by"].astype(str)):
+        rid = "per-domain-" + metric
+        kv = {"id": rid, "check": "group_metric", "metric": metric, "by": ["domain"], "op": ">="}
+        res, why = probe({**kv, "threshold": -_FAR})
+        if res is None:
+            left_out(rid, why)
+        else:
+            rule(f"lowest {metric} of a domain: now {res.value:.3f}{_where(res)}; threshold = now - {METRIC_MARGIN}",
+                 **kv, threshold=_down(res.value - METRIC_MARGIN))
+    fair = probe.table("metrics/fairness.parquet")
     if fair is not None and len(fair):
         for m in ("dp_diff", "eo_diff"):
-            f = fair[fair["metric"] == m]
-            v = float(pd.to_numeric(f["value"], errors="coerce").max()) if len(f) else math.nan
-            if not math.isnan(v):
-                rule(f"largest {m} across attributes now {v:.3f}", id=m.replace("_", "-"), check="fairness", metric=m,
-                     op="<=", threshold=_up(v + METRIC_MARGIN))
-    if w:
+            rid = m.replace("_", "-")
+            if "metric" in fair.columns and m not in set(fair["metric"].astype(str)):
+                continue
+            kv = {"id": rid, "check": "fairness", "metric": m, "op": "<="}
+            res, why = probe({**kv, "threshold": _FAR})
+            if res is None:
+                left_out(rid, why)
+            else:
+                rule(f"largest {m}: now {res.value:.3f}{_where(res)}; threshold = now + {METRIC_MARGIN}",
+                     **kv, threshold=_up(res.value + METRIC_MARGIN, None))
+    if gated_worst:
         rule("with --baseline OLD_RUN: the worst group may not drop by more than 0.02 (judged on the intervals)",
              id="no-regression", check="regression", of="worst_group", max_drop=0.02)
     if not any(line == "[[rule]]" for line in out):

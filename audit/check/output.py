@@ -52,7 +52,7 @@ def junit_xml(results: list[RuleResult], *, policy_name: str, policy_path: Path,
 
 
 def summary_md(results: list[RuleResult], *, passed: bool, policy_name: str, run_name: str,
-               baseline: str | None = None) -> str:
+               baseline: str | None = None, warnings: list[str] | None = None) -> str:
     """The rule table as Markdown (the run's summary.md is appended by the caller)."""
     n_fail = sum(r.status == "fail" for r in results)
     n_warn = sum(r.status == "warn" for r in results)
@@ -63,6 +63,7 @@ def summary_md(results: list[RuleResult], *, passed: bool, policy_name: str, run
         f"{len(results) - n_fail - n_warn - n_skip} passed of {len(results)} rules\n",
         f"Policy `{md_escape(policy_name)}` on run `{md_escape(run_name)}`"
         + (f", baseline `{md_escape(baseline)}`" if baseline else "") + "\n",
+        *(f"> ⚠️ policy warning: {md_escape(w, 400)}\n" for w in warnings or ()),
         "| status | rule | check | value | threshold | 95% CI | n | detail |",
         "|---|---|---|---|---|---|---|---|",
     ]

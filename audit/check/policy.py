@@ -243,8 +243,26 @@ def _key_line(text: str, start: int, key: str | None) -> int:
     return start
 
 
+# common misspellings of the comparison operators (=> for >=, words, unicode signs)
+_OP_ALIASES = {
+    "=>": ">=", "=<": "<=", "≥": ">=", "≤": "<=", "⩾": ">=", "⩽": "<=", "!<": ">=", "!>": "<=",
+    "ge": ">=", "gte": ">=", "gt": ">", "le": "<=", "lte": "<=", "lt": "<", ">>": ">", "<<": "<",
+}
+
+
 def _hint(name: str, choices) -> str:
-    m = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+    """`` (did you mean 'x'?)`` for a misspelled name, or ``""``.
+
+    Comparison operators get their own rules first: difflib sees ``=>`` as closer to ``>`` than to ``>=``, so
+    known mistakes (``=>``, ``=<``, ``gte``...), the reversed string and the string without spaces are tried
+    before the fuzzy match.
+    """
+    name = str(name)
+    cs = [str(c) for c in choices]
+    for cand in (_OP_ALIASES.get(name.strip().lower()), name.strip()[::-1], "".join(name.split())):
+        if cand and cand != name and cand in cs:
+            return f" (did you mean {cand!r}?)"
+    m = difflib.get_close_matches(name, cs, n=1, cutoff=0.6)
     return f" (did you mean {m[0]!r}?)" if m else ""
 
 

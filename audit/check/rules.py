@@ -16,12 +16,12 @@ from typing import Any
 import pandas as pd
 
 from audit.check.policy import Policy, PolicyError, Rule
-from audit.errors import AuditError
+from audit.errors import AuditError, RunDirError
 from audit.headline import SCOPE_PREFERENCE, prefer, primary_metric
 from audit.numfmt import format_number
 from audit.rundir import RunDir
 
-__all__ = ["RuleResult", "Item", "Context", "evaluate", "EVALUATORS", "fmt"]
+__all__ = ["RuleResult", "Item", "Context", "evaluate", "EVALUATORS", "fmt", "quantity_range", "bounds_warning"]
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -105,7 +105,12 @@ class Context:
         run = self.baseline if base else self.run
         key = (str(run.path), rel)
         if key not in self._cache:
-            self._cache[key] = run.read_table(rel, required=False)  # damaged -> RunDirError -> exit 2
+            try:
+                self._cache[key] = run.read_table(rel, required=False)  # damaged -> RunDirError -> exit 2
+            except AuditError as e:
+                if base:  # say which of the two runs is damaged
+                    raise type(e)(f"--baseline {run.path}: {e}") from None
+                raise
         return self._cache[key]
 
 
@@ -210,8 +215,8 @@ def judge(
 # ------------------------------------------------------------------ selection helpers
 def _choose(df: pd.DataFrame, col: str, wanted, rule: Rule, ctx: Context, key: str) -> pd.DataFrame:
     """Keep rows whose ``col`` is in ``wanted``; a value absent from the table is a policy error."""
-    if wanted is None or col not in df.columns:
-        return df
+    if wanted is None or col not in df.columns or df.empty:
+        return df  # an empty table has nothing to select: the rule reports "no data" (on_missing)
     wanted = [wanted] if isinstance(wanted, str) else list(wanted)
     have = sorted(set(df[col].dropna().astype(str)))
     unknown = [w for w in wanted if w not in have]
@@ -219,7 +224,7 @@ def _choose(df: pd.DataFrame, col: str, wanted, rule: Rule, ctx: Context, key: s
         from audit.check.policy import _hint
 
         raise ctx.policy.error(rule, key, f"{key} {unknown[0]!r} is not in the run{_hint(unknown[0], have)}; "
-                                          f"available: {', '.join(have[:20])}")
+                                          f"available: {', '.join(have[:20]) or '(none)'}")
     return df[df[col].astype(str).isin(wanted)]
 
 
@@ -306,6 +311,8 @@ def eval_fairness(rule: Rule, ctx: Context) -> RuleResult:
     f = ctx.table("metrics/fairness.parquet")
     if f is None:
         return missing(rule, "metrics/fairness.parquet is absent (a classification run with attributes and `audit metrics`)")
+    if f.empty:
+        return missing(rule, _no_fairness_rows(ctx))
     f = _choose(f, "metric", rule.params["metric"], rule, ctx, "metric")
     f = _model_sel(f, rule, ctx)
     f = _choose(f, "attribute", rule.params.get("attribute"), rule, ctx, "attribute")
@@ -323,6 +330,22 @@ def eval_fairness(rule: Rule, ctx: Context) -> RuleResult:
         items.append(Item(f"{_prefix(r, f)}{r['attribute']}{cls}", compared, point, ci, n,
                           n is not None and n < rule.min_n))
     return judge(rule, items, what=rule.params["metric"])
+
+
+def _no_fairness_rows(ctx: Context) -> str:
+    """Why metrics/fairness.parquet has no rows, and what to do about it."""
+    what = "metrics/fairness.parquet has no rows"
+    if ctx.task != "classify":
+        return f"{what}: fairness metrics are computed for classification runs only; remove this rule"
+    try:
+        cols = [str(c) for c in ctx.run.manifest().columns]
+    except AuditError:
+        cols = []
+    if not any(c.startswith("attr.") for c in cols):
+        return (f"{what} because the run has no attributes (and no domain) to compare groups on; declare one with "
+                "`--attr COLUMN` when creating the run (or `audit metrics RUN --by COLUMN`), or remove this rule "
+                '(on_missing = "skip" allows runs without attributes)')
+    return f"{what}; recompute them with `audit metrics RUN`"
 
 
 def eval_gap(rule: Rule, ctx: Context) -> RuleResult:
@@ -561,13 +584,104 @@ EVALUATORS: dict[str, Callable[[Rule, Context], RuleResult]] = {
 }
 
 
-def evaluate(rule: Rule, ctx: Context) -> RuleResult:
-    """Evaluate one rule. Policy errors (names absent from the run) propagate; other problems are recorded."""
+def evaluate(rule: Rule, ctx: Context, *, strict: bool = False) -> RuleResult:
+    """Evaluate one rule. Policy errors (names absent from the run) propagate; other problems are recorded.
+
+    With ``strict`` a table that cannot be evaluated raises :class:`RunDirError` instead of being recorded
+    (``audit init-policy`` must not silently leave a rule out).
+    """
     try:
         return EVALUATORS[rule.check](rule, ctx)
     except (PolicyError, AuditError):
         raise
     except Exception as e:  # a table that does not follow docs/formats.md: record it, keep checking the others
+        if strict:
+            raise RunDirError(f"{ctx.run.path}: cannot evaluate a {rule.check} rule: a table does not follow "
+                              f"docs/formats.md ({type(e).__name__}: {e})") from None
         res = missing(rule, f"cannot evaluate ({type(e).__name__}: {e})")
         res.status = _bad(rule)
         return res
+
+
+# ------------------------------------------------------------------ rules that cannot fail (or cannot pass)
+# metrics whose values are proportions in [0, 1] (names compared case-insensitively; "recall.3" -> "recall")
+_UNIT_METRICS = {
+    "accuracy", "acc", "balanced_accuracy", "macro_f1", "micro_f1", "weighted_f1", "f1", "precision", "recall",
+    "miou", "mean_iou", "iou", "iou_image", "dice", "pixel_acc", "pixel_accuracy", "ece", "mce", "error_rate",
+    "auroc", "auc", "specificity", "sensitivity", "tpr", "fpr", "tnr", "fnr",
+}
+_COUNT_CHECKS = ("no_split_leakage", "no_label_conflicts", "no_unreadable_files", "findings")
+
+
+def metric_range(metric: str | None) -> tuple[float, float] | None:
+    """The values a metric of metrics/groups.parquet can take, or None when unknown."""
+    if metric is None:
+        return None
+    m = str(metric).lower()
+    if m in _UNIT_METRICS or m.split(".", 1)[0] in _UNIT_METRICS or (m.startswith("top") and m.endswith("_accuracy")):
+        return 0.0, 1.0
+    if m == "brier":
+        return 0.0, 2.0
+    if m == "nll":
+        return 0.0, math.inf
+    return None
+
+
+def quantity_range(rule: Rule) -> tuple[str, float, float] | None:
+    """(name, lowest, highest) of the quantity a rule compares with its threshold, or None when unknown.
+
+    The ends of a 95% interval lie in the same range as the quantity.
+    """
+    c = rule.check
+    metric = rule.params.get("metric")
+    if c in ("worst_group", "group_metric", "ece", "regression", "generalization_gap"):
+        if c == "ece":
+            metric = metric or "ece"
+        if metric is None and c != "group_metric":
+            rng, name = (0.0, 1.0), "the primary metric"  # accuracy, mIoU... (headline.PRIMARY_METRICS): all in [0, 1]
+        else:
+            rng, name = metric_range(metric), str(metric)
+        if rng is None:
+            return None
+        if c in ("regression", "generalization_gap"):
+            span = rng[1] - rng[0]
+            return (f"{name} drop" if c == "regression" else f"{name} gap"), -span, span
+        return name, rng[0], rng[1]
+    if c == "fairness":
+        return str(metric), 0.0, 1.0  # dp_diff, eo_diff, eop_diff, dp_ratio
+    if c == "association":
+        return "Cramer's V", 0.0, 1.0
+    if c == "imbalance_ratio":
+        return "an imbalance ratio", 1.0, math.inf
+    if c == "shortcut":
+        return "balanced accuracy above chance", -1.0, 1.0
+    if c in _COUNT_CHECKS:
+        return "a count", 0.0, math.inf
+    return None
+
+
+def bounds_warning(rule: Rule) -> str | None:
+    """Why ``rule`` can never fail (or never pass) whatever the run, or None.
+
+    ``accuracy >= 0``, ``ci_low >= 0`` or ``dp_diff <= 1`` always hold, so they gate nothing; ``accuracy >= 70``
+    (a percentage for a fraction) never holds.
+    """
+    q = quantity_range(rule)
+    if q is None or rule.threshold is None:
+        return None
+    name, lo, hi = q
+    thr = float(rule.threshold)
+    # a regression rule fails when the drop's interval lies above max_drop: it behaves like `drop <= max_drop`
+    op = "<=" if rule.check == "regression" else (rule.op or ">=")
+    bound = f" {rule.bound}" if rule.bound not in (None, "value") and rule.check != "regression" else ""
+    expr = f"`{name}{bound} {op} {fmt(thr)}`" if rule.check != "regression" else f"`max_drop = {fmt(thr)}`"
+    if (op == ">=" and thr <= lo) or (op == ">" and thr < lo):
+        return f"can never fail: {name} is never below {fmt(lo)}, so {expr} always holds; raise the threshold"
+    if (op == "<=" and thr >= hi) or (op == "<" and thr > hi):
+        return f"can never fail: {name} is never above {fmt(hi)}, so {expr} always holds; lower the threshold"
+    if (op == ">=" and thr > hi) or (op == ">" and thr >= hi):
+        return (f"can never pass: {name} is never above {fmt(hi)}, so {expr} never holds"
+                + (" (a percentage where a fraction is meant?)" if hi == 1.0 and thr > 1 else ""))
+    if (op == "<=" and thr < lo) or (op == "<" and thr <= lo):
+        return f"can never pass: {name} is never below {fmt(lo)}, so {expr} never holds"
+    return None

@@ -29,9 +29,9 @@ from audit.metrics.report import (
     block_statistics,
     encode_clusters,
     encode_groups,
+    encode_samples,
     prepare_data,
     resolve_metrics,
-    row_weights,
 )
 
 __all__ = ["run_metrics", "resolve_groupings", "load_predictions", "THRESHOLDS"]
@@ -320,7 +320,7 @@ class _Slice:
         self.man = man
         self.data, self.has_p = _slice_data(self.frame, task, classes)
         self.cluster, self.n_clusters = encode_clusters(self.frame["group"].astype(str).to_numpy(object), len(self.frame))
-        self.weight = row_weights(self.frame["sample_id"].to_numpy(object), len(self.frame))
+        self.samples = encode_samples(self.frame["sample_id"].to_numpy(object), len(self.frame))
         self.names = resolve_metrics(None, self.data)
         self.specs = build_metric_specs(self.names, self.data)
         self.key = {"model": model, "protocol": protocol, "fold": fold, "scope": scope}
@@ -330,7 +330,7 @@ class _Slice:
         codes, groups, _ = encode_groups(cat, len(self.frame)) if cat is not None else encode_groups(None, len(self.frame))
         return _compute_report(self.data, specs or self.specs, codes, groups, " x ".join(cols) or "overall", self.cluster,
                                self.n_clusters, n_boot=self.config.n_boot, min_n=self.config.min_n, seed=self.config.seed,
-                               proportion_ci="auto", confidence=0.95, row_weight=self.weight)
+                               proportion_ci="auto", confidence=0.95, samples=self.samples)
 
     def groups(self, groupings, cands) -> pd.DataFrame:
         frames = []

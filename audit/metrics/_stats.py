@@ -240,6 +240,9 @@ class MetricSpec:
 
     ``compute(S)`` and ``count(S)`` map ``(..., width)`` sums to ``(...)``; ``proportion(S)`` (optional) gives
     ``(successes, trials)`` so a Wilson interval applies; ``higher_is_better`` orients worst/best.
+    ``row_count(d)`` (optional) gives each row's contribution to ``count`` (shape ``(n,)``): which rows the
+    statistic counts, so ``n`` can count distinct samples when a sample has several rows (seeds, folds): a
+    sample counts once in a group when any of its rows there counts (see :func:`row_counts`).
     """
 
     name: str
@@ -249,6 +252,32 @@ class MetricSpec:
     proportion: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
     higher_is_better: bool = True
     description: str = ""
+    row_count: Callable[[Data], np.ndarray] | None = None
+
+
+def _all_rows(d: Data) -> np.ndarray:
+    return np.ones(d.n)
+
+
+def row_counts(spec: MetricSpec, d: Data) -> np.ndarray:
+    """Each row's contribution to ``spec.count`` (``(n,)``); ``count(sum of rows) == row_counts(...).sum()``.
+
+    Uses ``spec.row_count`` when given, else evaluates ``count`` on every row's statistics (in chunks).
+    """
+    if spec.row_count is not None:
+        return np.asarray(spec.row_count(d), dtype=float)
+    w = block_width(spec.block, d)
+    entries = block_entries(spec.block, d)
+    out = np.zeros(d.n)
+    step = max(1, 2_000_000 // max(1, w))
+    for a in range(0, d.n, step):
+        b = min(d.n, a + step)
+        X = np.zeros((b - a, w))
+        r = np.arange(b - a)
+        for col, val in entries:
+            np.add.at(X, (r, np.asarray(col[a:b], dtype=np.int64)), val[a:b])
+        out[a:b] = spec.count(X)
+    return out
 
 
 CLASSIFY_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "recall", "top_k", "ece", "brier", "nll", "selection_rate")
@@ -264,13 +293,13 @@ def build_metric_specs(names: list[str], d: Data, *, pos_label: int | None = Non
     for name in names:
         if name == "accuracy":
             specs.append(MetricSpec("accuracy", "correct", lambda S: _div(S[..., 0], S[..., 1]), lambda S: S[..., 1],
-                                    lambda S: (S[..., 0], S[..., 1]), description="share of correct predictions"))
+                                    lambda S: (S[..., 0], S[..., 1]), description="share of correct predictions", row_count=_all_rows))
         elif name == "balanced_accuracy":
             specs.append(MetricSpec("balanced_accuracy", "confusion", lambda S: balanced_accuracy_from_confusion(_conf(S, K)),
-                                    lambda S: S.sum(axis=-1), description="mean per-class recall"))
+                                    lambda S: S.sum(axis=-1), description="mean per-class recall", row_count=_all_rows))
         elif name == "macro_f1":
             specs.append(MetricSpec("macro_f1", "confusion", lambda S: macro_f1_from_confusion(_conf(S, K)),
-                                    lambda S: S.sum(axis=-1), description="unweighted mean F1 over classes"))
+                                    lambda S: S.sum(axis=-1), description="unweighted mean F1 over classes", row_count=_all_rows))
         elif name == "recall":
             for k, cname in enumerate(d.classes):
                 def rc(S, k=k):
@@ -278,7 +307,8 @@ def build_metric_specs(names: list[str], d: Data, *, pos_label: int | None = Non
                     return C_[..., k, k], C_[..., k, :].sum(axis=-1)
 
                 specs.append(MetricSpec(f"recall.{cname}", "confusion", lambda S, rc=rc: _div(*rc(S)),
-                                        lambda S, rc=rc: rc(S)[1], rc, description=f"recall of class {cname}"))
+                                        lambda S, rc=rc: rc(S)[1], rc, description=f"recall of class {cname}",
+                                        row_count=lambda d, k=k: (d.y_true == k).astype(float)))
         elif name == "selection_rate":
             k = (K - 1) if pos_label is None else pos_label
 
@@ -287,31 +317,31 @@ def build_metric_specs(names: list[str], d: Data, *, pos_label: int | None = Non
                 return C_[..., :, k].sum(axis=-1), C_.sum(axis=(-2, -1))
 
             specs.append(MetricSpec("selection_rate", "confusion", lambda S, sr=sr: _div(*sr(S)), lambda S, sr=sr: sr(S)[1],
-                                    sr, description=f"share predicted {d.classes[k] if d.classes else k}"))
+                                    sr, description=f"share predicted {d.classes[k] if d.classes else k}", row_count=_all_rows))
         elif name == "top_k":
             specs.append(MetricSpec(f"top{d.top_k}_accuracy", "topk", lambda S: _div(S[..., 0], S[..., 1]), lambda S: S[..., 1],
-                                    lambda S: (S[..., 0], S[..., 1]), description=f"true class among the {d.top_k} most probable"))
+                                    lambda S: (S[..., 0], S[..., 1]), description=f"true class among the {d.top_k} most probable", row_count=_all_rows))
         elif name == "ece":
             specs.append(MetricSpec("ece", "calib", ece_from_bins, lambda S: S.reshape(S.shape[:-1] + (-1, 3))[..., 0].sum(axis=-1),
-                                    higher_is_better=False, description="expected calibration error (top label)"))
+                                    higher_is_better=False, description="expected calibration error (top label)", row_count=_all_rows))
         elif name == "brier":
             specs.append(MetricSpec("brier", "brier", lambda S: _div(S[..., 0], S[..., 1]), lambda S: S[..., 1],
-                                    higher_is_better=False, description="Brier score"))
+                                    higher_is_better=False, description="Brier score", row_count=_all_rows))
         elif name == "nll":
             specs.append(MetricSpec("nll", "nll", lambda S: _div(S[..., 0], S[..., 1]), lambda S: S[..., 1],
-                                    higher_is_better=False, description="negative log-likelihood"))
+                                    higher_is_better=False, description="negative log-likelihood", row_count=_all_rows))
         elif name == "miou":
             specs.append(MetricSpec("miou", "seg_iu", lambda S: miou_from_counts(S, C), lambda S: S[..., 2 * C + 2],
-                                    description="mean IoU over classes, from pixel counts summed over images"))
+                                    description="mean IoU over classes, from pixel counts summed over images", row_count=_all_rows))
         elif name == "iou":
             for k, cname in enumerate(d.seg_classes):
                 specs.append(MetricSpec(f"iou.{cname}", "seg_iu", lambda S, k=k: _div(S[..., k], S[..., C + k]),
                                         lambda S: S[..., 2 * C + 2],
-                                        description=f"IoU of class {cname} from summed pixel counts"))
+                                        description=f"IoU of class {cname} from summed pixel counts", row_count=_all_rows))
         elif name == "pixel_accuracy":
             specs.append(MetricSpec("pixel_accuracy", "seg_iu", lambda S: _div(S[..., 2 * C], S[..., 2 * C + 1]),
                                     lambda S: S[..., 2 * C + 2],
-                                    description="share of correctly labelled pixels"))
+                                    description="share of correctly labelled pixels", row_count=_all_rows))
         elif name == "dice":
             specs.append(MetricSpec("dice", "seg_img", lambda S: _div(S[..., 0], S[..., 2]), lambda S: S[..., 2],
                                     description="mean per-image Dice"))

@@ -30,6 +30,7 @@ from audit.metrics._stats import (
     block_entries,
     block_width,
     build_metric_specs,
+    row_counts,
 )
 
 __all__ = ["GroupReport", "group_report", "SegmentationCounts", "encode_groups", "encode_clusters", "prepare_data"]
@@ -602,25 +603,58 @@ def group_report(
     codes, groups, by = encode_groups(sensitive, d.n)
     cluster, n_clusters = encode_clusters(clusters, d.n)
     return _compute_report(d, specs, codes, groups, by, cluster, n_clusters, n_boot=n_boot, min_n=min_n, seed=seed,
-                           proportion_ci=proportion_ci, confidence=confidence, row_weight=row_weights(sample_ids, d.n))
+                           proportion_ci=proportion_ci, confidence=confidence, samples=encode_samples(sample_ids, d.n))
 
 
-def row_weights(sample_ids, n: int) -> np.ndarray | None:
-    """1 / (times the row's sample occurs): summed over a group, the number of distinct samples."""
+def encode_samples(sample_ids, n: int) -> np.ndarray | None:
+    """Sample codes 0..S-1 per row (None: every row is its own sample)."""
     if sample_ids is None:
         return None
     ids = pd.Series(V.as_1d(sample_ids, "sample_ids"), dtype=object)
     V.check_length(ids, "sample_ids", n)
     codes, _ = pd.factorize(ids.astype(str))
-    mult = np.bincount(codes)[codes]
-    return 1.0 / mult
+    return codes.astype(np.int64)
+
+
+class DistinctCounter:
+    """Exact counts of distinct samples per cell among the rows a statistic counts.
+
+    A sample predicted by several seeds or folds has several rows; it counts once in a cell (group) when any of
+    its rows there is counted (``mask``), and once overall. ``rest[g]`` counts the samples with a counted row
+    outside cell ``g`` (the complement used by paired comparisons).
+    """
+
+    def __init__(self, sample: np.ndarray, cell: np.ndarray, n_cells: int):
+        self.n_cells = n_cells
+        self.n_samples = int(sample.max()) + 1 if len(sample) else 0
+        key = sample * n_cells + cell
+        uniq, inv = np.unique(key, return_inverse=True)
+        self.pair = inv.reshape(-1)
+        self.pair_cell = (uniq % n_cells).astype(np.int64)
+        self.pair_sample = (uniq // n_cells).astype(np.int64)
+        self._cache: dict[bytes, tuple[np.ndarray, int, np.ndarray]] = {}
+
+    def counts(self, mask: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+        """``(per_cell (n_cells,), total, rest (n_cells,))`` distinct samples among the rows in ``mask``."""
+        key = np.packbits(mask).tobytes()
+        if key not in self._cache:
+            hit = np.bincount(self.pair[mask], minlength=len(self.pair_cell)) > 0
+            per_cell = np.bincount(self.pair_cell[hit], minlength=self.n_cells)
+            cells_of = np.bincount(self.pair_sample[hit], minlength=self.n_samples)
+            total = int((cells_of > 0).sum())
+            single = hit & (cells_of[self.pair_sample] == 1)
+            only_here = np.bincount(self.pair_cell[single], minlength=self.n_cells)
+            self._cache[key] = (per_cell, total, total - only_here)
+        return self._cache[key]
 
 
 _CONTINUOUS_BLOCKS = ("calib", "brier", "nll")
 
 
 def _compute_report(d, specs, codes, groups, by, cluster, n_clusters, *, n_boot, min_n, seed, proportion_ci, confidence,
-                    rest: bool = True, row_weight: np.ndarray | None = None) -> GroupReport:
+                    rest: bool = True, samples: np.ndarray | None = None) -> GroupReport:
+    """The report of ``specs`` over groups ``codes``; ``samples`` (sample code per row, optional) makes every n
+    count distinct samples (each metric's n: the distinct samples among the rows its statistic counts)."""
     G = len(groups)
     n_cells = G + 1  # last cell: rows with a missing group (overall only)
     cell = np.where(codes < 0, G, codes)
@@ -715,15 +749,14 @@ def _compute_report(d, specs, codes, groups, by, cluster, n_clusters, *, n_boot,
                 wl, wh = wilson_interval(p_hat * n_eff, n_eff, confidence=confidence)
                 lo[:, j] = np.fmin(lo[:, j], wl)
                 hi[:, j] = np.fmax(hi[:, j], wh)
-    if row_weight is not None:
-        # counts are rows; scale them to distinct samples (a sample predicted by 3 seeds counts once)
-        rows = np.bincount(cell, minlength=n_cells).astype(float)
-        dist = np.bincount(cell, weights=row_weight, minlength=n_cells)
-        g_rows, g_dist = np.append(rows[:G], rows.sum()), np.append(dist[:G], dist.sum())
-        f = g_dist / np.maximum(g_rows, 1)
-        f_rest = (dist.sum() - g_dist) / np.maximum(rows.sum() - g_rows, 1)
-        n = np.where(n > 0, np.maximum(1, np.round(n * f[:, None])), 0)
-        rest_n = np.where(rest_n > 0, np.maximum(1, np.round(rest_n * f_rest[:, None])), 0)
+    if samples is not None:
+        # n counts distinct samples, exactly, per metric: a sample with rows from several seeds or folds counts
+        # once among the rows the metric's statistic counts (e.g. recall.<c>: the group's samples of class c)
+        counter = DistinctCounter(samples, cell, n_cells)
+        for j, s in enumerate(specs):
+            per_cell, total, rest_cell = counter.counts(row_counts(s, d) > 0)
+            n[:G, j], n[G, j] = per_cell[:G], total
+            rest_n[:G, j], rest_n[G, j] = rest_cell[:G], 0
     empty = n == 0
     values[empty] = np.nan
     lo[empty] = np.nan

@@ -9,7 +9,7 @@ from audit.headline import headline
 from audit.numfmt import format_number
 from audit.rundir import RunDir
 
-__all__ = ["md_escape", "summary_markdown", "fmt_ci", "fmt_num"]
+__all__ = ["md_escape", "summary_markdown", "fmt_ci", "fmt_num", "fmt_value_ci", "headline_rows"]
 
 
 def md_escape(text: Any, limit: int = 300) -> str:
@@ -34,43 +34,53 @@ def fmt_ci(lo: Any, hi: Any) -> str:
     return f"[{fmt_num(lo)}, {fmt_num(hi)}]"
 
 
-def _headline_rows(h: dict) -> list[tuple[str, str]]:
+def fmt_value_ci(v: Any, lo: Any, hi: Any) -> str:
+    """``0.812 [0.790, 0.833]``, or ``0.812 (no interval)`` where the interval is missing (too few samples)."""
+    ci = fmt_ci(lo, hi)
+    return f"{fmt_num(v)} {ci}" if ci else f"{fmt_num(v)} (no interval)"
+
+
+def headline_rows(h: dict, esc=md_escape) -> list[tuple[str, str]]:
+    """The headline numbers as (label, text) rows; ``esc`` escapes user-controlled text for the target format
+    (Markdown by default; the terminal summary passes a plain one)."""
     rows = [
         ("samples", fmt_num(h.get("n"))),
-        ("task", md_escape(h.get("task"))),
-        ("domains", f"{h['n_domains']}: " + md_escape(", ".join(h["domains"][:12])) if h["domains"] else "none"),
-        ("classes", f"{h['n_classes']}: " + md_escape(", ".join(h["classes"][:12])) if h["classes"] else "none"),
-        ("attributes", md_escape(", ".join(h["attributes"])) or "none"),
+        ("task", esc(h.get("task"))),
+        ("domains", f"{h['n_domains']}: " + esc(", ".join(h["domains"][:12])) if h["domains"] else "none"),
+        ("classes", f"{h['n_classes']}: " + esc(", ".join(h["classes"][:12])) if h["classes"] else "none"),
+        ("attributes", esc(", ".join(h["attributes"])) or "none"),
     ]
     if h.get("n_unreadable") is not None:
         rows.append(("unreadable files", fmt_num(h["n_unreadable"]) if h["n_unreadable"] else "0"))
     if h.get("models"):
-        rows.append(("models", md_escape(", ".join(h["models"]))))
+        rows.append(("models", esc(", ".join(h["models"]))))
     o = h.get("overall")
     if o:
-        rows.append((f"overall {md_escape(o['metric'])} ({md_escape(o.get('scope') or 'all')})",
-                     f"{fmt_num(o['value'])} {fmt_ci(o['ci_low'], o['ci_high'])}, n={fmt_num(o['n'])}"))
+        rows.append((f"overall {esc(o['metric'])} ({esc(o.get('scope') or 'all')})",
+                     f"{fmt_value_ci(o['value'], o['ci_low'], o['ci_high'])}, n={fmt_num(o['n'])}"))
     w = h.get("worst_group")
     if w:
-        rows.append((f"worst group ({md_escape(w['metric'])})",
-                     f"{md_escape(w['by'])} = {md_escape(w['group'])}: {fmt_num(w['value'])} "
-                     f"{fmt_ci(w['ci_low'], w['ci_high'])}, n={fmt_num(w['n'])}"))
+        rows.append((f"worst group ({esc(w['metric'])})",
+                     f"{esc(w['by'])} = {esc(w['group'])}: "
+                     f"{fmt_value_ci(w['value'], w['ci_low'], w['ci_high'])}, n={fmt_num(w['n'])}"))
     g = h.get("largest_gap")
     if g:
         rows.append(("largest generalization gap",
-                     f"{fmt_num(g['gap'])} {fmt_ci(g['ci_low'], g['ci_high'])} on held-out {md_escape(g['test_domain'])} "
+                     f"{fmt_value_ci(g['gap'], g['ci_low'], g['ci_high'])} on held-out {esc(g['test_domain'])} "
                      f"(in {fmt_num(g['in_domain'])}, out {fmt_num(g['out_domain'])}, n_out={fmt_num(g['n_out'])})"))
     f = h.get("largest_fairness_gap")
     if f:
-        rows.append(("largest fairness gap", f"{md_escape(f['metric'])} {fmt_num(f['value'])} "
-                     f"{fmt_ci(f['ci_low'], f['ci_high'])} across {md_escape(f['attribute'])}"))
+        rows.append(("largest fairness gap", f"{esc(f['metric'])} {fmt_value_ci(f['value'], f['ci_low'], f['ci_high'])} "
+                     f"across {esc(f['attribute'])}"))
     a = h.get("biggest_association")
     if a:
-        rows.append(("strongest association", f"{md_escape(a['a'])} x {md_escape(a['b'])}: Cramer's V "
-                     f"{fmt_num(a['value'])} {fmt_ci(a['ci_low'], a['ci_high'])}, n={fmt_num(a['n'])}"))
+        rows.append(("strongest association", f"{esc(a['a'])} x {esc(a['b'])}: Cramer's V "
+                     f"{fmt_value_ci(a['value'], a['ci_low'], a['ci_high'])}, n={fmt_num(a['n'])}"))
     c = h["findings"]
     rows.append(("findings", f"{c['critical']} critical, {c['warning']} warning, {c['info']} info"))
-    rows.append(("stages", md_escape(", ".join(f"{k}={v}" for k, v in h["stages"].items()))))
+    # the report stage is what is being written while these rows are made: leave it out instead of "running"
+    rows.append(("stages", esc(", ".join(f"{k}={v}" for k, v in h["stages"].items()
+                                               if not (k == "report" and v == "running")))))
     return rows
 
 
@@ -93,7 +103,7 @@ def summary_markdown(run: RunDir, *, h: dict | None = None, top: int = 20, title
     if title:
         out.append(f"## imgaudit summary: `{md_escape(run.path.name)}`\n")
     out.append("| | |\n|---|---|")
-    out += [f"| {k} | {v} |" for k, v in _headline_rows(h)]
+    out += [f"| {k} | {v} |" for k, v in headline_rows(h)]
     findings = run.findings()
     out.append("")
     if findings:
