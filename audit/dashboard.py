@@ -91,7 +91,40 @@ def launch(run_dir: Path | str, *, port: int = 8501, host: str = "127.0.0.1") ->
     _check_port(host, int(port))
     shown = f"[{host}]" if ":" in host else host
     print(f"imgaudit dashboard for {path}: http://{shown}:{port}   (Ctrl+C to stop)", flush=True)
+    return _run_server(streamlit_command(app, path, port=int(port), host=host))
+
+
+def _run_server(cmd: list[str]) -> int:
+    """Run the streamlit server as a child and stop it with us: Ctrl+C, or a SIGTERM/SIGHUP from ``timeout``, a CI
+    runner or a process supervisor is passed on to the server, which is waited for (never left orphaned)."""
+    import signal
+
+    proc = subprocess.Popen(cmd)
+    caught: list[int] = []
+
+    def forward(signum, _frame):
+        caught.append(signum)
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM if signum != signal.SIGINT else signal.SIGINT)
+
+    old = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        return subprocess.call(streamlit_command(app, path, port=int(port), host=host))
-    except KeyboardInterrupt:
-        return 0
+        while True:
+            try:
+                rc = proc.wait()
+                break
+            except KeyboardInterrupt:  # Ctrl+C reaches the whole process group; make sure the server stops
+                caught.append(signal.SIGINT)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGINT)
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    return 0 if caught else rc

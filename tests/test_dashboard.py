@@ -347,7 +347,7 @@ def test_launch_command_binds_localhost(runs, monkeypatch, capsys):
     import audit.dashboard as d
 
     calls = []
-    monkeypatch.setattr(d.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    monkeypatch.setattr(d, "_run_server", lambda cmd: calls.append(cmd) or 0)
     assert d.launch(runs["classify"].path, port=_free_port()) == 0
     cmd = calls[0]
     assert cmd[1:4] == ["-m", "streamlit", "run"] and Path(cmd[4]) == APP
@@ -355,6 +355,40 @@ def test_launch_command_binds_localhost(runs, monkeypatch, capsys):
     assert cmd[cmd.index("--browser.gatherUsageStats") + 1] == "false"
     assert cmd[-2:] == ["--run", str(runs["classify"].path.resolve())]
     assert "http://127.0.0.1:" in capsys.readouterr().out
+
+
+def test_sigterm_stops_the_streamlit_server_too(runs):
+    """`timeout`, CI runners and supervisors stop `audit dashboard` with SIGTERM: the server must not be orphaned."""
+    import signal
+    import urllib.request
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "audit", "dashboard", str(runs["classify"].path), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.3)
+        else:
+            pytest.fail("the dashboard did not become healthy in 90 s")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        deadline = time.time() + 15
+        while time.time() < deadline:  # the server (a child) has stopped listening
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) != 0:
+                    break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the streamlit server still listens after SIGTERM")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def test_launch_port_in_use(runs):
