@@ -154,9 +154,9 @@ ImageDirOpt = Annotated[Optional[str], typer.Option("--image-dir", help="Segment
 MaskDirOpt = Annotated[Optional[str], typer.Option("--mask-dir", help="Segmentation: folder of masks.")]
 DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", help="FiftyOne dataset name (--format fiftyone).")]
 OutsideOpt = Annotated[bool, typer.Option("--allow-outside-root", help="Allow paths outside the dataset root.")]
-MinNOpt = Annotated[int, typer.Option("--min-n", help="Smallest group size to draw a conclusion from.")]
+MinNOpt = Annotated[int, typer.Option("--min-n", min=1, help="Smallest group size to draw a conclusion from.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for every random choice.")]
-WorkersOpt = Annotated[Optional[int], typer.Option("--workers", help="Worker processes (default: all cores).")]
+WorkersOpt = Annotated[Optional[int], typer.Option("--workers", min=1, help="Worker processes (default: all cores).")]
 EngineOpt = Annotated[Engine, typer.Option("--engine", help="local, or ray for a Ray cluster.")]
 RayAddrOpt = Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster address (or RAY_ADDRESS).")]
 
@@ -215,11 +215,11 @@ def profile(
     checks: Annotated[
         Optional[list[str]], typer.Option("--check", help="Run only this check (repeatable; default: all).")
     ] = None,
-    near_radius: Annotated[int, typer.Option("--near-radius", help="Hamming radius (of 64 bits) for near duplicates.")] = 6,
-    depth: Annotated[int, typer.Option("--depth", help="Deepest intersection in the distribution table.")] = 3,
-    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for intervals.")] = 1000,
+    near_radius: Annotated[int, typer.Option("--near-radius", min=0, max=32, help="Hamming radius (of 64 bits) for near duplicates.")] = 6,
+    depth: Annotated[int, typer.Option("--depth", min=1, help="Deepest intersection in the distribution table.")] = 3,
+    n_boot: Annotated[int, typer.Option("--n-boot", min=0, help="Bootstrap resamples for intervals.")] = 1000,
     max_pixels: Annotated[
-        int, typer.Option("--max-pixels", help="Images with more pixels are refused undecoded (decompression bombs).")
+        int, typer.Option("--max-pixels", min=1, help="Images with more pixels are refused undecoded (decompression bombs).")
     ] = 89_478_485,
 ) -> None:
     """Profile a dataset: imbalance, associations, shifts, duplicates, leakage, broken files, shortcuts."""
@@ -264,9 +264,9 @@ def run(
     task: Annotated[Optional[Task], typer.Option("--task", help="classify or segment (default: from the data).")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Model name (see `audit models`).")] = None,
     protocol: Annotated[Protocol, typer.Option("--protocol")] = Protocol.lodo,
-    epochs: Annotated[int, typer.Option("--epochs")] = 8,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 8,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, mps.")] = "auto",
-    seeds: Annotated[int, typer.Option("--seeds", help="Repeat training with N seeds.")] = 1,
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Repeat training with N seeds.")] = 1,
     min_n: MinNOpt = 30,
     seed: SeedOpt = 0,
     workers: WorkersOpt = None,
@@ -306,12 +306,12 @@ def train(
     task: Annotated[Optional[Task], typer.Option("--task", help="classify or segment (default: from the data).")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Model name (see `audit models`).")] = None,
     protocol: Annotated[Protocol, typer.Option("--protocol")] = Protocol.lodo,
-    epochs: Annotated[int, typer.Option("--epochs")] = 8,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 8,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1)] = None,
     lr: Annotated[Optional[float], typer.Option("--lr")] = None,
-    image_size: Annotated[Optional[int], typer.Option("--image-size", help="Square input size (default: per model).")] = None,
+    image_size: Annotated[Optional[int], typer.Option("--image-size", min=8, help="Square input size (default: per model).")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, mps.")] = "auto",
-    seeds: Annotated[int, typer.Option("--seeds", help="Repeat training with N seeds.")] = 1,
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Repeat training with N seeds.")] = 1,
     seed: SeedOpt = 0,
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Pretrained weights file (.pth).")] = None,
     pretrained: Annotated[bool, typer.Option("--pretrained", help="Use torchvision weights from torch's cache.")] = False,
@@ -367,8 +367,8 @@ def metrics(
     by: Annotated[Optional[list[str]], typer.Option("--by", help="Grouping column (repeatable; a:b for an intersection).")] = None,
     min_n: MinNOpt = 30,
     predictions: Annotated[Optional[Path], typer.Option("--predictions", help="Predictions file from any model.")] = None,
-    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples.")] = 1000,
-    depth: Annotated[int, typer.Option("--depth", help="Deepest intersection of attributes.")] = 2,
+    n_boot: Annotated[int, typer.Option("--n-boot", min=0, help="Bootstrap resamples.")] = 1000,
+    depth: Annotated[int, typer.Option("--depth", min=1, help="Deepest intersection of attributes.")] = 2,
     seed: SeedOpt = 0,
 ) -> None:
     """Per-group metrics, generalization gaps and fairness, each with n and a 95% interval."""
@@ -376,6 +376,12 @@ def metrics(
     from audit.rundir import RunDir
 
     rd = RunDir.open(run_dir)
+    if predictions is None and not rd.has("predictions.parquet"):
+        from audit.errors import UsageError
+
+        a = pipeline.audit_command()
+        raise UsageError(f"{rd.path} has no predictions yet: train a model with `{a} train {rd.path}`, or bring your "
+                         f"own with `{a} metrics {rd.path} --predictions FILE` (columns: docs/formats.md)")
     pipeline.metrics_stage(
         rd, required=True, by=by, min_n=min_n, predictions=predictions, n_boot=n_boot, depth=depth, seed=seed
     )
@@ -443,7 +449,7 @@ def dashboard(
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo data and runs.")] = Path("demo_runs"),
     task: Annotated[DemoTask, typer.Option("--task", help="classify, segment or all.")] = DemoTask.all,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs (default: a quick setting).")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Training epochs (default: a quick setting).")] = None,
     device: Annotated[str, typer.Option("--device")] = "auto",
     seed: SeedOpt = 0,
 ) -> None:

@@ -58,6 +58,7 @@ MISSING_STRINGS = frozenset({"", "nan", "NaN", "NAN", "none", "None", "null", "N
 _MSG_EMPTY = "the manifest is empty: no samples were found in {source}"
 _MSG_DUP = "duplicate sample_id {ids} ({n} duplicated rows); sample ids must be unique"
 _MSG_NO_COL = "no column {col!r} for --{role}{hint}; available columns: {avail}"
+_PATH_GUESSES = ("filepath", "path", "file", "image", "filename", "img")
 _MSG_ESCAPE = (
     "row {sample!r}: path {path!r} resolves outside the dataset root {root}; "
     "pass --allow-outside-root to allow it"
@@ -100,12 +101,16 @@ def closest(name: str, choices: Iterable[str]) -> str | None:
     return lower[match[0]] if match else None
 
 
+# role -> the command-line flag that names its column
+ROLE_FLAGS = {"filepath": "path-col", "sample_id": "id-col"}
+
+
 def missing_column_error(col: str, role: str, available: Sequence[str]) -> InputError:
     """A one-line error for an unknown column, suggesting the closest existing name."""
     best = closest(col, available)
     hint = f" (did you mean {best!r}?)" if best else ""
     avail = ", ".join(map(str, available[:30])) + (" ..." if len(available) > 30 else "")
-    return InputError(_MSG_NO_COL.format(col=col, role=role, hint=hint, avail=avail))
+    return InputError(_MSG_NO_COL.format(col=col, role=ROLE_FLAGS.get(role, role), hint=hint, avail=avail))
 
 
 def normalize_missing(values: pd.Series) -> pd.Series:
@@ -146,9 +151,11 @@ def build_manifest(table: pd.DataFrame, roles: Roles, *, source: str = "the inpu
     table = table.copy()
     table.columns = available
     if roles.filepath is None:
-        guess = next((c for c in ("filepath", "path", "file", "image", "filename", "img") if c in available), None)
+        guess = next((c for c in _PATH_GUESSES if c in available), None)
         if guess is None:
-            raise missing_column_error("filepath", "filepath", available)
+            avail = ", ".join(map(str, available[:30])) + (" ..." if len(available) > 30 else "")
+            raise InputError(f"no image path column found (looked for {', '.join(_PATH_GUESSES)}); name it with "
+                             f"--path-col COLUMN; available columns: {avail}")
         roles.filepath = guess
     out = pd.DataFrame(index=range(len(table)))
     for role in ("filepath", "label", "mask", "split", "domain", "group", "sample_id"):

@@ -110,3 +110,21 @@ def test_summary_survives_hand_edited_findings_and_segmentation_next_step(demo_s
     out = con.export_text()
     assert "[bold]x[/]" in out and "next:" in out
     assert " train " in _next_step(run)
+
+
+def test_numeric_options_are_validated_before_anything_is_written(demo_classify, tmp_path):
+    for args in (["profile", str(demo_classify.root), "--min-n", "-5"], ["profile", str(demo_classify.root), "--near-radius", "99"],
+                 ["profile", str(demo_classify.root), "--depth", "0"]):
+        r = _audit(*args, "--out", str(tmp_path / "r"))
+        assert r.returncode == 2 and "Invalid value" in r.stdout + r.stderr, args
+        assert not (tmp_path / "r").exists()
+
+
+def test_metrics_without_predictions_says_what_to_do(demo_classify, tmp_path):
+    from conftest import ingest_demo
+
+    run = ingest_demo(demo_classify, tmp_path / "run")
+    run.unlock()
+    r = _audit("metrics", str(run.path))
+    out = r.stdout + r.stderr
+    assert r.returncode == 2 and "has no predictions yet" in out and "train" in out and "--predictions FILE" in out

@@ -145,7 +145,7 @@ def test_office_home(tmp_path):
     m = res.manifest
     assert len(m) == 8 and set(m["domain"]) == {"Art", "Clipart", "Product", "Real World"}
     assert "Real World/Backpack/00001.jpg" in set(m["filepath"])
-    assert not res.notes
+    assert res.notes == ["non-image files left out: 2 (.csv, .txt; e.g. ImageInfo.csv, imagelist.txt)"]
     # DomainBed's renamed copy, read from its parent folder
     db = tmp_path / "data"
     img(db / "office_home" / "Real World" / "Mug" / "00003.jpg")

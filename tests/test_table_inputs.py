@@ -71,3 +71,37 @@ def test_imagefolder_layouts_and_unicode(tmp_path):
     with pytest.raises(InputError, match="no image files"):
         (tmp_path / "empty").mkdir()
         read_dataset(tmp_path / "empty")
+
+
+def test_repeated_header_column_and_unguessable_path_column_are_clear_errors(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "dup.csv").write_text("path,label,label\na.jpg,1,2\n")
+    (tmp_path / "nopath.csv").write_text("a,b\n1,2\n")
+    for name, needle in (("dup.csv", "column 'label' appears more than once"),
+                         ("nopath.csv", "no image path column found (looked for filepath, path")):
+        r = subprocess.run([sys.executable, "-m", "audit", "profile", str(tmp_path / name), "--out", str(tmp_path / "r")],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and needle in r.stdout + r.stderr, r.stdout + r.stderr
+        assert "Traceback" not in r.stdout + r.stderr
+    r = subprocess.run([sys.executable, "-m", "audit", "profile", str(tmp_path / "nopath.csv"), "--path-col", "image",
+                        "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "for --path-col" in r.stdout + r.stderr
+    assert not (tmp_path / "r").exists()  # nothing written on a usage error
+
+
+def test_non_image_files_in_a_folder_are_noted(tmp_path):
+    from PIL import Image
+
+    from audit.readers import ReadOptions
+    from audit.readers.imagefolder import ImageFolderReader
+
+    for d in ("cat", "dog"):
+        (tmp_path / d).mkdir()
+        for i in range(2):
+            Image.new("RGB", (8, 8)).save(tmp_path / d / f"{i}.png")
+    (tmp_path / "dog" / "notes.txt").write_text("x")
+    res = ImageFolderReader().read(tmp_path, ReadOptions())
+    assert len(res.manifest) == 4
+    assert res.notes == ["non-image files left out: 1 (.txt; e.g. dog/notes.txt)"]

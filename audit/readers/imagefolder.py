@@ -19,8 +19,11 @@ from audit.readers import IMAGE_EXTENSIONS, Reader, ReadOptions, ReadResult, reg
 _ROLE_NAMES = {"label", "domain", "split", "group"}
 
 
-def list_images(root: Path, *, follow_symlinks: bool = True) -> list[str]:
-    """Relative paths of image files under ``root``, sorted (so the manifest order is stable)."""
+def list_images(root: Path, *, follow_symlinks: bool = True, skipped: list[str] | None = None) -> list[str]:
+    """Relative paths of image files under ``root``, sorted (so the manifest order is stable).
+
+    Files that are not images by extension (hidden files aside) are appended to ``skipped`` when it is given, so
+    the caller can say what was left out."""
     out = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=follow_symlinks):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -29,7 +32,18 @@ def list_images(root: Path, *, follow_symlinks: bool = True) -> list[str]:
                 continue
             if Path(fn).suffix.lower() in IMAGE_EXTENSIONS:
                 out.append(os.path.relpath(os.path.join(dirpath, fn), root))
+            elif skipped is not None:
+                skipped.append(os.path.relpath(os.path.join(dirpath, fn), root))
     return sorted(out)
+
+
+def skipped_note(skipped: list[str]) -> str | None:
+    """A note naming the non-image files left out of the manifest (a few examples and the extensions)."""
+    if not skipped:
+        return None
+    exts = sorted({Path(f).suffix.lower() or "(none)" for f in skipped})
+    ex = ", ".join(sorted(skipped)[:3])
+    return f"non-image files left out: {len(skipped)} ({', '.join(exts[:8])}; e.g. {ex})"
 
 
 def parse_layout(layout: str) -> list[str]:
@@ -54,7 +68,8 @@ class ImageFolderReader(Reader):
         root = Path(source)
         if not root.is_dir():
             raise InputError(f"{root} is not a folder")
-        files = list_images(root, follow_symlinks=options.follow_symlinks)
+        skipped: list[str] = []
+        files = list_images(root, follow_symlinks=options.follow_symlinks, skipped=skipped)
         if not files:
             raise InputError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {root}")
         depth = pd.Series([len(Path(f).parts) - 1 for f in files])
@@ -65,7 +80,7 @@ class ImageFolderReader(Reader):
             levels = {0: [], 1: ["label"], 2: ["domain", "label"]}.get(d)
             if levels is None:
                 levels = ["domain", "label"] + ["_"] * (d - 2)
-        notes = []
+        notes = [n for n in (skipped_note(skipped),) if n]
         rows = []
         bad = 0
         for f in files:

@@ -199,7 +199,7 @@ class PatternReader(Reader):
         return bool(options.pattern) and source.is_dir()
 
     def read(self, source: Path, options: ReadOptions) -> ReadResult:
-        from audit.readers.imagefolder import list_images
+        from audit.readers.imagefolder import list_images, skipped_note
 
         if not options.pattern:
             raise UsageError("--format pattern needs --pattern, e.g. --pattern '{label}_{_}.jpg'")
@@ -207,7 +207,8 @@ class PatternReader(Reader):
         if not root.is_dir():
             raise InputError(f"{root} is not a folder")
         pat = compile_pattern(options.pattern)
-        files = list_images(root, follow_symlinks=options.follow_symlinks)
+        skipped: list[str] = []
+        files = list_images(root, follow_symlinks=options.follow_symlinks, skipped=skipped)
         if not files:
             raise InputError(f"no image files under {root}")
         files = [Path(f).as_posix() for f in files]
@@ -216,7 +217,7 @@ class PatternReader(Reader):
         df = pd.DataFrame({"sample_id": files, "filepath": files})
         for f, col in mapping.items():
             df[col] = fields[f].to_numpy()
-        notes = []
+        notes = [n for n in (skipped_note(skipped),) if n]
         if unmatched:
             notes.append(unmatched_note(unmatched, len(files), pat.text))
         if len(unmatched) == len(files):

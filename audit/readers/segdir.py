@@ -240,6 +240,12 @@ def read_segdir(
             if lv == "_":
                 continue
             df[lv] = [p[i] if len(p) > i else None for p in parents]
+        short = sum(len(p) < len(levels) for p in parents)
+        if short:
+            notes.append(
+                f"{short} of {len(images)} images sit fewer than {len(levels)} folders deep under {idir.name}/ "
+                f"(layout {'/'.join(levels)}); their missing roles are left empty"
+            )
     extras = {"image_dir": idir.relative_to(root).as_posix(), "mask_dir": mdir.relative_to(root).as_posix()}
     return df, notes, extras
 

@@ -20,7 +20,9 @@ def read_table_file(path: Path) -> pd.DataFrame:
     try:
         if ext in (".csv", ".tsv"):
             sep = "\t" if ext == ".tsv" else ","
-            return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+            _check_unique_header(path, sep)
+            return df
         if ext in (".parquet", ".pq"):
             return pd.read_parquet(path)
         if ext in (".jsonl", ".ndjson"):
@@ -30,12 +32,27 @@ def read_table_file(path: Path) -> pd.DataFrame:
                 return pd.read_json(path, lines=True, dtype=False)
             except ValueError:
                 return pd.read_json(path, dtype=False)
+    except InputError:
+        raise
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, UnicodeDecodeError, OSError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"cannot read table {path}: {msg}") from None
     except Exception as e:  # pyarrow errors on damaged parquet
         raise InputError(f"cannot read table {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
     raise InputError(f"{path}: unsupported table extension {ext!r} (csv, tsv, parquet, jsonl)")
+
+
+def _check_unique_header(path: Path, sep: str) -> None:
+    """pandas renames a repeated column (``label``, ``label.1``) silently: refuse it instead, naming the column."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        header = next(csv.reader(f, delimiter=sep), [])
+    seen: set[str] = set()
+    for name in (h.strip() for h in header):
+        if name in seen:
+            raise InputError(f"{path}: column {name!r} appears more than once in the header; rename or drop one")
+        seen.add(name)
 
 
 @register
