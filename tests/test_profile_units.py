@@ -405,3 +405,21 @@ def test_results_do_not_depend_on_row_order(seed):
     for name in base_t:
         pd.testing.assert_frame_equal(t[name], base_t[name], check_dtype=False)
     assert any(x[0].startswith("shortcut") for x in base_f)  # domain A is all PNG
+
+
+def test_group_leakage_is_found_and_default_groups_never_leak(tmp_path):
+    """A subject (group) with samples in two splits leaks; 1 of 4 groups leaking (>= 1%) is critical."""
+    rng = np.random.default_rng(0)
+    names = [f"{i}.png" for i in range(8)]
+    for n in names:
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / n)
+    m = pd.DataFrame({"sample_id": names, "filepath": names,
+                      "split": ["train", "train", "train", "test", "test", "test", "train", "test"],
+                      "group": ["s1", "s1", "s2", "s2", "s3", "s3", "s4", "s4"]}).astype("string")
+    _, findings, _ = profile_frame(m, root=tmp_path, config=ProfileConfig(n_boot=10, workers=1, checks=["duplicates"]))
+    leak = [f for f in findings if f.kind == "group_leakage"]
+    assert len(leak) == 1 and leak[0].severity == "critical"
+    assert leak[0].value == 0.5 and leak[0].evidence["groups"] == ["s2", "s4"]
+    m["group"] = m["sample_id"]  # the default: one group per sample
+    _, findings, _ = profile_frame(m, root=tmp_path, config=ProfileConfig(n_boot=10, workers=1, checks=["duplicates"]))
+    assert not [f for f in findings if f.kind == "group_leakage"]
