@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -157,7 +159,9 @@ def test_profile_only_run_missing_tables(runs, tmp_path):
 # ---------------------------------------------------------------------------------------------- malformed policies
 BAD = [
     ('[[rule]]\ncheck = "wrost_group"\nthreshold = 0.5\n', ["policy.toml:2", "unknown check 'wrost_group'", "worst_group"]),
-    ('[[rule]]\ncheck = "worst_group"\nop = "=>"\nthreshold = 0.5\n', ["policy.toml:3", "op = '=>'", "'>='"]),
+    ('[[rule]]\ncheck = "worst_group"\nop = "=>"\nthreshold = 0.5\n', ["policy.toml:3", "op = '=>'", "did you mean '>='"]),
+    ('[[rule]]\ncheck = "ece"\nop = "=<"\nthreshold = 0.5\n', ["policy.toml:3", "op = '=<'", "did you mean '<='"]),
+    ('[[rule]]\ncheck = "ece"\nop = "lte"\nthreshold = 0.5\n', ["policy.toml:3", "did you mean '<='"]),
     ('[[rule]]\ncheck = "worst_group"\nthreshold = "high"\n', ["policy.toml:3", "threshold must be a number"]),
     ('[[rule]]\ncheck = "worst_group"\nthreshold = 0.5\ntreshold = 0.6\n', ["policy.toml:4", "unknown key 'treshold'"]),
     ('[[rule]]\ncheck = "worst_group"\n', ["missing required key 'threshold'"]),
@@ -381,3 +385,203 @@ def test_group_leakage_counted(runs, tmp_path):
     r = only(check(run, tmp_path, '[[rule]]\ncheck = "no_split_leakage"\n'))
     assert r.status == "fail" and "group w0000" in r.message
     assert only(check(run, tmp_path, '[[rule]]\ncheck = "no_split_leakage"\ninclude_groups = false\n')).status == "pass"
+
+
+
+# ---------------------------------------------------------------------------------------------- init-policy = check
+NOW = re.compile(r"\bnow (-?\d+(?:\.\d+)?)\b")
+
+
+def _starter_rules(text: str) -> list[tuple[str, object]]:
+    """(comment above the rule, parsed rule) for every [[rule]] of a starter policy, in order."""
+    lines = text.splitlines()
+    comments = [lines[i - 1] for i, ln in enumerate(lines) if ln == "[[rule]]"]
+    rules = parse_policy(text).rules
+    assert len(comments) == len(rules)
+    return list(zip(comments, rules))
+
+
+def _divergent_run(src: RunDir, dst: Path) -> RunDir:
+    """A copy of ``src`` whose tables hold rows ``audit check`` does not judge by default: a per-fold, in-domain
+    ECE far above the pooled one, per-class fairness rows above the summary ('worst') row, and a group too small
+    for a verdict with the lowest accuracy of all. A starter computed from other rows than check's disagrees."""
+    shutil.copytree(src.path, dst)
+    run = RunDir(dst)
+    g = run.read_table("metrics/groups.parquet")
+    ece = g[g.metric == "ece"].iloc[[0]].assign(fold="holdout=phone", scope="id", value=0.9, ci_low=0.85, ci_high=0.95)
+    acc = g[(g.metric == "accuracy") & (g.by != "overall") & (g.scope == "ood")].iloc[[0]]
+    tiny = acc.assign(group="tiny", value=0.01, ci_low=0.0, ci_high=0.2, n=10, status="ok")
+    run.write_table("metrics/groups.parquet", pd.concat([g, ece, tiny], ignore_index=True))
+    f = run.read_table("metrics/fairness.parquet")
+    per_class = f.assign(**{"class": "cat", "value": 0.99, "ci_low": 0.9, "ci_high": 1.0})
+    run.write_table("metrics/fairness.parquet", pd.concat([f, per_class], ignore_index=True))
+    return run
+
+
+# the margins of docs/policy.md ("init-policy"), as (lowest, highest) allowed distance from "now":
+# thresholds are rounded to 2 decimals in the direction that makes the rule easier to pass
+def _margin_ok(check: str, thr: float, now: float) -> bool:
+    eps = 1e-9
+    if check in ("worst_group", "group_metric"):
+        return 0.05 - eps <= now - thr < 0.06
+    if check == "ece":
+        return 0.03 - eps <= thr - now < 0.04
+    if check == "fairness":
+        return 0.05 - eps <= thr - now < 0.06
+    if check == "generalization_gap":
+        return 0.05 - eps <= thr - max(now, 0.0) < 0.06
+    if check == "imbalance_ratio":
+        return 0 - eps <= thr - 1.25 * now < 0.01
+    if check == "association":
+        return thr == 0.3 if now <= 0.28 else 0.05 - eps <= thr - now < 0.06
+    raise AssertionError(f"no documented margin for {check}")
+
+
+@pytest.mark.parametrize("kind", ["biased", "clean", "segment", "profile", "divergent"])
+def test_init_policy_now_is_the_value_check_reports(runs, tmp_path, kind):
+    from audit.check.init import starter_policy
+    from audit.check.rules import bounds_warning
+
+    run = _divergent_run(runs["biased"], tmp_path / "div") if kind == "divergent" else runs[kind]
+    text = starter_policy(run)
+    pol = tmp_path / "p.toml"
+    pol.write_text(text)
+    res = run_check(run.path, pol, write=False)
+    assert res.exit_code == 0, [(r.id, r.message) for r in res.rules if r.status == "fail"]
+    assert res.warnings == []
+    results = {r.id: r for r in res.rules}
+    seen = set()
+    for comment, rule in _starter_rules(text):
+        assert bounds_warning(rule) is None, (rule.id, comment)
+        r = results[rule.id]
+        seen.add(rule.check)
+        m = NOW.search(comment)
+        if rule.check == "regression":
+            assert m is None and rule.params["max_drop"] == 0.02
+            continue
+        if rule.check == "association" and "no significant association" in comment:
+            assert r.value is None and rule.threshold == 0.3
+            continue
+        assert m, f"no 'now <value>' in the comment of {rule.id}: {comment}"
+        now = float(m.group(1))
+        assert r.value == pytest.approx(now, abs=0.0005 + 1e-9), (rule.id, comment, r.message)
+        if rule.check in ("no_split_leakage", "no_label_conflicts", "no_unreadable_files"):
+            assert r.value == now and rule.threshold == 0
+            assert rule.severity == ("error" if now == 0 else "warn")
+        else:
+            assert _margin_ok(rule.check, rule.threshold, r.value), (rule.id, rule.threshold, r.value)
+    if kind == "divergent":
+        assert {"ece", "fairness", "worst_group"} <= seen
+
+
+def _with_worst_group(src: RunDir, dst: Path, value: float, ci_low: float) -> RunDir:
+    """A copy of ``src`` whose worst judged accuracy group has this value and CI lower bound."""
+    shutil.copytree(src.path, dst)
+    run = RunDir(dst)
+    g = run.read_table("metrics/groups.parquet")
+    sel = (g.metric == "accuracy") & (g.by != "overall") & (g.fold == "all") & (g.scope == "ood") & (g.n >= 30)
+    i = g[sel]["value"].idxmin()
+    g.loc[i, ["value", "ci_low", "ci_high"]] = [value, ci_low, min(1.0, value + 0.1)]
+    run.write_table("metrics/groups.parquet", g)
+    return run
+
+
+def test_init_policy_worst_group_rule_can_fail(runs, tmp_path):
+    from audit.check.init import starter_policy
+
+    # CI lower bound near 0: ci_low - 0.05 would be a `>= 0` rule; the point value is gated instead
+    run = _with_worst_group(runs["biased"], tmp_path / "low_ci", value=0.12, ci_low=0.03)
+    text = starter_policy(run)
+    (wg,) = [r for _, r in _starter_rules(text) if r.check == "worst_group"]
+    assert wg.bound == "value" and wg.threshold == pytest.approx(0.07) and wg.op == ">="
+    assert "can never fail" in text  # the comment says why the CI bound is not used
+    # the rule bites: a run 0.06 worse fails it
+    worse = _with_worst_group(runs["biased"], tmp_path / "worse", value=0.06, ci_low=0.01)
+    pol = tmp_path / "p.toml"
+    pol.write_text(text)
+    assert next(r for r in run_check(worse.path, pol, write=False).rules if r.id == "worst-group").status == "fail"
+
+    # even the point value is within the margin of 0: no rule, a comment saying why
+    run = _with_worst_group(runs["biased"], tmp_path / "zero", value=0.03, ci_low=0.0)
+    text = starter_policy(run)
+    assert not [r for _, r in _starter_rules(text) if r.check in ("worst_group", "regression")]
+    assert "# worst-group: left out:" in text and "can never fail" in text
+
+
+def test_check_warns_about_rules_that_cannot_fail(runs, tmp_path):
+    import json
+
+    body = (
+        '[[rule]]\nid = "wg0"\ncheck = "worst_group"\nbound = "ci_low"\nop = ">="\nthreshold = 0\n'
+        '[[rule]]\nid = "ece1"\ncheck = "ece"\nthreshold = 1.0\n'
+        '[[rule]]\nid = "dp1"\ncheck = "fairness"\nmetric = "dp_diff"\nthreshold = 1\n'
+        '[[rule]]\nid = "assoc1"\ncheck = "association"\nthreshold = 1.0\n'
+        '[[rule]]\nid = "imb"\ncheck = "imbalance_ratio"\nop = ">="\nthreshold = 0.5\n'
+        '[[rule]]\nid = "reg"\ncheck = "regression"\nmax_drop = 1.0\n'
+        '[[rule]]\nid = "ok"\ncheck = "worst_group"\nthreshold = 0.5\n'
+        '[[rule]]\nid = "ok2"\ncheck = "fairness"\nmetric = "eo_diff"\nthreshold = 0.9\n'
+    )
+    p = policy(tmp_path, body)
+    r = CliRunner().invoke(app, ["check", str(runs["clean"].path), "--policy", str(p)])
+    assert r.exit_code == 0, r.output  # a warning, not a failure
+    warned = [ln for ln in r.output.splitlines() if ln.startswith("warning:")]
+    assert len(warned) == 6, r.output
+    for rid in ("wg0", "ece1", "dp1", "assoc1", "imb", "reg"):
+        assert any(f"rule '{rid}' can never fail" in w for w in warned), (rid, warned)
+    assert not any("'ok" in w for w in warned)
+    assert f"{p}:6:" in warned[0]  # the line of the threshold
+    res = json.loads((runs["clean"].path / "check" / "result.json").read_text())
+    assert len(res["warnings"]) == 6
+    assert "can never fail" in (runs["clean"].path / "check" / "summary.md").read_text()
+    # a threshold outside the range (a percentage for a fraction) can never pass
+    res = check(runs["clean"], tmp_path, '[[rule]]\ncheck = "worst_group"\nthreshold = 70\n')
+    assert res.exit_code == 1 and "can never pass" in res.warnings[0]
+
+
+def test_init_policy_damaged_groups_table_exit_2(runs, tmp_path):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(runs["biased"].path, damaged)
+    (damaged / "metrics" / "groups.parquet").write_bytes(b"garbage")
+    out = tmp_path / "p.toml"
+    r = CliRunner().invoke(app, ["init-policy", str(damaged), "--out", str(out)])
+    assert r.exit_code == 2, r.output
+    assert "groups.parquet" in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_baseline_errors_name_the_baseline(runs, tmp_path):
+    p = policy(tmp_path, REG.format(of="worst_group"))
+    nope = tmp_path / "nonexist"
+    r = CliRunner().invoke(app, ["check", str(runs["biased"].path), "--policy", str(p), "--baseline", str(nope)])
+    assert r.exit_code == 2 and f"--baseline {nope}: " in r.output and "does not exist" in r.output, r.output
+    damaged = tmp_path / "damaged"
+    shutil.copytree(runs["clean"].path, damaged)
+    (damaged / "metrics" / "groups.parquet").write_bytes(b"garbage")
+    r = CliRunner().invoke(app, ["check", str(runs["biased"].path), "--policy", str(p), "--baseline", str(damaged)])
+    assert r.exit_code == 2 and f"--baseline {damaged}: " in r.output and "groups.parquet" in r.output, r.output
+
+
+def test_fairness_rule_on_run_without_attributes(runs, tmp_path):
+    dst = tmp_path / "noattr"
+    shutil.copytree(runs["clean"].path, dst)
+    run = RunDir(dst)
+    m = run.manifest()
+    run.write_manifest(m.drop(columns=[c for c in m.columns if c.startswith("attr.")]))
+    f = run.read_table("metrics/fairness.parquet")
+    run.write_table("metrics/fairness.parquet", f.iloc[:0])
+    body = '[[rule]]\nid = "dp-diff"\ncheck = "fairness"\nmetric = "dp_diff"\nthreshold = 0.1\n'
+    res = check(run, tmp_path, body)
+    r = only(res)
+    assert res.exit_code == 1 and r.status == "fail"
+    assert "no attributes" in r.message and "--attr" in r.message and "available: " not in r.message
+    assert only(check(run, tmp_path, '[policy]\non_missing = "skip"\n' + body)).status == "skip"
+
+
+def test_hint_for_operators():
+    from audit.check.policy import OPS, _hint
+
+    assert _hint("=>", OPS) == " (did you mean '>='?)"
+    assert "'<='" in _hint("=<", OPS) and "'>='" in _hint("≥", OPS) and "'<'" in _hint("lt", OPS)
+    assert "'>='" in _hint("> =", OPS)
+    assert _hint("worst_grup", ["worst_group", "ece"]) == " (did you mean 'worst_group'?)"

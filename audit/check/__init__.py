@@ -118,7 +118,7 @@ def run_check(
         from rich.markup import escape
 
         for w in res.warnings:
-            console.print(f"[bold yellow]warning:[/] {escape(w)}")
+            console.print(f"[bold yellow]warning:[/] {escape(w)}", soft_wrap=True)
     if write or junit is not None or github:
         try:
             _write_outputs(res, run, pol, base, junit=junit, github=github, write=write,

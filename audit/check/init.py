@@ -151,15 +151,17 @@ def starter_policy(run: RunDir) -> str:
         "",
     ]
 
-    def rule(comment: str, **kv) -> None:
+    def rule(comment: str, **kv) -> bool:
+        """Write a rule (True), or a comment instead when it could never fail (False)."""
         lines = _rule_lines(kv)
         w = bounds_warning(parse_policy("\n".join(lines) + "\n", "starter.toml").rules[0])
         if w:  # never write a rule that gates nothing
             left_out(kv["id"], f"{comment}, but that rule {w.split(':', 1)[0]}")
-            return
+            return False
         out.append(f"# {comment}")
         out.extend(lines)
         out.append("")
+        return True
 
     def left_out(rid: str, why: str) -> None:
         out.append(f"# {rid}: left out: {why}")
@@ -211,27 +213,35 @@ def starter_policy(run: RunDir) -> str:
     gated_worst = False
     if groups is not None:
         kv = {"id": "worst-group", "check": "worst_group"} | ({"metric": metric} if metric else {})
+        # gate the 95% lower bound; when lower bound - margin is 0 (a rule that can never fail), the point
+        # value; when that is 0 too, nothing
         lo, why = probe({**kv, "bound": "ci_low", "op": ">=", "threshold": -_FAR})
         if lo is not None and _down(lo.value - METRIC_MARGIN) > 0:
-            gated_worst = True
-            rule(f"worst group by its 95% CI lower bound: now {lo.value:.3f}{_where(lo)}; threshold = now - "
-                 f"{METRIC_MARGIN}", **kv, bound="ci_low", op=">=", threshold=_down(lo.value - METRIC_MARGIN))
+            gated_worst = rule(f"worst group by its 95% CI lower bound: now {lo.value:.3f}{_where(lo)}; threshold = "
+                               f"now - {METRIC_MARGIN}", **kv, bound="ci_low", op=">=",
+                               threshold=_down(lo.value - METRIC_MARGIN))
         else:
             pt, why2 = probe({**kv, "bound": "value", "op": ">=", "threshold": -_FAR})
             if pt is None:
                 left_out("worst-group", why2 or why)
+            elif _down(pt.value - METRIC_MARGIN) <= 0:
+                left_out("worst-group", f"the worst group is now {pt.value:.3f}{_where(pt)}: now - {METRIC_MARGIN} "
+                                        "is 0, and `>= 0` can never fail; add a worst_group rule once the model "
+                                        "does better")
             else:
-                gated_worst = True
-                why_pt = (f"its 95% CI lower bound {lo.value:.3f} minus {METRIC_MARGIN} would leave a threshold of "
-                          "0, which can never fail, so the point value is gated" if lo is not None
+                why_pt = (f"its 95% CI lower bound {lo.value:.3f} - {METRIC_MARGIN} would be 0, which can never "
+                          "fail, so the point value is gated" if lo is not None
                           else f"no 95% CI lower bound ({why}), so the point value is gated")
-                rule(f"worst group: now {pt.value:.3f}{_where(pt)}; {why_pt}; threshold = now - {METRIC_MARGIN}",
-                     **kv, bound="value", op=">=", threshold=_down(pt.value - METRIC_MARGIN))
+                gated_worst = rule(f"worst group: now {pt.value:.3f}{_where(pt)}; {why_pt}; threshold = now - "
+                                   f"{METRIC_MARGIN}", **kv, bound="value", op=">=",
+                                   threshold=_down(pt.value - METRIC_MARGIN))
     if run.has("metrics/generalization.parquet"):
         kv = {"id": "generalization-gap", "check": "generalization_gap"}
         res, why = probe({**kv, "threshold": _FAR})
         if res is None:
-            left_out("generalization-gap", why)
+            gen = probe.table("metrics/generalization.parquet")
+            left_out("generalization-gap", "metrics/generalization.parquet has no rows (no domain was held out in "
+                                           "training)" if gen is not None and gen.empty else why)
         else:
             g = res.value
             rule(f"largest in-domain minus out-of-domain gap: now {g:.3f}{_where(res)}; threshold = "
