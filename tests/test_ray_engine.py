@@ -250,6 +250,53 @@ def test_train_engine_ray_predictions_equal_local(ray_cluster, demo_classify, tm
     assert ex["engine"] == "ray" and ex["cluster"]["cpus"] == 2.0
 
 
+def test_lodo_folds_train_in_parallel_on_ray_and_equal_local(ray_cluster, demo_classify, tmp_path):
+    """--engine ray: the 3 leave-one-domain-out folds run as parallel Ray tasks; the predictions, fold records and
+    row order are those of a local run (CPU training is deterministic), and re-running reuses every fold."""
+    from audit.train import TrainConfig, run_training
+
+    runs = {}
+    for engine in ("local", "ray"):
+        run = ingest_demo(demo_classify, tmp_path / engine)
+        man = run.manifest()
+        run.write_manifest(man.groupby("domain", group_keys=False).head(80).reset_index(drop=True))
+        runs[engine] = run
+        run_training(run, TrainConfig(model="small_cnn", protocol="lodo", epochs=2, image_size=32, device="cpu",
+                                      engine=engine))
+    a = runs["local"].read_table("predictions.parquet")
+    b = runs["ray"].read_table("predictions.parquet")
+    assert set(a["fold"]) == {"holdout=phone", "holdout=scanner", "holdout=studio"}
+    probs = [c for c in a.columns if c.startswith("p_")] + ["confidence"]
+    rest = [c for c in a.columns if c not in probs]
+    pd.testing.assert_frame_equal(a[rest], b[rest])
+    np.testing.assert_allclose(a[probs].to_numpy(), b[probs].to_numpy(), atol=1e-5)
+    st = {k: runs[k].info["stages"]["train"] for k in runs}
+    assert st["ray"]["executor"]["training"] == "ray tasks, one per fold"
+    for fa, fb in zip(st["local"]["folds"], st["ray"]["folds"], strict=True):
+        assert (fa["fold"], fa["status"], fa["best_epoch"]) == (fb["fold"], fb["status"], fb["best_epoch"])
+        assert fa["val_score"] == pytest.approx(fb["val_score"], abs=1e-6)
+    done = []
+    run_training(runs["ray"], TrainConfig(model="small_cnn", protocol="lodo", epochs=2, image_size=32, device="cpu",
+                                          engine="ray"), on_fold_done=lambda k, s: done.append(s))
+    assert done == ["reused"] * 3
+
+
+def test_a_failing_fold_task_is_one_clear_error(ray_cluster):
+    from audit.errors import StageError
+    from audit.train.ray_folds import RayFolds
+    from audit.train.trainer import FitConfig
+
+    ex = RayFolds()
+    spec = {"key": "bad-fold", "seed": 0, "train": np.arange(4), "val": np.arange(0), "eval": np.arange(4),
+            "ckpt": None, "hash": "x"}
+    images = torch.zeros((4, 3, 16, 16), dtype=torch.uint8)
+    targets = torch.zeros(4, dtype=torch.long)
+    build = {"name": "no_such_model", "n_classes": 2, "task": "classify", "weights": None, "pretrained": False}
+    cfg = FitConfig(task="classify", n_classes=2, epochs=1, batch_size=2, lr=1e-3)
+    with pytest.raises(StageError, match="fold bad-fold failed on the Ray cluster: UsageError"):
+        list(ex.run_folds([spec], images=images, targets=targets, build=build, fit_cfg=cfg))
+
+
 def test_unreachable_cluster_address_fails_fast_with_a_usage_error():
     import socket
     import time

@@ -171,11 +171,11 @@ class LocalExecutor:
 
 
 def _default_executor(cfg: TrainConfig):
-    """``--engine ray``: train here, predict through a Ray actor pool (:mod:`audit.train.ray_infer`)."""
+    """``--engine ray``: the folds train in parallel as Ray tasks (:mod:`audit.train.ray_folds`)."""
     if cfg.engine == "ray":
-        from audit.train.ray_infer import RayInference
+        from audit.train.ray_folds import RayFolds
 
-        ex = RayInference(cfg.ray_address)
+        ex = RayFolds(cfg.ray_address)
         ex.describe()  # join or start the cluster now: a bad address is a usage error before any training
         return ex
     return LocalExecutor()
@@ -360,7 +360,7 @@ def _run_training(run: RunDir, config: TrainConfig, on_fold_done: Callable[[str,
         "augment": asdict(fit_cfg.augment), "classes": classes,
     }
     if cfg.engine == "ray":
-        notes.append("engine=ray: trained in this process, predictions through a Ray actor pool")
+        notes.append("engine=ray: each fold trained and predicted by a Ray task")
     dinfo = device_info(device).as_dict()
     dinfo.update(amp=resolved["amp"], channels_last=True, cache=cache.location, nvjpeg_decoded=cache.gpu_decoded)
     run.update_info(device=dinfo, config={"train": resolved})
@@ -369,8 +369,6 @@ def _run_training(run: RunDir, config: TrainConfig, on_fold_done: Callable[[str,
     ids_all = table["sample_id"].astype(str).to_numpy()
     dom_all = table["domain"].astype(object).to_numpy() if "domain" in table.columns else np.array([None] * len(table))
     folds_dir, ckpt_dir = run.path / "train" / "folds", run.path / "train" / "ckpt"
-    frames: list[pd.DataFrame] = []
-    fold_records: list[dict] = []
     split_notes: dict = {}
     seeds = [cfg.seed + k for k in range(cfg.seeds)]
     all_folds = []
@@ -387,6 +385,51 @@ def _run_training(run: RunDir, config: TrainConfig, on_fold_done: Callable[[str,
         exclude(m, reason)
 
     total_epochs = sum(fit_cfg.epochs for f in all_folds)
+    slots: list[tuple[pd.DataFrame | None, dict]] = []  # per fold, in fold order (parallel folds finish in any order)
+
+    def eval_rows(fold):
+        eval_idx = np.concatenate([fold.val_idx, fold.test_idx]).astype(np.int64)
+        roles = ["val"] * len(fold.val_idx) + ["test"] * len(fold.test_idx)
+        held = np.concatenate([np.zeros(len(fold.val_idx), bool), fold.held_out])
+        return eval_idx, roles, held
+
+    def finish(slot: int, fold, key: str, h: str, rec: dict, res, out: torch.Tensor, minfo: dict, secs: float) -> None:
+        """Write one trained fold's predictions and metadata (the same for every executor)."""
+        eval_idx, roles, held = eval_rows(fold)
+        common = dict(model=model_name, protocol=protocol, fold=fold.name, seed=fold.seed, role=roles,
+                      held_out=held, train_domains=fold.train_domains_str, test_domain=dom_all[eval_idx])
+        if task == "classify":
+            y_idx = y_all[cache_pos[eval_idx]]
+            df = classify_rows(ids_all[eval_idx], out.numpy(), y_idx, classes, **common)
+        else:
+            tgt = cache.masks[torch.as_tensor(cache_pos[eval_idx])].cpu()
+            counts = segment_counts(out, tgt, n_classes)
+            mpaths: list[str | None] = []
+            for j, sid in enumerate(ids_all[eval_idx]):
+                if roles[j] != "test":
+                    mpaths.append(None)
+                    continue
+                rel = mask_name(key, sid)
+                if ex.is_main:  # other ranks of a distributed run see the run directory read-only
+                    save_mask_png(out[j].numpy(), run.path / rel)
+                mpaths.append(rel)
+            df = segment_rows(ids_all[eval_idx], counts, mpaths, n_classes, **common)
+        run.write_table(f"train/folds/{key}.parquet", df)
+        status = "resumed" if res.resumed_from is not None else "trained"
+        run.write_json(f"train/folds/{key}.json", {
+            "hash": h, "fold": fold.name, "seed": fold.seed, "best_epoch": res.best_epoch,
+            "val_score": res.best_score, "history": res.history, "seconds": secs, "selection": res.selection,
+            "resumed_from": res.resumed_from, "weights": minfo.get("weights"), "notes": res.notes,
+        })
+        rec.update(status=status, best_epoch=res.best_epoch, val_score=res.best_score, seconds=secs,
+                   epochs_run=res.epochs_run, train_images_per_s=round(res.images_per_s, 1), selection=res.selection)
+        if res.notes:
+            rec["notes"] = res.notes
+        slots[slot] = (df, rec)
+        if on_fold_done:
+            on_fold_done(key, status)
+
+    todo: list[dict] = []
     with Bar(total_epochs, f"training {model_name}") as bar:
         for fold in all_folds:
             key = fold_key(model_name, protocol, fold.seed, fold.name)
@@ -394,25 +437,28 @@ def _run_training(run: RunDir, config: TrainConfig, on_fold_done: Callable[[str,
                    "n_train": len(fold.train_idx), "n_val": len(fold.val_idx),
                    "n_test_in_domain": int((~fold.held_out).sum()), "n_test_out_domain": int(fold.held_out.sum()),
                    **fold.notes}
+            slots.append((None, rec))
             if fold.notes.get("skipped") or len(fold.train_idx) < 2:
                 rec["status"] = "skipped"
                 rec.setdefault("skipped", "fewer than 2 training samples")
-                fold_records.append(rec)
                 bar.advance(fit_cfg.epochs)
                 continue
-            h = hashlib.sha1(json.dumps({**{k: v for k, v in resolved.items() if k not in ("device", "workers", "seeds")},
+            h = hashlib.sha1(json.dumps({**{k: v for k, v in resolved.items() if k not in ("device", "workers", "seeds", "engine")},
                                          "fingerprint": fingerprint, "fold": fold.name, "seed": fold.seed,
                                          "members": fold.membership_hash(ids_all), "weights_id": weights_id,
                                          "n_classes": n_classes}, sort_keys=True, default=str).encode()).hexdigest()[:16]
             meta_p, pq_p, ck_p = folds_dir / f"{key}.json", folds_dir / f"{key}.parquet", ckpt_dir / f"{key}.pt"
             meta = run.read_json(str(meta_p.relative_to(run.path)), default=None)
             if meta and meta.get("hash") == h and pq_p.is_file():
-                frames.append(pd.read_parquet(pq_p))
                 rec.update(status="reused", **{k: meta.get(k) for k in ("best_epoch", "val_score", "seconds")})
-                fold_records.append(rec)
+                slots[-1] = (pd.read_parquet(pq_p), rec)
                 bar.advance(fit_cfg.epochs)
                 if on_fold_done:
                     on_fold_done(key, "reused")
+                continue
+            job = {"slot": len(slots) - 1, "fold": fold, "key": key, "h": h, "rec": rec, "ckpt": ck_p}
+            if getattr(ex, "parallel_folds", False):
+                todo.append(job)  # trained below, all at once
                 continue
             t0 = time.perf_counter()
             torch.manual_seed(fold.seed)
@@ -423,48 +469,29 @@ def _run_training(run: RunDir, config: TrainConfig, on_fold_done: Callable[[str,
                 _bar.advance(1, info=f"val {r.get('val_score', float('nan')):.3f}" if r.get("val_score") is not None else "")
 
             res = ex.fit(model, src, cache_pos[fold.train_idx], cache_pos[fold.val_idx], fit_cfg, seed=fold.seed,
-                      ckpt_path=ck_p, ckpt_hash=h, on_epoch=on_epoch)
+                         ckpt_path=ck_p, ckpt_hash=h, on_epoch=on_epoch)
             bar.advance(fit_cfg.epochs - (res.epochs_run - (res.resumed_from or 0)))
-            eval_idx = np.concatenate([fold.val_idx, fold.test_idx]).astype(np.int64)
-            roles = ["val"] * len(fold.val_idx) + ["test"] * len(fold.test_idx)
-            held = np.concatenate([np.zeros(len(fold.val_idx), bool), fold.held_out])
+            eval_idx, _, _ = eval_rows(fold)
             out = ex.predict(model, src, cache_pos[eval_idx], fit_cfg, ids=ids_all[eval_idx],
                              paths=[img_paths[i] for i in cache_pos[eval_idx]])  # Ray workers read the files
-            common = dict(model=model_name, protocol=protocol, fold=fold.name, seed=fold.seed, role=roles,
-                          held_out=held, train_domains=fold.train_domains_str, test_domain=dom_all[eval_idx])
-            if task == "classify":
-                y_idx = y_all[cache_pos[eval_idx]]
-                df = classify_rows(ids_all[eval_idx], out.numpy(), y_idx, classes, **common)
-            else:
-                tgt = cache.masks[torch.as_tensor(cache_pos[eval_idx])].cpu()
-                counts = segment_counts(out, tgt, n_classes)
-                mpaths: list[str | None] = []
-                for j, sid in enumerate(ids_all[eval_idx]):
-                    if roles[j] != "test":
-                        mpaths.append(None)
-                        continue
-                    rel = mask_name(key, sid)
-                    if ex.is_main:  # other ranks of a distributed run see the run directory read-only
-                        save_mask_png(out[j].numpy(), run.path / rel)
-                    mpaths.append(rel)
-                df = segment_rows(ids_all[eval_idx], counts, mpaths, n_classes, **common)
-            run.write_table(str(pq_p.relative_to(run.path)), df)
-            secs = round(time.perf_counter() - t0, 3)
-            status = "resumed" if res.resumed_from is not None else "trained"
-            run.write_json(str(meta_p.relative_to(run.path)), {
-                "hash": h, "fold": fold.name, "seed": fold.seed, "best_epoch": res.best_epoch,
-                "val_score": res.best_score, "history": res.history, "seconds": secs, "selection": res.selection,
-                "resumed_from": res.resumed_from, "weights": minfo.get("weights"), "notes": res.notes,
-            })
-            frames.append(df)
-            rec.update(status=status, best_epoch=res.best_epoch, val_score=res.best_score, seconds=secs,
-                       epochs_run=res.epochs_run, train_images_per_s=round(res.images_per_s, 1), selection=res.selection)
-            if res.notes:
-                rec["notes"] = res.notes
-            fold_records.append(rec)
-            if on_fold_done:
-                on_fold_done(key, status)
+            finish(job["slot"], fold, key, h, rec, res, out, minfo, round(time.perf_counter() - t0, 3))
+        if todo:
+            # folds as parallel tasks on a cluster (--engine ray): each trains and predicts its fold on one worker
+            bar.set_description(f"{model_name}: {len(todo)} folds in parallel")
+            specs = [{"key": j["key"], "seed": j["fold"].seed, "train": cache_pos[j["fold"].train_idx],
+                      "val": cache_pos[j["fold"].val_idx], "eval": cache_pos[eval_rows(j["fold"])[0]],
+                      "ckpt": j["ckpt"], "hash": j["h"]} for j in todo]
+            build = {"name": model_name, "n_classes": n_classes, "task": task, "weights": cfg.weights,
+                     "pretrained": cfg.pretrained}
+            by_key = {j["key"]: j for j in todo}
+            for key, res, out, minfo, secs in ex.run_folds(specs, images=cache.images, targets=targets, build=build,
+                                                           fit_cfg=fit_cfg):
+                j = by_key[key]
+                bar.advance(fit_cfg.epochs)
+                finish(j["slot"], j["fold"], key, j["h"], j["rec"], res, out, minfo, secs)
 
+    frames = [df for df, _ in slots if df is not None]
+    fold_records = [rec for _, rec in slots]
     if not frames:
         raise InputError("no fold could be trained (every fold lacked training samples); see run.json stages.train")
     preds = pd.concat(frames, ignore_index=True)
