@@ -212,6 +212,81 @@ def test_sample_ids_make_n_count_distinct_samples():
     assert f["n"].iloc[0] == 50 and f["status"].iloc[0] == "insufficient_evidence"
 
 
+# sample, class, group, folds of its rows (a sample predicted in several folds and by 2 seeds has several rows)
+_DUPLICATED = [("s1", "a", "g1", ["f1", "f1", "f2", "f2"]), ("s2", "a", "g2", ["f1"]), ("s3", "b", "g1", ["f1", "f2", "f2"]),
+               ("s4", "b", "g2", ["f2"]), ("s5", "b", "g1", ["f1"]), ("s6", "c", "g2", ["f1", "f2"])]
+
+
+def _duplicated_table() -> pd.DataFrame:
+    rows = [(sid, y, g, f) for sid, y, g, folds in _DUPLICATED for f in folds]
+    df = pd.DataFrame(rows, columns=["sample_id", "y_true", "group", "fold"])
+    df["y_pred"] = np.where(np.arange(len(df)) % 3 == 0, "b", df["y_true"])  # a few errors
+    return df
+
+
+def _n(df: pd.DataFrame, **kw) -> pd.Series:
+    rep = M.group_report(y_true=df["y_true"], y_pred=df["y_pred"], sensitive=pd.Series(df["group"].to_numpy(), name="g"),
+                         metrics=["accuracy", "recall"], classes=["a", "b", "c"], clusters=df["sample_id"],
+                         sample_ids=df["sample_id"], n_boot=20, min_n=1, **kw)
+    return rep, rep.to_frame().set_index(["group", "metric"])["n"]
+
+
+def test_per_class_n_counts_distinct_samples_of_the_class_exactly():
+    """Classes are unbalanced across the duplicated rows (class a: 5 rows of 2 samples, class b: 5 rows of 3): each
+    metric's n is the number of distinct samples its statistic counts, not the rows scaled by the group's
+    distinct/rows ratio (which gave recall.b n=2 overall)."""
+    df = _duplicated_table()
+    rep, n = _n(df)
+    expect = {("all", "accuracy"): 6, ("all", "recall.a"): 2, ("all", "recall.b"): 3, ("all", "recall.c"): 1,
+              ("g1", "accuracy"): 3, ("g1", "recall.a"): 1, ("g1", "recall.b"): 2, ("g1", "recall.c"): 0,
+              ("g2", "accuracy"): 3, ("g2", "recall.a"): 1, ("g2", "recall.b"): 1, ("g2", "recall.c"): 1}
+    assert {k: int(n[k]) for k in expect} == expect
+    assert rep.status().loc["g1", "recall.c"] == "empty"
+    # the complement of a group (paired comparisons with "rest") counts distinct samples too
+    assert rep.compare("recall.b", "g1", "rest")["n_b"] == 1 and rep.compare("accuracy", "g2", "rest")["n_b"] == 3
+    # a superset of rows never has a smaller n than a subset (the subset here: fold f1's rows)
+    _, n_sub = _n(df[df["fold"] == "f1"].reset_index(drop=True))
+    both = pd.concat({"all": n, "sub": n_sub}, axis=1).dropna()
+    assert len(both) == len(n_sub) and (both["all"] >= both["sub"]).all()
+    assert int(n_sub[("all", "recall.b")]) == 2 and int(n_sub[("g1", "recall.a")]) == 1
+
+
+def test_row_counts_agree_with_the_counts_of_every_metric():
+    """``row_counts`` (which rows a metric's n counts) sums to ``count`` of the summed statistics, for every metric."""
+    from audit.metrics._stats import block_entries, block_width, build_metric_specs, row_counts
+    from audit.metrics.report import prepare_data, resolve_metrics
+
+    rng = np.random.default_rng(1)
+    n, k = 60, 4
+    yt, yp = rng.integers(0, k, n), rng.integers(0, k, n)
+    d = prepare_data(y_true=yt, y_pred=yp, y_prob=rng.dirichlet(np.ones(k), n))
+    inter = rng.integers(0, 5, (n, 3)) * (rng.random((n, 3)) < 0.7)
+    seg = M.SegmentationCounts(inter=inter, union=inter + rng.integers(0, 3, (n, 3)), pred=inter, true=inter + 1,
+                               classes=["x", "y", "z"])
+    seg.union[:3] = 0  # images without any pixel: no per-image score, not counted by dice
+    ds = prepare_data(segmentation=seg)
+    for data in (d, ds):
+        for spec in build_metric_specs(resolve_metrics(None, data) + ([] if data.C else ["selection_rate"]), data):
+            S = np.zeros(block_width(spec.block, data))
+            for col, val in block_entries(spec.block, data):
+                np.add.at(S, col, val)
+            assert row_counts(spec, data).sum() == pytest.approx(float(spec.count(S))), spec.name
+
+
+def test_fairness_min_n_and_n_count_distinct_samples():
+    df = _duplicated_table()
+    kw = dict(y_true=df["y_true"], y_pred=df["y_pred"], sensitive=df["group"], classes=["a", "b", "c"], clusters=df["sample_id"],
+              n_boot=0, min_n=3, min_rate_n=1)
+    f = M.fairness_report(sample_ids=df["sample_id"], **kw)
+    assert (f["n"] == 6).all() and (f["n_groups"] == 2).all()  # 3 distinct samples per group, not 8 and 4 rows
+    f4 = M.fairness_report(sample_ids=df["sample_id"], **{**kw, "min_n": 4})
+    assert (f4["n_excluded"] == 2).all() and f4["value"].isna().all()  # g1 has 8 rows but only 3 samples
+    # min_rate_n: g1 has 4 rows of class a but one sample of it; a TPR of a needs 2 positives -> left out
+    f2 = M.fairness_report(sample_ids=df["sample_id"], **{**kw, "min_rate_n": 2})
+    eop = f2[f2["metric"] == "eop_diff"].set_index("class")["value"]
+    assert np.isnan(eop["a"]) and np.isnan(eop["c"])
+
+
 def test_missing_group_values_count_in_overall_only():
     yt = np.array([0, 1, 1, 0, 1, 0])
     yp = np.array([0, 1, 0, 0, 1, 1])

@@ -45,6 +45,9 @@ THRESHOLDS = {
     "miscalibration": {"warning": 0.05, "critical": 0.15},
 }
 Q_MAX = 0.05  # findings need q < Q_MAX (BH over the whole family of comparisons)
+# Fairness p-values test "difference <= FAIRNESS_MARGIN" (half the warning threshold), not "no difference": with many
+# classes, groups and two criteria, differences of a few points are significant by noise or by trivial real effects.
+FAIRNESS_MARGIN = THRESHOLDS["fairness_violation"]["warning"] / 2
 SCOPES = ("ood", "id", "all")
 PRIMARY = {"classify": "accuracy", "segment": "miou"}
 GAP_METRICS = {"classify": ("accuracy", "balanced_accuracy", "macro_f1"), "segment": ("miou", "dice")}
@@ -360,19 +363,57 @@ class _Slice:
         if len(ok) < 2:
             return
         worst, best = rep.worst(metric), rep.best(metric)
+        # an intersection must add to its marginals: the worst group is judged against its siblings too
+        within = self._within_marginals(cols, metric, worst["group"], len(ok)) if len(cols) > 1 else None
         pair = rep.compare(metric, best["group"], worst["group"])
         n_pairs = len(ok) * (len(ok) - 1) // 2
         cands.append({"kind": "group_disparity", "by": by, "cols": cols, "groups": [worst["group"], best["group"]], "key": self.key,
                       "metric": metric, "effect": pair["difference"], "ci": [pair["ci_low"], pair["ci_high"]],
                       "p": min(1.0, pair["p"] * n_pairs) if np.isfinite(pair["p"]) else np.nan, "n": worst["n"],
-                      "values": {worst["group"]: worst["value"], best["group"]: best["value"]}, "n_pairs": n_pairs})
+                      "values": {worst["group"]: worst["value"], best["group"]: best["value"]}, "n_pairs": n_pairs,
+                      "within": within})
+        _intersection_union(cands[-1])
         if len(ok) >= 3:
             c = rep.compare(metric, worst["group"], "rest")
             cands.append({"kind": "worst_group", "by": by, "cols": cols, "groups": [worst["group"]], "key": self.key,
                           "metric": metric, "effect": -c["difference"], "ci": [-c["ci_high"], -c["ci_low"]],
                           "p": min(1.0, c["p"] * len(ok)) if np.isfinite(c["p"]) else np.nan, "n": worst["n"],
                           "values": {worst["group"]: worst["value"], "rest": worst["value"] - c["difference"]},
-                          "worst_ci": [worst["ci_low"], worst["ci_high"]]})
+                          "worst_ci": [worst["ci_low"], worst["ci_high"]], "within": within})
+            _intersection_union(cands[-1])
+
+    def _within_marginals(self, cols, metric, group, n_ok) -> list[dict]:
+        """The worst group of an intersection vs its siblings along each column: the groups that share its other
+        values (``scanner | navy`` vs ``scanner | black`` for the ink column, vs ``phone | navy`` and
+        ``studio | navy`` for the domain column). A finding fully explained by one marginal (no difference to
+        the siblings within it) adds nothing to that marginal's own finding."""
+        spec = next(s for s in self.specs if s.name == metric)
+        cat = _categorical(self.frame, self.man, cols)
+        mine = np.asarray(cat == group)
+        vals = {c: self.frame[c].astype("string") for c in cols}
+        first = int(np.flatnonzero(mine)[0])
+        out = []
+        for c in cols:
+            others = [o for o in cols if o != c]
+            parent = np.ones(len(self.frame), dtype=bool)
+            for o in others:
+                parent &= (vals[o] == vals[o].iloc[first]).fillna(False).to_numpy(bool)
+            sib = parent & ~mine & vals[c].notna().to_numpy(bool)
+            where = " & ".join(f"{o}={vals[o].iloc[first]}" for o in others)
+            row = {"column": c, "within": where, "effect": np.nan, "ci": [np.nan, np.nan], "p": np.nan, "n": 0}
+            if sib.any():
+                codes = np.where(mine, 0, np.where(sib, 1, -1))
+                r = _compute_report(self.data, [spec], codes, ["group", "siblings"], c, self.cluster, self.n_clusters,
+                                    n_boot=self.config.n_boot, min_n=self.config.min_n, seed=self.config.seed,
+                                    proportion_ci="auto", confidence=0.95, rest=False, samples=self.samples)
+                n_sib = int(r._n[1, 0])
+                cmp_ = r.compare(metric, "siblings", "group")
+                sign = 1.0 if spec.higher_is_better else -1.0
+                lo, hi = sign * cmp_["ci_low"], sign * cmp_["ci_high"]
+                row.update(effect=sign * cmp_["difference"], ci=[min(lo, hi), max(lo, hi)], n=n_sib,
+                           p=min(1.0, cmp_["p"] * n_ok) if np.isfinite(cmp_["p"]) and n_sib >= self.config.min_n else np.nan)
+            out.append(row)
+        return out
 
     def _calib_candidates(self, rep, cols, cands) -> None:
         self._ece_candidate(self._report([], [s for s in self.specs if s.name == "ece"]), None, cands)
@@ -401,16 +442,12 @@ class _Slice:
             f = fairness_report(y_true=np.asarray(self.data.classes, dtype=object)[self.data.y_true],
                                 y_pred=np.asarray(self.data.classes, dtype=object)[self.data.y_pred],
                                 sensitive=pd.Series(cat, name=" x ".join(cols)), classes=self.data.classes,
-                                clusters=self.cluster, n_boot=self.config.n_boot, min_n=self.config.min_n, seed=self.config.seed)
+                                clusters=self.cluster, n_boot=self.config.n_boot, min_n=self.config.min_n, seed=self.config.seed,
+                                sample_ids=self.frame["sample_id"].to_numpy(object), margin=FAIRNESS_MARGIN)
             frames.append(f)
             # Fairness findings are about attributes; domain differences are generalization findings already.
             if cands is not None and "domain" not in cols:
-                for _, r in f.iterrows():
-                    if r["metric"] in ("dp_diff", "eo_diff") and r["class"] in ("binary", "worst") and np.isfinite(r["value"]):
-                        cands.append({"kind": "fairness_violation", "by": r["attribute"], "cols": cols,
-                                      "groups": [] if r["groups"] is None or (isinstance(r["groups"], float)) else str(r["groups"]).split(" vs "),
-                                      "key": self.key, "metric": r["metric"], "cls": r["class"], "effect": float(r["value"]),
-                                      "ci": [r["ci_low"], r["ci_high"]], "p": r["p"], "n": int(r["n"])})
+                cands.extend(fairness_candidates(f, cols, self.key))
         if not frames:
             return None
         out = pd.concat(frames, ignore_index=True)
@@ -445,6 +482,53 @@ class _Slice:
         for k, v in reversed(list(self.key.items())):
             out.insert(0, k, v)
         return out
+
+
+def _intersection_union(c: dict) -> None:
+    """An intersection candidate is significant only if the main comparison and every within-marginal comparison
+    are (intersection-union test): its p-value is the largest of theirs (a missing one counts as 1)."""
+    if not c.get("within"):
+        return
+    c["p_main"] = c["p"]
+    ps = [c["p"]] + [r["p"] for r in c["within"]]
+    c["p"] = float(max(x if np.isfinite(x) else 1.0 for x in ps)) if np.isfinite(c["p"]) else np.nan
+
+
+def fairness_candidates(f: pd.DataFrame, cols: list[str], key: dict) -> list[dict]:
+    """Finding candidates (dp_diff, eo_diff) from one attribute's :func:`fairness_report` table.
+
+    With more than two classes the candidate is one class, judged on its own difference, interval and p-value:
+    the class with the largest difference among those significant after Bonferroni over the classes tested
+    (on top of the group pairs), else the most significant one (which then fails the q test). Not the ``worst``
+    row: a max over many classes is biased upward (with small groups some class exceeds the threshold by
+    noise) and its p-value (the smallest over classes) may belong to another class than its value.
+    """
+    out = []
+    for metric in ("dp_diff", "eo_diff"):
+        rows = f[(f["metric"] == metric) & ~f["class"].isin(["macro", "worst"])]
+        rows = rows[np.isfinite(rows["value"].to_numpy(float))]
+        if rows.empty:
+            continue
+        p = rows["p"].to_numpy(float)
+        tested = np.isfinite(p)
+        k = max(1, int(tested.sum()))
+        padj = np.where(tested, np.minimum(1.0, p * k), np.nan)
+        v = rows["value"].to_numpy(float)
+        sig = tested & (padj < Q_MAX)
+        if sig.any():
+            i = int(np.argmax(np.where(sig, v, -np.inf)))
+        elif tested.any():
+            i = int(np.nanargmin(padj))
+        else:
+            i = int(np.argmax(v))
+        r = rows.iloc[i]
+        binary = r["class"] == "binary"
+        groups = [] if r["groups"] is None or isinstance(r["groups"], float) else str(r["groups"]).split(" vs ")
+        out.append({"kind": "fairness_violation", "by": r["attribute"], "cols": cols, "groups": groups, "key": key,
+                    "metric": metric, "cls": "binary" if binary else "worst", "class": str(r["class"]),
+                    "n_classes": 1 if binary else k, "effect": float(r["value"]), "ci": [r["ci_low"], r["ci_high"]],
+                    "p": float(padj[i]), "n": int(r["n"])})
+    return out
 
 
 def _generalization(mp, model, protocol, folds, task, classes, config, cands) -> list[dict]:
@@ -540,6 +624,11 @@ def _finding(c: dict, config) -> Finding | None:
     thr = THRESHOLDS[kind]
     if not np.isfinite(eff) or eff < thr["warning"]:
         return None
+    within = c.get("within")
+    if within and not all(np.isfinite(r["effect"]) and r["effect"] >= thr["warning"] for r in within):
+        # An intersection must add to its marginals: its worst group also differs from its siblings within each
+        # marginal by the threshold, else the marginal's own finding says it all.
+        return None
     ci = [float(x) if x is not None and np.isfinite(x) else None for x in c["ci"]]
     ev.update(p=p, q=qv, threshold=thr["warning"], critical_threshold=thr["critical"], q_max=Q_MAX)
     if not (np.isfinite(qv) and qv < Q_MAX):
@@ -550,9 +639,19 @@ def _finding(c: dict, config) -> Finding | None:
                            detail=f"q={_fmt(qv)} >= {Q_MAX}; 95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}]", columns=c["cols"],
                            groups=c["groups"], value=eff, ci=ci, n=c["n"], score=0.0, evidence={**ev, "would_be": kind})
         return None
+    low = ci[0]
+    note = ""
+    if within:
+        # p is already the largest of the main and sibling p-values (intersection-union test); the severity and
+        # the score use the smallest lower bound
+        b = min(within, key=lambda r: r["effect"])
+        lows = [low] + [r["ci"][0] for r in within]
+        low = None if any(x is None or not np.isfinite(x) for x in lows) else float(min(lows))
+        note = f"{_fmt(b['effect'])} below the other {b['column']} groups within {b['within']}; "
+        ev.update(within=[{**r, "ci": [float(x) for x in r["ci"]]} for r in within], p_main=c.get("p_main"))
     # Critical only when the interval's lower bound clears the critical threshold, not the point estimate alone.
-    severity = "critical" if ci[0] is not None and ci[0] >= thr["critical"] else "warning"
-    score = max(0.0, ci[0]) if ci[0] is not None else 0.0  # conservative effect size: the interval's lower bound
+    severity = "critical" if low is not None and low >= thr["critical"] else "warning"
+    score = max(0.0, low) if low is not None else 0.0  # conservative effect size: the interval's lower bound
     g = ", ".join(map(str, c["groups"]))
     if kind == "generalization_gap":
         r = c["row"]
@@ -560,14 +659,20 @@ def _finding(c: dict, config) -> Finding | None:
         detail = (f"in-domain {_fmt(r['in_domain'])} (n={r['n_in']}), out-of-domain {_fmt(r['out_domain'])} (n={r['n_out']}); "
                   f"gap 95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}], q={_fmt(qv)}; trained on {r['train_domains']}")
     elif kind == "worst_group":
-        title = f"worst {c['by']} group {g}: {c['metric']} {_fmt(c['values'][c['groups'][0]])}, {_fmt(eff)} below the rest ({where})"
+        title = f"worst {c['by']} group {g}: {c['metric']} {_fmt(c['values'][c['groups'][0]])}, {_fmt(eff)} below the rest ({note}{where})"
         detail = f"difference to the rest 95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}], q={_fmt(qv)} (Bonferroni for picking the worst)"
     elif kind == "group_disparity":
-        title = f"{c['metric']} differs by {_fmt(eff)} across {c['by']} ({g}; {where})"
+        title = f"{c['metric']} differs by {_fmt(eff)} across {c['by']} ({g}; {note}{where})"
         detail = f"best - worst 95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}], q={_fmt(qv)} ({c['n_pairs']} pairs, Bonferroni)"
     elif kind == "fairness_violation":
-        title = f"{c['metric']} {_fmt(eff)} across {c['by']}" + (f" ({c['cls']} class)" if c.get("cls") not in (None, "binary") else "") + f" ({where})"
-        detail = f"95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}], q={_fmt(qv)}; extreme groups: {g}"
+        multi = c.get("cls") not in (None, "binary")
+        title = f"{c['metric']} {_fmt(eff)} across {c['by']}" + (f" (class {c['class']})" if multi else "") + f" ({where})"
+        detail = f"95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}], q={_fmt(qv)} (test of a difference above {FAIRNESS_MARGIN:g}); extreme groups: {g}"
+        ev.update(margin=FAIRNESS_MARGIN)
+        if multi:
+            detail += (f"; the largest difference among the classes significant after Bonferroni over "
+                       f"{c['n_classes']} classes and the group pairs")
+            ev.update({"class": c["class"], "n_classes": c["n_classes"]})
     else:  # miscalibration
         title = f"miscalibrated: ECE {_fmt(eff)}" + (f" for {c['by']}={g}" if c["by"] != "overall" else "") + f" ({where})"
         detail = f"95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}]; one-sided test of ECE > {thr['warning']}: q={_fmt(qv)}"

@@ -21,12 +21,14 @@ from audit.errors import UsageError
 from audit.metrics import _validate as V
 from audit.metrics._bootstrap import bootstrap_pvalue, bootstrap_sums, percentile_interval, seed_for
 from audit.metrics.report import (
+    DistinctCounter,
     _nanmax,
     _nanmin,
     _safe_div,
     block_statistics,
     encode_clusters,
     encode_groups,
+    encode_samples,
     prepare_data,
 )
 
@@ -63,12 +65,14 @@ def _masks(ok: np.ndarray, K: int | None = None) -> np.ndarray:
     return ok
 
 
-def eligibility(C: np.ndarray, ok: np.ndarray, min_rate_n: int) -> np.ndarray:
+def eligibility(C: np.ndarray, ok: np.ndarray, min_rate_n: int, pos: np.ndarray | None = None,
+                neg: np.ndarray | None = None) -> np.ndarray:
     """``(3, G, K)``: a group's rate for a class is judged only on enough samples: selection rate on the group's
-    n (``ok``), TPR on its positives and FPR on its negatives (each at least ``min_rate_n``)."""
+    n (``ok``), TPR on its positives and FPR on its negatives (each at least ``min_rate_n``). ``pos``/``neg``
+    ``(G, K)``: distinct positive/negative samples (default: the confusion counts, i.e. rows)."""
     total = C.sum(axis=(-2, -1))[..., None]
-    row = C.sum(axis=-1)
-    neg = total - row
+    row = C.sum(axis=-1) if pos is None else pos
+    neg = (total - C.sum(axis=-1)) if neg is None else neg
     K = C.shape[-1]
     base = np.broadcast_to(ok[:, None], (ok.shape[0], K))
     m = max(1, int(min_rate_n))
@@ -125,6 +129,8 @@ def fairness_report(
     min_rate_n: int | None = None,
     seed: int = 0,
     confidence: float = 0.95,
+    sample_ids=None,
+    margin: float = 0.0,
 ) -> pd.DataFrame:
     """Fairness disparities across the groups of ``sensitive`` with bootstrap intervals.
 
@@ -148,14 +154,22 @@ def fairness_report(
         A group's true-positive rate for a class needs at least this many positives of the class, its
         false-positive rate as many negatives (default: ``min_n``); rates on fewer are left out, so a 1.0 gap
         between two groups with a handful of positives each never becomes a verdict.
+    sample_ids
+        Sample identity per row when a sample is predicted several times (seeds, folds): group sizes (min_n,
+        ``n``) and positives/negatives (min_rate_n) then count distinct samples, not rows. Give ``clusters``
+        too so the repeats are resampled together.
+    margin
+        The per-class p-values test ``|difference| <= margin`` (two-sided; default 0: no difference). A margin
+        asks for a difference credibly larger than trivial (the metrics stage uses half its warning threshold).
 
     Returns
     -------
     pandas.DataFrame
         One row per metric (dp_diff, dp_ratio, eop_diff, eo_diff) and class (``binary``, a class name, ``macro``,
         ``worst``): value, ci_low, ci_high, n, n_groups, n_excluded, p (two-sided bootstrap p-value of the
-        difference between the two extreme groups, Bonferroni-corrected for the number of group pairs; NaN for
-        ratios and averages), groups (``"a vs b"``: highest and lowest group).
+        difference between the two extreme groups, Bonferroni-corrected for the number of group pairs, doubled
+        for eo_diff, the larger of two differences; for ``worst``: the p-value of the worst class, Bonferroni
+        over the classes; NaN for ratios and ``macro``), groups (``"a vs b"``: highest and lowest group).
     """
     n_boot = V.check_int(n_boot, "n_boot")
     min_n = V.check_int(min_n, "min_n")
@@ -174,9 +188,16 @@ def fairness_report(
     mat, point = block_statistics(d, "confusion", cell, G + 1, cluster, n_clusters)
     Cg = point[:G].reshape(G, K, K)
     n_g = Cg.sum(axis=(1, 2))
+    pos_n = neg_n = None
+    samples = encode_samples(sample_ids, d.n)
+    if samples is not None:  # distinct samples, not rows (a sample predicted by several seeds counts once)
+        counter = DistinctCounter(samples, cell, G + 1)
+        n_g = counter.counts(np.ones(d.n, dtype=bool))[0][:G]
+        pos_n = np.stack([counter.counts(d.y_true == k)[0][:G] for k in range(K)], axis=1)
+        neg_n = np.stack([counter.counts(d.y_true != k)[0][:G] for k in range(K)], axis=1)
     ok = n_g >= max(1, min_n)
     excluded = int(((n_g > 0) & ~ok).sum())
-    ok = eligibility(Cg, ok, min_n if min_rate_n is None else min_rate_n)  # (3, G, K)
+    ok = eligibility(Cg, ok, min_n if min_rate_n is None else min_rate_n, pos_n, neg_n)  # (3, G, K)
     disp = _disparities(Cg, ok)  # (4, K)
     pairs = _extreme_pairs(Cg, ok)  # (3, K, 2)
     pair_point = _pair_diffs(Cg, pairs)  # (3, K)
@@ -209,7 +230,8 @@ def fairness_report(
                 l_, h_ = percentile_interval(boot[:, mi, k][:, None], np.array([v]), confidence=confidence)
                 lo, hi = float(l_[0]), float(h_[0])
                 if not is_ratio:
-                    p = float(min(1.0, bootstrap_pvalue(pair_boot[:, rate, k][:, None], pair_point[rate, k : k + 1])[0] * n_pairs))
+                    p = _pair_pvalue(pair_boot[:, rate, k], float(pair_point[rate, k]), margin) * n_pairs
+                    p = float(min(1.0, p * (2 if metric == "eo_diff" else 1)))
             rows.append(_row(by, metric, name, v, lo, hi, int(n_g[ok[0, :, 0]].sum()), m_ok, excluded, p, pair, d.classes[pos] if K == 2 else None))
         if K > 2:
             for agg in ("macro", "worst"):
@@ -221,11 +243,24 @@ def fairness_report(
                     lo, hi = float(l_[0]), float(h_[0])
                 p = np.nan
                 if agg == "worst" and not is_ratio and rows:
-                    ps = [r["p"] for r in rows if r["metric"] == metric and r["class"] not in ("macro", "worst")]
-                    ps = [x for x in ps if np.isfinite(x)]
-                    p = float(min(1.0, min(ps) * len(ps))) if ps else np.nan  # Bonferroni over classes
+                    # the p-value of the class whose difference is the worst, Bonferroni over the classes tested
+                    per = [r for r in rows if r["metric"] == metric and r["class"] not in ("macro", "worst")]
+                    tested = [r for r in per if np.isfinite(r["p"])]
+                    top = max((r for r in per if np.isfinite(r["value"])), key=lambda r: r["value"], default=None)
+                    if top is not None and np.isfinite(top["p"]):
+                        p = float(min(1.0, top["p"] * len(tested)))
                 rows.append(_row(by, metric, agg, v, lo, hi, int(n_g[ok[0, :, 0]].sum()), m_ok, excluded, p, None, None))
     return pd.DataFrame(rows)
+
+
+def _pair_pvalue(boot: np.ndarray, point: float, margin: float) -> float:
+    """Two-sided p-value of H0: |difference| <= margin for a pair difference (Wald, bootstrap standard error)."""
+    if not np.isfinite(point):
+        return np.nan
+    if margin <= 0:
+        return float(bootstrap_pvalue(boot[:, None], np.array([point]))[0])
+    one = bootstrap_pvalue(boot[:, None] * np.sign(point or 1.0), np.array([abs(point)]), null=margin, alternative="greater")[0]
+    return float(min(1.0, 2 * one))
 
 
 def _rates_diff(Cg, ok, r, k) -> float:

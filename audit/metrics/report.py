@@ -579,7 +579,8 @@ def group_report(
         Positive class for ``selection_rate`` (default: the last class).
     sample_ids
         Sample identity per row when a sample is predicted several times (seeds, folds): ``n`` then counts
-        distinct samples, not rows. Give ``clusters`` too so the repeats are resampled together.
+        distinct samples, not rows, exactly per metric (``recall.<c>``: the group's distinct samples of class c).
+        Give ``clusters`` too so the repeats are resampled together.
 
     Returns
     -------
@@ -612,7 +613,9 @@ def encode_samples(sample_ids, n: int) -> np.ndarray | None:
         return None
     ids = pd.Series(V.as_1d(sample_ids, "sample_ids"), dtype=object)
     V.check_length(ids, "sample_ids", n)
-    codes, _ = pd.factorize(ids.astype(str))
+    codes, uniq = pd.factorize(ids.astype(str))
+    if len(uniq) == n:
+        return None  # one row per sample: counting rows is counting samples
     return codes.astype(np.int64)
 
 
@@ -627,9 +630,7 @@ class DistinctCounter:
     def __init__(self, sample: np.ndarray, cell: np.ndarray, n_cells: int):
         self.n_cells = n_cells
         self.n_samples = int(sample.max()) + 1 if len(sample) else 0
-        key = sample * n_cells + cell
-        uniq, inv = np.unique(key, return_inverse=True)
-        self.pair = inv.reshape(-1)
+        self.pair, uniq = pd.factorize(sample.astype(np.int64) * n_cells + cell)  # (sample, cell) pair of each row
         self.pair_cell = (uniq % n_cells).astype(np.int64)
         self.pair_sample = (uniq // n_cells).astype(np.int64)
         self._cache: dict[bytes, tuple[np.ndarray, int, np.ndarray]] = {}
