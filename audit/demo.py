@@ -38,7 +38,7 @@ __all__ = ["build_classify", "build_segment", "DemoData", "CLASSIFY_ROLES", "SEG
 SIZE = 32
 WARM = np.array([236, 196, 150], dtype=np.float32)
 COOL = np.array([150, 190, 232], dtype=np.float32)
-INKS = {"black": np.array([20, 20, 20], dtype=np.float32), "navy": np.array([25, 30, 110], dtype=np.float32)}
+INKS = {"black": np.array([20, 20, 20], dtype=np.float32), "navy": np.array([12, 14, 70], dtype=np.float32)}  # same luminance as black: ink must not change difficulty
 
 CLASSIFY_ROLES = {
     "filepath": "path",

@@ -82,6 +82,13 @@ def test_full_demo_fails_example_policy(demo_classify, tmp_path):
     text = (run.path / "report.html").read_text()
     for sid in ("group-metrics", "generalization", "fairness", "calibration"):
         assert f'id="{sid}"' in text
+    # the planted problems are found, and the ink control (independent of the labels and of everything planted)
+    # raises no warning on its own; a model may still treat ink cells differently inside an intersection
+    findings = run.findings()
+    kinds = {f["kind"] for f in findings if f["severity"] == "critical"}
+    assert {"generalization_gap", "fairness_violation", "covariate_shift", "split_leakage"} <= kinds
+    loud_ink = [f["title"] for f in findings if f["severity"] != "info" and f.get("columns") == ["attr.ink"]]
+    assert not loud_ink, loud_ink
 
 
 @pytest.mark.slow

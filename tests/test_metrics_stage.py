@@ -342,3 +342,14 @@ def test_metrics_on_real_demo_training(classify_run):
     assert set(ood["group"]) == doms and (ood["status"] == "ok").all()
     assert all(f.kind in {"generalization_gap", "worst_group", "group_disparity", "fairness_violation", "miscalibration",
                           "insufficient_evidence"} for f in findings)
+
+
+def test_intersection_fairness_candidate_must_exceed_its_attributes():
+    """background x ink repeats background's gap unless its interval lies above background's (and ink's) own gap."""
+    from audit.metrics._stage import _adds_to_marginals
+
+    worst = {("attr.background", "dp_diff"): 0.27, ("attr.ink", "dp_diff"): 0.03}
+    base = {"metric": "dp_diff", "cols": ["attr.background", "attr.ink"]}
+    assert not _adds_to_marginals({**base, "effect": 0.29, "ci": [0.25, 0.33]}, worst)  # explained by background
+    assert _adds_to_marginals({**base, "effect": 0.45, "ci": [0.38, 0.52]}, worst)  # clearly more than either alone
+    assert _adds_to_marginals({"metric": "dp_diff", "cols": ["attr.ink"], "ci": [0.0, 0.1]}, worst)  # a marginal

@@ -435,6 +435,8 @@ class _Slice:
 
     def fairness(self, groupings, cands) -> pd.DataFrame:
         frames = []
+        worst: dict[tuple[str, str], float] = {}  # (attribute column, metric) -> its largest class difference
+        pending: list[dict] = []
         for cols in groupings:
             if cols == ["label"] or "label" in cols:
                 continue  # fairness is conditional on the label already
@@ -445,9 +447,16 @@ class _Slice:
                                 clusters=self.cluster, n_boot=self.config.n_boot, min_n=self.config.min_n, seed=self.config.seed,
                                 sample_ids=self.frame["sample_id"].to_numpy(object), margin=FAIRNESS_MARGIN)
             frames.append(f)
+            if len(cols) == 1:
+                for metric in ("dp_diff", "eo_diff"):
+                    v = pd.to_numeric(f.loc[f["metric"] == metric, "value"], errors="coerce").max()
+                    if np.isfinite(v):
+                        worst[(cols[0], metric)] = float(v)
             # Fairness findings are about attributes; domain differences are generalization findings already.
             if cands is not None and "domain" not in cols:
-                cands.extend(fairness_candidates(f, cols, self.key))
+                pending.extend(fairness_candidates(f, cols, self.key))
+        if cands is not None:
+            cands.extend(c for c in pending if _adds_to_marginals(c, worst))
         if not frames:
             return None
         out = pd.concat(frames, ignore_index=True)
@@ -482,6 +491,25 @@ class _Slice:
         for k, v in reversed(list(self.key.items())):
             out.insert(0, k, v)
         return out
+
+
+def _adds_to_marginals(c: dict, worst: dict[tuple[str, str], float]) -> bool:
+    """An intersection's fairness candidate (``background x ink``) is kept only when its interval lies above the
+    largest difference of each of its attributes alone: otherwise it repeats a marginal's finding (the gap between
+    two intersection cells is at least the gap its strongest attribute already shows)."""
+    cols = c.get("cols") or []
+    if len(cols) < 2:
+        return True
+    lo = c.get("ci", [np.nan])[0]
+    lo = float(lo) if lo is not None else np.nan
+    marg = [worst.get((col, c["metric"])) for col in cols]
+    marg = [m for m in marg if m is not None]
+    if not marg or not np.isfinite(lo):
+        return True
+    if lo <= max(marg):
+        c.setdefault("evidence_extra", {})["explained_by_marginals"] = dict(zip(cols, marg, strict=False))
+        return False
+    return True
 
 
 def _intersection_union(c: dict) -> None:
