@@ -353,3 +353,28 @@ def test_intersection_fairness_candidate_must_exceed_its_attributes():
     assert not _adds_to_marginals({**base, "effect": 0.29, "ci": [0.25, 0.33]}, worst)  # explained by background
     assert _adds_to_marginals({**base, "effect": 0.45, "ci": [0.38, 0.52]}, worst)  # clearly more than either alone
     assert _adds_to_marginals({"metric": "dp_diff", "cols": ["attr.ink"], "ci": [0.0, 0.1]}, worst)  # a marginal
+
+
+def test_external_predictions_join_the_runs_own_models(classify_run, tmp_path):
+    """`audit metrics RUN --predictions FILE` on a run with trained predictions: both models are measured and the
+    file's rows are stored in predictions.parquet (so report and dashboard describe the same models)."""
+    own = _classify_predictions(classify_run)
+    classify_run.write_table("predictions.parquet", own)
+    man = classify_run.manifest()
+    test = man[man["split"] == "test"]
+    ext = pd.DataFrame({"sample_id": test["sample_id"].astype(str), "y_pred": test["label"].astype(str),
+                        "model": "mine"})
+    path = tmp_path / "mine.csv"
+    ext.to_csv(path, index=False)
+    run_metrics(classify_run, MetricsConfig(predictions=path, n_boot=N_BOOT, by=["domain"]))
+    stored = classify_run.read_table("predictions.parquet")
+    assert set(stored["model"].astype(str)) == set(own["model"].astype(str)) | {"mine"}
+    assert (stored["model"] == "mine").sum() == len(ext)
+    g = classify_run.read_table("metrics/groups.parquet")
+    assert set(g["model"].astype(str)) == set(stored["model"].astype(str))
+    notes = classify_run.info["stages"]["metrics"]["notes"]
+    assert any("stored in predictions.parquet as mine/external" in n for n in notes), notes
+    assert any("kept beside those from mine.csv" in n for n in notes), notes
+    # the same file again replaces its own rows only
+    run_metrics(classify_run, MetricsConfig(predictions=path, n_boot=N_BOOT, by=["domain"]))
+    assert len(classify_run.read_table("predictions.parquet")) == len(stored)

@@ -94,6 +94,25 @@ def load_predictions(run, manifest: pd.DataFrame, path: Path | None, classes: li
     return _validate_external(df, manifest)
 
 
+def _store_external(run, preds: pd.DataFrame, path: Path, notes: list[str]) -> pd.DataFrame:
+    """Add an external predictions file to the run's ``predictions.parquet`` (replacing rows of the same model and
+    protocol, keeping the others), so the metrics, the report and the dashboard all describe the same models."""
+    prev = run.read_table("predictions.parquet", required=False)
+    pairs = sorted({(str(m), str(p)) for m, p in zip(preds["model"], preds["protocol"], strict=True)})
+    merged = preds
+    if prev is not None and len(prev) and {"model", "protocol"} <= set(prev.columns):
+        same = pd.Series(list(zip(prev["model"].astype(str), prev["protocol"].astype(str), strict=True))).isin(pairs)
+        kept = prev[~same.to_numpy()]
+        if len(kept):
+            merged = pd.concat([kept, preds], ignore_index=True)
+            others = sorted({f"{m}/{p}" for m, p in zip(kept["model"].astype(str), kept["protocol"].astype(str), strict=True)})
+            notes.append(f"predictions of {', '.join(others)} kept beside those from {path.name}")
+    run.write_table("predictions.parquet", merged)
+    notes.append(f"{len(preds)} predictions from {path.name} stored in predictions.parquet as "
+                 f"{', '.join(f'{m}/{p}' for m, p in pairs)}")
+    return merged
+
+
 def _check_ids(df: pd.DataFrame, manifest: pd.DataFrame) -> None:
     known = pd.Index(manifest["sample_id"].astype(str))
     ids = df["sample_id"].astype(str)
@@ -215,6 +234,8 @@ def run_metrics(run, config) -> list[Finding]:
     preds = load_predictions(run, manifest, config.predictions, classes)
     groupings = resolve_groupings(config.by, manifest, depth=config.depth, task=task)
     notes: list[str] = []
+    if config.predictions is not None:
+        preds = _store_external(run, preds, Path(config.predictions), notes)
     dropped = {}
 
     keep_cols = ["sample_id", "group"] + [c for c in manifest.columns if c not in ("sample_id", "filepath", "mask", "group")]
@@ -245,7 +266,8 @@ def run_metrics(run, config) -> list[Finding]:
             test = test[~bad]
         pcols = [f"p_{c}" for c in classes]
         if all(c in test.columns for c in pcols) and test[pcols].isna().any().any():
-            notes.append("some p_<class> values are missing: calibration metrics skipped")
+            lacking = sorted(test.loc[test[pcols].isna().any(axis=1), "model"].astype(str).unique())
+            notes.append(f"some p_<class> values are missing: calibration metrics skipped for {', '.join(lacking)}")
     if test.empty:
         raise InputError(_MSG_NO_TEST)
 
