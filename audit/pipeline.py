@@ -318,7 +318,7 @@ def print_summary(run: RunDir, *, stages: list[str] | None = None, console=None,
             style = _SEV_STYLE.get(sev)
             sev_txt = f"[{style}]{escape(sev)}[/]" if style else escape(sev)
             table.add_row(sev_txt, escape(str(f.get("kind", ""))), escape(str(f.get("title", ""))),
-                          escape(_finding_value(f)), escape(fmt_n(f.get("n"))))
+                          escape(_finding_value(f)), escape(_fmt_n(f.get("n"))))
         console.print(table)
     elif not shown and not is_quiet():
         console.print("no findings from this step" if stages and findings else "no findings")
@@ -327,7 +327,7 @@ def print_summary(run: RunDir, *, stages: list[str] | None = None, console=None,
     console.print("next: " + escape(_next_step(run)))
 
 
-def fmt_n(v) -> str:
+def _fmt_n(v) -> str:
     from audit.numfmt import format_number
 
     return "" if v is None else format_number(v)
