@@ -147,6 +147,9 @@ def sidebar() -> RunDir:
                 for k, s in stages.items()
             )
         )
+        if (stages.get("metrics") or {}).get("status") == "stale":
+            st.warning(f"The metrics are older than the predictions: {esc(stages['metrics'].get('reason', ''))}",
+                       icon=":material/update:")
     return run
 
 

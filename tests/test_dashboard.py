@@ -132,6 +132,20 @@ def test_sidebar_lists_sibling_runs_and_switches(runs, monkeypatch):
     assert "IoU" in _texts(at)
 
 
+def test_stale_metrics_are_flagged_on_every_page(runs, monkeypatch, tmp_path):
+    import shutil
+
+    dst = tmp_path / "stale"
+    shutil.copytree(runs["classify"].path, dst)
+    r = RunDir.open(dst)
+    stages = r.info["stages"]
+    stages["metrics"] = {**stages.get("metrics", {}), "status": "stale",
+                         "reason": "train ran again after it; re-run `audit metrics`"}
+    r.update_info(stages=stages)
+    at = _app(dst, monkeypatch)
+    assert any("older than the predictions" in w.value for w in at.warning), [w.value for w in at.warning]
+
+
 def test_folder_of_runs_is_accepted(runs, monkeypatch):
     at = _app(runs["classify"].path.parent, monkeypatch)
     assert len(at.sidebar.selectbox[0].options) == 4
