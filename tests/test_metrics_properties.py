@@ -278,13 +278,31 @@ def test_fairness_min_n_and_n_count_distinct_samples():
     kw = dict(y_true=df["y_true"], y_pred=df["y_pred"], sensitive=df["group"], classes=["a", "b", "c"], clusters=df["sample_id"],
               n_boot=0, min_n=3, min_rate_n=1)
     f = M.fairness_report(sample_ids=df["sample_id"], **kw)
-    assert (f["n"] == 6).all() and (f["n_groups"] == 2).all()  # 3 distinct samples per group, not 8 and 4 rows
+    assert (f["n"] == 6).all()  # 3 distinct samples per group, not 8 and 4 rows
+    assert (f.loc[f["metric"].isin(["dp_diff", "dp_ratio"]), "n_groups"] == 2).all()  # n_groups: groups compared
     f4 = M.fairness_report(sample_ids=df["sample_id"], **{**kw, "min_n": 4})
     assert (f4["n_excluded"] == 2).all() and f4["value"].isna().all()  # g1 has 8 rows but only 3 samples
     # min_rate_n: g1 has 4 rows of class a but one sample of it; a TPR of a needs 2 positives -> left out
     f2 = M.fairness_report(sample_ids=df["sample_id"], **{**kw, "min_rate_n": 2})
     eop = f2[f2["metric"] == "eop_diff"].set_index("class")["value"]
     assert np.isnan(eop["a"]) and np.isnan(eop["c"])
+
+
+def test_a_rate_difference_needs_two_eligible_groups():
+    """Only one group has enough positives of a class: its TPR gap (eop) and eo_diff are undefined, not 0 (a 0 with
+    the interval [0, 0] reads as parity while the other groups' recall may differ a lot)."""
+    rng = np.random.default_rng(0)
+    groups = np.repeat(["big", "small1", "small2"], [200, 40, 40])
+    yt = np.where(groups == "big", rng.integers(0, 2, 280), 0)  # the small groups have no positives of class 1
+    yt[200:205] = 1  # ... but a handful (below min_rate_n)
+    yp = np.where(rng.random(280) < 0.8, yt, 1 - yt)
+    f = M.fairness_report(y_true=yt, y_pred=yp, sensitive=groups, n_boot=50, min_n=30, min_rate_n=30, pos_label=1)
+    row = f.set_index("metric")
+    assert np.isnan(row.loc["eop_diff", "value"]) and np.isnan(row.loc["eop_diff", "ci_low"])
+    assert np.isnan(row.loc["eo_diff", "value"])
+    assert pd.isna(row.loc["eop_diff", "groups"]) and row.loc["eop_diff", "n_groups"] == 1
+    assert row.loc["eop_diff", "n_excluded"] == 2
+    assert np.isfinite(row.loc["dp_diff", "value"]) and row.loc["dp_diff", "n_groups"] == 3
 
 
 def test_missing_group_values_count_in_overall_only():

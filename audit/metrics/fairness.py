@@ -87,9 +87,13 @@ def _disparities(C: np.ndarray, ok: np.ndarray) -> np.ndarray:
     tpr = np.where(m[1], tpr, np.nan)
     fpr = np.where(m[2], fpr, np.nan)
     g_axis = -2
+    # a difference needs two groups: with one eligible group it is undefined, not 0 (a 0 would read as parity)
+    two = [(np.broadcast_to(mk, r.shape).sum(axis=g_axis) >= 2) for mk, r in zip(m, (sel, tpr, fpr), strict=True)]
     smax, smin = _nanmax(np.moveaxis(sel, g_axis, -1)), _nanmin(np.moveaxis(sel, g_axis, -1))
+    smax, smin = np.where(two[0], smax, np.nan), np.where(two[0], smin, np.nan)
     tdiff = _nanmax(np.moveaxis(tpr, g_axis, -1)) - _nanmin(np.moveaxis(tpr, g_axis, -1))
     fdiff = _nanmax(np.moveaxis(fpr, g_axis, -1)) - _nanmin(np.moveaxis(fpr, g_axis, -1))
+    tdiff, fdiff = np.where(two[1], tdiff, np.nan), np.where(two[2], fdiff, np.nan)
     eo = np.where(np.isnan(tdiff) | np.isnan(fdiff), np.nan, np.fmax(tdiff, fdiff))
     return np.stack([smax - smin, _safe_div(smin, smax), tdiff, eo], axis=-2)
 
@@ -225,14 +229,18 @@ def fairness_report(
                 t_d, f_d = _disparities(Cg, ok)[2, k], _rates_diff(Cg, ok, 2, k)
                 rate = 2 if (np.isfinite(f_d) and f_d > t_d) else 1
             a, b_ = pairs[rate, k]
-            pair = f"{groups[a]} vs {groups[b_]}" if m_ok >= 2 else None
+            rates_used = (1, 2) if metric == "eo_diff" else ((0,) if rate == 0 else (rate,))
+            n_elig = min(int(ok[r_, :, k].sum()) for r_ in rates_used)
+            pair = f"{groups[a]} vs {groups[b_]}" if n_elig >= 2 else None
+            excl_k = max(int(((n_g > 0) & ~ok[r_, :, k]).sum()) for r_ in rates_used)
             if boot is not None and np.isfinite(v):
                 l_, h_ = percentile_interval(boot[:, mi, k][:, None], np.array([v]), confidence=confidence)
                 lo, hi = float(l_[0]), float(h_[0])
                 if not is_ratio:
                     p = _pair_pvalue(pair_boot[:, rate, k], float(pair_point[rate, k]), margin) * n_pairs
                     p = float(min(1.0, p * (2 if metric == "eo_diff" else 1)))
-            rows.append(_row(by, metric, name, v, lo, hi, int(n_g[ok[0, :, 0]].sum()), m_ok, excluded, p, pair, d.classes[pos] if K == 2 else None))
+            rows.append(_row(by, metric, name, v, lo, hi, int(n_g[ok[0, :, 0]].sum()), n_elig, excl_k, p, pair,
+                             d.classes[pos] if K == 2 else None))
         if K > 2:
             for agg in ("macro", "worst"):
                 f = (lambda x: _nanmean(x)) if agg == "macro" else ((lambda x: _nanmin(x)) if is_ratio else (lambda x: _nanmax(x)))
