@@ -683,9 +683,17 @@ def _finding(c: dict, config) -> Finding | None:
     ev.update(p=p, q=qv, threshold=thr["warning"], critical_threshold=thr["critical"], q_max=Q_MAX)
     if not (np.isfinite(qv) and qv < Q_MAX):
         if kind in ("generalization_gap", "worst_group", "group_disparity"):
-            return Finding("insufficient_evidence", "info",
-                           f"{kind.replace('_', ' ')} of {_fmt(eff)} in {c['metric']} for {c['by']}={', '.join(map(str, c['groups']))} "
-                           f"is not distinguishable from noise ({where})",
+            g = ", ".join(map(str, c["groups"]))
+            what = {"worst_group": f"{c['by']}={g}: {c['metric']} {_fmt(eff)} below the rest",
+                    "group_disparity": f"{c['metric']} differs by {_fmt(eff)} across {c['by']} ({g})",
+                    "generalization_gap": f"{c['metric']} drop of {_fmt(eff)} on held-out {g}"}[kind]
+            if within and np.isfinite(c.get("p_main", np.nan)) and c["p_main"] < Q_MAX:
+                b = min(within, key=lambda r: r["effect"])
+                title = (f"{what}, explained by {b['within']}: within it the {b['column']} groups differ by "
+                         f"{_fmt(b['effect'])}, not distinguishable from noise ({where})")
+            else:
+                title = f"{what}, not distinguishable from noise ({where})"
+            return Finding("insufficient_evidence", "info", title,
                            detail=f"q={_fmt(qv)} >= {Q_MAX}; 95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}]", columns=c["cols"],
                            groups=c["groups"], value=eff, ci=ci, n=c["n"], score=0.0, evidence={**ev, "would_be": kind})
         return None
