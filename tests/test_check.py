@@ -333,6 +333,21 @@ def test_regression_point_drop_alone_does_not_fail(runs, tmp_path):
     assert r.status == "warn"
 
 
+def test_starter_policy_catches_an_overall_regression(runs, tmp_path):
+    """The starter policy gates the overall value (and each domain) against a baseline, not only the worst group:
+    a clear overall drop fails; the run against itself passes."""
+    old = runs["biased"]
+    out = tmp_path / "p.toml"
+    assert CliRunner().invoke(app, ["init-policy", str(old.path), "--out", str(out)]).exit_code == 0
+    ids = {r.id for r in parse_policy(out.read_text(), out).rules}
+    assert {"no-regression-overall", "no-regression"} <= ids
+    worse = _shifted_copy(old, tmp_path / "worse", -0.2)
+    res = run_check(worse.path, out, baseline=old.path, write=False)
+    assert {r.id: r.status for r in res.rules}["no-regression-overall"] == "fail"
+    same = run_check(old.path, out, baseline=old.path, write=False)
+    assert all(r.status in ("pass", "skip") for r in same.rules if r.rule == "regression")
+
+
 # ---------------------------------------------------------------------------------------------- init-policy + helpers
 @pytest.mark.parametrize("kind", ["biased", "clean", "segment", "profile"])
 def test_init_policy_passes_its_own_run(runs, tmp_path, kind):
@@ -457,7 +472,7 @@ def test_init_policy_now_is_the_value_check_reports(runs, tmp_path, kind):
         seen.add(rule.check)
         m = NOW.search(comment)
         if rule.check == "regression":
-            assert m is None and rule.params["max_drop"] == 0.02
+            assert m is None and rule.params["max_drop"] == (0.05 if rule.id == "no-regression-domains" else 0.02)
             continue
         if rule.check == "association" and "no significant association" in comment:
             assert r.value is None and rule.threshold == 0.3
@@ -504,7 +519,7 @@ def test_init_policy_worst_group_rule_can_fail(runs, tmp_path):
     # even the point value is within the margin of 0: no rule, a comment saying why
     run = _with_worst_group(runs["biased"], tmp_path / "zero", value=0.03, ci_low=0.0)
     text = starter_policy(run)
-    assert not [r for _, r in _starter_rules(text) if r.check in ("worst_group", "regression")]
+    assert not [r for _, r in _starter_rules(text) if r.check == "worst_group" or r.id == "no-regression"]
     assert "# worst-group: left out:" in text and "can never fail" in text
 
 

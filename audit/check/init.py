@@ -277,9 +277,17 @@ def starter_policy(run: RunDir) -> str:
             else:
                 rule(f"largest {m}: now {res.value:.3f}{_where(res)}; threshold = now + {METRIC_MARGIN}",
                      **kv, threshold=_up(res.value + METRIC_MARGIN, None))
+    if groups is not None and metric:
+        # regressions against a baseline run: the overall value (the most precise), each domain, the worst group
+        rule(f"with --baseline OLD_RUN: overall {metric} may not drop by more than 0.02 (judged on the intervals)",
+             id="no-regression-overall", check="regression", of="overall", metric=metric, max_drop=0.02)
+        if "domain" in set(groups["by"].astype(str)):
+            rule(f"with --baseline OLD_RUN: no domain's {metric} may drop by more than 0.05 (judged on the intervals)",
+                 id="no-regression-domains", check="regression", of="groups", by=["domain"], metric=metric,
+                 max_drop=0.05)
     if gated_worst:
-        rule("with --baseline OLD_RUN: the worst group may not drop by more than 0.02 (judged on the intervals)",
-             id="no-regression", check="regression", of="worst_group", max_drop=0.02)
+        rule("with --baseline OLD_RUN: the worst group (whichever it is in each run) may not drop by more than 0.02 "
+             "(judged on the intervals)", id="no-regression", check="regression", of="worst_group", max_drop=0.02)
     if not any(line == "[[rule]]" for line in out):
         rule("the run has no profile or metric tables yet: at least gate on critical findings",
              id="no-critical-findings", check="findings", min_severity="critical")
