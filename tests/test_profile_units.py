@@ -423,3 +423,14 @@ def test_group_leakage_is_found_and_default_groups_never_leak(tmp_path):
     m["group"] = m["sample_id"]  # the default: one group per sample
     _, findings, _ = profile_frame(m, root=tmp_path, config=ProfileConfig(n_boot=10, workers=1, checks=["duplicates"]))
     assert not [f for f in findings if f.kind == "group_leakage"]
+
+
+def test_decode_errors_carry_no_object_addresses():
+    import io as _io
+
+    from audit.io.decode import error_text
+
+    try:
+        Image.open(_io.BytesIO(b"not an image"))
+    except Exception as e:  # PIL names the buffer: <_io.BytesIO object at 0x7f...>
+        assert "0x" not in error_text(e) and error_text(e) == "UnidentifiedImageError: cannot identify image file"

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import io
 import os
+import re
 import warnings
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
@@ -112,6 +113,18 @@ _SIGNATURES = (
 
 _EXIF_ORIENTATION = 0x0112
 _EXIF_FORMATS = frozenset({"JPEG", "MPO", "TIFF", "WEBP", "PNG"})
+
+
+
+_ADDR = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>|<[^<>]* at 0x[0-9a-fA-F]+>| at 0x[0-9a-fA-F]+")
+
+
+def error_text(e: BaseException, limit: int = 200) -> str:
+    """``Type: message`` of a decode error for tables and findings: first line, no object addresses (PIL names
+    the in-memory buffer it read, ``<_io.BytesIO object at 0x7f...>``, which differs run to run)."""
+    msg = str(e).splitlines()[0] if str(e) else ""
+    msg = _ADDR.sub(lambda m: "" if m.group(0).startswith(("<_io.BytesIO", " at")) else "an object", msg)
+    return f"{type(e).__name__}: {' '.join(msg.split())}"[:limit]
 
 
 def _blank_image() -> dict[str, Any]:
@@ -301,7 +314,7 @@ def _decode(path, *, max_pixels: int, error: str | None, want_pixels: bool,
                 rec["error"] = "not_an_image"
             else:
                 rec["error"] = "truncated" if _looks_truncated(data, sig) else "corrupt"
-            rec["error_detail"] = f"{type(e).__name__}: {e}"[:200]
+            rec["error_detail"] = error_text(e)
             rec["ext_mismatch"] = ext_mismatch(rec["ext"], sig)
             return rec, None
         fmt = im.format or sig
@@ -324,16 +337,16 @@ def _decode(path, *, max_pixels: int, error: str | None, want_pixels: bool,
             rec["error"], rec["error_detail"] = "decompression_bomb", str(e)[:200]
             return rec, None
         except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, struct.error, zlib.error...
-            msg = f"{type(e).__name__}: {e}"
+            msg = error_text(e)
             rec["error"] = "truncated" if ("truncated" in msg or _looks_truncated(data, sig or fmt)) else "corrupt"
-            rec["error_detail"] = msg[:200]
+            rec["error_detail"] = msg
             return rec, None
         try:
             if rec["exif_orientation"] and rec["exif_orientation"] != 1:
                 im = ImageOps.exif_transpose(im)  # statistics and hashes describe the image as displayed
             rgb = to_rgb(im)
         except Exception as e:
-            rec["error"], rec["error_detail"] = "unsupported_mode", f"{type(e).__name__}: {e}"[:200]
+            rec["error"], rec["error_detail"] = "unsupported_mode", error_text(e)
             return rec, None
     rec["readable"] = True
     if pixel_md5:

@@ -137,8 +137,9 @@ def _image_wh(path: Path) -> tuple[int, int]:
 
 
 def _short_error(e: BaseException) -> str:
-    msg = str(e).splitlines()[0] if str(e) else ""
-    return f"{type(e).__name__}: {msg}"[:200]
+    from audit.io.decode import error_text
+
+    return error_text(e)
 
 
 def _decode_row(args) -> tuple[np.ndarray | None, np.ndarray | None, str | None, bool, bool]:
