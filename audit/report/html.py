@@ -397,17 +397,34 @@ def _generalization(gen: pd.DataFrame | None, transfer: pd.DataFrame | None) -> 
 def _fairness(fair: pd.DataFrame | None) -> str:
     if fair is None or fair.empty:
         return ""
-    body = []
+    body = ['<p class="note">A gap is the largest minus the smallest group rate (a ratio: smallest over largest), '
+            "for attributes; domains are in the generalization section. Such a gap is biased away from parity by "
+            "chance, and so is its bootstrap interval, which therefore rarely includes 0: judge the evidence by the "
+            "findings (their q-values), not by whether the interval excludes 0. Most serious first; undefined gaps "
+            "(fewer than two groups with enough samples) come last.</p>"]
     fair = prefer(prefer(fair, "fold", ("all",)), "scope", SCOPE_PREFERENCE)
+    if "attribute" in fair.columns:  # fairness is about attributes; the domain rows stay in the run directory
+        attrs = ~fair["attribute"].astype(str).str.contains(r"\bdomain\b", regex=True)
+        fair = fair[attrs] if attrs.any() else fair
+    ratio = fair["metric"].astype(str).str.endswith("ratio")
+    # worst first: the largest lower bound of a difference, the smallest upper bound of a ratio
+    key = pd.to_numeric(fair["ci_low"], errors="coerce").fillna(pd.to_numeric(fair["value"], errors="coerce"))
+    key = key.where(~ratio, -pd.to_numeric(fair["ci_high"], errors="coerce").fillna(
+        pd.to_numeric(fair["value"], errors="coerce")))
+    fair = fair.assign(_k=key).sort_values(["metric", "_k"], ascending=[True, False], na_position="last",
+                                           kind="mergesort")
     for metric, f in fair.groupby("metric", sort=False):
-        f = prefer(f, "class", ("worst", "binary")).sort_values("value", ascending=False)
+        f = prefer(f, "class", ("worst", "binary"))
         rows = [(f"{r['attribute']} ({r.get('class', '')})", r["value"], r["ci_low"], r["ci_high"], r["n"], False)
                 for _, r in f.head(MAX_GROUPS).iterrows()]
         lo = 0.0 if not metric.endswith("ratio") else None
         body.append(f"<h3>{e(metric)}</h3>" + svg.interval_chart(rows, lo=lo, hi=1.0))
-    body.append(table(fair, ["model", "protocol", "scope", "attribute", "metric", "class", "value", "ci_low", "ci_high",
-                             "n"]))
+    body.append(table(fair.drop(columns="_k"), ["model", "protocol", "scope", "attribute", "metric", "class", "value",
+                                                "ci_low", "ci_high", "n", "groups"]))
     return section("fairness", "Fairness gaps", "".join(body))
+
+
+_SCOPE_WORDS = {"ood": "held-out (out-of-domain)", "id": "in-domain", "all": "all"}
 
 
 def _calibration(cal: pd.DataFrame | None, groups: pd.DataFrame | None) -> str:
@@ -422,6 +439,9 @@ def _calibration(cal: pd.DataFrame | None, groups: pd.DataFrame | None) -> str:
                               headers={"value": "ECE"}))
     c = cal[cal["by"] == "overall"] if "by" in cal.columns and (cal["by"] == "overall").any() else cal
     c = prefer(prefer(c, "fold", ("all",)), "scope", SCOPE_PREFERENCE)  # one curve per model, pooled folds
+    scope = str(c["scope"].iloc[0]) if "scope" in c.columns and len(c) else "all"
+    body.append(f'<p class="note">Reliability of the pooled folds, {e(_SCOPE_WORDS.get(scope, scope))} test rows: '
+                "points below the diagonal are over-confident bins, above it under-confident; dot area = rows.</p>")
     charts = []
     for key, g in list(c.groupby(["model", "protocol"], sort=False))[:4]:
         g = g.sort_values("bin")

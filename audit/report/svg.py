@@ -130,8 +130,9 @@ def heatmap(row_labels: Sequence, col_labels: Sequence, matrix: Sequence[Sequenc
 
 
 def reliability(conf: Sequence[float], acc: Sequence[float], count: Sequence[int], *, size: int = 260) -> str:
-    """Reliability diagram: accuracy against confidence per bin (dot area ~ count), with the diagonal."""
-    m = 30
+    """Reliability diagram: accuracy against confidence per bin (dot area ~ count), with the diagonal and ticks;
+    points above the diagonal are under-confident bins, below it over-confident ones."""
+    m = 40  # room for the tick labels
     s = size - m - 10
     tot = max(1, sum(c for c in count if _ok(c)))
 
@@ -141,11 +142,16 @@ def reliability(conf: Sequence[float], acc: Sequence[float], count: Sequence[int
     def py(v: float) -> float:
         return 10 + s * (1 - v)
 
-    out = [f'<svg class="chart" width="{size}" height="{size}" viewBox="0 0 {size} {size}" role="img" {FONT}>',
+    out = [f'<svg class="chart" width="{size}" height="{size + 12}" viewBox="0 0 {size} {size + 12}" role="img" {FONT}>',
            f'<rect x="{m}" y="10" width="{s}" height="{s}" fill="none" stroke="#ccc"/>',
            f'<line x1="{px(0)}" y1="{py(0)}" x2="{px(1)}" y2="{py(1)}" stroke="#999" stroke-dasharray="3,3"/>',
-           f'<text x="{m + s / 2}" y="{size - 2}" text-anchor="middle" fill="#555">confidence</text>',
+           f'<text x="{m + s / 2}" y="{size + 10}" text-anchor="middle" fill="#555">confidence</text>',
            f'<text transform="translate(10,{10 + s / 2}) rotate(-90)" text-anchor="middle" fill="#555">accuracy</text>']
+    for t in (0.0, 0.25, 0.5, 0.75, 1.0):  # ticks on both axes
+        out.append(f'<text x="{px(t):.1f}" y="{py(0) + 12:.1f}" text-anchor="middle" fill="#777">{t:g}</text>')
+        out.append(f'<text x="{m - 4}" y="{py(t) + 3:.1f}" text-anchor="end" fill="#777">{t:g}</text>')
+    out.append(f'<text x="{px(0.03):.1f}" y="{py(0.93):.1f}" fill="#999">under-confident</text>')
+    out.append(f'<text x="{px(0.97):.1f}" y="{py(0.05):.1f}" text-anchor="end" fill="#999">over-confident</text>')
     pts = [(c, a, n) for c, a, n in zip(conf, acc, count, strict=False) if _ok(c) and _ok(a) and _ok(n) and n > 0]
     if pts:
         path = " ".join(f"{px(c):.1f},{py(a):.1f}" for c, a, _ in sorted(pts))
