@@ -620,6 +620,14 @@ def _pred_filters(run: RunDir, columns: Sequence[str], **filters: Any):
     return df
 
 
+def _held_out(p: pd.DataFrame, held_out: bool | None) -> pd.DataFrame:
+    """Prediction rows of held-out domains (True), of training domains (False), or all (None)."""
+    if held_out is None or "held_out" not in p.columns:
+        return p
+    flag = p["held_out"].astype("boolean").fillna(False)
+    return p[flag == bool(held_out)]
+
+
 def failure_sample(
     run: RunDir,
     *,
@@ -630,6 +638,8 @@ def failure_sample(
     group_col: str | None = None,
     group_value: str | None = None,
     true_class: str | None = None,
+    held_out: bool | None = None,
+    per_image: bool = False,
     n: int = 24,
     order: str = "confident",
     seed: int = 0,
@@ -638,12 +648,22 @@ def failure_sample(
 
     ``order`` ``confident`` shows the most confidently wrong first; ``random`` draws a seeded sample.
     Only ``n`` rows are returned (images are loaded for those alone). ``group_col`` is any manifest column.
+    ``held_out`` keeps only held-out-domain (True) or in-domain (False) predictions; ``per_image`` keeps one
+    row per sample (its most confident wrong prediction), so an image scored in several folds appears once
+    and the total counts images.
     """
     cols = ["sample_id", "model", "protocol", "fold", "role", "y_true", "y_pred", "confidence", "test_domain", "held_out"]
     p = _pred_filters(run, cols, model=model, protocol=protocol, fold=fold, role=role, y_true=true_class)
     if p is None or p.empty or "y_pred" not in p.columns:
         return pd.DataFrame(columns=cols + ["filepath"]), 0
+    p = _held_out(p, held_out)
     wrong = p[p["y_true"].astype("string") != p["y_pred"].astype("string")]
+    if per_image and len(wrong):
+        conf = pd.to_numeric(wrong["confidence"], errors="coerce") if "confidence" in wrong.columns else pd.Series(0.0, index=wrong.index)
+        wrong = (
+            wrong.assign(_c=conf.fillna(-1.0)).sort_values("_c", ascending=False, kind="mergesort")
+            .drop_duplicates("sample_id").drop(columns="_c")
+        )
     if group_col and group_value is not None:
         m = read_manifest_columns(run, [group_col])
         if group_col in m.columns:
@@ -672,6 +692,8 @@ def segmentation_sample(
     role: str | None = "test",
     group_col: str | None = None,
     group_value: str | None = None,
+    held_out: bool | None = None,
+    per_image: bool = False,
     n: int = 12,
     order: str = "worst",
     seed: int = 0,
@@ -680,6 +702,7 @@ def segmentation_sample(
 
     Per-image IoU is the mean over classes present in truth or prediction (union > 0) of the stored
     ``inter_<c> / union_<c>`` pixel counts: a ratio of numbers the training stage wrote, not a new metric.
+    ``held_out`` and ``per_image`` as in :func:`failure_sample` (``per_image`` keeps each image's lowest IoU).
     """
     import pyarrow.dataset as pads
 
@@ -702,7 +725,9 @@ def segmentation_sample(
         iou = np.where(present > 0, np.nansum(ratio, axis=1) / np.maximum(present, 1), np.nan)
     else:
         iou = np.full(len(p), np.nan)
-    p = p.drop(columns=counts).assign(iou=iou)
+    p = _held_out(p.drop(columns=counts).assign(iou=iou), held_out)
+    if per_image and len(p):
+        p = p.sort_values(["iou", "sample_id"], kind="mergesort", na_position="last").drop_duplicates("sample_id")
     if group_col and group_value is not None:
         m = read_manifest_columns(run, [group_col])
         if group_col in m.columns:
@@ -810,21 +835,25 @@ def compare_headline(ha: dict, hb: dict) -> pd.DataFrame:
 
     The interval of the difference combines both runs' intervals (MOVER, see :func:`compare_groups`); counts
     (samples, findings, unreadable files) have none. ``A_what`` / ``B_what`` say which group, domain or pair
-    each number is about, since the worst group of one run need not be the other's.
+    each number is about, since the worst group of one run need not be the other's. ``A_unit`` / ``B_unit``
+    name each side's metric; where they differ there is no difference (NaN). ``kind`` is ``count`` or ``metric``.
     """
     rows = []
 
-    def add(name: str, a: dict, b: dict, field: str, unit: str = "", what=lambda d: "") -> None:
+    def add(name: str, a: dict, b: dict, field: str, ua: str = "", ub: str = "", what=lambda d: "", kind: str = "metric") -> None:
         va, vb = _float(a.get(field)), _float(b.get(field))
         row = {
-            "number": name, "unit": unit, "A": va, "A_ci_low": _float(a.get("ci_low")), "A_ci_high": _float(a.get("ci_high")),
+            "number": name, "kind": kind, "unit": ua if ua == ub or not ub else ub if not ua else f"{ua} / {ub}",
+            "A_unit": ua, "B_unit": ub,
+            "A": va, "A_ci_low": _float(a.get("ci_low")), "A_ci_high": _float(a.get("ci_high")),
             "A_what": what(a), "B": vb, "B_ci_low": _float(b.get("ci_low")), "B_ci_high": _float(b.get("ci_high")),
-            "B_what": what(b), "delta": vb - va,
+            # two different metrics have no difference
+            "B_what": what(b), "delta": vb - va if not (ua and ub and ua != ub) else math.nan,
         }
         rows.append(row)
 
     def count(name: str, a: Any, b: Any) -> None:
-        add(name, {"v": a}, {"v": b}, "v")
+        add(name, {"v": a}, {"v": b}, "v", kind="count")
 
     fa, fb = ha.get("findings") or {}, hb.get("findings") or {}
     count("samples", ha.get("n"), hb.get("n"))
@@ -839,8 +868,7 @@ def compare_headline(ha: dict, hb: dict) -> pd.DataFrame:
         ("biggest_association", "biggest association", "value", lambda d: f"{d.get('a')} ~ {d.get('b')}" if d else ""),
     ):
         a, b = ha.get(key) or {}, hb.get(key) or {}
-        unit = str(a.get("metric") or b.get("metric") or a.get("stat") or b.get("stat") or "")
-        add(label, a, b, field, unit, what)
+        add(label, a, b, field, str(a.get("metric") or a.get("stat") or ""), str(b.get("metric") or b.get("stat") or ""), what)
     df = pd.DataFrame(rows)
     lo, hi = _mover(
         df["delta"],
@@ -848,5 +876,5 @@ def compare_headline(ha: dict, hb: dict) -> pd.DataFrame:
         df[["B", "B_ci_low", "B_ci_high"]].set_axis(["value", "ci_low", "ci_high"], axis=1),
     )
     df["delta_ci_low"], df["delta_ci_high"] = lo, hi
-    return df[["number", "unit", "A", "A_ci_low", "A_ci_high", "A_what", "B", "B_ci_low", "B_ci_high", "B_what",
-               "delta", "delta_ci_low", "delta_ci_high"]]
+    return df[["number", "kind", "unit", "A_unit", "B_unit", "A", "A_ci_low", "A_ci_high", "A_what", "B", "B_ci_low",
+               "B_ci_high", "B_what", "delta", "delta_ci_low", "delta_ci_high"]]

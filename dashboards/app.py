@@ -17,7 +17,9 @@ import streamlit as st
 
 from audit.errors import AuditError
 
-st.set_page_config(page_title="imgaudit", page_icon=":material/policy:", layout="wide")
+# An emoji favicon is drawn in the browser (a data: URL); a ":material/...:" page icon is fetched from
+# fonts.gstatic.com on every page load, and the dashboard must work offline and call no other host.
+st.set_page_config(page_title="imgaudit", page_icon="🔎", layout="wide")
 
 pages = {
     key: st.Page(path, title=title, icon=icon, url_path=key, default=(key == "overview"))

@@ -34,6 +34,16 @@ PAGE_FILES = {
 }
 SEVERITY_COLOR = {"critical": "red", "warning": "orange", "info": "blue"}
 EVIDENCE_COLORS = alt.Scale(domain=["ok", "insufficient", "empty"], range=["#4c78a8", "#c8c8c8", "#eeeeee"])
+# Distinct colours for unordered groups (domains, attribute values): Streamlit's default range puts a dark and a
+# light blue next to each other, so two domains looked alike.
+CATEGORY_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+# Which widget keys a finding's link fills in, per page (query parameter -> session-state key).
+LINK_KEYS = {
+    "performance": {"model": "pg_model", "protocol": "pg_protocol", "fold": "pg_fold", "scope": "pg_scope", "by": "pg_by",
+                    "metric": "pg_metric"},
+    "calibration": {"model": "cl_model", "protocol": "cl_protocol", "fold": "cl_fold", "scope": "cl_scope", "by": "cl_by"},
+    "generalization": {"model": "gn_model", "protocol": "gn_protocol", "metric": "gn_metric"},
+}
 NO_MODEL = (
     "This run has no model results yet. Train and evaluate a model with "
     "`audit train {run}` and then `audit metrics {run}` (or bring your own predictions: "
@@ -80,6 +90,25 @@ def fmt_n(n: object) -> str:
         return f"{int(n):,}"  # type: ignore[call-overload]
     except (TypeError, ValueError):
         return "?"
+
+
+def fmt_count(v: object, *, signed: bool = False) -> str:
+    """A count as an integer (``1,003``; ``+1`` / ``-2`` / ``0`` when ``signed``); missing -> an em dash."""
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "—"
+    if f != f:
+        return "—"
+    return f"{round(f):+,}" if signed and round(f) else f"{round(f):,}"
+
+
+def category_scale(values: Sequence[object] | None = None) -> alt.Scale:
+    """A categorical colour scale with clearly distinct colours (optionally pinned to ``values`` in order)."""
+    if values is None:
+        return alt.Scale(range=list(CATEGORY_COLORS))
+    vals = [str(v) for v in values]
+    return alt.Scale(domain=vals, range=[CATEGORY_COLORS[i % len(CATEGORY_COLORS)] for i in range(len(vals))])
 
 
 # ------------------------------------------------------------------------------------------------ run
@@ -166,6 +195,51 @@ def current_run() -> RunDir:
 def page(key: str):
     """The ``st.Page`` object of a page key (for ``st.page_link``)."""
     return st.session_state.get("_pages", {}).get(key, PAGE_FILES[key][0])
+
+
+def finding_link(finding: dict, page_key: str) -> dict[str, str]:
+    """Query parameters that make a finding's page open on its evidence (grouping, metric, model, fold, scope).
+
+    Only the parameters the target page understands (:data:`LINK_KEYS`); the page applies them once with
+    :func:`take_link`. The grouping of a finding about an intersection is its columns joined with `` x ``.
+    """
+    keys = LINK_KEYS.get(page_key)
+    if not keys:
+        return {}
+    ev = finding.get("evidence") if isinstance(finding.get("evidence"), dict) else {}
+    q = {k: str(ev[k]) for k in ("model", "protocol", "fold", "scope", "metric") if isinstance(ev.get(k), (str, int)) and str(ev[k])}
+    cols = [str(c) for c in finding.get("columns") or []]
+    if cols:
+        q["by"] = " x ".join(cols)
+    elif list(finding.get("groups") or []) == ["all"]:
+        q["by"] = "overall"
+    return {k: v for k, v in q.items() if k in keys}
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _finding_links(path: str, stamp: float) -> list[dict[str, str]]:
+    run = RunDir(path)
+    return [finding_link(f, views.FINDING_PAGE.get(str(f.get("kind")), "overview")) for f in run.findings()]
+
+
+def finding_links(run: RunDir) -> list[dict[str, str]]:
+    """:func:`finding_link` of every finding, in the order of ``findings.json`` (rank - 1)."""
+    return _finding_links(str(run.path), views.run_stamp(run))
+
+
+def take_link(page_key: str) -> list[str]:
+    """Apply the query parameters a finding's link carries to this page's widgets, once; return their names.
+
+    The values go to session state (the widgets check them against their options and fall back when a value
+    is not offered), and the parameters are removed from the URL so later choices are the user's own.
+    """
+    applied = []
+    for param, key in LINK_KEYS.get(page_key, {}).items():
+        if param in st.query_params:
+            st.session_state[key] = st.query_params[param]
+            applied.append(param)
+            del st.query_params[param]
+    return applied
 
 
 @contextlib.contextmanager
@@ -257,6 +331,25 @@ def _cached(name: str, path: str, stamp: float, kwargs: tuple):
     return getattr(views, name)(RunDir(path), **dict(kwargs))
 
 
+def duplicate_flags(run: RunDir, ids: Sequence[str]) -> dict[str, str]:
+    """``label conflict`` or ``duplicate`` for the given sample ids found in ``profile/duplicates.parquet``."""
+    d = table(run, "profile/duplicates.parquet", columns=["a", "b", "label_conflict"])
+    if d is None or d.empty or not {"a", "b"} <= set(d.columns):
+        return {}
+    want = set(map(str, ids))
+    a, b = d["a"].astype(str), d["b"].astype(str)
+    hit = a.isin(want) | b.isin(want)
+    if not hit.any():
+        return {}
+    conflict = d["label_conflict"].fillna(False).astype(bool) if "label_conflict" in d.columns else pd.Series(False, index=d.index)
+    flags: dict[str, str] = {}
+    for sa, sb, c in zip(a[hit], b[hit], conflict[hit], strict=True):
+        for sid in (sa, sb):
+            if sid in want and flags.get(sid) != "label conflict":
+                flags[sid] = "label conflict" if c else "duplicate"
+    return flags
+
+
 def manifest_group_columns(run: RunDir) -> list[str]:
     """Manifest columns worth filtering or grouping on (domain, label, split, attributes)."""
     cols = cached_info(str(run.path), views.run_stamp(run)).get("dataset", {}).get("columns") or []
@@ -337,10 +430,14 @@ def rows_height(n: int, *, per: int = 26, extra: int = 110) -> int:
     return extra + per * max(int(n), 1)
 
 
-def ci_bars(df: pd.DataFrame, *, x_title: str, domain: tuple[float, float] | None = None, height_per: int = 30) -> alt.LayerChart:
+def ci_bars(
+    df: pd.DataFrame, *, x_title: str, domain: tuple[float, float] | None = None, height_per: int = 30,
+    color: tuple[str, alt.Scale, str] | None = None,
+) -> alt.LayerChart:
     """Horizontal bars (value) with 95% interval error bars and n beside each, in the frame's row order.
 
     Expects ``label, value, ci_low, ci_high, n, evidence`` columns (see :func:`audit.views.group_bars`).
+    ``color`` = (column, scale, legend title) colours the bars by another column than ``evidence``.
     """
     d = df.copy()
     d["n_text"] = ["n=" + fmt_n(n) for n in d["n"]]
@@ -356,7 +453,8 @@ def ci_bars(df: pd.DataFrame, *, x_title: str, domain: tuple[float, float] | Non
     base = alt.Chart(d).encode(y=y)
     bars = base.mark_bar().encode(
         x=alt.X("value:Q", title=x_title, scale=scale),
-        color=alt.Color("evidence:N", scale=EVIDENCE_COLORS, legend=alt.Legend(title="evidence", orient="top", direction="horizontal")),
+        color=alt.Color(f"{color[0] if color else 'evidence'}:N", scale=color[1] if color else EVIDENCE_COLORS,
+                        legend=alt.Legend(title=color[2] if color else "evidence", orient="top", direction="horizontal")),
         tooltip=tooltip,
     )
     err = base.mark_errorbar(ticks=True, color="#222").encode(x=alt.X("ci_low:Q", scale=scale, title=x_title), x2="ci_high:Q")
@@ -395,6 +493,14 @@ def heatmap(
     n_y = df[y].nunique() if len(df) else 1
     n_x = df[x].nunique() if len(df) else 1
     return (rect + labels).properties(height=rows_height(n_y, per=34, extra=170), width=max(320, min(900, 90 * n_x + 200)))
+
+
+def pq_columns(df: pd.DataFrame, extra: Sequence[str] = ()) -> dict:
+    """Column config showing p- and q-values (and ``extra`` columns) in scientific notation, e.g. ``1.26e-128``.
+
+    The default number format prints a tiny p-value as a long run of zeros cut off on the left.
+    """
+    return {k: st.column_config.NumberColumn(format="%.2e") for k in ("p", "q", *extra) if k in df.columns}
 
 
 def download(df: pd.DataFrame, name: str, *, key: str) -> None:

@@ -199,6 +199,209 @@ def test_user_strings_are_escaped(runs, monkeypatch):
     assert dashlib.esc(HTML_ATTR).startswith("\\<img")
 
 
+# ------------------------------------------------------------------------------------------------ review fixes
+def _select(at: AppTest, label: str):
+    return next(s for s in at.selectbox if s.label == label)
+
+
+def _column_formats(df_el) -> dict:
+    import json
+
+    cfg = json.loads(df_el.proto.columns or "{}")
+    return {k.removeprefix("name:") if isinstance(k, str) else k: (v or {}).get("type_config", {}).get("format") for k, v in cfg.items()}
+
+
+def test_compare_defaults_to_runs_of_the_same_task_with_integer_counts(runs, monkeypatch):
+    at = _app(runs["classify"].path, monkeypatch)
+    _visit(at, "compare")
+    assert Path(_select(at, "Run A (baseline)").value).name == "classify_v2"
+    assert Path(_select(at, "Run B").value).name == "classify"
+    head = at.dataframe[0].value.set_index("number")
+    assert "B - A" in head.columns and "metric" in head.columns
+    assert head.loc["samples", "A"] == "300" and head.loc["samples", "B - A"] == "0"
+    assert head.loc["findings (critical)", "B"].isdigit()
+    assert head.loc["overall", "metric"] == "accuracy" and head.loc["samples", "A 95% CI"] == ""
+    assert not any(".000" in str(v) for v in head.loc[["samples", "findings (critical)", "findings (warning)"]].to_numpy().ravel())
+
+
+def test_compare_from_a_run_without_a_peer_picks_two_runs_that_share_a_task(runs, monkeypatch):
+    at = _app(runs["segment"].path, monkeypatch)
+    _visit(at, "compare")
+    a, b = Path(_select(at, "Run A (baseline)").value).name, Path(_select(at, "Run B").value).name
+    assert {a, b} <= {"classify", "classify_v2", "profile"} and a != b
+    assert "No other run has this run's task" in _texts(at)
+
+
+def test_compare_runs_of_different_tasks_shows_no_difference(tmp_path, monkeypatch):
+    base = tmp_path / "runs"
+    build_run(base / "classify", "classify")
+    build_run(base / "segment", "segment")
+    at = _app(base / "segment", monkeypatch)
+    _visit(at, "compare")
+    text = _texts(at)
+    assert "Nothing comparable" in text and "not comparable" in text
+    head = at.dataframe[0].value.set_index("number")
+    assert not any("B - A" in c for c in head.columns)
+    a_is_seg = Path(_select(at, "Run A (baseline)").value).name == "segment"
+    seg, cls = ("A", "B") if a_is_seg else ("B", "A")
+    assert head.loc["overall", f"{seg} metric"] == "miou" and head.loc["overall", f"{cls} metric"] == "accuracy"
+    assert head.loc["unreadable files", "A"].isdigit()
+    assert "Per-group numbers" not in [s.value for s in at.subheader]
+
+
+def test_compare_headline_labels_each_side_and_never_subtracts_different_metrics():
+    ha = {"n": 10, "findings": {"critical": 1}, "overall": {"metric": "miou", "value": 0.5, "ci_low": 0.4, "ci_high": 0.6}}
+    hb = {"n": 12, "findings": {"critical": 2}, "overall": {"metric": "accuracy", "value": 0.8, "ci_low": 0.7, "ci_high": 0.9}}
+    t = views.compare_headline(ha, hb).set_index("number")
+    assert (t.loc["overall", "A_unit"], t.loc["overall", "B_unit"]) == ("miou", "accuracy")
+    assert np.isnan(t.loc["overall", "delta"])
+    assert t.loc["samples", "kind"] == "count" and t.loc["samples", "delta"] == 2
+    hb["overall"]["metric"] = "miou"
+    assert views.compare_headline(ha, hb).set_index("number").loc["overall", "delta"] == pytest.approx(0.3)
+
+
+def test_p_and_q_values_in_scientific_notation(runs, monkeypatch):
+    at = _app(runs["classify"].path, monkeypatch)
+    _visit(at, "profile")
+    tables = {tuple(d.value.columns): _column_formats(d) for d in at.dataframe}
+    assoc = next(f for cols, f in tables.items() if "chi2" in cols)
+    shift = next(f for cols, f in tables.items() if "statistic" in cols and "effect" in cols)
+    assert assoc.get("p") == "%.2e" and assoc.get("q") == "%.2e"
+    assert shift.get("p") == "%.2e" and shift.get("q") == "%.2e"
+    _visit(at, "generalization")
+    assert _column_formats(at.dataframe[0]).get("p", "%.2e") == "%.2e"
+
+
+def test_fairness_rows_most_serious_first_attributes_named(runs, monkeypatch):
+    at = _app(runs["classify"].path, monkeypatch)
+    _visit(at, "performance")
+    for grouping in ("domain", "label"):  # neither is an attribute: every attribute's rows, never the domain's
+        _select(at, "Grouping").set_value(grouping).run()
+        f = at.dataframe[-1].value
+        assert set(f["attribute"]) == {"attr.background"}, grouping
+        assert (f.iloc[0]["metric"], f.iloc[0]["class"]) == ("eo_diff", "cat")  # interval [0.40, 0.70]: the most serious
+        diffs = f[~f["metric"].str.contains("ratio")]
+        assert diffs["ci_low"].is_monotonic_decreasing
+        assert f["metric"].str.contains("ratio").iloc[len(diffs):].all()  # ratios after the differences
+        assert (f["scope"] == "ood").all()
+        assert any("Attribute shown: attr.background" in c.value.replace("\\", "") for c in at.caption)
+        assert _column_formats(at.dataframe[-1]).get("p") == "%.2e"
+    _select(at, "Attribute").set_value("domain").run()
+    assert set(at.dataframe[-1].value["attribute"]) == {"domain"}
+
+
+def test_finding_links_preselect_their_evidence(runs, monkeypatch):
+    from urllib.parse import parse_qsl
+
+    at = _app(runs["classify"].path, monkeypatch)
+    links = {x.proto.query_string: x.proto.page for x in at.get("page_link")}
+    fair = next(q for q in links if "by=attr.background" in q)
+    worst = next(q for q in links if "by=label" in q)
+    cal = next(q for q, page in links.items() if page == "calibration" and q)
+    assert links[fair] == "performance" and "scope=ood" in fair and "fold=all" in fair
+
+    at.query_params = dict(parse_qsl(fair))
+    _visit(at, "performance")
+    assert _select(at, "Grouping").value == "attr.background"
+    assert (_select(at, "Fold").value, _select(at, "Scope").value) == ("all", "ood")
+    assert _select(at, "Metric").value == "accuracy"  # eo_diff is no per-group metric: the page's default
+    assert _select(at, "Attribute").value == "attr.background"
+    assert "Opened on a finding's evidence" in _texts(at)
+    assert "by" not in at.query_params  # applied once: later choices are the user's
+    _select(at, "Grouping").set_value("domain").run()
+    assert _select(at, "Grouping").value == "domain"
+
+    at.query_params = dict(parse_qsl(worst))
+    _visit(at, "performance")
+    assert (_select(at, "Grouping").value, _select(at, "Metric").value) == ("label", "accuracy")
+    assert at.get("vega_lite_chart")[0].proto.spec.count("owl") >= 1
+
+    at.query_params = dict(parse_qsl(cal))
+    _visit(at, "calibration")
+    assert (_select(at, "Grouping").value, _select(at, "Scope").value) == ("domain", "id")
+
+
+def test_gallery_scope_one_tile_per_image_and_badges(runs, monkeypatch):
+    at = _app(runs["classify"].path, monkeypatch)
+    _visit(at, "gallery")
+    assert _select(at, "Scope").value == "held-out"
+    tiles = [c.value for c in at.caption if "→" in c.value]
+    assert tiles and all("held-out" in t and "in-domain" not in t for t in tiles)
+    _select(at, "Scope").set_value("in-domain").run()
+    tiles = [c.value for c in at.caption if "→" in c.value]
+    assert tiles and all("in-domain" in t and "held-out" not in t for t in tiles)
+    _select(at, "Scope").set_value("all").run()  # a test sample is scored in every fold that did not hold it out
+    tiles = [c.value for c in at.caption if "→" in c.value]
+    ids = [t.split(" · ")[1].split("  ")[0].strip() for t in tiles]
+    assert len(ids) == len(set(ids)), ids  # one tile per image
+    assert "one tile per image" in _texts(at)
+    assert any("label conflict" in t or "duplicate" in t for t in tiles) or not {"img_0010", "img_0011", "img_0012", "img_0020"} & set(ids)
+
+
+def test_failure_sample_scope_and_one_row_per_image(runs):
+    run = runs["classify"]
+    pred = run.read_table("predictions.parquet")
+    wrong = pred[(pred["role"] == "test") & (pred["y_true"] != pred["y_pred"])]
+    s, total = views.failure_sample(run, held_out=True, n=500)
+    assert total == int(wrong["held_out"].sum()) and s["held_out"].all()
+    s, total = views.failure_sample(run, per_image=True, n=500)
+    assert total == wrong["sample_id"].nunique() and s["sample_id"].is_unique
+    best = wrong.groupby("sample_id")["confidence"].max()
+    assert (s.set_index("sample_id")["confidence"] == best.reindex(s["sample_id"]).to_numpy()).all()
+    seg, total = views.segmentation_sample(runs["segment"], held_out=False, per_image=True, n=500)
+    assert not seg["held_out"].any() and seg["sample_id"].is_unique
+
+
+def test_duplicate_flags_for_gallery_badges(runs):
+    sys.path.insert(0, str(APP.parent))
+    import dashlib
+
+    flags = dashlib.duplicate_flags(runs["classify"], ["img_0010", "img_0011", "img_0012", "img_0020", "img_0100"])
+    assert flags == {"img_0010": "label conflict", "img_0011": "label conflict", "img_0012": "duplicate", "img_0020": "duplicate"}
+
+
+def test_generalization_table_leads_with_the_gap_and_overview_gives_n(runs, monkeypatch):
+    at = _app(runs["classify"].path, monkeypatch)
+    gap_caption = next(c.value for c in at.caption if c.value.startswith("held out"))
+    assert "n=" in gap_caption
+    _visit(at, "generalization")
+    cols = list(at.dataframe[0].value.columns)
+    assert cols[:3] == ["test_domain", "gap [95% CI]", "n_out"], cols
+    first = at.dataframe[0].value.iloc[0]["gap [95% CI]"]
+    assert first.count("[") == 1 and "," in first
+
+
+def test_calibration_says_what_it_pools_and_explains_both_directions(runs, monkeypatch):
+    import json
+
+    at = _app(runs["classify"].path, monkeypatch)
+    _visit(at, "calibration")
+    assert (_select(at, "Fold").value, _select(at, "Scope").value) == ("all", "ood")
+    text = _texts(at)
+    assert "pooled over every fold" in text and "held-out domain" in text
+    assert "over-confident" in text and "under-confident" in text
+    spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
+    ranges = [layer.get("encoding", {}).get("color", {}).get("scale", {}).get("range") for layer in spec.get("layer", [])]
+    assert ["#1f77b4", "#ff7f0e"] == next(r for r in ranges if r)[:2]  # distinct colours, not two blues
+    # one curve per group: one row per (group, bin) of the chosen scope
+    _select(at, "Scope").set_value("all").run()
+    assert not at.exception
+
+
+def test_shortcuts_warn_only_about_label_and_domain(runs, monkeypatch):
+    at = _app(runs["classify"].path, monkeypatch)
+    _visit(at, "profile")
+    text = _texts(at)
+    assert "shortcut risk" in text and "expected when the attribute is visible" in text
+    warns = [w.value for w in at.warning if "Shortcut risk" in w.value]
+    assert warns and all("domain" in w for w in warns) and not any("attr" in w for w in warns)
+    assert "smallest: label " in text and "(n=" in text.split("smallest: label ")[1].split("\n")[0]
+
+
+def test_no_page_icon_from_the_network():
+    src = (APP.parent / "app.py").read_text()
+    assert 'page_icon=":material' not in src
+
 # ------------------------------------------------------------------------------------------------ other fake runs
 @pytest.mark.parametrize(
     "kw", [dict(task="classify"), dict(task="segment"), dict(task="classify", profile_only=True), dict(task="classify", hostile=True)],

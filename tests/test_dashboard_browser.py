@@ -104,6 +104,14 @@ def server(tmp_path_factory):
     log.close()
 
 
+def _local(request_url: str, server_url: str) -> bool:
+    """Whether a request stays on the dashboard's own server (or never leaves the browser: data:, blob:)."""
+    from urllib.parse import urlsplit
+
+    u = urlsplit(request_url)
+    return u.scheme in ("data", "blob", "about") or u.netloc == urlsplit(server_url).netloc
+
+
 def _wait_idle(page, timeout_ms: int = 30000) -> None:
     """Wait until Streamlit has finished running the script (no running indicator, charts drawn)."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_ms)
@@ -140,6 +148,9 @@ def test_every_page_in_a_real_browser(server, tmp_path):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         console_errors: list[str] = []
         page.on("pageerror", lambda e: console_errors.append(str(e)))
+        # the dashboard works offline: no page load may ask any host but the server (fonts, favicons, CDNs)
+        elsewhere: list[str] = []
+        page.on("request", lambda r: elsewhere.append(r.url) if not _local(r.url, url) else None)
         for kind, pages in CHECKS.items():
             page.goto(url)
             _wait_idle(page)
@@ -173,9 +184,26 @@ def test_every_page_in_a_real_browser(server, tmp_path):
                             problems.append(f"profile/{tab}: exception box")
                         slug = tab.split()[0].lower()
                         _screenshot(page, shots / f"dashboard-{kind}-profile-{slug}.png")
+        # a finding's link opens its page on the evidence: the fairness finding shows its attribute
+        page.goto(url)
+        _wait_idle(page)
+        link = page.locator('[data-testid="stPageLink-NavLink"]:visible').filter(has_text="Performance")
+        hrefs = [link.nth(i).get_attribute("href") or "" for i in range(link.count())]
+        target = next((i for i, h in enumerate(hrefs) if "by=attr.background" in h), None)
+        if target is None:
+            problems.append(f"no finding link carries its grouping: {hrefs}")
+        else:
+            link.nth(target).click()
+            _wait_idle(page)
+            body = page.inner_text("body")
+            if "grouping attr.background" not in body:
+                problems.append("finding link did not preselect the grouping")
+            if "Attribute shown: attr.background" not in body:
+                problems.append("fairness table does not say which attribute it shows")
         browser.close()
     assert not problems, problems
     assert not console_errors, console_errors
+    assert not elsewhere, sorted(set(elsewhere))
 
 
 def docs_screenshots(run_folder: Path, out: Path, *, port: int | None = None) -> list[Path]:

@@ -167,7 +167,7 @@ def _profile_tables(run: RunDir, df: pd.DataFrame, images: pd.DataFrame, *, seg:
         pd.DataFrame(
             [
                 {"a": a, "b": b, "within": w, "stat": "cramers_v", "value": v, "ci_low": v - 0.06, "ci_high": v + 0.06,
-                 "chi2": 50 * v, "dof": 2, "p": 1e-4, "q": 3e-4, "nmi": v / 2, "n": len(df)}
+                 "chi2": 50 * v, "dof": 2, "p": 1e-4 * v ** 40, "q": 3e-4 * v ** 40, "nmi": v / 2, "n": len(df)}  # tiny p too
                 for a, b, w, v in pairs
             ]
         ).astype({"within": "string"}),
@@ -194,7 +194,9 @@ def _profile_tables(run: RunDir, df: pd.DataFrame, images: pd.DataFrame, *, seg:
         "profile/shortcuts.parquet",
         pd.DataFrame(
             [{"target": "domain", "features": "image_stats", "balanced_accuracy": 0.81, "ci_low": 0.75, "ci_high": 0.86, "chance": 1 / 3, "n": len(df), "folds": 5},
-             {"target": "domain", "features": "file_properties", "balanced_accuracy": 0.36, "ci_low": 0.3, "ci_high": 0.42, "chance": 1 / 3, "n": len(df), "folds": 5}]
+             {"target": "domain", "features": "file_properties", "balanced_accuracy": 0.36, "ci_low": 0.3, "ci_high": 0.42, "chance": 1 / 3, "n": len(df), "folds": 5},
+             # a visible attribute predictable from pixels: expected, not a shortcut warning
+             {"target": "attr.background", "features": "image_stats", "balanced_accuracy": 0.95, "ci_low": 0.93, "ci_high": 0.96, "chance": 1 / 3, "n": len(df), "folds": 5}]
         ),
     )
 
@@ -290,19 +292,28 @@ def _metrics_tables(run: RunDir, df: pd.DataFrame, pred: pd.DataFrame, *, seg: b
                        "ci_low": 0.85 if a == b else 0.5, "ci_high": 0.95 if a == b else 0.7, "n": 40} for a in DOMAINS for b in DOMAINS]),
     )
     if not seg:
+        # like the metrics stage: domain rows first in file order, attribute rows after, the most serious one
+        # (attr.background eo_diff, interval [0.4, 0.7]) neither first nor largest by value alone
+        fair = [
+            ("domain", "dp_diff", "macro", 0.30, 0.02, 0.58, 0.04), ("domain", "dp_ratio", "macro", 0.7, 0.5, 0.9, np.nan),
+            ("attr.background", "dp_diff", "macro", 0.12, 0.07, 0.17, 1e-3), ("attr.background", "dp_ratio", "macro", 0.8, 0.75, 0.85, np.nan),
+            ("attr.background", "eo_diff", "cat", 0.62, 0.40, 0.70, 3e-120), ("attr.background", "eo_diff", "macro", 0.2, 0.15, 0.25, 2e-6),
+        ]
         run.write_table(
             "metrics/fairness.parquet",
-            pd.DataFrame([{"model": model, "protocol": "lodo", "fold": "all", "attribute": "attr.background", "metric": m, "class": "macro",
-                           "value": v, "ci_low": v - 0.05, "ci_high": v + 0.05, "n": len(p)} for m, v in (("dp_diff", 0.12), ("eo_diff", 0.2), ("dp_ratio", 0.8))]),
+            pd.DataFrame([{"model": model, "protocol": "lodo", "fold": "all", "scope": sc, "attribute": a, "metric": m, "class": c,
+                           "value": v, "ci_low": lo, "ci_high": hi, "n": len(p), "p": pv} for sc in ("ood", "id", "all")
+                          for a, m, c, v, lo, hi, pv in fair]),
         )
         cal = []
-        for by, col in (("overall", None), ("domain", "domain")):
-            keys = pd.Series("all", index=p.index) if col is None else p[col]
-            for g, pg in p.groupby(keys):
-                b = np.minimum((pg["confidence"] * 10).astype(int), 9)
-                for k, pb in pg.groupby(b):
-                    cal.append({"model": model, "protocol": "lodo", "by": by, "group": str(g), "bin": int(k),
-                                "confidence": float(pb["confidence"].mean()), "accuracy": float(pb["_score"].mean()), "count": len(pb)})
+        for scope, ps in (("ood", p[p["held_out"]]), ("id", p[~p["held_out"]]), ("all", p)):
+            for by, col in (("overall", None), ("domain", "domain")):
+                keys = pd.Series("all", index=ps.index) if col is None else ps[col]
+                for g, pg in ps.groupby(keys):
+                    b = np.minimum((pg["confidence"] * 10).astype(int), 9)
+                    for k, pb in pg.groupby(b):
+                        cal.append({"model": model, "protocol": "lodo", "fold": "all", "scope": scope, "by": by, "group": str(g), "bin": int(k),
+                                    "confidence": float(pb["confidence"].mean()), "accuracy": float(pb["_score"].mean()), "count": len(pb)})
         run.write_table("metrics/calibration.parquet", pd.DataFrame(cal))
 
 
@@ -316,6 +327,10 @@ def _findings(*, model: bool, seg: bool) -> list[dict]:
          "value": 2, "ci": None, "n": 2, "score": 2},
         {"kind": "intersection_underrepresented", "severity": "info", "title": f"{MD_DOMAIN} x cool has few samples",
          "columns": ["domain", "attr.background"], "groups": [MD_DOMAIN], "value": 12, "ci": None, "n": 12, "score": 1},
+        {"kind": "shortcut", "severity": "warning", "title": "domain is predictable from image statistics: balanced accuracy 0.81",
+         "columns": ["domain"], "groups": ["image_stats"], "value": 0.81, "ci": [0.75, 0.86], "n": 300, "score": 0.5},
+        {"kind": "shortcut", "severity": "info", "title": "attr.background is predictable from image statistics: balanced accuracy 0.95",
+         "columns": ["attr.background"], "groups": ["image_stats"], "value": 0.95, "ci": [0.93, 0.96], "n": 300, "score": 0.1},
     ]
     if model:
         f += [
@@ -325,8 +340,17 @@ def _findings(*, model: bool, seg: bool) -> list[dict]:
              "groups": ["beta"], "value": 0.55, "ci": [0.45, 0.65], "n": 80, "score": 0.2, "stage": "metrics"},
         ]
         if not seg:
+            ev = {"model": "resnet18", "protocol": "lodo", "fold": "all", "scope": "ood"}
             f.append({"kind": "miscalibration", "severity": "warning", "title": "over-confident on beta", "columns": ["domain"],
-                      "groups": ["beta"], "value": 0.18, "ci": [0.1, 0.25], "n": 80, "score": 0.18, "stage": "metrics"})
+                      "groups": ["beta"], "value": 0.18, "ci": [0.1, 0.25], "n": 80, "score": 0.18, "stage": "metrics",
+                      "evidence": {**ev, "scope": "id", "metric": "ece"}})
+            # findings whose evidence names the grouping and metric: their links preselect them
+            f.append({"kind": "fairness_violation", "severity": "critical", "title": "eo_diff 0.62 across attr.background (class cat)",
+                      "columns": ["attr.background"], "groups": ["warm", "cool"], "value": 0.62, "ci": [0.4, 0.7], "n": 300,
+                      "score": 0.4, "stage": "metrics", "evidence": {**ev, "metric": "eo_diff", "class": "cat"}})
+            f.append({"kind": "worst_group", "severity": "critical", "title": "worst label group owl: accuracy 0.41",
+                      "columns": ["label"], "groups": ["owl"], "value": 0.3, "ci": [0.2, 0.4], "n": 40, "score": 0.2,
+                      "stage": "metrics", "evidence": {**ev, "metric": "accuracy"}})
     from audit.findings import Finding, rank
 
     out = []

@@ -19,36 +19,77 @@ with dl.guard():
             "(`audit dashboard runs/`) or put runs next to each other to compare them."
         )
         st.stop()
-    c = st.columns(2)
-    # the baseline defaults to another run of the same task, with model results if this one has them
-    others = sorted(
-        (r for r in runs if r != str(run.path)),
-        key=lambda r: (RunDir(r).task != run.task, views.has_model(RunDir(r)) != views.has_model(run), r),
-    )
     name = lambda p: dl.short_name(p, runs)  # noqa: E731
+    task = {r: (dl.cached_info(r, views.run_stamp(r)).get("dataset") or {}).get("task") for r in runs}
+    model = {r: views.has_model(RunDir(r)) for r in runs}
+    cur = str(run.path)
+    # default to two runs of the same task: this run and a sibling (one with model results if this one has
+    # them), else any two runs sharing a task; runs of different tasks report different metrics
+    same = sorted((r for r in runs if r != cur and task[r] == task.get(cur)), key=lambda r: (model[r] != model.get(cur), r))
+    pairs = [(a, b) for i, a in enumerate(runs) for b in runs[i + 1:] if task[a] == task[b]]
+    pairs.sort(key=lambda ab: (not (model[ab[0]] and model[ab[1]]), runs.index(ab[0])))
+    if same:
+        a_pref, b_pref = same[0], cur
+    elif pairs:
+        a_pref, b_pref = pairs[0]
+    else:
+        a_pref, b_pref = next(r for r in runs if r != cur), cur
+    if not pairs:
+        st.info(
+            "Nothing comparable: no two of these runs share a task ("
+            + ", ".join(f"{dl.esc(name(r))}: {dl.esc(task[r] or '?')}" for r in runs[:12])
+            + "). Runs of different tasks report different metrics; they are shown side by side below without differences."
+        )
+    elif not same:
+        st.caption(f"No other run has this run's task ({dl.esc(task.get(cur) or '?')}); comparing two runs that share one.")
+    c = st.columns(2)
     with c[0]:
-        a_path = dl.select("Run A (baseline)", runs, key="cmp_a", prefer=[others[0]], format_func=name)
+        a_path = dl.select("Run A (baseline)", runs, key="cmp_a", prefer=[a_pref], format_func=name)
     with c[1]:
-        b_path = dl.select("Run B", runs, key="cmp_b", prefer=[str(run.path)], format_func=name)
+        b_path = dl.select("Run B", runs, key="cmp_b", prefer=[b_pref], format_func=name)
     ra, rb = RunDir.open(a_path), RunDir.open(b_path)
     if a_path == b_path:
         st.warning("Run A and run B are the same directory.")
 
     st.subheader("Headline")
     ha, hb = dl.overview(ra), dl.overview(rb)
+    ma, mb = ha.get("metric"), hb.get("metric")
+    comparable = task[a_path] == task[b_path] and not (ma and mb and ma != mb)
     table = views.compare_headline(ha, hb)
-    shown = pd.DataFrame({
-        "number": table["number"], "unit": table["unit"],
-        "A": [dl.fmt_value(v) for v in table["A"]], "A 95% CI": [dl.fmt_ci(lo, hi) for lo, hi in zip(table["A_ci_low"], table["A_ci_high"], strict=True)],
-        "B": [dl.fmt_value(v) for v in table["B"]], "B 95% CI": [dl.fmt_ci(lo, hi) for lo, hi in zip(table["B_ci_low"], table["B_ci_high"], strict=True)],
-        "B - A": [dl.fmt_value(v) if v == v and abs(v) >= 2 else dl.fmt(v) for v in table["delta"]],
-        "95% CI of B - A": [dl.fmt_ci(lo, hi) for lo, hi in zip(table["delta_ci_low"], table["delta_ci_high"], strict=True)],
-        "A is about": table["A_what"], "B is about": table["B_what"],
-    })
-    st.dataframe(shown, hide_index=True, width="stretch")
-    st.caption("delta = B - A; its 95% interval combines both runs' intervals (MOVER) where the numbers have one.")
-    if ha.get("metric") and hb.get("metric") and ha.get("metric") != hb.get("metric"):
-        st.warning("The two runs report different primary metrics; their headline numbers are not comparable.")
+    count = table["kind"] == "count"
+
+    def side(col: str) -> list[str]:
+        return [dl.fmt_count(v) if c else dl.fmt(v) for v, c in zip(table[col], count, strict=True)]
+
+    def ci(prefix: str, value: str) -> list[str]:  # no interval for a count or a missing number
+        return ["" if c or v != v else dl.fmt_ci(lo, hi)
+                for v, lo, hi, c in zip(table[value], table[f"{prefix}_ci_low"], table[f"{prefix}_ci_high"], count, strict=True)]
+
+    one_unit = (table["A_unit"] == table["B_unit"]) | (table["A_unit"] == "") | (table["B_unit"] == "")
+    cols = {"number": table["number"]}
+    if one_unit.all():
+        cols["metric"] = table["unit"]
+    cols.update({"A": side("A"), "A 95% CI": ci("A", "A")})
+    if not one_unit.all():
+        cols["A metric"] = table["A_unit"]
+    cols.update({"B": side("B"), "B 95% CI": ci("B", "B")})
+    if not one_unit.all():
+        cols["B metric"] = table["B_unit"]
+    if comparable:
+        cols["B - A"] = [dl.fmt_count(v, signed=True) if c else dl.fmt(v) for v, c in zip(table["delta"], count, strict=True)]
+        cols["95% CI of B - A"] = ci("delta", "delta")
+    cols.update({"A is about": table["A_what"], "B is about": table["B_what"]})
+    st.dataframe(pd.DataFrame(cols), hide_index=True, width="stretch")
+    if comparable:
+        st.caption("B - A with its 95% interval, combined from both runs' intervals (MOVER) where the numbers have one; "
+                   "a dash where the two runs report different metrics for that number.")
+    else:
+        st.warning(
+            f"Run A reports {dl.esc(ma or task[a_path] or '?')} and run B {dl.esc(mb or task[b_path] or '?')}: different primary "
+            "metrics (or tasks), so their numbers are not comparable and no differences are shown. Each value is labelled "
+            "with its own metric."
+        )
+        st.stop()
 
     ga, gb = dl.table(ra, "metrics/groups.parquet"), dl.table(rb, "metrics/groups.parquet")
     if ga is None or gb is None or ga.empty or gb.empty:

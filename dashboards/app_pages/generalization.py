@@ -2,6 +2,7 @@
 
 import altair as alt
 import dashlib as dl
+import pandas as pd
 import streamlit as st
 
 from audit import views
@@ -9,6 +10,7 @@ from audit import views
 run = dl.current_run()
 st.title("Generalization")
 st.caption(dl.esc(run.path))
+dl.take_link("generalization")  # a finding's link on the Overview preselects its model and metric
 
 with dl.guard():
     gen = dl.table(run, "metrics/generalization.parquet")
@@ -52,11 +54,26 @@ with dl.guard():
                 "For each held-out domain: the model trained without it, scored on in-domain test samples it never "
                 "saw (green) and on the held-out domain (red). Sorted by gap, largest first."
             )
-            show = [c for c in ("test_domain", "train_domains", "fold", "in_domain", "in_ci_low", "in_ci_high", "n_in", "out_domain",
-                                "out_ci_low", "out_ci_high", "n_out", "gap", "gap_ci_low", "gap_ci_high", "seeds") if c in rows.columns]
-            st.dataframe(rows[show], hide_index=True, width="stretch",
-                         column_config={k: st.column_config.NumberColumn(format="%.4f") for k in show if k not in ("test_domain", "train_domains", "fold", "n_in", "n_out", "seeds")})
-            dl.download(rows[show], "generalization.csv", key="dl_gen")
+            # the gap and its interval first (the table is wider than the page): then the two sides and the rest
+            t = rows.copy()
+            none = pd.Series(float("nan"), index=t.index)
+            for label, v, lo, hi in (("gap [95% CI]", "gap", "gap_ci_low", "gap_ci_high"),
+                                     ("in-domain [95% CI]", "in_domain", "in_ci_low", "in_ci_high"),
+                                     ("out-of-domain [95% CI]", "out_domain", "out_ci_low", "out_ci_high")):
+                t[label] = [f"{dl.fmt(a)} {dl.fmt_ci(b, c)}" for a, b, c in
+                            zip(t.get(v, none), t.get(lo, none), t.get(hi, none), strict=True)]
+            show = [c for c in ("test_domain", "gap [95% CI]", "n_out", "p", "out-of-domain [95% CI]", "in-domain [95% CI]", "n_in",
+                                "train_domains", "fold", "seeds", "gap", "gap_ci_low", "gap_ci_high", "in_domain", "in_ci_low", "in_ci_high",
+                                "out_domain", "out_ci_low", "out_ci_high") if c in t.columns]
+            cfg = {k: st.column_config.NumberColumn(format="%.4f") for k in ("gap", "gap_ci_low", "gap_ci_high", "in_domain", "in_ci_low",
+                                                                             "in_ci_high", "out_domain", "out_ci_low", "out_ci_high")}
+            cfg.update(dl.pq_columns(t))
+            cfg["test_domain"] = st.column_config.TextColumn("held-out domain")
+            cfg["n_out"] = st.column_config.NumberColumn("n_out (held out)", format="%d")
+            st.dataframe(t[show], hide_index=True, width="stretch", column_config=cfg)
+            st.caption("gap = in-domain - out-of-domain (positive: worse on the held-out domain); n_out: held-out test "
+                       "samples, n_in: in-domain test samples; p: two-sided bootstrap p-value of gap = 0.")
+            dl.download(rows, "generalization.csv", key="dl_gen")
 
     if transfer is not None and not transfer.empty:
         st.subheader("Transfer matrix")

@@ -46,7 +46,8 @@ with dl.guard():
             st.metric(f"Largest generalization gap ({dl.esc(gap.get('metric'))})", dl.fmt(gap.get("gap")))
             st.caption(
                 f"held out {dl.esc(gap.get('test_domain'))}: in {dl.fmt(gap.get('in_domain'))} vs out "
-                f"{dl.fmt(gap.get('out_domain'))} · 95% CI {dl.fmt_ci(gap.get('ci_low'), gap.get('ci_high'))}"
+                f"{dl.fmt(gap.get('out_domain'))} · 95% CI {dl.fmt_ci(gap.get('ci_low'), gap.get('ci_high'))} · "
+                f"n={dl.fmt_n(gap.get('n_out'))} held out" + (f", {dl.fmt_n(gap.get('n_in'))} in-domain" if gap.get("n_in") is not None else "")
             )
         else:
             st.metric("Largest generalization gap", "—")
@@ -86,6 +87,7 @@ with dl.guard():
         )
         shown = fdf[fdf["severity"].isin(sev)]
         top = shown.head(12)
+        links = dl.finding_links(run)
         for _, f in top.iterrows():
             row = st.columns([1.1, 7, 1.8])
             color = dl.SEVERITY_COLOR.get(str(f["severity"]), "gray")
@@ -95,7 +97,11 @@ with dl.guard():
                 value += f" {dl.fmt_ci(f['ci_low'], f['ci_high'])}"
             n = "" if f["n"] is None or str(f["n"]) == "<NA>" else f" · n={dl.fmt_n(f['n'])}"
             row[1].markdown(f"**{dl.esc(f['title'])}**  \n{dl.esc(f['kind'])}{value}{n}")
-            row[2].page_link(dl.page(f["page"]), label=dl.PAGE_FILES[f["page"]][1].replace("Per-group performance", "Performance"))
+            i = int(f["rank"]) - 1
+            query = links[i] if 0 <= i < len(links) else {}
+            row[2].page_link(dl.page(f["page"]), label=dl.PAGE_FILES[f["page"]][1].replace("Per-group performance", "Performance"),
+                             query_params=query or None,
+                             help=("Opens on " + ", ".join(f"{dl.esc(k)} {dl.esc(v)}" for k, v in query.items())) if query else None)
         if len(shown) > len(top):
             st.caption(f"{len(shown) - len(top)} more in the table below.")
         with st.expander(f"All {len(shown)} findings as a table", expanded=False):

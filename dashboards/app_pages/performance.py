@@ -10,6 +10,7 @@ from audit import views
 run = dl.current_run()
 st.title("Per-group performance")
 st.caption(dl.esc(run.path))
+linked = dl.take_link("performance")  # a finding's link on the Overview preselects its grouping and metric
 
 with dl.guard():
     groups = dl.table(run, "metrics/groups.parquet")
@@ -42,6 +43,8 @@ with dl.guard():
     if not by or not metric:
         st.info("No per-group rows for this selection.")
         st.stop()
+    if linked:
+        st.caption(f"Opened on a finding's evidence: grouping {dl.esc(by)}, metric {dl.esc(metric)} (change them above).")
 
     bars = views.group_bars(g, by=by, metric=metric)
     overall = views.group_bars(g, by="overall", metric=metric)
@@ -78,10 +81,33 @@ with dl.guard():
     if fair is not None and not fair.empty:
         st.subheader("Fairness gaps")
         f = fair
-        for col, val in (("model", model), ("protocol", protocol), ("fold", fold), ("scope", scope), ("attribute", by)):
+        for col, val in (("model", model), ("protocol", protocol), ("fold", fold), ("scope", scope)):
             if val and col in f.columns and (f[col].astype(str) == val).any():
                 f = f[f[col].astype(str) == val]
-        st.caption("Demographic-parity and equalized-odds differences (0 = parity) and ratios (1 = parity), with 95% intervals.")
+        attrs = views.options(f, "attribute")
+        # fairness is about attributes: rows of the domain alone only when picked (or when there is nothing else)
+        about_attrs = [a for a in attrs if "attr." in a] or attrs
+        every = "(every attribute)"
+        with st.columns(3)[0]:
+            pick = dl.select("Attribute", [every, *attrs], key=f"pg_fair_attr_{by}", prefer=[by] if by in about_attrs else [every],
+                             help="Defaults to the grouping above when it is an attribute in the fairness table; otherwise "
+                                  "every attribute (rows of the domain alone only when you pick 'domain').")
+        shown_attrs = about_attrs if pick == every else [pick]
+        f = f[f["attribute"].astype(str).isin(shown_attrs)].copy()
+        # most serious first: differences by the lower end of their interval, then value; ratios after them, by how
+        # far their upper end stays below parity (a ratio of two tiny rates can be 0 while the rates barely differ)
+        ratio = f["metric"].astype(str).str.contains("ratio")
+        lo, hi, val = (pd.to_numeric(f[c], errors="coerce") for c in ("ci_low", "ci_high", "value"))
+        f["_ratio"], f["_sev"], f["_val"] = ratio, lo.where(~ratio, 1 - hi), val.where(~ratio, 1 - val)
+        f = f.sort_values(["_ratio", "_sev", "_val"], ascending=[True, False, False], na_position="last", kind="mergesort")
+        f = f.drop(columns=["_ratio", "_sev", "_val"])
+        st.caption(
+            f"Attribute{'s' if len(shown_attrs) > 1 else ''} shown: {', '.join(dl.esc(a) for a in shown_attrs)}"
+            + (" (rows of the domain alone: pick 'domain')." if pick == every and "domain" in attrs and "domain" not in shown_attrs else ".")
+            + " Demographic-parity and equalized-odds differences (0 = parity) and ratios (1 = parity), with 95% intervals; "
+            "most serious first: differences by the lower end of their interval, then ratios by the upper end of theirs."
+        )
         cfg = {k: st.column_config.NumberColumn(format="%.4f") for k in ("value", "ci_low", "ci_high")}
         cfg.update({k: st.column_config.NumberColumn(format="%.2e") for k in ("p", "q") if k in f.columns})
-        st.dataframe(f, hide_index=True, width="stretch", column_config=cfg)
+        lead = [c for c in ("attribute", "metric", "class", "value", "ci_low", "ci_high", "p", "q", "n", "groups") if c in f.columns]
+        st.dataframe(f[lead + [c for c in f.columns if c not in lead]], hide_index=True, width="stretch", column_config=cfg)

@@ -42,9 +42,13 @@ with tabs[0], dl.guard():
                 r = imb[imb["column"].astype(str) == col]
                 if not r.empty:
                     r = r.iloc[0]
+                    small = r.get("min_group")
+                    n_small = d.loc[d["group"].astype(str) == str(small), "n"]
+                    n_text = f" (n={dl.fmt_n(n_small.iloc[0])})" if len(n_small) else ""
                     st.caption(
                         f"{int(r.get('n_groups', 0))} groups · imbalance ratio {dl.fmt(r.get('imbalance_ratio'), 1)} · "
-                        f"normalized entropy {dl.fmt(r.get('normalized_entropy'), 2)} · smallest {dl.esc(r.get('min_group'))}"
+                        f"normalized entropy {dl.fmt(r.get('normalized_entropy'), 2)} · smallest: {dl.esc(col)} "
+                        f"{dl.esc(small)}{n_text}"
                     )
             st.caption(f"Orange: fewer than min_n = {min_n} samples (too few to conclude anything about that group).")
         if imb is not None and not imb.empty:
@@ -99,7 +103,7 @@ with tabs[2], dl.guard():
             )
             st.caption("Cramér's V between columns (0 = independent, 1 = one determines the other); hover a cell for its 95% interval and q-value.")
             show = assoc.copy()
-            st.dataframe(show.sort_values("value", ascending=False), hide_index=True, width="stretch")
+            st.dataframe(show.sort_values("value", ascending=False), hide_index=True, width="stretch", column_config=dl.pq_columns(show))
 
 # ------------------------------------------------------------------ image statistics
 with tabs[3], dl.guard():
@@ -117,14 +121,15 @@ with tabs[3], dl.guard():
         hist = dl.cached(views.image_stat_histogram, run, stat=stat, by=None if by == "(none)" else by, bins=30)
         chart = alt.Chart(hist).mark_line(interpolate="step-after").encode(
             x=alt.X("bin_start:Q", title=stat), y=alt.Y("share:Q", title="share of the group", axis=alt.Axis(format="%")),
-            color=alt.Color("group:N", title=by), tooltip=["group:N", alt.Tooltip("bin_start:Q", format=".3g"), alt.Tooltip("count:Q", format=","), alt.Tooltip("share:Q", format=".1%")],
+            color=alt.Color("group:N", title=by, scale=dl.category_scale()), tooltip=["group:N", alt.Tooltip("bin_start:Q", format=".3g"), alt.Tooltip("count:Q", format=","), alt.Tooltip("share:Q", format=".1%")],
         ).properties(height=300)
         st.altair_chart(chart, width="stretch")
         shift = dl.table(run, "profile/image_stats_shift.parquet")
         if shift is not None and not shift.empty:
             st.markdown("**Shift of image statistics** (standardized mean difference vs the rest, KS test, BH q-values)")
             s = shift[shift["statistic"].astype(str) == stat] if "statistic" in shift.columns else shift
-            st.dataframe(s.sort_values("effect", key=lambda x: x.abs(), ascending=False), hide_index=True, width="stretch")
+            st.dataframe(s.sort_values("effect", key=lambda x: x.abs(), ascending=False), hide_index=True, width="stretch",
+                         column_config=dl.pq_columns(s))
 
 # ------------------------------------------------------------------ duplicates
 with tabs[4], dl.guard():
@@ -202,6 +207,22 @@ with tabs[6], dl.guard():
         chance = alt.Chart(d).mark_tick(color="#c92a2a", thickness=2, size=18).encode(
             x="chance:Q", y=alt.Y("label:N", sort=d["label"].tolist()), tooltip=[alt.Tooltip("chance:Q", format=".3f")]
         )
-        st.altair_chart(dl.ci_bars(d, x_title="balanced accuracy (cross-validated)", domain=(0, 1)) + chance, width="stretch")
-        st.caption("How well cheap image features or file properties predict each target; the red tick is chance. "
-                   "Far above chance means a model can take a shortcut.")
+        kinds = ["label or domain: shortcut risk", "attribute: expected if visible"]
+        d["target_kind"] = [kinds[0] if t in ("label", "domain") else kinds[1] for t in d["target"].astype(str)]
+        st.altair_chart(
+            dl.ci_bars(d, x_title="balanced accuracy (cross-validated)", domain=(0, 1),
+                       color=("target_kind", alt.Scale(domain=kinds, range=["#e8590c", "#4c78a8"]), "target")) + chance,
+            width="stretch",
+        )
+        st.caption(
+            "How well cheap image statistics or file properties predict each target (cross-validated); the red tick is "
+            "chance. The label or the domain far above chance is a shortcut risk: a model can learn it from file "
+            "format, size or global image statistics instead of the content. An attribute (attr.…) predictable from "
+            "image statistics is expected when the attribute is visible in the image (a background colour, an ink); "
+            "from file properties it points to how the files were collected."
+        )
+        # the warnings are the audit's own shortcut findings about the label or the domain (its thresholds, not ours)
+        fdf = dl.findings(run)
+        risky = fdf[(fdf["kind"] == "shortcut") & fdf["columns"].isin(["label", "domain"])] if not fdf.empty else fdf
+        for _, f in risky.iterrows():
+            st.warning(f"Shortcut risk ({dl.esc(f['severity'])}): {dl.esc(f['title'])}")
