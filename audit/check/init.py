@@ -167,6 +167,14 @@ def starter_policy(run: RunDir) -> str:
         out.append(f"# {rid}: left out: {why}")
         out.append("")
 
+    def measured(kv: dict, threshold: float):
+        """The rule's current result as check computes it (``threshold`` far enough to flag nothing), or None
+        after writing why the rule is left out."""
+        res, why = probe({**kv, "threshold": threshold})
+        if res is None:
+            left_out(kv["id"], why)
+        return res
+
     # ---- profile rules: gate as errors what holds today, warn on what the data already violates
     for check, table in (("no_split_leakage", "profile/duplicates.parquet"),
                          ("no_label_conflicts", "profile/duplicates.parquet"),
@@ -185,10 +193,8 @@ def starter_policy(run: RunDir) -> str:
             rule(f"{check}: now {c}: fix the data, then make this an error", id=rid, check=check, severity="warn")
     if run.has("profile/imbalance.parquet"):
         kv = {"id": "imbalance", "check": "imbalance_ratio"}
-        res, why = probe({**kv, "threshold": _FAR})
-        if res is None:
-            left_out("imbalance", why)
-        else:
+        res = measured(kv, _FAR)
+        if res is not None:
             rule(f"largest imbalance ratio: now {res.value:.3f}{_where(res)}; threshold = {IMBALANCE_FACTOR} x now",
                  **kv, threshold=_up(res.value * IMBALANCE_FACTOR, None), severity="warn")
     if run.has("profile/associations.parquet"):
@@ -249,19 +255,15 @@ def starter_policy(run: RunDir) -> str:
                  **kv, threshold=_up(max(g, 0.0) + METRIC_MARGIN, None))
     if groups is not None and "metric" in groups.columns and "ece" in set(groups["metric"].astype(str)):
         kv = {"id": "calibration", "check": "ece"}
-        res, why = probe({**kv, "threshold": _FAR})
-        if res is None:
-            left_out("calibration", why)
-        else:
+        res = measured(kv, _FAR)
+        if res is not None:
             rule(f"expected calibration error: now {res.value:.3f}{_where(res)}; threshold = now + {ECE_MARGIN}",
                  **kv, threshold=_up(res.value + ECE_MARGIN, None), severity="warn")
     if run.task == "segment" and metric and groups is not None and "domain" in set(groups["by"].astype(str)):
         rid = "per-domain-" + metric
         kv = {"id": rid, "check": "group_metric", "metric": metric, "by": ["domain"], "op": ">="}
-        res, why = probe({**kv, "threshold": -_FAR})
-        if res is None:
-            left_out(rid, why)
-        else:
+        res = measured(kv, -_FAR)
+        if res is not None:
             rule(f"lowest {metric} of a domain: now {res.value:.3f}{_where(res)}; threshold = now - {METRIC_MARGIN}",
                  **kv, threshold=_down(res.value - METRIC_MARGIN))
     fair = probe.table("metrics/fairness.parquet")
@@ -271,10 +273,8 @@ def starter_policy(run: RunDir) -> str:
             if "metric" in fair.columns and m not in set(fair["metric"].astype(str)):
                 continue
             kv = {"id": rid, "check": "fairness", "metric": m, "op": "<="}
-            res, why = probe({**kv, "threshold": _FAR})
-            if res is None:
-                left_out(rid, why)
-            else:
+            res = measured(kv, _FAR)
+            if res is not None:
                 rule(f"largest {m}: now {res.value:.3f}{_where(res)}; threshold = now + {METRIC_MARGIN}",
                      **kv, threshold=_up(res.value + METRIC_MARGIN, None))
     if groups is not None and metric:
