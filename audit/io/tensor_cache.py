@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from audit.io.decode import error_text
 from audit.io.gpu import decode_jpegs_cuda, fits_on_device
 
 __all__ = ["TensorCache", "build_cache", "decode_image", "decode_mask", "IGNORE_INDEX", "MEMORY_LIMIT_BYTES"]
@@ -136,12 +137,6 @@ def _image_wh(path: Path) -> tuple[int, int]:
         return im.size
 
 
-def _short_error(e: BaseException) -> str:
-    from audit.io.decode import error_text
-
-    return error_text(e)
-
-
 def _decode_row(args) -> tuple[np.ndarray | None, np.ndarray | None, str | None, bool, bool]:
     path, mask_path, size, n_classes, exif = args
     try:
@@ -149,7 +144,7 @@ def _decode_row(args) -> tuple[np.ndarray | None, np.ndarray | None, str | None,
     except FileNotFoundError:
         return None, None, "missing_file", False, False
     except Exception as e:  # PIL raises many types (OSError, SyntaxError, DecompressionBombError, ...)
-        return None, None, "decode_error: " + _short_error(e), False, False
+        return None, None, "decode_error: " + error_text(e), False, False
     if mask_path is None:
         return img, None, None, False, False
     try:
@@ -158,7 +153,7 @@ def _decode_row(args) -> tuple[np.ndarray | None, np.ndarray | None, str | None,
     except FileNotFoundError:
         return None, None, "missing_mask_file", False, False
     except Exception as e:
-        return None, None, "mask_decode_error: " + _short_error(e), False, False
+        return None, None, "mask_decode_error: " + error_text(e), False, False
     return img, mask, None, resized, binary
 
 
