@@ -28,6 +28,7 @@ __all__ = [
     "cluster_sums",
     "bootstrap_sums",
     "draws_by_index",
+    "bootstrap_types",
     "percentile_interval",
     "bootstrap_pvalue",
     "benjamini_hochberg",
@@ -141,11 +142,17 @@ def _types(m: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     return rep, counts[order].astype(np.int64), inverse.astype(np.int64)
 
 
-def draws_by_index(m: sp.csr_matrix) -> bool:
-    """Whether :func:`bootstrap_sums` would draw literal cluster indices for ``m`` (its clusters are mostly
-    distinct: continuous or clustered statistics), so each resample costs O(clusters). Such matrices can share
-    one draw by being stacked side by side."""
-    _, counts, _ = _types(m)
+def bootstrap_types(m: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """The cluster types of ``m`` (unique rows, multiplicities, type of every row), as :func:`bootstrap_sums`
+    computes them; pass them back as its ``types`` to not compute them twice."""
+    return _types(m)
+
+
+def draws_by_index(types: tuple[sp.csr_matrix, np.ndarray, np.ndarray]) -> bool:
+    """Whether :func:`bootstrap_sums` draws literal cluster indices for a matrix of these ``types`` (its clusters
+    are mostly distinct: continuous or clustered statistics), so each resample costs O(clusters). Such matrices
+    can share one draw by being stacked side by side."""
+    counts = types[1]
     return int(counts.sum()) <= 8 * len(counts)
 
 
@@ -155,6 +162,7 @@ def bootstrap_sums(
     n_boot: int,
     rng: np.random.Generator,
     reduce: Callable[[np.ndarray], np.ndarray],
+    types: tuple[sp.csr_matrix, np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Cluster-bootstrap the column sums of ``m`` and reduce each resample.
 
@@ -168,13 +176,15 @@ def bootstrap_sums(
         Seeded generator.
     reduce
         Maps a ``(b, d)`` block of resampled column sums to a ``(b, ...)`` array (e.g. metric values per group).
+    types
+        ``bootstrap_types(m)`` when the caller already has it.
 
     Returns
     -------
     np.ndarray
         ``(n_boot, ...)``: ``reduce`` applied to every resample.
     """
-    types, counts, type_of = _types(m)
+    types, counts, type_of = _types(m) if types is None else types
     n_clusters = int(counts.sum())
     d = m.shape[1]
     if n_boot <= 0 or n_clusters == 0:

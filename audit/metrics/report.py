@@ -15,6 +15,7 @@ from audit.metrics import _validate as V
 from audit.metrics._bootstrap import (
     bootstrap_pvalue,
     bootstrap_sums,
+    bootstrap_types,
     cluster_sums,
     draws_by_index,
     percentile_interval,
@@ -692,7 +693,8 @@ def _compute_report(d, specs, codes, groups, by, cluster, n_clusters, *, n_boot,
         # Blocks whose clusters are mostly distinct (continuous per-row statistics such as calibration, Brier, NLL;
         # or any block when clusters hold many rows) cost O(clusters) per resample: they share one resample draw.
         # Blocks of a few distinct cluster types (row-level counts) keep their own, cheap, multinomial draws.
-        shared = [b for b in by_block if b in _CONTINUOUS_BLOCKS or draws_by_index(mats[b])]
+        types = {b: bootstrap_types(mats[b]) for b in by_block if b not in _CONTINUOUS_BLOCKS}
+        shared = [b for b in by_block if b in _CONTINUOUS_BLOCKS or draws_by_index(types[b])]
         plan = [[b] for b in by_block if b not in shared] + ([shared] if shared else [])
         for blocks in plan:
             widths = [mats[b].shape[1] for b in blocks]
@@ -713,7 +715,8 @@ def _compute_report(d, specs, codes, groups, by, cluster, n_clusters, *, n_boot,
 
             mat = mats[blocks[0]] if len(blocks) == 1 else sp.hstack([mats[b] for b in blocks], format="csr")
             rng = seed_for(seed, "block", "+".join(blocks))
-            res = bootstrap_sums(mat, n_boot=n_boot, rng=rng, reduce=reduce)
+            res = bootstrap_sums(mat, n_boot=n_boot, rng=rng, reduce=reduce,
+                                 types=types.get(blocks[0]) if len(blocks) == 1 else None)
             off = 0
             for b in blocks:
                 idx = by_block[b]
