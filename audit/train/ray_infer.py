@@ -27,6 +27,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from audit.train import LocalExecutor
+
 __all__ = ["predict_paths", "RayInference"]
 
 
@@ -126,7 +128,7 @@ def predict_paths(model: nn.Module, paths: Sequence[str | Path], *, task: str, s
     return torch.from_numpy(np.stack(outs))
 
 
-class RayInference:
+class RayInference(LocalExecutor):
     """``executor`` of :func:`audit.train.run_training` for ``--engine ray``: fit here, predict through Ray.
 
     Parameters
@@ -144,14 +146,6 @@ class RayInference:
                  max_retries: int | None = None):
         self.address, self.concurrency, self.num_gpus, self.max_retries = address, concurrency, num_gpus, max_retries
         self.cluster: dict[str, Any] | None = None
-
-    def build_cache(self, build: Callable, *args: Any, **kwargs: Any) -> Any:
-        return build(*args, **kwargs)
-
-    def fit(self, *args: Any, **kwargs: Any) -> Any:
-        from audit.train.trainer import fit
-
-        return fit(*args, **kwargs)
 
     def predict(self, model: nn.Module, src: Any, rows: np.ndarray, cfg: Any, *, paths: Sequence[str | Path],
                 ids: Sequence[str] | None = None) -> torch.Tensor:
