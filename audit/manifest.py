@@ -297,7 +297,7 @@ def fingerprint(df: pd.DataFrame, root: Path | None = None, *, allow_outside_roo
 
 def write_manifest(df: pd.DataFrame, path: Path) -> None:
     """Write the manifest as Parquet, atomically."""
-    from audit.rundir import atomic_write_parquet
+    from audit.core.atomic import atomic_write_parquet
 
     atomic_write_parquet(df, Path(path))
 

@@ -328,7 +328,7 @@ def print_summary(run: RunDir, *, stages: list[str] | None = None, console=None,
 
 
 def _fmt_n(v) -> str:
-    from audit.numfmt import format_number
+    from audit.core.numfmt import format_number
 
     return "" if v is None else format_number(v)
 

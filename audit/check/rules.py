@@ -18,7 +18,7 @@ import pandas as pd
 from audit.check.policy import Policy, PolicyError, Rule
 from audit.errors import AuditError, RunDirError
 from audit.headline import SCOPE_PREFERENCE, prefer, primary_metric
-from audit.numfmt import format_number
+from audit.core.numfmt import format_number
 from audit.rundir import RunDir
 
 __all__ = ["RuleResult", "Item", "Context", "evaluate", "EVALUATORS", "fmt", "quantity_range", "bounds_warning"]

@@ -6,7 +6,7 @@ import html
 from typing import Any
 
 from audit.headline import headline
-from audit.numfmt import format_number
+from audit.core.numfmt import format_number
 from audit.rundir import RunDir
 
 __all__ = ["md_escape", "summary_markdown", "fmt_ci", "fmt_num", "fmt_value_ci", "headline_rows"]
