@@ -49,6 +49,7 @@ KINDS = frozenset(
         "miscalibration",
         "insufficient_evidence",
         "check_failed",
+        "degenerate_model",
     }
 )
 
@@ -98,6 +99,7 @@ class Finding:
 # training or evaluation, then spurious structure, then descriptive imbalance and shift. Scores of different
 # kinds are on different scales (accuracy points, Cramer's V, Cohen's d), so they only order within a tier.
 TIERS: dict[str, int] = {
+    "degenerate_model": -1,
     "generalization_gap": 0,
     "worst_group": 0,
     "fairness_violation": 0,
