@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from audit.headline import headline
+from audit.report.html import render_html
+from audit.report.markdown import summary_markdown
 from audit.rundir import RunDir
 
 __all__ = ["write_report"]
@@ -18,10 +21,6 @@ __all__ = ["write_report"]
 
 def write_report(run: RunDir) -> tuple[Path, Path]:
     """Write ``RUN/report.html`` and ``RUN/summary.md``; return their paths."""
-    from audit.headline import headline
-    from audit.report.html import render_html
-    from audit.report.markdown import summary_markdown
-
     h = headline(run)
     html_path = run.write_text("report.html", render_html(run, h=h))
     md_path = run.write_text("summary.md", summary_markdown(run, h=h))

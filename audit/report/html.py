@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from audit.headline import SCOPE_PREFERENCE, headline, prefer, primary_metric, read_optional
-from audit.report import svg
 from audit.report.markdown import fmt_num
+from audit.report.svg import bar_chart, heatmap, interval_chart, reliability
 from audit.rundir import RunDir
 
 __all__ = ["render_html", "MAX_ROWS", "MAX_THUMBS", "MAX_GROUPS"]
@@ -254,7 +254,7 @@ def _distributions(dist: pd.DataFrame | None) -> str:
         head = g.head(MAX_GROUPS)
         note = [f"({s * 100:.1f}%)" + (" under min_n" if st != "ok" else "") for s, st in
                 zip(head["share"], head.get("status", pd.Series(["ok"] * len(head))), strict=False)]
-        out.append(f"<h3>{e(col)}</h3>" + svg.bar_chart(head["group"].tolist(), head["n"].tolist(), note=note))
+        out.append(f"<h3>{e(col)}</h3>" + bar_chart(head["group"].tolist(), head["n"].tolist(), note=note))
         if len(g) > MAX_GROUPS:
             out.append(f'<p class="note">{len(g) - MAX_GROUPS} smaller groups not drawn</p>')
     return section("distributions", "Class, attribute and intersection distributions", "".join(out))
@@ -272,7 +272,7 @@ def _associations(assoc: pd.DataFrame | None, resid: pd.DataFrame | None) -> str
     for _, r in a.iterrows():
         mat[rows.index(str(r["a"]))][cols.index(str(r["b"]))] = float(r["value"])
     body = ["<p class='note'>Cramér's V over the whole dataset (0 = independent, 1 = determined).</p>",
-            svg.heatmap(rows, cols, mat)]
+            heatmap(rows, cols, mat)]
     body.append("<h3>All associations</h3>" + table(
         assoc.sort_values("value", ascending=False), ["a", "b", "within", "value", "ci_low", "ci_high", "p", "q", "n"]))
     if resid is not None and len(resid):
@@ -361,7 +361,7 @@ def _group_metrics(groups: pd.DataFrame | None, task: str) -> str:
                 gb = gb.sort_values("value")
                 rows = [(str(r["group"]), r["value"], r["ci_low"], r["ci_high"], r["n"],
                          str(r.get("status", "ok")) != "ok") for _, r in gb.head(MAX_GROUPS).iterrows()]
-                body.append(f"<p><b>{e(by)}</b></p>" + svg.interval_chart(rows, lo=0.0, hi=1.0, ref=ref))
+                body.append(f"<p><b>{e(by)}</b></p>" + interval_chart(rows, lo=0.0, hi=1.0, ref=ref))
     other = prefer(groups[groups["metric"] != metric], "fold", ("all",))
     if len(other):
         o = other[other["by"] == "overall"] if (other["by"] == "overall").any() else other
@@ -384,12 +384,12 @@ def _generalization(gen: pd.DataFrame | None, transfer: pd.DataFrame | None) -> 
         rows.append((f"{lab}: out", r["out_domain"], r.get("out_ci_low"), r.get("out_ci_high"), r.get("n_out"), "alt"))
     shown = html.escape(str(metric or "the metric"))
     body = [f"<p class='note'>{shown}: in-domain (test samples of the training domains, blue) vs out-of-domain (the "
-            "held-out domain, grey) with 95% intervals; the table has every metric.</p>", svg.interval_chart(rows[: 2 * MAX_GROUPS], lo=0.0, hi=1.0),
+            "held-out domain, grey) with 95% intervals; the table has every metric.</p>", interval_chart(rows[: 2 * MAX_GROUPS], lo=0.0, hi=1.0),
             table(gen, ["model", "protocol", "fold", "train_domains", "test_domain", "metric", "in_domain", "n_in",
                         "out_domain", "n_out", "gap", "gap_ci_low", "gap_ci_high"])]
     if transfer is not None and len(transfer):
         piv = transfer.pivot_table(index="train_domain", columns="test_domain", values="value", aggfunc="mean")
-        body.append("<h3>Transfer matrix (train domain -> test domain)</h3>" + svg.heatmap(
+        body.append("<h3>Transfer matrix (train domain -> test domain)</h3>" + heatmap(
             [str(x) for x in piv.index], [str(x) for x in piv.columns], piv.to_numpy().tolist()))
     return section("generalization", "Generalization: in-domain vs out-of-domain", "".join(body))
 
@@ -418,7 +418,7 @@ def _fairness(fair: pd.DataFrame | None) -> str:
         rows = [(f"{r['attribute']} ({r.get('class', '')})", r["value"], r["ci_low"], r["ci_high"], r["n"], False)
                 for _, r in f.head(MAX_GROUPS).iterrows()]
         lo = 0.0 if not metric.endswith("ratio") else None
-        body.append(f"<h3>{e(metric)}</h3>" + svg.interval_chart(rows, lo=lo, hi=1.0))
+        body.append(f"<h3>{e(metric)}</h3>" + interval_chart(rows, lo=lo, hi=1.0))
     body.append(table(fair.drop(columns="_k"), ["model", "protocol", "scope", "attribute", "metric", "class", "value",
                                                 "ci_low", "ci_high", "n", "groups"]))
     return section("fairness", "Fairness gaps", "".join(body))
@@ -446,7 +446,7 @@ def _calibration(cal: pd.DataFrame | None, groups: pd.DataFrame | None) -> str:
     for key, g in list(c.groupby(["model", "protocol"], sort=False))[:4]:
         g = g.sort_values("bin")
         charts.append(f"<div><p><b>{e(' / '.join(map(str, key)))}</b></p>" +
-                      svg.reliability(g["confidence"].tolist(), g["accuracy"].tolist(), g["count"].tolist()) + "</div>")
+                      reliability(g["confidence"].tolist(), g["accuracy"].tolist(), g["count"].tolist()) + "</div>")
     body.append('<div style="display:flex;gap:20px;flex-wrap:wrap">' + "".join(charts) + "</div>")
     return section("calibration", "Calibration", "".join(body))
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from audit.headline import headline
 from audit.core.numfmt import format_number
+from audit.headline import headline
 from audit.rundir import RunDir
 
 __all__ = ["md_escape", "summary_markdown", "fmt_ci", "fmt_num", "fmt_value_ci", "headline_rows"]
