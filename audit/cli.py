@@ -73,9 +73,12 @@ def handle_errors(fn):
                 raise
             _err(_escape(str(e)))
             raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            _err("interrupted; re-run the same command to resume")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as e:  # Ctrl+C, SIGTERM, SIGHUP: the stage is already recorded "interrupted"
+            from audit.core.signals import exit_code, signal_name
+
+            sig = signal_name(e.signum) if hasattr(e, "signum") else "SIGINT"
+            _err(f"interrupted by {sig}; re-run the same command to resume")
+            raise typer.Exit(exit_code(e)) from None
         except typer.Exit:
             raise
         except OSError as e:
@@ -499,6 +502,9 @@ def fiftyone_export(
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    from audit.core.signals import install
+
+    install()  # SIGTERM/SIGHUP unwind like Ctrl+C: stages record "interrupted", exit 128 + signal
     app(args=hoist_global_flags(sys.argv[1:]), prog_name="audit")
 
 

@@ -37,6 +37,7 @@ from audit.core.atomic import (
     atomic_write_text,
     to_json,
 )
+from audit.core.signals import Interrupted, signal_name
 from audit.errors import LockedError, RunDirError
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "atomic_write_text",
     "atomic_write_json",
     "atomic_write_parquet",
+    "to_json",
     "STAGES",
     "package_versions",
     "release_locks",
@@ -243,16 +245,16 @@ class RunDir:
             yield extra
         except BaseException as e:
             stages = self.info.get("stages", {})
-            err = f"{type(e).__name__}: {e}" if not isinstance(e, KeyboardInterrupt) else "interrupted"
-            stages[name] = {
-                **stages.get(name, {}),
-                **extra,
-                "status": "failed",
-                "finished": _now(),
-                "seconds": round(time.perf_counter() - t0, 3),
-                "error": err,
-                "traceback": traceback.format_exc(limit=8),
-            }
+            entry = {**stages.get(name, {}), **extra, "finished": _now(), "seconds": round(time.perf_counter() - t0, 3)}
+            if isinstance(e, KeyboardInterrupt):  # Ctrl+C, SIGTERM, SIGHUP (audit.core.signals): resumable
+                sig = signal_name(e.signum) if isinstance(e, Interrupted) else "SIGINT"
+                entry.update(status="interrupted", signal=sig, interrupted_at=entry["finished"],
+                             error=f"interrupted by {sig}; re-run the same command to resume")
+                entry.pop("traceback", None)
+            else:
+                entry.update(status="failed", error=f"{type(e).__name__}: {e}",
+                             traceback=traceback.format_exc(limit=8))
+            stages[name] = entry
             with contextlib.suppress(Exception):
                 self.update_info(stages=stages)
             raise
