@@ -454,8 +454,8 @@ def _margin_ok(check: str, thr: float, now: float) -> bool:
 
 @pytest.mark.parametrize("kind", ["biased", "clean", "segment", "profile", "divergent"])
 def test_init_policy_now_is_the_value_check_reports(runs, tmp_path, kind):
+    from audit.check.bounds import bounds_warning
     from audit.check.init import starter_policy
-    from audit.check.rules import bounds_warning
 
     run = _divergent_run(runs["biased"], tmp_path / "div") if kind == "divergent" else runs[kind]
     text = starter_policy(run)

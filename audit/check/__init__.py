@@ -17,16 +17,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from audit.check.bounds import bounds_warning
 from audit.check.init import init_policy
 from audit.check.policy import CHECKS, Policy, PolicyError, Rule, load_policy, parse_policy
-from audit.check.rules import Context, RuleResult, bounds_warning, evaluate
+from audit.check.rules import evaluate
+from audit.check.verdict import RuleContext, RuleResult
 from audit.errors import AuditError, RunDirError
 from audit.rundir import RunDir, atomic_write_text, to_json
 
 __all__ = [
     "run_check",
     "init_policy",
-    "CheckResult",
+    "GateResult",
     "RuleResult",
     "Policy",
     "Rule",
@@ -38,7 +40,7 @@ __all__ = [
 
 
 @dataclass
-class CheckResult:
+class GateResult:
     """Outcome of ``audit check``. ``exit_code``: 0 pass, 1 failed, 2 invalid policy or run (see ``error``)."""
 
     exit_code: int
@@ -58,14 +60,14 @@ class CheckResult:
                 "warnings": list(self.warnings), "rules": [r.to_dict() for r in self.rules]}
 
 
-def _invalid(msg: str, console) -> CheckResult:
+def _invalid(msg: str, console) -> GateResult:
     """An invalid policy or run: one line on stderr, exit code 2."""
     if console is not None:
         from rich.console import Console
         from rich.markup import escape
 
         Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(msg)}")
-    return CheckResult(exit_code=2, error=msg)
+    return GateResult(exit_code=2, error=msg)
 
 
 def run_check(
@@ -77,7 +79,7 @@ def run_check(
     github: bool = False,
     console=None,
     write: bool = True,
-) -> CheckResult:
+) -> GateResult:
     """Evaluate a policy against a run directory.
 
     Parameters
@@ -99,7 +101,7 @@ def run_check(
 
     Returns
     -------
-    CheckResult
+    GateResult
         Never raises for bad input: an invalid policy or run gives ``exit_code`` 2 and ``error``.
     """
     t0 = time.perf_counter()
@@ -108,12 +110,12 @@ def run_check(
         run = RunDir.open(run_dir)
         run.info  # noqa: B018 - a damaged run.json is an invalid run directory
         base = _open_baseline(Path(baseline)) if baseline is not None else None
-        ctx = Context(run, pol, base)
+        ctx = RuleContext(run, pol, base)
         results = [evaluate(rule, ctx) for rule in pol.rules]
     except AuditError as e:
         return _invalid(str(e), console)
     failed = any(r.status == "fail" for r in results)
-    res = CheckResult(exit_code=1 if failed else 0, rules=results, warnings=policy_warnings(pol))
+    res = GateResult(exit_code=1 if failed else 0, rules=results, warnings=policy_warnings(pol))
     if console is not None:
         from rich.markup import escape
 
@@ -162,7 +164,7 @@ def _open_baseline(path: Path) -> RunDir:
     return base
 
 
-def _write_outputs(res: CheckResult, run: RunDir, pol: Policy, base: RunDir | None, *, junit: Path | None,
+def _write_outputs(res: GateResult, run: RunDir, pol: Policy, base: RunDir | None, *, junit: Path | None,
                    github: bool, write: bool, seconds: float, console) -> None:
     from audit.check.output import append_step_summary, github_annotations, junit_xml, summary_md
     from audit.report.markdown import summary_markdown

@@ -6,7 +6,7 @@ import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from audit.check.rules import RuleResult, fmt
+from audit.check.verdict import RuleResult, fmt
 from audit.report.markdown import md_escape
 
 __all__ = ["junit_xml", "summary_md", "github_annotations", "print_console", "MAX_ANNOTATIONS"]

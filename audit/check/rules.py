@@ -1,42 +1,25 @@
-"""Evaluation of policy rules against a run directory's tables.
+"""Evaluation of policy rules against a run directory's tables: one evaluator per check kind.
 
-Every check turns its table into *items* (one per group, attribute, held-out domain, column...), each with the
-number compared to the threshold (the point value or an end of its 95% interval), the interval and ``n``.
-:func:`judge` then applies the operator, the ``min_n`` / ``on_insufficient`` policy and the severity.
+Each evaluator selects its table's rows, turns them into :class:`~audit.check.verdict.Item` s and lets
+:func:`~audit.check.verdict.judge` give the verdict. Metric direction (of a regression) comes from
+:mod:`audit.core.directions`.
 """
 
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from audit.check.policy import Policy, PolicyError, Rule
+from audit.check.policy import PolicyError, Rule
+from audit.check.verdict import Item, RuleContext, RuleResult, failing_status, judge, missing
+from audit.core.directions import lower_is_better
 from audit.errors import AuditError, RunDirError
 from audit.headline import SCOPE_PREFERENCE, prefer, primary_metric
-from audit.core.numfmt import format_number
-from audit.rundir import RunDir
 
-__all__ = ["RuleResult", "Item", "Context", "evaluate", "EVALUATORS", "fmt", "quantity_range", "bounds_warning"]
-
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge,
-    ">": operator.gt,
-    "<=": operator.le,
-    "<": operator.lt,
-}
-_NEG = {">=": "<", ">": "<=", "<=": ">", "<": ">="}
-# metrics where smaller is better (used for defaults and for the direction of a regression)
-LOWER_IS_BETTER = ("ece", "brier", "nll", "error_rate", "dp_diff", "eo_diff", "eop_diff", "gap")
-
-
-def fmt(v: Any, digits: int = 3) -> str:
-    """A number for messages: 3 decimals, ``nan`` for missing, no thousands separator."""
-    return format_number(v, digits, nan="nan", thousands=False)
+__all__ = ["evaluate", "EVALUATORS"]
 
 
 def _num(v: Any) -> float:
@@ -47,173 +30,8 @@ def _num(v: Any) -> float:
     return f
 
 
-@dataclass
-class Item:
-    """One thing a rule judges (a group, an attribute, a held-out domain...)."""
-
-    label: str
-    value: float  # the number compared with the threshold (per the rule's bound)
-    point: float  # the point estimate
-    ci: tuple[float, float] | None = None
-    n: int | None = None
-    insufficient: bool = False
-    extra: dict = field(default_factory=dict)
-
-
-@dataclass
-class RuleResult:
-    """The verdict on one rule. ``status`` is pass, fail, warn or skip."""
-
-    id: str
-    rule: str
-    severity: str
-    status: str
-    message: str
-    value: float | None = None
-    threshold: float | None = None
-    op: str | None = None
-    bound: str | None = None
-    ci: list | None = None
-    n: int | None = None
-    group: str | None = None
-    line: int | None = None
-    n_items: int = 0
-    n_violations: int = 0
-    n_insufficient: int = 0
-    details: list[dict] = field(default_factory=list)
-    description: str = ""
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        for k in ("value", "threshold"):
-            if isinstance(d[k], float) and math.isnan(d[k]):
-                d[k] = None
-        return d
-
-
-class Context:
-    """Tables of a run (and of the baseline), read once."""
-
-    def __init__(self, run: RunDir, policy: Policy, baseline: RunDir | None = None):
-        self.run = run
-        self.policy = policy
-        self.baseline = baseline
-        self._cache: dict[tuple[str, str], pd.DataFrame | None] = {}
-        self.task = run.task
-
-    def table(self, rel: str, *, base: bool = False) -> pd.DataFrame | None:
-        run = self.baseline if base else self.run
-        key = (str(run.path), rel)
-        if key not in self._cache:
-            try:
-                self._cache[key] = run.read_table(rel, required=False)  # damaged -> RunDirError -> exit 2
-            except AuditError as e:
-                if base:  # say which of the two runs is damaged
-                    raise type(e)(f"--baseline {run.path}: {e}") from None
-                raise
-        return self._cache[key]
-
-
-# ------------------------------------------------------------------ judging
-def _bad(rule: Rule) -> str:
-    return "fail" if rule.severity == "error" else "warn"
-
-
-def missing(rule: Rule, why: str) -> RuleResult:
-    """The verdict when the data a rule needs is absent (``on_missing``)."""
-    status = {"fail": _bad(rule), "warn": "warn", "skip": "skip"}[rule.on_missing]
-    return RuleResult(rule.id, rule.check, rule.severity, status, f"no data: {why}", threshold=rule.threshold,
-                      op=rule.op, bound=rule.bound, line=rule.line, description=rule.description)
-
-
-def _describe(it: Item, rule: Rule, what: str) -> str:
-    ci = f", 95% CI [{fmt(it.ci[0])}, {fmt(it.ci[1])}]" if it.ci else ""
-    n = f", n={it.n}" if it.n is not None else ""
-    bound = f"{rule.bound} " if rule.bound != "value" else ""
-    if rule.bound != "value":
-        extra = f" (value {fmt(it.point)}{ci}{n})"
-    else:
-        extra = f" ({(ci + n).lstrip(', ')})" if (ci or n) else ""
-    return f"{it.label}: {what} {bound}{fmt(it.value)}{extra}"
-
-
-def judge(
-    rule: Rule,
-    items: list[Item],
-    *,
-    what: str,
-    violates: Callable[[Item], bool] | None = None,
-    doubtful: Callable[[Item], bool] | None = None,
-    empty_ok: bool = False,
-) -> RuleResult:
-    """Apply a rule to its items.
-
-    ``violates(item)`` defaults to ``not (item.value OP threshold)``. ``doubtful(item)`` marks items that do
-    not violate but deserve a warning (a regression whose interval includes the margin). With
-    ``empty_ok`` a rule with nothing to judge passes (e.g. no significant association at all); otherwise it
-    is treated as missing data.
-    """
-    op = rule.op or ">="
-    if violates is None:
-        thr = float(rule.threshold)
-
-        def violates(it: Item) -> bool:
-            return not _OPS[op](it.value, thr)
-
-    evaluable = [it for it in items if not math.isnan(it.value)]
-    n_nan = len(items) - len(evaluable)
-    if not evaluable:
-        if empty_ok:
-            return RuleResult(rule.id, rule.check, rule.severity, "pass", f"nothing to check ({what})",
-                              threshold=rule.threshold, op=rule.op, bound=rule.bound, line=rule.line,
-                              description=rule.description)
-        return missing(rule, f"no evaluable {what} values" + (f" ({n_nan} empty)" if n_nan else ""))
-    sufficient = [it for it in evaluable if not it.insufficient]
-    insufficient = [it for it in evaluable if it.insufficient]
-    viol = [it for it in sufficient if violates(it)]
-    if rule.on_insufficient == "fail":
-        viol += [it for it in insufficient if violates(it)]
-    doubt = [it for it in sufficient if it not in viol and doubtful is not None and doubtful(it)]
-    # the item shown: the worst violation, else the worst item overall
-    lower_bad = op in (">=", ">")
-    pool = viol or doubt or sufficient or evaluable
-    worst = min(pool, key=lambda it: it.value) if lower_bad else max(pool, key=lambda it: it.value)
-    thr_txt = f"{op} {fmt(rule.threshold)}"
-    checked = f"{len(evaluable)} checked" + (f", {n_nan} empty" if n_nan else "")
-    if insufficient:
-        checked += f", {len(insufficient)} under min_n={rule.min_n}"
-    if viol:
-        status = _bad(rule)
-        msg = f"{_describe(worst, rule, what)} violates {thr_txt}; {len(viol)} of {len(evaluable)} fail ({checked})"
-    elif doubt:
-        status = "warn"
-        msg = f"{_describe(worst, rule, what)}: inconclusive versus {thr_txt} ({checked})"
-    elif insufficient and rule.on_insufficient == "warn" and any(violates(it) for it in insufficient):
-        status = "warn"
-        small = [it for it in insufficient if violates(it)]
-        msg = (f"{len(small)} group(s) under min_n={rule.min_n} would violate {thr_txt}, e.g. "
-               f"{_describe(small[0], rule, what)}; worst of the rest {fmt(worst.value)} ({checked})")
-    elif not sufficient and rule.on_insufficient != "fail":
-        status = "warn" if rule.on_insufficient == "warn" else "skip"
-        msg = f"every group is under min_n={rule.min_n}; no verdict ({checked})"
-    else:
-        status = "pass"
-        msg = f"worst {_describe(worst, rule, what)} satisfies {thr_txt} ({checked})"
-    details = [
-        {"label": it.label, "value": it.value, "point": it.point, "ci": list(it.ci) if it.ci else None, "n": it.n,
-         "insufficient": it.insufficient, **it.extra}
-        for it in (viol + doubt)[:20]
-    ]
-    return RuleResult(
-        rule.id, rule.check, rule.severity, status, msg, value=worst.value, threshold=rule.threshold, op=op,
-        bound=rule.bound, ci=list(worst.ci) if worst.ci else None, n=worst.n, group=worst.label, line=rule.line,
-        n_items=len(evaluable), n_violations=len(viol), n_insufficient=len(insufficient), details=details,
-        description=rule.description,
-    )
-
-
 # ------------------------------------------------------------------ selection helpers
-def _choose(df: pd.DataFrame, col: str, wanted, rule: Rule, ctx: Context, key: str) -> pd.DataFrame:
+def _choose(df: pd.DataFrame, col: str, wanted, rule: Rule, ctx: RuleContext, key: str) -> pd.DataFrame:
     """Keep rows whose ``col`` is in ``wanted``; a value absent from the table is a policy error."""
     if wanted is None or col not in df.columns or df.empty:
         return df  # an empty table has nothing to select: the rule reports "no data" (on_missing)
@@ -228,7 +46,7 @@ def _choose(df: pd.DataFrame, col: str, wanted, rule: Rule, ctx: Context, key: s
     return df[df[col].astype(str).isin(wanted)]
 
 
-def _model_sel(df: pd.DataFrame, rule: Rule, ctx: Context, *, fold_default: bool = True) -> pd.DataFrame:
+def _model_sel(df: pd.DataFrame, rule: Rule, ctx: RuleContext, *, fold_default: bool = True) -> pd.DataFrame:
     df = _choose(df, "model", rule.params.get("model"), rule, ctx, "model")
     df = _choose(df, "protocol", rule.params.get("protocol"), rule, ctx, "protocol")
     if rule.params.get("fold") is not None:
@@ -259,7 +77,7 @@ def _n(v) -> int | None:
 
 
 # ------------------------------------------------------------------ metric rules
-def _group_rows(rule: Rule, ctx: Context, *, base: bool = False) -> tuple[pd.DataFrame | None, str]:
+def _group_rows(rule: Rule, ctx: RuleContext, *, base: bool = False) -> tuple[pd.DataFrame | None, str]:
     """Rows of metrics/groups.parquet selected by the rule; (None, reason) when absent."""
     g = ctx.table("metrics/groups.parquet", base=base)
     if g is None:
@@ -300,14 +118,14 @@ def _group_items(g: pd.DataFrame, rule: Rule) -> list[Item]:
     return items
 
 
-def eval_group(rule: Rule, ctx: Context) -> RuleResult:
+def eval_group(rule: Rule, ctx: RuleContext) -> RuleResult:
     g, metric = _group_rows(rule, ctx)
     if g is None:
         return missing(rule, metric)
     return judge(rule, _group_items(g, rule), what=metric)
 
 
-def eval_fairness(rule: Rule, ctx: Context) -> RuleResult:
+def eval_fairness(rule: Rule, ctx: RuleContext) -> RuleResult:
     f = ctx.table("metrics/fairness.parquet")
     if f is None:
         return missing(rule, "metrics/fairness.parquet is absent (a classification run with attributes and `audit metrics`)")
@@ -332,7 +150,7 @@ def eval_fairness(rule: Rule, ctx: Context) -> RuleResult:
     return judge(rule, items, what=rule.params["metric"])
 
 
-def _no_fairness_rows(ctx: Context) -> str:
+def _no_fairness_rows(ctx: RuleContext) -> str:
     """Why metrics/fairness.parquet has no rows, and what to do about it."""
     what = "metrics/fairness.parquet has no rows"
     if ctx.task != "classify":
@@ -348,7 +166,7 @@ def _no_fairness_rows(ctx: Context) -> str:
     return f"{what}; recompute them with `audit metrics RUN`"
 
 
-def eval_gap(rule: Rule, ctx: Context) -> RuleResult:
+def eval_gap(rule: Rule, ctx: RuleContext) -> RuleResult:
     g = ctx.table("metrics/generalization.parquet")
     if g is None:
         return missing(rule, "metrics/generalization.parquet is absent (train across domains and run `audit metrics`)")
@@ -378,7 +196,7 @@ def _count_result(rule: Rule, count: int, n: int | None, what: str, examples: li
     return res
 
 
-def eval_leakage(rule: Rule, ctx: Context) -> RuleResult:
+def eval_leakage(rule: Rule, ctx: RuleContext) -> RuleResult:
     d = ctx.table("profile/duplicates.parquet")
     if d is None:
         return missing(rule, "profile/duplicates.parquet is absent (run `audit profile`)")
@@ -402,7 +220,7 @@ def eval_leakage(rule: Rule, ctx: Context) -> RuleResult:
     return _count_result(rule, count, len(d), what, examples)
 
 
-def eval_conflicts(rule: Rule, ctx: Context) -> RuleResult:
+def eval_conflicts(rule: Rule, ctx: RuleContext) -> RuleResult:
     d = ctx.table("profile/duplicates.parquet")
     if d is None:
         return missing(rule, "profile/duplicates.parquet is absent (run `audit profile`)")
@@ -411,7 +229,7 @@ def eval_conflicts(rule: Rule, ctx: Context) -> RuleResult:
                          [f"{a} ~ {b}" for a, b in c[["a", "b"]].itertuples(index=False)])
 
 
-def eval_unreadable(rule: Rule, ctx: Context) -> RuleResult:
+def eval_unreadable(rule: Rule, ctx: RuleContext) -> RuleResult:
     im = ctx.table("profile/images.parquet")
     if im is None:
         return missing(rule, "profile/images.parquet is absent (run `audit profile`)")
@@ -420,7 +238,7 @@ def eval_unreadable(rule: Rule, ctx: Context) -> RuleResult:
     return _count_result(rule, len(bad), len(im), "unreadable or missing file(s)", ex)
 
 
-def eval_imbalance(rule: Rule, ctx: Context) -> RuleResult:
+def eval_imbalance(rule: Rule, ctx: RuleContext) -> RuleResult:
     t = ctx.table("profile/imbalance.parquet")
     if t is None:
         return missing(rule, "profile/imbalance.parquet is absent (run `audit profile`)")
@@ -430,7 +248,7 @@ def eval_imbalance(rule: Rule, ctx: Context) -> RuleResult:
     return judge(rule, items, what="imbalance ratio")
 
 
-def eval_association(rule: Rule, ctx: Context) -> RuleResult:
+def eval_association(rule: Rule, ctx: RuleContext) -> RuleResult:
     a = ctx.table("profile/associations.parquet")
     if a is None:
         return missing(rule, "profile/associations.parquet is absent (run `audit profile`)")
@@ -469,7 +287,7 @@ def eval_association(rule: Rule, ctx: Context) -> RuleResult:
     return res
 
 
-def eval_shortcut(rule: Rule, ctx: Context) -> RuleResult:
+def eval_shortcut(rule: Rule, ctx: RuleContext) -> RuleResult:
     s = ctx.table("profile/shortcuts.parquet")
     if s is None:
         return missing(rule, "profile/shortcuts.parquet is absent (run `audit profile`)")
@@ -484,7 +302,7 @@ def eval_shortcut(rule: Rule, ctx: Context) -> RuleResult:
     return judge(rule, items, what="balanced accuracy above chance")
 
 
-def eval_findings(rule: Rule, ctx: Context) -> RuleResult:
+def eval_findings(rule: Rule, ctx: RuleContext) -> RuleResult:
     from audit.findings import KINDS
 
     kinds = rule.params.get("kinds")
@@ -519,7 +337,7 @@ def _regression_item(label: str, new: Item, old: Item, lower_better: bool) -> It
                 {"new": new.point, "old": old.point, "new_ci": new.ci, "old_ci": old.ci, "old_n": old.n})
 
 
-def eval_regression(rule: Rule, ctx: Context) -> RuleResult:
+def eval_regression(rule: Rule, ctx: RuleContext) -> RuleResult:
     if ctx.baseline is None:
         return RuleResult(rule.id, rule.check, rule.severity, "skip", "no --baseline given; regression not checked",
                           threshold=rule.threshold, line=rule.line, description=rule.description)
@@ -535,7 +353,7 @@ def eval_regression(rule: Rule, ctx: Context) -> RuleResult:
         return missing(rule, f"baseline: {e}")
     if old is None:
         return missing(rule, "the baseline has no metrics/groups.parquet")
-    lower_better = metric in LOWER_IS_BETTER
+    lower_better = lower_is_better(metric)
     margin = float(rule.params["max_drop"])
     ni, oi = _group_items(new, proxy), _group_items(old, proxy)
     items: list[Item] = []
@@ -567,7 +385,7 @@ def eval_regression(rule: Rule, ctx: Context) -> RuleResult:
     return res
 
 
-EVALUATORS: dict[str, Callable[[Rule, Context], RuleResult]] = {
+EVALUATORS: dict[str, Callable[[Rule, RuleContext], RuleResult]] = {
     "worst_group": eval_group,
     "group_metric": eval_group,
     "ece": eval_group,
@@ -584,7 +402,7 @@ EVALUATORS: dict[str, Callable[[Rule, Context], RuleResult]] = {
 }
 
 
-def evaluate(rule: Rule, ctx: Context, *, strict: bool = False) -> RuleResult:
+def evaluate(rule: Rule, ctx: RuleContext, *, strict: bool = False) -> RuleResult:
     """Evaluate one rule. Policy errors (names absent from the run) propagate; other problems are recorded.
 
     With ``strict`` a table that cannot be evaluated raises :class:`RunDirError` instead of being recorded
@@ -599,89 +417,5 @@ def evaluate(rule: Rule, ctx: Context, *, strict: bool = False) -> RuleResult:
             raise RunDirError(f"{ctx.run.path}: cannot evaluate a {rule.check} rule: a table does not follow "
                               f"docs/formats.md ({type(e).__name__}: {e})") from None
         res = missing(rule, f"cannot evaluate ({type(e).__name__}: {e})")
-        res.status = _bad(rule)
+        res.status = failing_status(rule)
         return res
-
-
-# ------------------------------------------------------------------ rules that cannot fail (or cannot pass)
-# metrics whose values are proportions in [0, 1] (names compared case-insensitively; "recall.3" -> "recall")
-_UNIT_METRICS = {
-    "accuracy", "acc", "balanced_accuracy", "macro_f1", "micro_f1", "weighted_f1", "f1", "precision", "recall",
-    "miou", "mean_iou", "iou", "iou_image", "dice", "pixel_acc", "pixel_accuracy", "ece", "mce", "error_rate",
-    "auroc", "auc", "specificity", "sensitivity", "tpr", "fpr", "tnr", "fnr",
-}
-_COUNT_CHECKS = ("no_split_leakage", "no_label_conflicts", "no_unreadable_files", "findings")
-
-
-def metric_range(metric: str | None) -> tuple[float, float] | None:
-    """The values a metric of metrics/groups.parquet can take, or None when unknown."""
-    if metric is None:
-        return None
-    m = str(metric).lower()
-    if m in _UNIT_METRICS or m.split(".", 1)[0] in _UNIT_METRICS or (m.startswith("top") and m.endswith("_accuracy")):
-        return 0.0, 1.0
-    if m == "brier":
-        return 0.0, 2.0
-    if m == "nll":
-        return 0.0, math.inf
-    return None
-
-
-def quantity_range(rule: Rule) -> tuple[str, float, float] | None:
-    """(name, lowest, highest) of the quantity a rule compares with its threshold, or None when unknown.
-
-    The ends of a 95% interval lie in the same range as the quantity.
-    """
-    c = rule.check
-    metric = rule.params.get("metric")
-    if c in ("worst_group", "group_metric", "ece", "regression", "generalization_gap"):
-        if c == "ece":
-            metric = metric or "ece"
-        if metric is None and c != "group_metric":
-            rng, name = (0.0, 1.0), "the primary metric"  # accuracy, mIoU... (headline.PRIMARY_METRICS): all in [0, 1]
-        else:
-            rng, name = metric_range(metric), str(metric)
-        if rng is None:
-            return None
-        if c in ("regression", "generalization_gap"):
-            span = rng[1] - rng[0]
-            return (f"{name} drop" if c == "regression" else f"{name} gap"), -span, span
-        return name, rng[0], rng[1]
-    if c == "fairness":
-        return str(metric), 0.0, 1.0  # dp_diff, eo_diff, eop_diff, dp_ratio
-    if c == "association":
-        return "Cramer's V", 0.0, 1.0
-    if c == "imbalance_ratio":
-        return "an imbalance ratio", 1.0, math.inf
-    if c == "shortcut":
-        return "balanced accuracy above chance", -1.0, 1.0
-    if c in _COUNT_CHECKS:
-        return "a count", 0.0, math.inf
-    return None
-
-
-def bounds_warning(rule: Rule) -> str | None:
-    """Why ``rule`` can never fail (or never pass) whatever the run, or None.
-
-    ``accuracy >= 0``, ``ci_low >= 0`` or ``dp_diff <= 1`` always hold, so they gate nothing; ``accuracy >= 70``
-    (a percentage for a fraction) never holds.
-    """
-    q = quantity_range(rule)
-    if q is None or rule.threshold is None:
-        return None
-    name, lo, hi = q
-    thr = float(rule.threshold)
-    # a regression rule fails when the drop's interval lies above max_drop: it behaves like `drop <= max_drop`
-    op = "<=" if rule.check == "regression" else (rule.op or ">=")
-    bound = f" {rule.bound}" if rule.bound not in (None, "value") and rule.check != "regression" else ""
-    expr = f"`{name}{bound} {op} {fmt(thr)}`" if rule.check != "regression" else f"`max_drop = {fmt(thr)}`"
-    if (op == ">=" and thr <= lo) or (op == ">" and thr < lo):
-        return f"can never fail: {name} is never below {fmt(lo)}, so {expr} always holds; raise the threshold"
-    if (op == "<=" and thr >= hi) or (op == "<" and thr > hi):
-        return f"can never fail: {name} is never above {fmt(hi)}, so {expr} always holds; lower the threshold"
-    if (op == ">=" and thr > hi) or (op == ">" and thr >= hi):
-        return (f"can never pass: {name} is never above {fmt(hi)}, so {expr} never holds"
-                + (" (a percentage where a fraction is meant?)" if hi == 1.0 and thr > 1 else ""))
-    if (op == "<=" and thr < lo) or (op == "<" and thr <= lo):
-        return f"can never pass: {name} is never below {fmt(lo)}, so {expr} never holds"
-    return None
