@@ -19,6 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from audit import views
+from audit.core.numfmt import format_number
 from audit.errors import AuditError
 from audit.rundir import RunDir
 
@@ -58,49 +59,19 @@ def esc(text: object) -> str:
     return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
 
 
-def fmt(v: object, digits: int = 3) -> str:
-    """A number for display; NaN / None -> an em dash (never 0)."""
-    try:
-        f = float(v)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return "—"
-    if f != f:
-        return "—"
-    if abs(f) >= 1000 and f == int(f):
-        return f"{int(f):,}"
-    return f"{f:.{digits}f}"
+def fmt(v: object, digits: int = 3, *, whole_from: float = 1000, signed: bool = False, missing: str = "—") -> str:
+    """A number for display (:func:`audit.core.numfmt.format_number`); NaN / None -> an em dash (never 0).
 
-
-def fmt_value(v: object, digits: int = 3) -> str:
-    """Like :func:`fmt`, but whole numbers (counts) without decimals."""
-    try:
-        f = float(v)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return "—"
-    return f"{int(f):,}" if f == f and f.is_integer() and abs(f) >= 2 else fmt(f, digits)
+    Whole numbers of at least ``whole_from`` are written without decimals (``2`` for counts); ``digits=0``
+    writes a count (``1,003``; ``+1`` / ``-2`` / ``0`` when ``signed``); ``missing="?"`` for an unknown n.
+    """
+    return format_number(v, digits, nan=missing, missing=missing, whole_from=whole_from, signed=signed)
 
 
 def fmt_ci(lo: object, hi: object, digits: int = 3) -> str:
+    """``[lo, hi]`` of a 95% interval, or ``no interval`` when both ends are missing."""
     a, b = fmt(lo, digits), fmt(hi, digits)
     return "no interval" if a == "—" and b == "—" else f"[{a}, {b}]"
-
-
-def fmt_n(n: object) -> str:
-    try:
-        return f"{int(n):,}"  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        return "?"
-
-
-def fmt_count(v: object, *, signed: bool = False) -> str:
-    """A count as an integer (``1,003``; ``+1`` / ``-2`` / ``0`` when ``signed``); missing -> an em dash."""
-    try:
-        f = float(v)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return "—"
-    if f != f:
-        return "—"
-    return f"{round(f):+,}" if signed and round(f) else f"{round(f):,}"
 
 
 def category_scale(values: Sequence[object] | None = None) -> alt.Scale:
@@ -162,7 +133,7 @@ def sidebar() -> RunDir:
         run = RunDir.open(choice)
         info = cached_info(choice, views.run_stamp(run))
         ds = info.get("dataset", {}) or {}
-        st.caption(f"{esc(ds.get('task', '?'))} · {fmt_n(ds.get('n'))} samples")
+        st.caption(f"{esc(ds.get('task', '?'))} · {fmt(ds.get('n'), 0, missing='?')} samples")
         stages = run.stages()
         marks = {
             "ok": ":green[:material/check_circle:]", "failed": ":red[:material/error:]",
@@ -440,7 +411,7 @@ def ci_bars(
     ``color`` = (column, scale, legend title) colours the bars by another column than ``evidence``.
     """
     d = df.copy()
-    d["n_text"] = ["n=" + fmt_n(n) for n in d["n"]]
+    d["n_text"] = ["n=" + fmt(n, 0, missing='?') for n in d["n"]]
     d["ci_text"] = [fmt_ci(lo, hi) for lo, hi in zip(d["ci_low"], d["ci_high"], strict=True)]
     d["_x_text"] = pd.concat([pd.to_numeric(d["ci_high"], errors="coerce"), pd.to_numeric(d["value"], errors="coerce")], axis=1).max(axis=1).fillna(0)
     order = d["label"].tolist()

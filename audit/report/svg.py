@@ -10,6 +10,8 @@ import html
 import math
 from collections.abc import Sequence
 
+from audit.core.numfmt import format_number
+
 __all__ = ["bar_chart", "interval_chart", "heatmap", "reliability", "colour"]
 
 FONT = 'font-family="system-ui,sans-serif" font-size="11"'
@@ -22,9 +24,8 @@ def _t(s: object, limit: int = 38) -> str:
 
 
 def _f(v: float | None, d: int = 3) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "n/a"
-    return f"{v:.{d}f}" if not float(v).is_integer() or abs(v) < 1 else f"{int(v):,}"
+    """A chart label: ``n/a`` for missing, whole numbers from 1 up without decimals."""
+    return format_number(v, d, whole_from=1)
 
 
 def _ok(v) -> bool:

@@ -59,7 +59,7 @@ with dl.guard():
     count = table["kind"] == "count"
 
     def side(col: str) -> list[str]:
-        return [dl.fmt_count(v) if c else dl.fmt(v) for v, c in zip(table[col], count, strict=True)]
+        return [dl.fmt(v, 0) if c else dl.fmt(v) for v, c in zip(table[col], count, strict=True)]
 
     def ci(prefix: str, value: str) -> list[str]:  # no interval for a count or a missing number
         return ["" if c or v != v else dl.fmt_ci(lo, hi)
@@ -76,7 +76,7 @@ with dl.guard():
     if not one_unit.all():
         cols["B metric"] = table["B_unit"]
     if comparable:
-        cols["B - A"] = [dl.fmt_count(v, signed=True) if c else dl.fmt(v) for v, c in zip(table["delta"], count, strict=True)]
+        cols["B - A"] = [dl.fmt(v, 0, signed=True) if c else dl.fmt(v) for v, c in zip(table["delta"], count, strict=True)]
         cols["95% CI of B - A"] = ci("delta", "delta")
     cols.update({"A is about": table["A_what"], "B is about": table["B_what"]})
     st.dataframe(pd.DataFrame(cols), hide_index=True, width="stretch")

@@ -10,7 +10,7 @@ st.caption(dl.esc(run.path))
 with dl.guard():
     h = dl.overview(run)
     c = st.columns(5)
-    c[0].metric("Samples", dl.fmt_n(h.get("n")))
+    c[0].metric("Samples", dl.fmt(h.get("n"), 0, missing='?'))
     c[1].metric("Task", str(h.get("task") or "?"))
     c[2].metric("Domains", len(h.get("domains") or []))
     c[3].metric("Classes", len(h.get("classes") or []))
@@ -35,7 +35,7 @@ with dl.guard():
             )
             st.caption(
                 f"{dl.esc(worst.get('by'))} = {dl.esc(worst.get('group'))} · 95% CI "
-                f"{dl.fmt_ci(worst.get('ci_low'), worst.get('ci_high'))} · n={dl.fmt_n(worst.get('n'))}"
+                f"{dl.fmt_ci(worst.get('ci_low'), worst.get('ci_high'))} · n={dl.fmt(worst.get('n'), 0, missing='?')}"
             )
         else:
             st.metric("Worst group", "—")
@@ -47,7 +47,7 @@ with dl.guard():
             st.caption(
                 f"held out {dl.esc(gap.get('test_domain'))}: in {dl.fmt(gap.get('in_domain'))} vs out "
                 f"{dl.fmt(gap.get('out_domain'))} · 95% CI {dl.fmt_ci(gap.get('ci_low'), gap.get('ci_high'))} · "
-                f"n={dl.fmt_n(gap.get('n_out'))} held out" + (f", {dl.fmt_n(gap.get('n_in'))} in-domain" if gap.get("n_in") is not None else "")
+                f"n={dl.fmt(gap.get('n_out'), 0, missing='?')} held out" + (f", {dl.fmt(gap.get('n_in'), 0, missing='?')} in-domain" if gap.get("n_in") is not None else "")
             )
         else:
             st.metric("Largest generalization gap", "—")
@@ -58,7 +58,7 @@ with dl.guard():
             st.metric(f"Biggest association ({dl.esc(assoc.get('stat') or 'V')})", dl.fmt(assoc.get("value")))
             st.caption(
                 f"{dl.esc(assoc.get('a'))} ~ {dl.esc(assoc.get('b'))} · 95% CI "
-                f"{dl.fmt_ci(assoc.get('ci_low'), assoc.get('ci_high'))} · n={dl.fmt_n(assoc.get('n'))}"
+                f"{dl.fmt_ci(assoc.get('ci_low'), assoc.get('ci_high'))} · n={dl.fmt(assoc.get('n'), 0, missing='?')}"
             )
         else:
             st.metric("Biggest association", "—")
@@ -66,9 +66,9 @@ with dl.guard():
     with cols[3]:
         if overall:
             st.metric(f"Overall ({dl.esc(overall['metric'])})", dl.fmt(overall.get("value")))
-            st.caption(f"95% CI {dl.fmt_ci(overall.get('ci_low'), overall.get('ci_high'))} · n={dl.fmt_n(overall.get('n'))}")
+            st.caption(f"95% CI {dl.fmt_ci(overall.get('ci_low'), overall.get('ci_high'))} · n={dl.fmt(overall.get('n'), 0, missing='?')}")
         else:
-            st.metric("Unreadable files", dl.fmt_n(h.get("n_unreadable")) if h.get("n_unreadable") is not None else "—")
+            st.metric("Unreadable files", dl.fmt(h.get("n_unreadable"), 0, missing='?') if h.get("n_unreadable") is not None else "—")
     for p in h.get("problems") or []:
         st.warning(dl.esc(p))
 
@@ -92,10 +92,10 @@ with dl.guard():
             row = st.columns([1.1, 7, 1.8])
             color = dl.SEVERITY_COLOR.get(str(f["severity"]), "gray")
             row[0].markdown(f":{color}-badge[{dl.esc(f['severity'])}]")
-            value = "" if f["value"] != f["value"] else f" · value {dl.fmt_value(f['value'])}"
+            value = "" if f["value"] != f["value"] else f" · value {dl.fmt(f['value'], whole_from=2)}"
             if f["ci_low"] == f["ci_low"] or f["ci_high"] == f["ci_high"]:
                 value += f" {dl.fmt_ci(f['ci_low'], f['ci_high'])}"
-            n = "" if f["n"] is None or str(f["n"]) == "<NA>" else f" · n={dl.fmt_n(f['n'])}"
+            n = "" if f["n"] is None or str(f["n"]) == "<NA>" else f" · n={dl.fmt(f['n'], 0, missing='?')}"
             row[1].markdown(f"**{dl.esc(f['title'])}**  \n{dl.esc(f['kind'])}{value}{n}")
             i = int(f["rank"]) - 1
             query = links[i] if 0 <= i < len(links) else {}

@@ -59,7 +59,7 @@ with dl.guard():
         chart = chart + rule
         st.caption(
             f"Overall {dl.esc(metric)} {dl.fmt(ov['value'])} {dl.fmt_ci(ov['ci_low'], ov['ci_high'])}, "
-            f"n={dl.fmt_n(ov['n'])} (green dashed line). Sorted worst-first ({'lowest' if higher else 'highest'} first)."
+            f"n={dl.fmt(ov['n'], 0, missing='?')} (green dashed line). Sorted worst-first ({'lowest' if higher else 'highest'} first)."
         )
     st.altair_chart(chart, width="stretch")
     n_insuff = int((bars["evidence"] == "insufficient").sum())

@@ -44,7 +44,7 @@ with tabs[0], dl.guard():
                     r = r.iloc[0]
                     small = r.get("min_group")
                     n_small = d.loc[d["group"].astype(str) == str(small), "n"]
-                    n_text = f" (n={dl.fmt_n(n_small.iloc[0])})" if len(n_small) else ""
+                    n_text = f" (n={dl.fmt(n_small.iloc[0], 0, missing='?')})" if len(n_small) else ""
                     st.caption(
                         f"{int(r.get('n_groups', 0))} groups · imbalance ratio {dl.fmt(r.get('imbalance_ratio'), 1)} · "
                         f"normalized entropy {dl.fmt(r.get('normalized_entropy'), 2)} · smallest: {dl.esc(col)} "
@@ -203,7 +203,7 @@ with tabs[6], dl.guard():
         d["evidence"] = "ok"
         d["group"] = d["label"]
         d = d.sort_values("value", ascending=False)
-        d["label"] = [f"{lab}  (n={dl.fmt_n(n)})" for lab, n in zip(d["label"], d["n"], strict=True)]
+        d["label"] = [f"{lab}  (n={dl.fmt(n, 0, missing='?')})" for lab, n in zip(d["label"], d["n"], strict=True)]
         chance = alt.Chart(d).mark_tick(color="#c92a2a", thickness=2, size=18).encode(
             x="chance:Q", y=alt.Y("label:N", sort=d["label"].tolist()), tooltip=[alt.Tooltip("chance:Q", format=".3f")]
         )
