@@ -12,17 +12,17 @@ The policy format is documented in docs/policy.md.
 
 from __future__ import annotations
 
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from audit.check.bounds import bounds_warning
 from audit.check.init import init_policy
+from audit.check.output import append_step_summary, github_annotations, junit_xml, show, summary_md
 from audit.check.policy import CHECKS, Policy, PolicyError, Rule, load_policy, parse_policy
 from audit.check.rules import evaluate
-from audit.check.verdict import RuleContext, RuleResult
+from audit.check.verdict import GateResult, RuleContext, RuleResult
 from audit.errors import AuditError, RunDirError
+from audit.report.markdown import summary_markdown
 from audit.rundir import RunDir, atomic_write_text, to_json
 
 __all__ = [
@@ -37,37 +37,6 @@ __all__ = [
     "load_policy",
     "parse_policy",
 ]
-
-
-@dataclass
-class GateResult:
-    """Outcome of ``audit check``. ``exit_code``: 0 pass, 1 failed, 2 invalid policy or run (see ``error``)."""
-
-    exit_code: int
-    rules: list[RuleResult] = field(default_factory=list)
-    error: str | None = None
-    outputs: dict[str, str] = field(default_factory=dict)
-    annotations: list[str] = field(default_factory=list)
-    #: problems of the policy that do not change the verdict, e.g. a rule that can never fail
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return self.exit_code == 0
-
-    def to_dict(self) -> dict:
-        return {"passed": self.passed, "exit_code": self.exit_code, "error": self.error,
-                "warnings": list(self.warnings), "rules": [r.to_dict() for r in self.rules]}
-
-
-def _invalid(msg: str, console) -> GateResult:
-    """An invalid policy or run: one line on stderr, exit code 2."""
-    if console is not None:
-        from rich.console import Console
-        from rich.markup import escape
-
-        Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(msg)}")
-    return GateResult(exit_code=2, error=msg)
 
 
 def run_check(
@@ -95,7 +64,8 @@ def run_check(
     github
         Append the summary to ``$GITHUB_STEP_SUMMARY`` and print workflow annotations.
     console
-        A rich console for the terminal summary (None: errors to stderr only).
+        A rich console to show the result on (:func:`audit.check.output.show`); None: only the workflow
+        annotations (``github``) and a failure to write the outputs are printed, as plain lines.
     write
         Write ``RUN/check/*`` (False for :func:`audit.testing.assert_policy`).
 
@@ -113,31 +83,17 @@ def run_check(
         ctx = RuleContext(run, pol, base)
         results = [evaluate(rule, ctx) for rule in pol.rules]
     except AuditError as e:
-        return _invalid(str(e), console)
+        return show(GateResult(exit_code=2, error=str(e)), console)
     failed = any(r.status == "fail" for r in results)
     res = GateResult(exit_code=1 if failed else 0, rules=results, warnings=policy_warnings(pol))
-    if console is not None:
-        from rich.markup import escape
-
-        for w in res.warnings:
-            console.print(f"[bold yellow]warning:[/] {escape(w)}", soft_wrap=True)
     if write or junit is not None or github:
         try:
             _write_outputs(res, run, pol, base, junit=junit, github=github, write=write,
-                           seconds=time.perf_counter() - t0, console=console)
+                           seconds=time.perf_counter() - t0)
         except AuditError as e:
             # the verdict stands; say loudly that the files could not be written
-            if console is not None:
-                from rich.markup import escape
-
-                console.print(f"[bold yellow]warning:[/] {escape(str(e))}")
-            else:
-                print(f"warning: {e}", file=sys.stderr)
-    if console is not None:
-        from audit.check.output import print_console
-
-        print_console(results, passed=res.passed, console=console, outputs=res.outputs)
-    return res
+            res.output_error = str(e)
+    return show(res, console)
 
 
 def policy_warnings(pol: Policy) -> list[str]:
@@ -165,10 +121,7 @@ def _open_baseline(path: Path) -> RunDir:
 
 
 def _write_outputs(res: GateResult, run: RunDir, pol: Policy, base: RunDir | None, *, junit: Path | None,
-                   github: bool, write: bool, seconds: float, console) -> None:
-    from audit.check.output import append_step_summary, github_annotations, junit_xml, summary_md
-    from audit.report.markdown import summary_markdown
-
+                   github: bool, write: bool, seconds: float) -> None:
     xml = junit_xml(res.rules, policy_name=pol.name, policy_path=pol.path, run_path=run.path, seconds=seconds)
     md = summary_md(res.rules, passed=res.passed, policy_name=pol.name, run_name=str(run.path),
                     baseline=str(base.path) if base else None, warnings=res.warnings)
@@ -198,8 +151,6 @@ def _write_outputs(res: GateResult, run: RunDir, pol: Policy, base: RunDir | Non
             p = append_step_summary(md)
         except OSError as e:
             raise RunDirError(f"cannot append to $GITHUB_STEP_SUMMARY: {e}") from None
-        if p is None and console is not None:
-            console.print("[dim]GITHUB_STEP_SUMMARY is not set: summary not appended (not on GitHub Actions?)[/]")
+        if p is None:
+            res.notes.append("GITHUB_STEP_SUMMARY is not set: summary not appended (not on GitHub Actions?)")
         res.annotations = github_annotations(res.rules, pol.path)
-        for line in res.annotations:
-            print(line, flush=True)

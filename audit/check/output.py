@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from audit.check.verdict import RuleResult, fmt
+from audit.check.verdict import GateResult, RuleResult, fmt
 from audit.report.markdown import md_escape
 
-__all__ = ["junit_xml", "summary_md", "github_annotations", "print_console", "MAX_ANNOTATIONS"]
+__all__ = ["junit_xml", "summary_md", "github_annotations", "show", "print_console", "MAX_ANNOTATIONS"]
 
 MAX_ANNOTATIONS = 10
 _ICON = {"pass": "✅ pass", "fail": "❌ fail", "warn": "⚠️ warn", "skip": "⏭️ skip"}
@@ -104,6 +105,38 @@ def append_step_summary(text: str) -> Path | None:
     with open(p, "a", encoding="utf-8") as f:
         f.write(text if text.endswith("\n") else text + "\n")
     return Path(p)
+
+
+def show(res: GateResult, console=None) -> GateResult:
+    """Print a check result: the only place ``audit check`` prints. Returns ``res``.
+
+    On ``console`` (rich): an error on stderr, policy warnings, notes, the workflow annotations (plain lines on
+    stdout, where GitHub reads them), a failure to write the outputs, the table of rules and the verdict. Without
+    a console only the annotations and a failure to write the outputs are printed (plain).
+    """
+    from rich.markup import escape
+
+    if res.error is not None:
+        if console is not None:
+            from rich.console import Console
+
+            Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(res.error)}")
+        return res
+    if console is not None:
+        for w in res.warnings:
+            console.print(f"[bold yellow]warning:[/] {escape(w)}", soft_wrap=True)
+        for note in res.notes:
+            console.print(f"[dim]{escape(note)}[/]")
+    for line in res.annotations:
+        print(line, flush=True)
+    if res.output_error is not None:
+        if console is not None:
+            console.print(f"[bold yellow]warning:[/] {escape(res.output_error)}")
+        else:
+            print(f"warning: {res.output_error}", file=sys.stderr)
+    if console is not None:
+        print_console(res.rules, passed=res.passed, console=console, outputs=res.outputs)
+    return res
 
 
 def print_console(results: list[RuleResult], *, passed: bool, console, outputs: dict[str, str]) -> None:

@@ -20,7 +20,7 @@ from audit.core.numfmt import format_number
 from audit.errors import AuditError
 from audit.rundir import RunDir
 
-__all__ = ["Item", "RuleResult", "RuleContext", "fmt", "failing_status", "missing", "judge"]
+__all__ = ["Item", "RuleResult", "RuleContext", "GateResult", "fmt", "failing_status", "missing", "judge"]
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -199,3 +199,28 @@ def judge(
         n_items=len(evaluable), n_violations=len(viol), n_insufficient=len(insufficient), details=details,
         description=rule.description,
     )
+
+
+@dataclass
+class GateResult:
+    """Outcome of ``audit check``. ``exit_code``: 0 pass, 1 failed, 2 invalid policy or run (see ``error``)."""
+
+    exit_code: int
+    rules: list[RuleResult] = field(default_factory=list)
+    error: str | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
+    annotations: list[str] = field(default_factory=list)
+    #: problems of the policy that do not change the verdict, e.g. a rule that can never fail
+    warnings: list[str] = field(default_factory=list)
+    #: remarks on the outputs, e.g. that $GITHUB_STEP_SUMMARY is not set
+    notes: list[str] = field(default_factory=list)
+    #: why RUN/check/* (or the copies) could not be written; the verdict stands
+    output_error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == 0
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "exit_code": self.exit_code, "error": self.error,
+                "warnings": list(self.warnings), "rules": [r.to_dict() for r in self.rules]}
