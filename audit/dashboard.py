@@ -26,19 +26,32 @@ def find_app() -> Path:
     for cand in (here / "_dashboards" / "app.py", here.parent / "dashboards" / "app.py"):
         if cand.is_file():
             return cand
-    raise UsageError(f"the dashboard app is missing from this installation (looked in {here / '_dashboards'}); reinstall imgaudit")
+    raise UsageError(
+        f"the dashboard app is missing from this installation (looked in {here / '_dashboards'}); reinstall imgaudit"
+    )
 
 
 def streamlit_command(app: Path, run: Path, *, port: int, host: str) -> list[str]:
     """The ``python -m streamlit run`` command line for ``app`` on ``run``."""
     return [
-        sys.executable, "-m", "streamlit", "run", str(app),
-        "--server.headless", "true",
-        "--server.address", host,
-        "--server.port", str(port),
-        "--browser.gatherUsageStats", "false",
-        "--client.toolbarMode", "viewer",  # no "Deploy" button on a local audit
-        "--", "--run", str(run),
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.headless",
+        "true",
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "viewer",  # no "Deploy" button on a local audit
+        "--",
+        "--run",
+        str(run),
     ]
 
 

@@ -122,13 +122,17 @@ def _worst_group(groups: pd.DataFrame, task: str) -> tuple[dict | None, dict | N
 
     worst = None
     if not cand.empty:
-        c = cand.assign(_v=pd.to_numeric(cand["value"], errors="coerce"), _n=pd.to_numeric(cand.get("n"), errors="coerce"))
+        c = cand.assign(
+            _v=pd.to_numeric(cand["value"], errors="coerce"), _n=pd.to_numeric(cand.get("n"), errors="coerce")
+        )
         # lowest value; among ties the larger group (more evidence), then a stable order
         c = c.sort_values(["_v", "_n", "by", "group"], ascending=[True, False, True, True], kind="mergesort")
         worst = row_dict(c.iloc[0])
     overall = None
     if not overall_rows.empty:
-        o = overall_rows.assign(_v=pd.to_numeric(overall_rows["value"], errors="coerce")).sort_values("_v", kind="mergesort")
+        o = overall_rows.assign(_v=pd.to_numeric(overall_rows["value"], errors="coerce")).sort_values(
+            "_v", kind="mergesort"
+        )
         overall = row_dict(o.iloc[0])
     return worst, overall, n_insufficient
 

@@ -37,12 +37,35 @@ SEVERITY_COLOR = {"critical": "red", "warning": "orange", "info": "blue"}
 EVIDENCE_COLORS = alt.Scale(domain=["ok", "insufficient", "empty"], range=["#4c78a8", "#c8c8c8", "#eeeeee"])
 # Distinct colours for unordered groups (domains, attribute values): Streamlit's default range puts a dark and a
 # light blue next to each other, so two domains looked alike.
-CATEGORY_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+CATEGORY_COLORS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
 # Which widget keys a finding's link fills in, per page (query parameter -> session-state key).
 LINK_KEYS = {
-    "performance": {"model": "pg_model", "protocol": "pg_protocol", "fold": "pg_fold", "scope": "pg_scope", "by": "pg_by",
-                    "metric": "pg_metric"},
-    "calibration": {"model": "cl_model", "protocol": "cl_protocol", "fold": "cl_fold", "scope": "cl_scope", "by": "cl_by"},
+    "performance": {
+        "model": "pg_model",
+        "protocol": "pg_protocol",
+        "fold": "pg_fold",
+        "scope": "pg_scope",
+        "by": "pg_by",
+        "metric": "pg_metric",
+    },
+    "calibration": {
+        "model": "cl_model",
+        "protocol": "cl_protocol",
+        "fold": "cl_fold",
+        "scope": "cl_scope",
+        "by": "cl_by",
+    },
     "generalization": {"model": "gn_model", "protocol": "gn_protocol", "metric": "gn_metric"},
 }
 NO_MODEL = (
@@ -127,7 +150,10 @@ def sidebar() -> RunDir:
         if current not in runs:
             st.session_state["run_choice"] = default
         choice = st.selectbox(
-            "Run directory", runs, key="run_choice", format_func=lambda p: short_name(p, runs),
+            "Run directory",
+            runs,
+            key="run_choice",
+            format_func=lambda p: short_name(p, runs),
             help="Run directories found next to (or under) the one given on the command line.",
         )
         run = RunDir.open(choice)
@@ -136,8 +162,10 @@ def sidebar() -> RunDir:
         st.caption(f"{esc(ds.get('task', '?'))} · {fmt(ds.get('n'), 0, missing='?')} samples")
         stages = run.stages()
         marks = {
-            "ok": ":green[:material/check_circle:]", "failed": ":red[:material/error:]",
-            "skipped": ":gray[:material/skip_next:]", "running": ":orange[:material/hourglass_top:]",
+            "ok": ":green[:material/check_circle:]",
+            "failed": ":red[:material/error:]",
+            "skipped": ":gray[:material/skip_next:]",
+            "running": ":orange[:material/hourglass_top:]",
             "stale": ":orange[:material/update:]",
         }
         st.caption(
@@ -148,8 +176,10 @@ def sidebar() -> RunDir:
             )
         )
         if (stages.get("metrics") or {}).get("status") == "stale":
-            st.warning(f"The metrics are older than the predictions: {esc(stages['metrics'].get('reason', ''))}",
-                       icon=":material/update:")
+            st.warning(
+                f"The metrics are older than the predictions: {esc(stages['metrics'].get('reason', ''))}",
+                icon=":material/update:",
+            )
     return run
 
 
@@ -178,7 +208,11 @@ def finding_link(finding: dict, page_key: str) -> dict[str, str]:
     if not keys:
         return {}
     ev = finding.get("evidence") if isinstance(finding.get("evidence"), dict) else {}
-    q = {k: str(ev[k]) for k in ("model", "protocol", "fold", "scope", "metric") if isinstance(ev.get(k), (str, int)) and str(ev[k])}
+    q = {
+        k: str(ev[k])
+        for k in ("model", "protocol", "fold", "scope", "metric")
+        if isinstance(ev.get(k), (str, int)) and str(ev[k])
+    }
     cols = [str(c) for c in finding.get("columns") or []]
     if cols:
         q["by"] = " x ".join(cols)
@@ -228,8 +262,10 @@ def no_model(run: RunDir) -> None:
     for name in ("train", "metrics"):
         s = stages.get(name) or {}
         if s.get("status") == "running":
-            st.info(f"The {name} stage is running (started {esc(s.get('started', '?'))}); this page fills in when "
-                    "`audit metrics` has written its tables. Reload then.")
+            st.info(
+                f"The {name} stage is running (started {esc(s.get('started', '?'))}); this page fills in when "
+                "`audit metrics` has written its tables. Reload then."
+            )
             return
         if s.get("status") == "failed":
             st.error(f"The {name} stage failed: {esc(str(s.get('error', ''))[:300])}")
@@ -312,7 +348,11 @@ def duplicate_flags(run: RunDir, ids: Sequence[str]) -> dict[str, str]:
     hit = a.isin(want) | b.isin(want)
     if not hit.any():
         return {}
-    conflict = d["label_conflict"].fillna(False).astype(bool) if "label_conflict" in d.columns else pd.Series(False, index=d.index)
+    conflict = (
+        d["label_conflict"].fillna(False).astype(bool)
+        if "label_conflict" in d.columns
+        else pd.Series(False, index=d.index)
+    )
     flags: dict[str, str] = {}
     for sa, sb, c in zip(a[hit], b[hit], conflict[hit], strict=True):
         for sid in (sa, sb):
@@ -349,7 +389,9 @@ def under_run_dir(run: RunDir, relpath: object) -> Path:
     return resolve_path(run.path, str(relpath))
 
 
-def overlay_or_note(run: RunDir, image_rel: object, mask_rel: object, *, size: int = 160, mask_under_run: bool = False) -> None:
+def overlay_or_note(
+    run: RunDir, image_rel: object, mask_rel: object, *, size: int = 160, mask_under_run: bool = False
+) -> None:
     """Show an image with its mask blended on top, or one grey line saying why it cannot be shown."""
     if any(v is None or v is pd.NA or (isinstance(v, float) and v != v) for v in (image_rel, mask_rel)):
         st.caption("no mask" if image_rel is not None else "no file")
@@ -366,7 +408,9 @@ def overlay_or_note(run: RunDir, image_rel: object, mask_rel: object, *, size: i
         st.caption(esc(f"cannot show: {type(e).__name__}"))
 
 
-def image_or_note(run: RunDir, relpath: object, *, size: int = 160, mask: bool = False, under_run: bool = False) -> None:
+def image_or_note(
+    run: RunDir, relpath: object, *, size: int = 160, mask: bool = False, under_run: bool = False
+) -> None:
     """Show one thumbnail, or one grey line saying why it cannot be shown."""
     if relpath is None or relpath is pd.NA or (isinstance(relpath, float) and relpath != relpath):
         st.caption("no file")
@@ -402,7 +446,11 @@ def rows_height(n: int, *, per: int = 26, extra: int = 110) -> int:
 
 
 def ci_bars(
-    df: pd.DataFrame, *, x_title: str, domain: tuple[float, float] | None = None, height_per: int = 30,
+    df: pd.DataFrame,
+    *,
+    x_title: str,
+    domain: tuple[float, float] | None = None,
+    height_per: int = 30,
     color: tuple[str, alt.Scale, str] | None = None,
 ) -> alt.LayerChart:
     """Horizontal bars (value) with 95% interval error bars and n beside each, in the frame's row order.
@@ -411,24 +459,36 @@ def ci_bars(
     ``color`` = (column, scale, legend title) colours the bars by another column than ``evidence``.
     """
     d = df.copy()
-    d["n_text"] = ["n=" + fmt(n, 0, missing='?') for n in d["n"]]
+    d["n_text"] = ["n=" + fmt(n, 0, missing="?") for n in d["n"]]
     d["ci_text"] = [fmt_ci(lo, hi) for lo, hi in zip(d["ci_low"], d["ci_high"], strict=True)]
-    d["_x_text"] = pd.concat([pd.to_numeric(d["ci_high"], errors="coerce"), pd.to_numeric(d["value"], errors="coerce")], axis=1).max(axis=1).fillna(0)
+    d["_x_text"] = (
+        pd.concat([pd.to_numeric(d["ci_high"], errors="coerce"), pd.to_numeric(d["value"], errors="coerce")], axis=1)
+        .max(axis=1)
+        .fillna(0)
+    )
     order = d["label"].tolist()
     scale = alt.Scale(domain=list(domain)) if domain else alt.Scale(zero=True)
     y = alt.Y("label:N", sort=order, title=None, axis=alt.Axis(labelLimit=320))
     tooltip = [
-        alt.Tooltip("group:N"), alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("ci_text:N", title="95% interval"),
-        alt.Tooltip("n:Q", format=","), alt.Tooltip("evidence:N"),
+        alt.Tooltip("group:N"),
+        alt.Tooltip("value:Q", format=".3f"),
+        alt.Tooltip("ci_text:N", title="95% interval"),
+        alt.Tooltip("n:Q", format=","),
+        alt.Tooltip("evidence:N"),
     ]
     base = alt.Chart(d).encode(y=y)
     bars = base.mark_bar().encode(
         x=alt.X("value:Q", title=x_title, scale=scale),
-        color=alt.Color(f"{color[0] if color else 'evidence'}:N", scale=color[1] if color else EVIDENCE_COLORS,
-                        legend=alt.Legend(title=color[2] if color else "evidence", orient="top", direction="horizontal")),
+        color=alt.Color(
+            f"{color[0] if color else 'evidence'}:N",
+            scale=color[1] if color else EVIDENCE_COLORS,
+            legend=alt.Legend(title=color[2] if color else "evidence", orient="top", direction="horizontal"),
+        ),
         tooltip=tooltip,
     )
-    err = base.mark_errorbar(ticks=True, color="#222").encode(x=alt.X("ci_low:Q", scale=scale, title=x_title), x2="ci_high:Q")
+    err = base.mark_errorbar(ticks=True, color="#222").encode(
+        x=alt.X("ci_low:Q", scale=scale, title=x_title), x2="ci_high:Q"
+    )
     text = base.mark_text(align="left", dx=6, fontSize=11, color="#555").encode(
         x=alt.X("_x_text:Q", scale=scale, title=x_title), text="n_text:N"
     )
@@ -436,9 +496,19 @@ def ci_bars(
 
 
 def heatmap(
-    df: pd.DataFrame, *, x: str, y: str, color: str, text: str, tooltip: list, color_title: str,
-    scheme: str = "blues", domain: tuple[float, float] | None = None, stroke_col: str | None = None,
-    x_title: str | None = None, y_title: str | None = None,
+    df: pd.DataFrame,
+    *,
+    x: str,
+    y: str,
+    color: str,
+    text: str,
+    tooltip: list,
+    color_title: str,
+    scheme: str = "blues",
+    domain: tuple[float, float] | None = None,
+    stroke_col: str | None = None,
+    x_title: str | None = None,
+    y_title: str | None = None,
 ) -> alt.LayerChart:
     """A labelled heatmap; cells where ``stroke_col`` is true get an orange outline."""
     scale = alt.Scale(scheme=scheme, domain=list(domain)) if domain else alt.Scale(scheme=scheme)
@@ -463,7 +533,9 @@ def heatmap(
     )
     n_y = df[y].nunique() if len(df) else 1
     n_x = df[x].nunique() if len(df) else 1
-    return (rect + labels).properties(height=rows_height(n_y, per=34, extra=170), width=max(320, min(900, 90 * n_x + 200)))
+    return (rect + labels).properties(
+        height=rows_height(n_y, per=34, extra=170), width=max(320, min(900, 90 * n_x + 200))
+    )
 
 
 def pq_columns(df: pd.DataFrame, extra: Sequence[str] = ()) -> dict:
@@ -475,4 +547,6 @@ def pq_columns(df: pd.DataFrame, extra: Sequence[str] = ()) -> dict:
 
 
 def download(df: pd.DataFrame, name: str, *, key: str) -> None:
-    st.download_button("Download as CSV", df.to_csv(index=False).encode("utf-8"), file_name=name, mime="text/csv", key=key)
+    st.download_button(
+        "Download as CSV", df.to_csv(index=False).encode("utf-8"), file_name=name, mime="text/csv", key=key
+    )

@@ -88,8 +88,9 @@ def run_check(
     res = GateResult(exit_code=1 if failed else 0, rules=results, warnings=policy_warnings(pol))
     if write or junit is not None or github:
         try:
-            _write_outputs(res, run, pol, base, junit=junit, github=github, write=write,
-                           seconds=time.perf_counter() - t0)
+            _write_outputs(
+                res, run, pol, base, junit=junit, github=github, write=write, seconds=time.perf_counter() - t0
+            )
         except AuditError as e:
             # the verdict stands; say loudly that the files could not be written
             res.output_error = str(e)
@@ -102,7 +103,11 @@ def policy_warnings(pol: Policy) -> list[str]:
     for rule in pol.rules:
         w = bounds_warning(rule)
         if w:
-            key = "max_drop" if rule.check == "regression" else ("threshold" if "max_count" not in rule.params else "max_count")
+            key = (
+                "max_drop"
+                if rule.check == "regression"
+                else ("threshold" if "max_count" not in rule.params else "max_count")
+            )
             out.append(f"{pol.where(rule, key)}: rule {rule.id!r} {w}")
     return out
 
@@ -110,8 +115,10 @@ def policy_warnings(pol: Policy) -> list[str]:
 def _open_baseline(path: Path) -> RunDir:
     """The ``--baseline`` run directory; errors say that it is the baseline that is wrong."""
     if not path.exists():
-        raise RunDirError(f"--baseline {path}: run directory does not exist (give the run directory of an earlier "
-                          "audit, e.g. the last accepted run)")
+        raise RunDirError(
+            f"--baseline {path}: run directory does not exist (give the run directory of an earlier "
+            "audit, e.g. the last accepted run)"
+        )
     try:
         base = RunDir.open(path)
         base.info  # noqa: B018 - a damaged run.json is an invalid baseline
@@ -120,11 +127,26 @@ def _open_baseline(path: Path) -> RunDir:
     return base
 
 
-def _write_outputs(res: GateResult, run: RunDir, pol: Policy, base: RunDir | None, *, junit: Path | None,
-                   github: bool, write: bool, seconds: float) -> None:
+def _write_outputs(
+    res: GateResult,
+    run: RunDir,
+    pol: Policy,
+    base: RunDir | None,
+    *,
+    junit: Path | None,
+    github: bool,
+    write: bool,
+    seconds: float,
+) -> None:
     xml = junit_xml(res.rules, policy_name=pol.name, policy_path=pol.path, run_path=run.path, seconds=seconds)
-    md = summary_md(res.rules, passed=res.passed, policy_name=pol.name, run_name=str(run.path),
-                    baseline=str(base.path) if base else None, warnings=res.warnings)
+    md = summary_md(
+        res.rules,
+        passed=res.passed,
+        policy_name=pol.name,
+        run_name=str(run.path),
+        baseline=str(base.path) if base else None,
+        warnings=res.warnings,
+    )
     try:
         md += "\n" + summary_markdown(run, title=True, top=10)
     except AuditError as e:
@@ -141,8 +163,11 @@ def _write_outputs(res: GateResult, run: RunDir, pol: Policy, base: RunDir | Non
         finally:
             if not held:
                 run.unlock()
-        res.outputs.update(result=str(run.file("check/result.json")), junit=str(run.file("check/junit.xml")),
-                           summary=str(run.file("check/summary.md")))
+        res.outputs.update(
+            result=str(run.file("check/result.json")),
+            junit=str(run.file("check/junit.xml")),
+            summary=str(run.file("check/summary.md")),
+        )
     if junit is not None:
         atomic_write_text(Path(junit), xml)
         res.outputs["junit_copy"] = str(junit)

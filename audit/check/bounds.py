@@ -11,9 +11,33 @@ __all__ = ["metric_range", "quantity_range", "bounds_warning"]
 
 # metrics whose values are proportions in [0, 1] (names compared case-insensitively; "recall.3" -> "recall")
 _UNIT_METRICS = {
-    "accuracy", "acc", "balanced_accuracy", "macro_f1", "micro_f1", "weighted_f1", "f1", "precision", "recall",
-    "miou", "mean_iou", "iou", "iou_image", "dice", "pixel_acc", "pixel_accuracy", "ece", "mce", "error_rate",
-    "auroc", "auc", "specificity", "sensitivity", "tpr", "fpr", "tnr", "fnr",
+    "accuracy",
+    "acc",
+    "balanced_accuracy",
+    "macro_f1",
+    "micro_f1",
+    "weighted_f1",
+    "f1",
+    "precision",
+    "recall",
+    "miou",
+    "mean_iou",
+    "iou",
+    "iou_image",
+    "dice",
+    "pixel_acc",
+    "pixel_accuracy",
+    "ece",
+    "mce",
+    "error_rate",
+    "auroc",
+    "auc",
+    "specificity",
+    "sensitivity",
+    "tpr",
+    "fpr",
+    "tnr",
+    "fnr",
 }
 _COUNT_CHECKS = ("no_split_leakage", "no_label_conflicts", "no_unreadable_files", "findings")
 
@@ -85,8 +109,9 @@ def bounds_warning(rule: Rule) -> str | None:
     if (op == "<=" and thr >= hi) or (op == "<" and thr > hi):
         return f"can never fail: {name} is never above {fmt(hi)}, so {expr} always holds; lower the threshold"
     if (op == ">=" and thr > hi) or (op == ">" and thr >= hi):
-        return (f"can never pass: {name} is never above {fmt(hi)}, so {expr} never holds"
-                + (" (a percentage where a fraction is meant?)" if hi == 1.0 and thr > 1 else ""))
+        return f"can never pass: {name} is never above {fmt(hi)}, so {expr} never holds" + (
+            " (a percentage where a fraction is meant?)" if hi == 1.0 and thr > 1 else ""
+        )
     if (op == "<=" and thr < lo) or (op == "<" and thr <= lo):
         return f"can never pass: {name} is never below {fmt(lo)}, so {expr} never holds"
     return None

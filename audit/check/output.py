@@ -21,25 +21,50 @@ def _ci(r: RuleResult) -> str:
 
 
 def _failure_text(r: RuleResult) -> str:
-    return (f"{r.id}: {r.message} | value={fmt(r.value)} ({r.bound or 'value'}) threshold={r.op or ''} "
-            f"{fmt(r.threshold)} ci={_ci(r) or 'n/a'} n={r.n if r.n is not None else 'n/a'}")
+    return (
+        f"{r.id}: {r.message} | value={fmt(r.value)} ({r.bound or 'value'}) threshold={r.op or ''} "
+        f"{fmt(r.threshold)} ci={_ci(r) or 'n/a'} n={r.n if r.n is not None else 'n/a'}"
+    )
 
 
-def junit_xml(results: list[RuleResult], *, policy_name: str, policy_path: Path, run_path: Path,
-              seconds: float = 0.0) -> str:
+def junit_xml(
+    results: list[RuleResult], *, policy_name: str, policy_path: Path, run_path: Path, seconds: float = 0.0
+) -> str:
     """JUnit XML with one testcase per rule (fail -> failure, skip -> skipped, warn -> system-out)."""
     n_fail = sum(r.status == "fail" for r in results)
     n_skip = sum(r.status == "skip" for r in results)
-    root = ET.Element("testsuites", name="audit check", tests=str(len(results)), failures=str(n_fail),
-                      errors="0", skipped=str(n_skip), time=f"{seconds:.3f}")
-    suite = ET.SubElement(root, "testsuite", name=f"audit check: {policy_name}", tests=str(len(results)),
-                          failures=str(n_fail), errors="0", skipped=str(n_skip), time=f"{seconds:.3f}")
+    root = ET.Element(
+        "testsuites",
+        name="audit check",
+        tests=str(len(results)),
+        failures=str(n_fail),
+        errors="0",
+        skipped=str(n_skip),
+        time=f"{seconds:.3f}",
+    )
+    suite = ET.SubElement(
+        root,
+        "testsuite",
+        name=f"audit check: {policy_name}",
+        tests=str(len(results)),
+        failures=str(n_fail),
+        errors="0",
+        skipped=str(n_skip),
+        time=f"{seconds:.3f}",
+    )
     props = ET.SubElement(suite, "properties")
     ET.SubElement(props, "property", name="run", value=str(run_path))
     ET.SubElement(props, "property", name="policy", value=str(policy_path))
     for r in results:
-        case = ET.SubElement(suite, "testcase", classname=f"audit.policy.{r.rule}", name=r.id, time="0",
-                             file=str(policy_path), line=str(r.line or 0))
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"audit.policy.{r.rule}",
+            name=r.id,
+            time="0",
+            file=str(policy_path),
+            line=str(r.line or 0),
+        )
         if r.status == "fail":
             f = ET.SubElement(case, "failure", message=_failure_text(r), type=f"policy.{r.rule}")
             f.text = "\n".join([r.message] + [str(d) for d in r.details[:20]])
@@ -52,8 +77,15 @@ def junit_xml(results: list[RuleResult], *, policy_name: str, policy_path: Path,
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def summary_md(results: list[RuleResult], *, passed: bool, policy_name: str, run_name: str,
-               baseline: str | None = None, warnings: list[str] | None = None) -> str:
+def summary_md(
+    results: list[RuleResult],
+    *,
+    passed: bool,
+    policy_name: str,
+    run_name: str,
+    baseline: str | None = None,
+    warnings: list[str] | None = None,
+) -> str:
     """The rule table as Markdown (the run's summary.md is appended by the caller)."""
     n_fail = sum(r.status == "fail" for r in results)
     n_warn = sum(r.status == "warn" for r in results)
@@ -63,7 +95,8 @@ def summary_md(results: list[RuleResult], *, passed: bool, policy_name: str, run
         f"## audit check {verdict}: {n_fail} failed, {n_warn} warning(s), {n_skip} skipped, "
         f"{len(results) - n_fail - n_warn - n_skip} passed of {len(results)} rules\n",
         f"Policy `{md_escape(policy_name)}` on run `{md_escape(run_name)}`"
-        + (f", baseline `{md_escape(baseline)}`" if baseline else "") + "\n",
+        + (f", baseline `{md_escape(baseline)}`" if baseline else "")
+        + "\n",
         *(f"> ⚠️ policy warning: {md_escape(w, 400)}\n" for w in warnings or ()),
         "| status | rule | check | value | threshold | 95% CI | n | detail |",
         "|---|---|---|---|---|---|---|---|",
@@ -72,7 +105,8 @@ def summary_md(results: list[RuleResult], *, passed: bool, policy_name: str, run
     for r in sorted(results, key=lambda r: order.get(r.status, 9)):
         lines.append(
             f"| {_ICON.get(r.status, r.status)} | {md_escape(r.id)} | {r.rule} | {fmt(r.value)} | "
-            f"{r.op or ''} {fmt(r.threshold)} | {_ci(r)} | {r.n if r.n is not None else ''} | {md_escape(r.message, 400)} |"
+            f"{r.op or ''} {fmt(r.threshold)} | {_ci(r)} | {r.n if r.n is not None else ''} | "
+            f"{md_escape(r.message, 400)} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -149,8 +183,13 @@ def print_console(results: list[RuleResult], *, passed: bool, console, outputs: 
         table.add_column(c, overflow="fold")
     order = {"fail": 0, "warn": 1, "skip": 2, "pass": 3}
     for r in sorted(results, key=lambda r: order.get(r.status, 9)):
-        table.add_row(f"[{style.get(r.status, '')}]{r.status}[/]", escape(r.id), fmt(r.value),
-                      f"{r.op or ''} {fmt(r.threshold)}", escape(r.message))
+        table.add_row(
+            f"[{style.get(r.status, '')}]{r.status}[/]",
+            escape(r.id),
+            fmt(r.value),
+            f"{r.op or ''} {fmt(r.threshold)}",
+            escape(r.message),
+        )
     console.print(table)
     n_fail = sum(r.status == "fail" for r in results)
     n_warn = sum(r.status == "warn" for r in results)

@@ -94,8 +94,11 @@ CHECKS: dict[str, tuple[dict[str, Param], str | None, str]] = {
             **_THRESH,
             "metric": Param("str", required=True, choices=("dp_diff", "dp_ratio", "eo_diff", "eop_diff")),
             "attribute": Param("strs", doc="attributes (or intersections) to check; default all"),
-            "class": Param("strs", doc="class rows to check ('worst', 'macro', 'binary' or a class); "
-                                       "default 'worst' (or 'binary') when present, else all"),
+            "class": Param(
+                "strs",
+                doc="class rows to check ('worst', 'macro', 'binary' or a class); "
+                "default 'worst' (or 'binary') when present, else all",
+            ),
             "scope": Param("str", None, SCOPES, doc="ood, id or all (default: ood when present, else all)"),
         },
         None,
@@ -135,8 +138,11 @@ CHECKS: dict[str, tuple[dict[str, Param], str | None, str]] = {
         "Cramer's V between label / domain and attributes (spurious correlation)",
     ),
     "shortcut": (
-        {**_THRESH, "target": Param("strs", doc="domain, label or attr.x (default all)"),
-         "features": Param("strs", doc="image_stats, file_properties")},
+        {
+            **_THRESH,
+            "target": Param("strs", doc="domain, label or attr.x (default all)"),
+            "features": Param("strs", doc="image_stats, file_properties"),
+        },
         "<=",
         "balanced accuracy above chance of predicting a target from cheap features",
     ),
@@ -245,8 +251,22 @@ def _key_line(text: str, start: int, key: str | None) -> int:
 
 # common misspellings of the comparison operators (=> for >=, words, unicode signs)
 _OP_ALIASES = {
-    "=>": ">=", "=<": "<=", "≥": ">=", "≤": "<=", "⩾": ">=", "⩽": "<=", "!<": ">=", "!>": "<=",
-    "ge": ">=", "gte": ">=", "gt": ">", "le": "<=", "lte": "<=", "lt": "<", ">>": ">", "<<": "<",
+    "=>": ">=",
+    "=<": "<=",
+    "≥": ">=",
+    "≤": "<=",
+    "⩾": ">=",
+    "⩽": "<=",
+    "!<": ">=",
+    "!>": "<=",
+    "ge": ">=",
+    "gte": ">=",
+    "gt": ">",
+    "le": "<=",
+    "lte": "<=",
+    "lt": "<",
+    ">>": ">",
+    "<<": "<",
 }
 
 
@@ -322,8 +342,10 @@ def parse_policy(text: str, path: Path | str = "policy.toml") -> Policy:
     for key, value in head.items():
         where = f"{path}:{_key_line(text, pline, key)}"
         if key not in _POLICY_KEYS:
-            raise PolicyError(f"{where}: unknown key {key!r} in [policy]{_hint(key, _POLICY_KEYS)}; allowed: "
-                              + ", ".join(_POLICY_KEYS))
+            raise PolicyError(
+                f"{where}: unknown key {key!r} in [policy]{_hint(key, _POLICY_KEYS)}; allowed: "
+                + ", ".join(_POLICY_KEYS)
+            )
         defaults[key] = _coerce(value, _POLICY_KEYS[key], where, key)
     for key, spec in _POLICY_KEYS.items():
         defaults.setdefault(key, spec.default)
@@ -340,10 +362,18 @@ def parse_policy(text: str, path: Path | str = "policy.toml") -> Policy:
         rules.append(_parse_rule(raw, i, line, text, path, defaults))
         rid = rules[-1].id
         if rid in seen:
-            raise PolicyError(f"{path}:{_key_line(text, line, 'id')}: duplicate rule id {rid!r} (also rule {seen[rid] + 1})")
+            raise PolicyError(
+                f"{path}:{_key_line(text, line, 'id')}: duplicate rule id {rid!r} (also rule {seen[rid] + 1})"
+            )
         seen[rid] = i
-    return Policy(path=path, name=defaults.get("name") or path.stem, rules=rules, min_n=defaults["min_n"], text=text,
-                  extra=defaults)
+    return Policy(
+        path=path,
+        name=defaults.get("name") or path.stem,
+        rules=rules,
+        min_n=defaults["min_n"],
+        text=text,
+        extra=defaults,
+    )
 
 
 def _parse_rule(raw: Any, i: int, line: int, text: str, path: Path, defaults: dict) -> Rule:
@@ -373,8 +403,10 @@ def _parse_rule(raw: Any, i: int, line: int, text: str, path: Path, defaults: di
             vals[key] = spec.default
     rid = vals.get("id") or f"{check}-{i + 1}"
     if not _NAME.match(rid):
-        raise PolicyError(f"{path}:{_key_line(text, line, 'id')}: rule {i + 1}: id {rid!r} may only use letters, "
-                          "digits, '_', '-', '.'")
+        raise PolicyError(
+            f"{path}:{_key_line(text, line, 'id')}: rule {i + 1}: id {rid!r} may only use letters, "
+            "digits, '_', '-', '.'"
+        )
     op = vals.get("op") or default_op
     if op is None and "op" in allowed:
         # group_metric / fairness: direction depends on the metric
@@ -409,7 +441,9 @@ def load_policy(path: Path | str) -> Policy:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise PolicyError(f"policy file {path} does not exist; write a starter one with `audit init-policy RUN`") from None
+        raise PolicyError(
+            f"policy file {path} does not exist; write a starter one with `audit init-policy RUN`"
+        ) from None
     except (OSError, UnicodeDecodeError) as e:
         raise PolicyError(f"cannot read policy file {path}: {e}") from None
     return parse_policy(text, path)

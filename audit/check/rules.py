@@ -41,8 +41,12 @@ def _choose(df: pd.DataFrame, col: str, wanted, rule: Rule, ctx: RuleContext, ke
     if unknown:
         from audit.check.policy import _hint
 
-        raise ctx.policy.error(rule, key, f"{key} {unknown[0]!r} is not in the run{_hint(unknown[0], have)}; "
-                                          f"available: {', '.join(have[:20]) or '(none)'}")
+        raise ctx.policy.error(
+            rule,
+            key,
+            f"{key} {unknown[0]!r} is not in the run{_hint(unknown[0], have)}; "
+            f"available: {', '.join(have[:20]) or '(none)'}",
+        )
     return df[df[col].astype(str).isin(wanted)]
 
 
@@ -128,7 +132,9 @@ def eval_group(rule: Rule, ctx: RuleContext) -> RuleResult:
 def eval_fairness(rule: Rule, ctx: RuleContext) -> RuleResult:
     f = ctx.table("metrics/fairness.parquet")
     if f is None:
-        return missing(rule, "metrics/fairness.parquet is absent (a classification run with attributes and `audit metrics`)")
+        return missing(
+            rule, "metrics/fairness.parquet is absent (a classification run with attributes and `audit metrics`)"
+        )
     if f.empty:
         return missing(rule, _no_fairness_rows(ctx))
     f = _choose(f, "metric", rule.params["metric"], rule, ctx, "metric")
@@ -145,8 +151,9 @@ def eval_fairness(rule: Rule, ctx: RuleContext) -> RuleResult:
         compared, point, ci = _bounded(r, rule)
         n = _n(r.get("n"))
         cls = f" ({r['class']})" if "class" in f.columns and f["class"].nunique() > 1 else ""
-        items.append(Item(f"{_prefix(r, f)}{r['attribute']}{cls}", compared, point, ci, n,
-                          n is not None and n < rule.min_n))
+        items.append(
+            Item(f"{_prefix(r, f)}{r['attribute']}{cls}", compared, point, ci, n, n is not None and n < rule.min_n)
+        )
     return judge(rule, items, what=rule.params["metric"])
 
 
@@ -160,9 +167,11 @@ def _no_fairness_rows(ctx: RuleContext) -> str:
     except AuditError:
         cols = []
     if not any(c.startswith("attr.") for c in cols):
-        return (f"{what} because the run has no attributes (and no domain) to compare groups on; declare one with "
-                "`--attr COLUMN` when creating the run (or `audit metrics RUN --by COLUMN`), or remove this rule "
-                '(on_missing = "skip" allows runs without attributes)')
+        return (
+            f"{what} because the run has no attributes (and no domain) to compare groups on; declare one with "
+            "`--attr COLUMN` when creating the run (or `audit metrics RUN --by COLUMN`), or remove this rule "
+            '(on_missing = "skip" allows runs without attributes)'
+        )
     return f"{what}; recompute them with `audit metrics RUN`"
 
 
@@ -180,9 +189,17 @@ def eval_gap(rule: Rule, ctx: RuleContext) -> RuleResult:
         compared, point, ci = _bounded(r, rule, "gap_ci_low", "gap_ci_high", "gap")
         n_in, n_out = _n(r.get("n_in")), _n(r.get("n_out"))
         small = any(x is not None and x < rule.min_n for x in (n_in, n_out))
-        items.append(Item(f"{_prefix(r, g)}{r.get('fold', '')} (test {r['test_domain']})", compared, point, ci, n_out,
-                          small, {"in_domain": _num(r.get("in_domain")), "out_domain": _num(r.get("out_domain")),
-                                  "n_in": n_in}))
+        items.append(
+            Item(
+                f"{_prefix(r, g)}{r.get('fold', '')} (test {r['test_domain']})",
+                compared,
+                point,
+                ci,
+                n_out,
+                small,
+                {"in_domain": _num(r.get("in_domain")), "out_domain": _num(r.get("out_domain")), "n_in": n_in},
+            )
+        )
     return judge(rule, items, what=f"{metric or 'metric'} gap (in - out)")
 
 
@@ -225,8 +242,13 @@ def eval_conflicts(rule: Rule, ctx: RuleContext) -> RuleResult:
     if d is None:
         return missing(rule, "profile/duplicates.parquet is absent (run `audit profile`)")
     c = d[d["label_conflict"].fillna(False).astype(bool)] if "label_conflict" in d.columns else d.iloc[:0]
-    return _count_result(rule, len(c), len(d), "duplicate pair(s) with different labels",
-                         [f"{a} ~ {b}" for a, b in c[["a", "b"]].itertuples(index=False)])
+    return _count_result(
+        rule,
+        len(c),
+        len(d),
+        "duplicate pair(s) with different labels",
+        [f"{a} ~ {b}" for a, b in c[["a", "b"]].itertuples(index=False)],
+    )
 
 
 def eval_unreadable(rule: Rule, ctx: RuleContext) -> RuleResult:
@@ -234,7 +256,11 @@ def eval_unreadable(rule: Rule, ctx: RuleContext) -> RuleResult:
     if im is None:
         return missing(rule, "profile/images.parquet is absent (run `audit profile`)")
     bad = im[~im["readable"].fillna(False).astype(bool)]
-    ex = [f"{r.sample_id} ({r.error})" for r in bad[["sample_id", "error"]].itertuples(index=False)] if "error" in bad else []
+    ex = (
+        [f"{r.sample_id} ({r.error})" for r in bad[["sample_id", "error"]].itertuples(index=False)]
+        if "error" in bad
+        else []
+    )
     return _count_result(rule, len(bad), len(im), "unreadable or missing file(s)", ex)
 
 
@@ -243,8 +269,16 @@ def eval_imbalance(rule: Rule, ctx: RuleContext) -> RuleResult:
     if t is None:
         return missing(rule, "profile/imbalance.parquet is absent (run `audit profile`)")
     t = _choose(t, "column", rule.params.get("columns"), rule, ctx, "columns")
-    items = [Item(f"{r['column']} ({r.get('max_group')} vs {r.get('min_group')})", _num(r["imbalance_ratio"]),
-                  _num(r["imbalance_ratio"]), None, None) for _, r in t.iterrows()]
+    items = [
+        Item(
+            f"{r['column']} ({r.get('max_group')} vs {r.get('min_group')})",
+            _num(r["imbalance_ratio"]),
+            _num(r["imbalance_ratio"]),
+            None,
+            None,
+        )
+        for _, r in t.iterrows()
+    ]
     return judge(rule, items, what="imbalance ratio")
 
 
@@ -267,8 +301,12 @@ def eval_association(rule: Rule, ctx: RuleContext) -> RuleResult:
         if unknown:
             from audit.check.policy import _hint
 
-            raise ctx.policy.error(rule, "columns", f"column {unknown[0]!r} is in no association"
-                                   f"{_hint(unknown[0], have)}; available: {', '.join(sorted(have))}")
+            raise ctx.policy.error(
+                rule,
+                "columns",
+                f"column {unknown[0]!r} is in no association"
+                f"{_hint(unknown[0], have)}; available: {', '.join(sorted(have))}",
+            )
         a = a[a["a"].astype(str).isin(cols) | a["b"].astype(str).isin(cols)]
     max_q = rule.params.get("max_q", 0.05)
     items = []
@@ -298,7 +336,9 @@ def eval_shortcut(rule: Rule, ctx: RuleContext) -> RuleResult:
         chance = _num(r.get("chance"))
         compared, point, ci = _bounded(r, rule, val="balanced_accuracy")
         ci2 = (ci[0] - chance, ci[1] - chance) if ci else None
-        items.append(Item(f"{r['target']} from {r['features']}", compared - chance, point - chance, ci2, _n(r.get("n"))))
+        items.append(
+            Item(f"{r['target']} from {r['features']}", compared - chance, point - chance, ci2, _n(r.get("n")))
+        )
     return judge(rule, items, what="balanced accuracy above chance")
 
 
@@ -316,10 +356,18 @@ def eval_findings(rule: Rule, ctx: RuleContext) -> RuleResult:
         return missing(rule, "findings.json is absent (run `audit profile`)")
     order = {"info": 0, "warning": 1, "critical": 2}
     least = order[rule.params.get("min_severity", "warning")]
-    fs = [f for f in ctx.run.findings()
-          if (not kinds or f.get("kind") in kinds) and order.get(f.get("severity"), 0) >= least]
-    return _count_result(rule, len(fs), None, "finding(s)" + (f" of kind {', '.join(kinds)}" if kinds else ""),
-                         [f"{f.get('severity')}: {f.get('title')}" for f in fs])
+    fs = [
+        f
+        for f in ctx.run.findings()
+        if (not kinds or f.get("kind") in kinds) and order.get(f.get("severity"), 0) >= least
+    ]
+    return _count_result(
+        rule,
+        len(fs),
+        None,
+        "finding(s)" + (f" of kind {', '.join(kinds)}" if kinds else ""),
+        [f"{f.get('severity')}: {f.get('title')}" for f in fs],
+    )
 
 
 # ------------------------------------------------------------------ regression against a baseline
@@ -333,17 +381,39 @@ def _regression_item(label: str, new: Item, old: Item, lower_better: bool) -> It
     drop = (new.point - old.point) if lower_better else (old.point - new.point)
     se = math.sqrt(_se(new.ci) ** 2 + _se(old.ci) ** 2)
     ci = (drop - 1.959964 * se, drop + 1.959964 * se) if not math.isnan(se) else None
-    return Item(label, drop, drop, ci, new.n, new.insufficient or old.insufficient,
-                {"new": new.point, "old": old.point, "new_ci": new.ci, "old_ci": old.ci, "old_n": old.n})
+    return Item(
+        label,
+        drop,
+        drop,
+        ci,
+        new.n,
+        new.insufficient or old.insufficient,
+        {"new": new.point, "old": old.point, "new_ci": new.ci, "old_ci": old.ci, "old_n": old.n},
+    )
 
 
 def eval_regression(rule: Rule, ctx: RuleContext) -> RuleResult:
     if ctx.baseline is None:
-        return RuleResult(rule.id, rule.check, rule.severity, "skip", "no --baseline given; regression not checked",
-                          threshold=rule.threshold, line=rule.line, description=rule.description)
+        return RuleResult(
+            rule.id,
+            rule.check,
+            rule.severity,
+            "skip",
+            "no --baseline given; regression not checked",
+            threshold=rule.threshold,
+            line=rule.line,
+            description=rule.description,
+        )
     of = rule.params.get("of", "worst_group")
-    proxy = Rule(**{**rule.__dict__, "check": "worst_group", "bound": "value", "op": ">=",
-                    "params": {**rule.params, "by": ["overall"] if of == "overall" else rule.params.get("by")}})
+    proxy = Rule(
+        **{
+            **rule.__dict__,
+            "check": "worst_group",
+            "bound": "value",
+            "op": ">=",
+            "params": {**rule.params, "by": ["overall"] if of == "overall" else rule.params.get("by")},
+        }
+    )
     new, metric = _group_rows(proxy, ctx)
     if new is None:
         return missing(rule, metric)
@@ -361,6 +431,7 @@ def eval_regression(rule: Rule, ctx: RuleContext) -> RuleResult:
         olds = {it.label: it for it in oi}
         items = [_regression_item(it.label, it, olds[it.label], lower_better) for it in ni if it.label in olds]
     else:
+
         def worst(its: list[Item]) -> Item | None:
             ok = [it for it in its if not math.isnan(it.point) and not it.insufficient]
             if not ok:
@@ -370,8 +441,9 @@ def eval_regression(rule: Rule, ctx: RuleContext) -> RuleResult:
         wn, wo = worst(ni), worst(oi)
         if wn is None or wo is None:
             return missing(rule, f"no {metric} group with n >= {rule.min_n} in the run or the baseline")
-        items = [_regression_item(f"{wo.label} -> {wn.label}" if wo.label != wn.label else wn.label,
-                                  wn, wo, lower_better)]
+        items = [
+            _regression_item(f"{wo.label} -> {wn.label}" if wo.label != wn.label else wn.label, wn, wo, lower_better)
+        ]
     rule2 = Rule(**{**rule.__dict__, "op": "<=", "bound": "value"})
     res = judge(
         rule2,
@@ -414,8 +486,10 @@ def evaluate(rule: Rule, ctx: RuleContext, *, strict: bool = False) -> RuleResul
         raise
     except Exception as e:  # a table that does not follow docs/formats.md: record it, keep checking the others
         if strict:
-            raise RunDirError(f"{ctx.run.path}: cannot evaluate a {rule.check} rule: a table does not follow "
-                              f"docs/formats.md ({type(e).__name__}: {e})") from None
+            raise RunDirError(
+                f"{ctx.run.path}: cannot evaluate a {rule.check} rule: a table does not follow "
+                f"docs/formats.md ({type(e).__name__}: {e})"
+            ) from None
         res = missing(rule, f"cannot evaluate ({type(e).__name__}: {e})")
         res.status = failing_status(rule)
         return res

@@ -111,8 +111,18 @@ def failing_status(rule: Rule) -> str:
 def missing(rule: Rule, why: str) -> RuleResult:
     """The verdict when the data a rule needs is absent (``on_missing``)."""
     status = {"fail": failing_status(rule), "warn": "warn", "skip": "skip"}[rule.on_missing]
-    return RuleResult(rule.id, rule.check, rule.severity, status, f"no data: {why}", threshold=rule.threshold,
-                      op=rule.op, bound=rule.bound, line=rule.line, description=rule.description)
+    return RuleResult(
+        rule.id,
+        rule.check,
+        rule.severity,
+        status,
+        f"no data: {why}",
+        threshold=rule.threshold,
+        op=rule.op,
+        bound=rule.bound,
+        line=rule.line,
+        description=rule.description,
+    )
 
 
 def _describe(it: Item, rule: Rule, what: str) -> str:
@@ -124,6 +134,19 @@ def _describe(it: Item, rule: Rule, what: str) -> str:
     else:
         extra = f" ({(ci + n).lstrip(', ')})" if (ci or n) else ""
     return f"{it.label}: {what} {bound}{fmt(it.value)}{extra}"
+
+
+def _detail(it: Item) -> dict:
+    """One violating (or doubtful) item as ``RuleResult.details`` lists it."""
+    return {
+        "label": it.label,
+        "value": it.value,
+        "point": it.point,
+        "ci": list(it.ci) if it.ci else None,
+        "n": it.n,
+        "insufficient": it.insufficient,
+        **it.extra,
+    }
 
 
 def judge(
@@ -153,9 +176,18 @@ def judge(
     n_nan = len(items) - len(evaluable)
     if not evaluable:
         if empty_ok:
-            return RuleResult(rule.id, rule.check, rule.severity, "pass", f"nothing to check ({what})",
-                              threshold=rule.threshold, op=rule.op, bound=rule.bound, line=rule.line,
-                              description=rule.description)
+            return RuleResult(
+                rule.id,
+                rule.check,
+                rule.severity,
+                "pass",
+                f"nothing to check ({what})",
+                threshold=rule.threshold,
+                op=rule.op,
+                bound=rule.bound,
+                line=rule.line,
+                description=rule.description,
+            )
         return missing(rule, f"no evaluable {what} values" + (f" ({n_nan} empty)" if n_nan else ""))
     sufficient = [it for it in evaluable if not it.insufficient]
     insufficient = [it for it in evaluable if it.insufficient]
@@ -180,23 +212,35 @@ def judge(
     elif insufficient and rule.on_insufficient == "warn" and any(violates(it) for it in insufficient):
         status = "warn"
         small = [it for it in insufficient if violates(it)]
-        msg = (f"{len(small)} group(s) under min_n={rule.min_n} would violate {thr_txt}, e.g. "
-               f"{_describe(small[0], rule, what)}; worst of the rest {fmt(worst.value)} ({checked})")
+        msg = (
+            f"{len(small)} group(s) under min_n={rule.min_n} would violate {thr_txt}, e.g. "
+            f"{_describe(small[0], rule, what)}; worst of the rest {fmt(worst.value)} ({checked})"
+        )
     elif not sufficient and rule.on_insufficient != "fail":
         status = "warn" if rule.on_insufficient == "warn" else "skip"
         msg = f"every group is under min_n={rule.min_n}; no verdict ({checked})"
     else:
         status = "pass"
         msg = f"worst {_describe(worst, rule, what)} satisfies {thr_txt} ({checked})"
-    details = [
-        {"label": it.label, "value": it.value, "point": it.point, "ci": list(it.ci) if it.ci else None, "n": it.n,
-         "insufficient": it.insufficient, **it.extra}
-        for it in (viol + doubt)[:20]
-    ]
+    details = [_detail(it) for it in (viol + doubt)[:20]]
     return RuleResult(
-        rule.id, rule.check, rule.severity, status, msg, value=worst.value, threshold=rule.threshold, op=op,
-        bound=rule.bound, ci=list(worst.ci) if worst.ci else None, n=worst.n, group=worst.label, line=rule.line,
-        n_items=len(evaluable), n_violations=len(viol), n_insufficient=len(insufficient), details=details,
+        rule.id,
+        rule.check,
+        rule.severity,
+        status,
+        msg,
+        value=worst.value,
+        threshold=rule.threshold,
+        op=op,
+        bound=rule.bound,
+        ci=list(worst.ci) if worst.ci else None,
+        n=worst.n,
+        group=worst.label,
+        line=rule.line,
+        n_items=len(evaluable),
+        n_violations=len(viol),
+        n_insufficient=len(insufficient),
+        details=details,
         description=rule.description,
     )
 
@@ -222,5 +266,10 @@ class GateResult:
         return self.exit_code == 0
 
     def to_dict(self) -> dict:
-        return {"passed": self.passed, "exit_code": self.exit_code, "error": self.error,
-                "warnings": list(self.warnings), "rules": [r.to_dict() for r in self.rules]}
+        return {
+            "passed": self.passed,
+            "exit_code": self.exit_code,
+            "error": self.error,
+            "warnings": list(self.warnings),
+            "rules": [r.to_dict() for r in self.rules],
+        }

@@ -7,29 +7,36 @@ for very large runs (see the ``MAX_*`` constants).
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
 import math
-from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from audit.headline import SCOPE_PREFERENCE, headline, prefer, primary_metric, read_optional
-from audit.report.markdown import fmt_num
-from audit.report.svg import bar_chart, heatmap, interval_chart, reliability
+from audit.headline import headline, read_optional
+from audit.report.blocks import (
+    MAX_FINDINGS,
+    MAX_GROUPS,
+    MAX_JSON_CHARS,
+    MAX_ROWS,
+    MAX_THUMBS,
+    card,
+    ci,
+    e,
+    num,
+    section,
+    table,
+    thumb,
+)
+from audit.report.model_sections import (
+    calibration_section,
+    fairness_section,
+    generalization_section,
+    group_metrics_section,
+)
+from audit.report.svg import bar_chart, heatmap
 from audit.rundir import RunDir
 
 __all__ = ["render_html", "MAX_ROWS", "MAX_THUMBS", "MAX_GROUPS"]
-
-MAX_ROWS = 50  # rows of any table
-MAX_GROUPS = 30  # bars / intervals per chart
-MAX_THUMBS = 12  # duplicate pairs shown with thumbnails
-THUMB_PX = 64
-MAX_FINDINGS = 200
-MAX_JSON_CHARS = 20_000
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:0;color:#222;background:#fafafa;line-height:1.4}
@@ -55,76 +62,6 @@ details summary{cursor:pointer;color:#1f3550}.chart{display:block;margin:4px 0}
 """
 
 
-# ---------------------------------------------------------------------------------------------- helpers
-def e(v: Any) -> str:
-    """Escape anything for HTML text or attribute values."""
-    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
-        return ""
-    return html.escape(str(v), quote=True)
-
-
-def num(v: Any, d: int = 3) -> str:
-    """A number as the Markdown summary writes it (:func:`~audit.report.markdown.fmt_num`), escaped for HTML."""
-    return "n/a" if v is pd.NA else e(fmt_num(v, d))
-
-
-def ci(lo: Any, hi: Any) -> str:
-    if lo is None or hi is None or (isinstance(lo, float) and math.isnan(lo)):
-        return ""
-    return f"[{num(lo)}, {num(hi)}]"
-
-
-def table(df: pd.DataFrame | None, cols: list[str] | None = None, *, limit: int = MAX_ROWS,
-          headers: dict[str, str] | None = None) -> str:
-    """An HTML table of ``df`` (escaped, numbers formatted, capped at ``limit`` rows with a note)."""
-    if df is None or df.empty:
-        return '<p class="muted">no rows</p>'
-    cols = [c for c in (cols or list(df.columns)) if c in df.columns]
-    headers = headers or {}
-    out = ["<table><tr>" + "".join(f"<th>{e(headers.get(c, c))}</th>" for c in cols) + "</tr>"]
-    for _, r in df.head(limit).iterrows():
-        cells = []
-        for c in cols:
-            v = r[c]
-            if isinstance(v, (bool, np.bool_)):
-                cells.append(f"<td>{'yes' if v else 'no'}</td>")
-            elif isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
-                cells.append(f'<td class="num">{num(v)}</td>')
-            else:
-                s = "" if v is None or v is pd.NA else str(v)
-                cells.append(f"<td>{e(s[:200])}</td>")
-        out.append("<tr>" + "".join(cells) + "</tr>")
-    out.append("</table>")
-    if len(df) > limit:
-        out.append(f'<p class="note">showing {limit} of {len(df):,} rows (all rows are in the run directory)</p>')
-    return "".join(out)
-
-
-def section(sid: str, title: str, body: str) -> str:
-    return f'<section id="{sid}"><h2>{e(title)}</h2>{body}</section>'
-
-
-def card(k: str, v: str, d: str = "") -> str:
-    return f'<div class="card"><div class="k">{e(k)}</div><div class="v">{v}</div><div class="d">{d}</div></div>'
-
-
-def _thumb(run: RunDir, rel: Any) -> str:
-    """A small base64 PNG of a manifest file, or a note when it cannot be read."""
-    from PIL import Image
-
-    try:
-        p = run.abspath(str(rel))
-        with Image.open(p) as im:
-            im = im.convert("RGB")
-            im.thumbnail((THUMB_PX, THUMB_PX))
-            buf = io.BytesIO()
-            im.save(buf, "PNG", optimize=True)
-    except Exception as ex:  # missing, broken, or outside the root: show why instead of an image
-        return f'<span class="muted">({e(type(ex).__name__)})</span>'
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return f'<img class="thumb" alt="{e(rel)}" title="{e(rel)}" src="data:image/png;base64,{data}">'
-
-
 # ---------------------------------------------------------------------------------------------- sections
 def _overview(run: RunDir, h: dict) -> str:
     c = h["findings"]
@@ -138,18 +75,38 @@ def _overview(run: RunDir, h: dict) -> str:
         cards.append(card("unreadable files", num(h["n_unreadable"]) if h["n_unreadable"] else "0"))
     o, w, g, a = h.get("overall"), h.get("worst_group"), h.get("largest_gap"), h.get("biggest_association")
     if o:
-        cards.append(card(f"overall {o['metric']}", num(o["value"]),
-                          f"95% CI {ci(o['ci_low'], o['ci_high'])}, n={num(o['n'])} ({e(o.get('scope'))})"))
+        cards.append(
+            card(
+                f"overall {o['metric']}",
+                num(o["value"]),
+                f"95% CI {ci(o['ci_low'], o['ci_high'])}, n={num(o['n'])} ({e(o.get('scope'))})",
+            )
+        )
     if w:
-        cards.append(card(f"worst group {w['metric']}", num(w["value"]),
-                          f"{e(w['by'])} = {e(w['group'])}<br>95% CI {ci(w['ci_low'], w['ci_high'])}, n={num(w['n'])}"))
+        cards.append(
+            card(
+                f"worst group {w['metric']}",
+                num(w["value"]),
+                f"{e(w['by'])} = {e(w['group'])}<br>95% CI {ci(w['ci_low'], w['ci_high'])}, n={num(w['n'])}",
+            )
+        )
     if g:
-        cards.append(card("largest generalization gap", num(g["gap"]),
-                          f"held-out {e(g['test_domain'])}: in {num(g['in_domain'])} vs out {num(g['out_domain'])}"
-                          f"<br>95% CI {ci(g['ci_low'], g['ci_high'])}"))
+        cards.append(
+            card(
+                "largest generalization gap",
+                num(g["gap"]),
+                f"held-out {e(g['test_domain'])}: in {num(g['in_domain'])} vs out {num(g['out_domain'])}"
+                f"<br>95% CI {ci(g['ci_low'], g['ci_high'])}",
+            )
+        )
     if a:
-        cards.append(card("strongest association", num(a["value"]),
-                          f"{e(a['a'])} x {e(a['b'])} (Cramér's V)<br>95% CI {ci(a['ci_low'], a['ci_high'])}"))
+        cards.append(
+            card(
+                "strongest association",
+                num(a["value"]),
+                f"{e(a['a'])} x {e(a['b'])} (Cramér's V)<br>95% CI {ci(a['ci_low'], a['ci_high'])}",
+            )
+        )
     # the report stage is this document being written: its status is always "running" here
     stages = " ".join(f"{e(k)}=<b>{e(v)}</b>" for k, v in h["stages"].items() if k != "report")
     for name, st in run.stages().items():
@@ -162,8 +119,9 @@ def _overview(run: RunDir, h: dict) -> str:
     probs = "".join(f'<p class="note">problem: {e(p)}</p>' for p in h.get("problems", []))
     if not h.get("models"):
         probs += '<p class="note">No model was trained on this run: model sections are omitted.</p>'
-    return section("overview", "Overview", f'<div class="cards">{"".join(cards)}</div>'
-                   f'<p class="note">stages: {stages}</p>{probs}')
+    return section(
+        "overview", "Overview", f'<div class="cards">{"".join(cards)}</div><p class="note">stages: {stages}</p>{probs}'
+    )
 
 
 def _findings(run: RunDir) -> str:
@@ -182,20 +140,27 @@ def _findings(run: RunDir) -> str:
         rows.append(
             f'<tr><td><span class="sev sev-{e(sev)}">{e(sev)}</span></td><td>{e(f.get("kind"))}</td>'
             f"<td><b>{e(f.get('title'))}</b><br><span class='note'>{detail}</span>"
-            + (f"<br><span class='note'>columns: {e(cols)}{'; groups: ' + e(groups) if groups else ''}</span>"
-               if cols or groups else "")
+            + (
+                f"<br><span class='note'>columns: {e(cols)}{'; groups: ' + e(groups) if groups else ''}</span>"
+                if cols or groups
+                else ""
+            )
             + (f"<details><summary>evidence</summary><pre>{e(ev_txt)}</pre></details>" if ev_txt else "")
             + f'</td><td class="num">{num(f.get("value"))}</td><td>{ci(*fci) if len(fci) == 2 else ""}</td>'
             f'<td class="num">{num(f.get("n"))}</td><td>{e(f.get("stage"))}</td></tr>'
         )
     more = f'<p class="note">{len(fs) - MAX_FINDINGS} more in findings.json</p>' if len(fs) > MAX_FINDINGS else ""
-    return section("findings", f"Findings ({len(fs)}, ranked by severity)",
-                   "<table><tr><th>severity</th><th>kind</th><th>finding and evidence</th><th>value</th>"
-                   "<th>95% CI</th><th>n</th><th>stage</th></tr>" + "".join(rows) + "</table>" + more)
+    return section(
+        "findings",
+        f"Findings ({len(fs)}, ranked by severity)",
+        "<table><tr><th>severity</th><th>kind</th><th>finding and evidence</th><th>value</th>"
+        "<th>95% CI</th><th>n</th><th>stage</th></tr>" + "".join(rows) + "</table>" + more,
+    )
 
 
-def _datasheet(run: RunDir, h: dict, m: pd.DataFrame | None, images: pd.DataFrame | None,
-               imb: pd.DataFrame | None) -> str:
+def _datasheet(
+    run: RunDir, h: dict, m: pd.DataFrame | None, images: pd.DataFrame | None, imb: pd.DataFrame | None
+) -> str:
     ds = run.dataset
     parts = ["<h3>Composition</h3><table>"]
     parts.append(f"<tr><th>instances</th><td>{num(h['n'])} ({e(h['task'])})</td></tr>")
@@ -208,14 +173,29 @@ def _datasheet(run: RunDir, h: dict, m: pd.DataFrame | None, images: pd.DataFram
                 missing = int(m[col].isna().sum())
                 txt = ", ".join(f"{k} ({v:,})" for k, v in vc.head(12).items() if k is not pd.NA and k == k)
                 more = f", … {len(vc) - 12} more" if len(vc) > 12 else ""
-                parts.append(f"<tr><th>{e(col)}</th><td>{len(vc) - (1 if missing else 0)} values: {e(txt)}{e(more)}"
-                             f"{f'; {missing:,} missing' if missing else ''}</td></tr>")
+                parts.append(
+                    f"<tr><th>{e(col)}</th><td>{len(vc) - (1 if missing else 0)} values: {e(txt)}{e(more)}"
+                    f"{f'; {missing:,} missing' if missing else ''}</td></tr>"
+                )
         if "group" in m.columns:
             parts.append(f"<tr><th>groups (clusters)</th><td>{m['group'].nunique():,}</td></tr>")
     parts.append("</table>")
     if imb is not None and len(imb):
-        parts.append("<h3>Balance</h3>" + table(imb, ["column", "n_groups", "imbalance_ratio", "normalized_entropy",
-                                                       "effective_n", "min_group", "max_group"]))
+        parts.append(
+            "<h3>Balance</h3>"
+            + table(
+                imb,
+                [
+                    "column",
+                    "n_groups",
+                    "imbalance_ratio",
+                    "normalized_entropy",
+                    "effective_n",
+                    "min_group",
+                    "max_group",
+                ],
+            )
+        )
     if m is not None and "domain" in m.columns:
         parts.append("<h3>Collection domains</h3>")
         d = m.groupby("domain", dropna=False).size().rename("n").to_frame()
@@ -234,11 +214,21 @@ def _datasheet(run: RunDir, h: dict, m: pd.DataFrame | None, images: pd.DataFram
     known = [f for f in run.findings() if f.get("stage") == "profile" and f.get("severity") in ("critical", "warning")]
     parts.append("<h3>Known biases and issues (from the profile)</h3>")
     if known:
-        parts.append("<ul>" + "".join(f"<li><span class='sev sev-{e(f.get('severity'))}'>{e(f.get('severity'))}</span> "
-                                      f"{e(f.get('title'))}</li>" for f in known[:25]) + "</ul>")
+        parts.append(
+            "<ul>"
+            + "".join(
+                f"<li><span class='sev sev-{e(f.get('severity'))}'>{e(f.get('severity'))}</span> "
+                f"{e(f.get('title'))}</li>"
+                for f in known[:25]
+            )
+            + "</ul>"
+        )
     else:
-        parts.append('<p class="muted">none at warning level or above' +
-                     (" (the profile has not run)" if not run.finished("profile") else "") + "</p>")
+        parts.append(
+            '<p class="muted">none at warning level or above'
+            + (" (the profile has not run)" if not run.finished("profile") else "")
+            + "</p>"
+        )
     notes = ds.get("notes") or []
     if notes:
         parts.append("<h3>Notes from ingestion</h3><ul>" + "".join(f"<li>{e(n)}</li>" for n in notes[:20]) + "</ul>")
@@ -252,8 +242,10 @@ def _distributions(dist: pd.DataFrame | None) -> str:
     for col, g in dist.groupby("column", sort=False):
         g = g.sort_values("n", ascending=False)
         head = g.head(MAX_GROUPS)
-        note = [f"({s * 100:.1f}%)" + (" under min_n" if st != "ok" else "") for s, st in
-                zip(head["share"], head.get("status", pd.Series(["ok"] * len(head))), strict=False)]
+        note = [
+            f"({s * 100:.1f}%)" + (" under min_n" if st != "ok" else "")
+            for s, st in zip(head["share"], head.get("status", pd.Series(["ok"] * len(head))), strict=False)
+        ]
         out.append(f"<h3>{e(col)}</h3>" + bar_chart(head["group"].tolist(), head["n"].tolist(), note=note))
         if len(g) > MAX_GROUPS:
             out.append(f'<p class="note">{len(g) - MAX_GROUPS} smaller groups not drawn</p>')
@@ -271,41 +263,57 @@ def _associations(assoc: pd.DataFrame | None, resid: pd.DataFrame | None) -> str
     mat = [[math.nan] * len(cols) for _ in rows]
     for _, r in a.iterrows():
         mat[rows.index(str(r["a"]))][cols.index(str(r["b"]))] = float(r["value"])
-    body = ["<p class='note'>Cramér's V over the whole dataset (0 = independent, 1 = determined).</p>",
-            heatmap(rows, cols, mat)]
-    body.append("<h3>All associations</h3>" + table(
-        assoc.sort_values("value", ascending=False), ["a", "b", "within", "value", "ci_low", "ci_high", "p", "q", "n"]))
+    body = [
+        "<p class='note'>Cramér's V over the whole dataset (0 = independent, 1 = determined).</p>",
+        heatmap(rows, cols, mat),
+    ]
+    body.append(
+        "<h3>All associations</h3>"
+        + table(
+            assoc.sort_values("value", ascending=False),
+            ["a", "b", "within", "value", "ci_low", "ci_high", "p", "q", "n"],
+        )
+    )
     if resid is not None and len(resid):
         top = resid.reindex(resid["std_residual"].abs().sort_values(ascending=False).index).head(20)
-        body.append("<h3>Largest cells (standardized residuals)</h3>" + table(
-            top, ["a", "b", "within", "a_value", "b_value", "observed", "expected", "std_residual", "lift"]))
+        body.append(
+            "<h3>Largest cells (standardized residuals)</h3>"
+            + table(top, ["a", "b", "within", "a_value", "b_value", "observed", "expected", "std_residual", "lift"])
+        )
     return section("associations", "Associations (spurious correlations)", "".join(body))
 
 
-def _image_stats(images: pd.DataFrame | None, shift: pd.DataFrame | None, shortcuts: pd.DataFrame | None,
-                 m: pd.DataFrame | None) -> str:
+def _image_stats(
+    images: pd.DataFrame | None, shift: pd.DataFrame | None, shortcuts: pd.DataFrame | None, m: pd.DataFrame | None
+) -> str:
     body = []
     if images is not None and m is not None and "domain" in m.columns:
         im = images.set_index("sample_id").reindex(m["sample_id"])
         im["domain"] = m["domain"].to_numpy()
-        stats = [c for c in ("brightness", "contrast", "saturation", "colorfulness", "sharpness", "entropy", "bytes")
-                 if c in im.columns]
+        stats = [
+            c
+            for c in ("brightness", "contrast", "saturation", "colorfulness", "sharpness", "entropy", "bytes")
+            if c in im.columns
+        ]
         if stats:
             t = im.groupby("domain", dropna=False)[stats].agg(["mean", "std"])
             t.columns = [f"{a} {b}" for a, b in t.columns]
             body.append("<h3>Per-domain image statistics (mean, std)</h3>" + table(t.reset_index()))
     if shift is not None and len(shift):
         s = shift.reindex(shift["effect"].abs().sort_values(ascending=False).index)
-        body.append("<h3>Covariate shift: standardized mean difference vs the rest</h3>" +
-                    table(s, ["by", "group", "statistic", "effect", "ks", "p", "q", "n"], limit=30))
+        body.append(
+            "<h3>Covariate shift: standardized mean difference vs the rest</h3>"
+            + table(s, ["by", "group", "statistic", "effect", "ks", "p", "q", "n"], limit=30)
+        )
     if shortcuts is not None and len(shortcuts):
-        body.append("<h3>Shortcuts: predicting a target from cheap features</h3>" +
-                    table(shortcuts, ["target", "features", "balanced_accuracy", "ci_low", "ci_high", "chance", "n"]))
+        body.append(
+            "<h3>Shortcuts: predicting a target from cheap features</h3>"
+            + table(shortcuts, ["target", "features", "balanced_accuracy", "ci_low", "ci_high", "chance", "n"])
+        )
     return section("image-stats", "Per-domain image statistics and shortcuts", "".join(body)) if body else ""
 
 
-def _duplicates(run: RunDir, dups: pd.DataFrame | None, images: pd.DataFrame | None,
-                m: pd.DataFrame | None) -> str:
+def _duplicates(run: RunDir, dups: pd.DataFrame | None, images: pd.DataFrame | None, m: pd.DataFrame | None) -> str:
     body = []
     if dups is not None and len(dups):
         d = dups.copy()
@@ -317,145 +325,47 @@ def _duplicates(run: RunDir, dups: pd.DataFrame | None, images: pd.DataFrame | N
         path = m.set_index("sample_id")["filepath"] if m is not None else pd.Series(dtype=str)
         rows = []
         for _, r in d.head(MAX_THUMBS).iterrows():
-            ta = _thumb(run, path.get(r["a"], r["a"]))
-            tb = _thumb(run, path.get(r["b"], r["b"]))
-            flags = ", ".join(x for x, on in (("cross-split", r.get("cross_split")),
-                                              ("label conflict", r.get("label_conflict"))) if bool(on))
-            rows.append(f"<tr><td>{ta}</td><td>{tb}</td><td>{e(r['a'])}<br>{e(r['b'])}</td><td>{e(r.get('kind'))}</td>"
-                        f"<td class='num'>{num(r.get('distance'))}</td><td>{e(flags)}</td></tr>")
-        body.append("<table><tr><th>a</th><th>b</th><th>sample ids</th><th>kind</th><th>distance</th><th>flags</th></tr>"
-                    + "".join(rows) + "</table>")
+            ta = thumb(run, path.get(r["a"], r["a"]))
+            tb = thumb(run, path.get(r["b"], r["b"]))
+            flags = ", ".join(
+                x
+                for x, on in (("cross-split", r.get("cross_split")), ("label conflict", r.get("label_conflict")))
+                if bool(on)
+            )
+            rows.append(
+                f"<tr><td>{ta}</td><td>{tb}</td><td>{e(r['a'])}<br>{e(r['b'])}</td><td>{e(r.get('kind'))}</td>"
+                f"<td class='num'>{num(r.get('distance'))}</td><td>{e(flags)}</td></tr>"
+            )
+        body.append(
+            "<table><tr><th>a</th><th>b</th><th>sample ids</th><th>kind</th><th>distance</th><th>flags</th></tr>"
+            + "".join(rows)
+            + "</table>"
+        )
         if len(d) > MAX_THUMBS:
-            body.append("<h3>More pairs</h3>" + table(d.iloc[MAX_THUMBS:], ["a", "b", "kind", "distance", "cross_split",
-                                                                           "label_conflict"]))
+            body.append(
+                "<h3>More pairs</h3>"
+                + table(d.iloc[MAX_THUMBS:], ["a", "b", "kind", "distance", "cross_split", "label_conflict"])
+            )
     elif dups is not None:
         body.append('<p class="muted">no duplicates found</p>')
     if images is not None and "readable" in images.columns:
         bad = images[~images["readable"].fillna(False).astype(bool)]
         if len(bad):
-            body.append(f"<h3>Unreadable or missing files ({len(bad):,})</h3>" + table(bad, ["sample_id", "filepath",
-                                                                                            "error", "bytes"]))
+            body.append(
+                f"<h3>Unreadable or missing files ({len(bad):,})</h3>"
+                + table(bad, ["sample_id", "filepath", "error", "bytes"])
+            )
     return section("duplicates", "Duplicates, leakage and broken files", "".join(body)) if body else ""
-
-
-def _group_metrics(groups: pd.DataFrame | None, task: str) -> str:
-    if groups is None or groups.empty:
-        return ""
-    metric = primary_metric(groups["metric"], task)
-    if metric is None:
-        return ""
-    body = [f"<p class='note'>Primary metric <b>{e(metric)}</b> with 95% intervals; grey = fewer samples than min_n "
-            "(no verdict). Dashed line: overall value.</p>"]
-    g = groups[groups["metric"] == metric]
-    if "fold" in g.columns and (g["fold"] == "all").any():
-        g = g[g["fold"] == "all"]
-    for (model, protocol), gm in g.groupby(["model", "protocol"], sort=False):
-        scopes = [s for s in SCOPE_PREFERENCE if s in set(gm["scope"])] if "scope" in gm.columns else [None]
-        for scope in scopes[:2]:
-            gs = gm[gm["scope"] == scope] if scope else gm
-            overall = gs[gs["by"] == "overall"]["value"]
-            ref = float(overall.iloc[0]) if len(overall) else None
-            body.append(f"<h3>{e(model)} / {e(protocol)} / {e(scope or 'all')}"
-                        f"{' (out-of-domain)' if scope == 'ood' else ' (in-domain)' if scope == 'id' else ''}</h3>")
-            for by, gb in gs[gs["by"] != "overall"].groupby("by", sort=False):
-                gb = gb.sort_values("value")
-                rows = [(str(r["group"]), r["value"], r["ci_low"], r["ci_high"], r["n"],
-                         str(r.get("status", "ok")) != "ok") for _, r in gb.head(MAX_GROUPS).iterrows()]
-                body.append(f"<p><b>{e(by)}</b></p>" + interval_chart(rows, lo=0.0, hi=1.0, ref=ref))
-    other = prefer(groups[groups["metric"] != metric], "fold", ("all",))
-    if len(other):
-        o = other[other["by"] == "overall"] if (other["by"] == "overall").any() else other
-        body.append("<h3>Other metrics (overall)</h3>" + table(o, ["model", "protocol", "scope", "metric", "value",
-                                                                   "ci_low", "ci_high", "n", "status"]))
-    return section("group-metrics", "Per-group metrics", "".join(body))
-
-
-def _generalization(gen: pd.DataFrame | None, transfer: pd.DataFrame | None) -> str:
-    if gen is None or gen.empty:
-        return ""
-    rows = []
-    # one chart for the primary metric (the table below has every metric)
-    metric = next((m for m in ("accuracy", "miou") if "metric" in gen.columns and (gen["metric"] == m).any()), None)
-    chart = gen[gen["metric"] == metric] if metric else gen
-    for _, r in chart.iterrows():
-        multi = "model" in chart.columns and chart["model"].nunique() > 1
-        lab = (f"{r.get('model', '')} " if multi else "") + f"held-out {r['test_domain']}"
-        rows.append((f"{lab}: in", r["in_domain"], r.get("in_ci_low"), r.get("in_ci_high"), r.get("n_in"), False))
-        rows.append((f"{lab}: out", r["out_domain"], r.get("out_ci_low"), r.get("out_ci_high"), r.get("n_out"), "alt"))
-    shown = html.escape(str(metric or "the metric"))
-    body = [f"<p class='note'>{shown}: in-domain (test samples of the training domains, blue) vs out-of-domain (the "
-            "held-out domain, grey) with 95% intervals; the table has every metric.</p>", interval_chart(rows[: 2 * MAX_GROUPS], lo=0.0, hi=1.0),
-            table(gen, ["model", "protocol", "fold", "train_domains", "test_domain", "metric", "in_domain", "n_in",
-                        "out_domain", "n_out", "gap", "gap_ci_low", "gap_ci_high"])]
-    if transfer is not None and len(transfer):
-        piv = transfer.pivot_table(index="train_domain", columns="test_domain", values="value", aggfunc="mean")
-        body.append("<h3>Transfer matrix (train domain -> test domain)</h3>" + heatmap(
-            [str(x) for x in piv.index], [str(x) for x in piv.columns], piv.to_numpy().tolist()))
-    return section("generalization", "Generalization: in-domain vs out-of-domain", "".join(body))
-
-
-def _fairness(fair: pd.DataFrame | None) -> str:
-    if fair is None or fair.empty:
-        return ""
-    body = ['<p class="note">A gap is the largest minus the smallest group rate (a ratio: smallest over largest), '
-            "for attributes; domains are in the generalization section. Such a gap is biased away from parity by "
-            "chance, and so is its bootstrap interval, which therefore rarely includes 0: judge the evidence by the "
-            "findings (their q-values), not by whether the interval excludes 0. Most serious first; undefined gaps "
-            "(fewer than two groups with enough samples) come last.</p>"]
-    fair = prefer(prefer(fair, "fold", ("all",)), "scope", SCOPE_PREFERENCE)
-    if "attribute" in fair.columns:  # fairness is about attributes; the domain rows stay in the run directory
-        attrs = ~fair["attribute"].astype(str).str.contains(r"\bdomain\b", regex=True)
-        fair = fair[attrs] if attrs.any() else fair
-    ratio = fair["metric"].astype(str).str.endswith("ratio")
-    # worst first: the largest lower bound of a difference, the smallest upper bound of a ratio
-    key = pd.to_numeric(fair["ci_low"], errors="coerce").fillna(pd.to_numeric(fair["value"], errors="coerce"))
-    key = key.where(~ratio, -pd.to_numeric(fair["ci_high"], errors="coerce").fillna(
-        pd.to_numeric(fair["value"], errors="coerce")))
-    fair = fair.assign(_k=key).sort_values(["metric", "_k"], ascending=[True, False], na_position="last",
-                                           kind="mergesort")
-    for metric, f in fair.groupby("metric", sort=False):
-        f = prefer(f, "class", ("worst", "binary"))
-        rows = [(f"{r['attribute']} ({r.get('class', '')})", r["value"], r["ci_low"], r["ci_high"], r["n"], False)
-                for _, r in f.head(MAX_GROUPS).iterrows()]
-        lo = 0.0 if not metric.endswith("ratio") else None
-        body.append(f"<h3>{e(metric)}</h3>" + interval_chart(rows, lo=lo, hi=1.0))
-    body.append(table(fair.drop(columns="_k"), ["model", "protocol", "scope", "attribute", "metric", "class", "value",
-                                                "ci_low", "ci_high", "n", "groups"]))
-    return section("fairness", "Fairness gaps", "".join(body))
-
-
-_SCOPE_WORDS = {"ood": "held-out (out-of-domain)", "id": "in-domain", "all": "all"}
-
-
-def _calibration(cal: pd.DataFrame | None, groups: pd.DataFrame | None) -> str:
-    if cal is None or cal.empty:
-        return ""
-    body = []
-    if groups is not None and "metric" in groups.columns:
-        ece = groups[(groups["metric"] == "ece") & (groups["by"] == "overall")]
-        ece = prefer(ece, "fold", ("all",))
-        if len(ece):
-            body.append(table(ece, ["model", "protocol", "scope", "value", "ci_low", "ci_high", "n"],
-                              headers={"value": "ECE"}))
-    c = cal[cal["by"] == "overall"] if "by" in cal.columns and (cal["by"] == "overall").any() else cal
-    c = prefer(prefer(c, "fold", ("all",)), "scope", SCOPE_PREFERENCE)  # one curve per model, pooled folds
-    scope = str(c["scope"].iloc[0]) if "scope" in c.columns and len(c) else "all"
-    body.append(f'<p class="note">Reliability of the pooled folds, {e(_SCOPE_WORDS.get(scope, scope))} test rows: '
-                "points below the diagonal are over-confident bins, above it under-confident; dot area = rows.</p>")
-    charts = []
-    for key, g in list(c.groupby(["model", "protocol"], sort=False))[:4]:
-        g = g.sort_values("bin")
-        charts.append(f"<div><p><b>{e(' / '.join(map(str, key)))}</b></p>" +
-                      reliability(g["confidence"].tolist(), g["accuracy"].tolist(), g["count"].tolist()) + "</div>")
-    body.append('<div style="display:flex;gap:20px;flex-wrap:wrap">' + "".join(charts) + "</div>")
-    return section("calibration", "Calibration", "".join(body))
 
 
 def _masks(masks: pd.DataFrame | None) -> str:
     if masks is None or masks.empty:
         return ""
-    return section("masks", "Segmentation masks: class pixel share by group",
-                   table(masks, ["by", "group", "class", "pixel_share", "mean_object_size", "n_images"]))
+    return section(
+        "masks",
+        "Segmentation masks: class pixel share by group",
+        table(masks, ["by", "group", "class", "pixel_share", "mean_object_size", "n_images"]),
+    )
 
 
 def _provenance(run: RunDir) -> str:
@@ -463,10 +373,13 @@ def _provenance(run: RunDir) -> str:
     txt = json.dumps(info, indent=2, default=str)
     if len(txt) > MAX_JSON_CHARS:
         txt = txt[:MAX_JSON_CHARS] + "\n… (truncated; see run.json)"
-    return section("provenance", "Provenance (run.json)",
-                   f"<p class='note'>tool {e(info.get('version'))}, created {e(info.get('created'))}, seed "
-                   f"{e(info.get('seed'))}, command <code>{e(' '.join(map(str, info.get('command', []))))}</code></p>"
-                   f"<details><summary>run.json</summary><pre>{e(txt)}</pre></details>")
+    return section(
+        "provenance",
+        "Provenance (run.json)",
+        f"<p class='note'>tool {e(info.get('version'))}, created {e(info.get('created'))}, seed "
+        f"{e(info.get('seed'))}, command <code>{e(' '.join(map(str, info.get('command', []))))}</code></p>"
+        f"<details><summary>run.json</summary><pre>{e(txt)}</pre></details>",
+    )
 
 
 # ---------------------------------------------------------------------------------------------- page
@@ -492,10 +405,10 @@ def render_html(run: RunDir, *, h: dict | None = None) -> str:
         _image_stats(images, t("profile/image_stats_shift.parquet"), t("profile/shortcuts.parquet"), m),
         _duplicates(run, t("profile/duplicates.parquet"), images, m),
         _masks(t("profile/masks.parquet")),
-        _group_metrics(groups, h["task"]),
-        _generalization(t("metrics/generalization.parquet"), t("metrics/transfer.parquet")),
-        _fairness(t("metrics/fairness.parquet")),
-        _calibration(t("metrics/calibration.parquet"), groups),
+        group_metrics_section(groups, h["task"]),
+        generalization_section(t("metrics/generalization.parquet"), t("metrics/transfer.parquet")),
+        fairness_section(t("metrics/fairness.parquet")),
+        calibration_section(t("metrics/calibration.parquet"), groups),
         _provenance(run),
     ]
     body = [p for p in parts if p]

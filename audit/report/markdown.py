@@ -56,31 +56,54 @@ def headline_rows(h: dict, esc=md_escape) -> list[tuple[str, str]]:
         rows.append(("models", esc(", ".join(h["models"]))))
     o = h.get("overall")
     if o:
-        rows.append((f"overall {esc(o['metric'])} ({esc(o.get('scope') or 'all')})",
-                     f"{fmt_value_ci(o['value'], o['ci_low'], o['ci_high'])}, n={fmt_num(o['n'])}"))
+        rows.append(
+            (
+                f"overall {esc(o['metric'])} ({esc(o.get('scope') or 'all')})",
+                f"{fmt_value_ci(o['value'], o['ci_low'], o['ci_high'])}, n={fmt_num(o['n'])}",
+            )
+        )
     w = h.get("worst_group")
     if w:
-        rows.append((f"worst group ({esc(w['metric'])})",
-                     f"{esc(w['by'])} = {esc(w['group'])}: "
-                     f"{fmt_value_ci(w['value'], w['ci_low'], w['ci_high'])}, n={fmt_num(w['n'])}"))
+        rows.append(
+            (
+                f"worst group ({esc(w['metric'])})",
+                f"{esc(w['by'])} = {esc(w['group'])}: "
+                f"{fmt_value_ci(w['value'], w['ci_low'], w['ci_high'])}, n={fmt_num(w['n'])}",
+            )
+        )
     g = h.get("largest_gap")
     if g:
-        rows.append(("largest generalization gap",
-                     f"{fmt_value_ci(g['gap'], g['ci_low'], g['ci_high'])} on held-out {esc(g['test_domain'])} "
-                     f"(in {fmt_num(g['in_domain'])}, out {fmt_num(g['out_domain'])}, n_out={fmt_num(g['n_out'])})"))
+        rows.append(
+            (
+                "largest generalization gap",
+                f"{fmt_value_ci(g['gap'], g['ci_low'], g['ci_high'])} on held-out {esc(g['test_domain'])} "
+                f"(in {fmt_num(g['in_domain'])}, out {fmt_num(g['out_domain'])}, n_out={fmt_num(g['n_out'])})",
+            )
+        )
     f = h.get("largest_fairness_gap")
     if f:
-        rows.append(("largest fairness gap", f"{esc(f['metric'])} {fmt_value_ci(f['value'], f['ci_low'], f['ci_high'])} "
-                     f"across {esc(f['attribute'])}"))
+        rows.append(
+            (
+                "largest fairness gap",
+                f"{esc(f['metric'])} {fmt_value_ci(f['value'], f['ci_low'], f['ci_high'])} "
+                f"across {esc(f['attribute'])}",
+            )
+        )
     a = h.get("biggest_association")
     if a:
-        rows.append(("strongest association", f"{esc(a['a'])} x {esc(a['b'])}: Cramer's V "
-                     f"{fmt_value_ci(a['value'], a['ci_low'], a['ci_high'])}, n={fmt_num(a['n'])}"))
+        rows.append(
+            (
+                "strongest association",
+                f"{esc(a['a'])} x {esc(a['b'])}: Cramer's V "
+                f"{fmt_value_ci(a['value'], a['ci_low'], a['ci_high'])}, n={fmt_num(a['n'])}",
+            )
+        )
     c = h["findings"]
     rows.append(("findings", f"{c['critical']} critical, {c['warning']} warning, {c['info']} info"))
     # the report stage is what is being written while these rows are made: leave it out instead of "running"
-    rows.append(("stages", esc(", ".join(f"{k}={v}" for k, v in h["stages"].items()
-                                               if not (k == "report" and v == "running")))))
+    rows.append(
+        ("stages", esc(", ".join(f"{k}={v}" for k, v in h["stages"].items() if not (k == "report" and v == "running"))))
+    )
     return rows
 
 

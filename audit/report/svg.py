@@ -32,8 +32,15 @@ def _ok(v) -> bool:
     return v is not None and not (isinstance(v, float) and math.isnan(v))
 
 
-def bar_chart(labels: Sequence, values: Sequence[float], *, width: int = 520, fmt: str = "{:,.0f}",
-              note: Sequence[str] | None = None, colour_: str = BLUE) -> str:
+def bar_chart(
+    labels: Sequence,
+    values: Sequence[float],
+    *,
+    width: int = 520,
+    fmt: str = "{:,.0f}",
+    note: Sequence[str] | None = None,
+    colour_: str = BLUE,
+) -> str:
     """Horizontal bars, one per label (values >= 0)."""
     rows = len(labels)
     lw, bh, pad = 170, 16, 4
@@ -54,8 +61,15 @@ def bar_chart(labels: Sequence, values: Sequence[float], *, width: int = 520, fm
     return "".join(out)
 
 
-def interval_chart(rows: Sequence[tuple], *, lo: float | None = None, hi: float | None = None, width: int = 820,
-                   ref: float | None = None, label_width: int = 250) -> str:
+def interval_chart(
+    rows: Sequence[tuple],
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    width: int = 820,
+    ref: float | None = None,
+    label_width: int = 250,
+) -> str:
     """Points with 95% interval bars: rows of ``(label, value, ci_low, ci_high, n, style)``.
 
     ``style``: falsy = normal, ``True``/``"muted"`` = a group under min_n (grey, noted), ``"alt"`` = the
@@ -80,8 +94,9 @@ def interval_chart(rows: Sequence[tuple], *, lo: float | None = None, hi: float 
         out.append(f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="0" y2="{h - 16}" stroke="#eee"/>')
         out.append(f'<text x="{x(t):.1f}" y="{h - 4}" text-anchor="middle" fill="#777">{_f(t, 2)}</text>')
     if _ok(ref):
-        out.append(f'<line x1="{x(ref):.1f}" x2="{x(ref):.1f}" y1="0" y2="{h - 16}" stroke="#999" '
-                   'stroke-dasharray="3,3"/>')
+        out.append(
+            f'<line x1="{x(ref):.1f}" x2="{x(ref):.1f}" y1="0" y2="{h - 16}" stroke="#999" stroke-dasharray="3,3"/>'
+        )
     for i, r in enumerate(rows):
         label, v, a, b, n, muted = (list(r) + [None] * 6)[:6]
         y = i * bh + 12
@@ -107,8 +122,9 @@ def colour(v: float, vmax: float = 1.0) -> str:
     return f"rgb(255,{g},{g})" if t < 1 else "rgb(200,60,60)"
 
 
-def heatmap(row_labels: Sequence, col_labels: Sequence, matrix: Sequence[Sequence[float]], *,
-            vmax: float = 1.0, cell: int = 46) -> str:
+def heatmap(
+    row_labels: Sequence, col_labels: Sequence, matrix: Sequence[Sequence[float]], *, vmax: float = 1.0, cell: int = 46
+) -> str:
     """A table-like heatmap with the value in each cell (NaN cells grey)."""
     lw, th = 170, 110
     w = lw + cell * len(col_labels) + 4
@@ -122,10 +138,14 @@ def heatmap(row_labels: Sequence, col_labels: Sequence, matrix: Sequence[Sequenc
         out.append(f'<text x="{lw - 6}" y="{y + cell / 2 + 4:.1f}" text-anchor="end" fill="{INK}">{_t(r, 26)}</text>')
         for j, _ in enumerate(col_labels):
             v = matrix[i][j]
-            out.append(f'<rect x="{lw + j * cell}" y="{y}" width="{cell - 2}" height="{cell - 2}" fill="{colour(v, vmax)}"/>')
+            out.append(
+                f'<rect x="{lw + j * cell}" y="{y}" width="{cell - 2}" height="{cell - 2}" fill="{colour(v, vmax)}"/>'
+            )
             if _ok(v):
-                out.append(f'<text x="{lw + j * cell + cell / 2 - 1:.1f}" y="{y + cell / 2 + 3:.1f}" '
-                           f'text-anchor="middle" fill="{INK}">{_f(v, 2)}</text>')
+                out.append(
+                    f'<text x="{lw + j * cell + cell / 2 - 1:.1f}" y="{y + cell / 2 + 3:.1f}" '
+                    f'text-anchor="middle" fill="{INK}">{_f(v, 2)}</text>'
+                )
     out.append("</svg>")
     return "".join(out)
 
@@ -143,11 +163,13 @@ def reliability(conf: Sequence[float], acc: Sequence[float], count: Sequence[int
     def py(v: float) -> float:
         return 10 + s * (1 - v)
 
-    out = [f'<svg class="chart" width="{size}" height="{size + 12}" viewBox="0 0 {size} {size + 12}" role="img" {FONT}>',
-           f'<rect x="{m}" y="10" width="{s}" height="{s}" fill="none" stroke="#ccc"/>',
-           f'<line x1="{px(0)}" y1="{py(0)}" x2="{px(1)}" y2="{py(1)}" stroke="#999" stroke-dasharray="3,3"/>',
-           f'<text x="{m + s / 2}" y="{size + 10}" text-anchor="middle" fill="#555">confidence</text>',
-           f'<text transform="translate(10,{10 + s / 2}) rotate(-90)" text-anchor="middle" fill="#555">accuracy</text>']
+    out = [
+        f'<svg class="chart" width="{size}" height="{size + 12}" viewBox="0 0 {size} {size + 12}" role="img" {FONT}>',
+        f'<rect x="{m}" y="10" width="{s}" height="{s}" fill="none" stroke="#ccc"/>',
+        f'<line x1="{px(0)}" y1="{py(0)}" x2="{px(1)}" y2="{py(1)}" stroke="#999" stroke-dasharray="3,3"/>',
+        f'<text x="{m + s / 2}" y="{size + 10}" text-anchor="middle" fill="#555">confidence</text>',
+        f'<text transform="translate(10,{10 + s / 2}) rotate(-90)" text-anchor="middle" fill="#555">accuracy</text>',
+    ]
     for t in (0.0, 0.25, 0.5, 0.75, 1.0):  # ticks on both axes
         out.append(f'<text x="{px(t):.1f}" y="{py(0) + 12:.1f}" text-anchor="middle" fill="#777">{t:g}</text>')
         out.append(f'<text x="{m - 4}" y="{py(t) + 3:.1f}" text-anchor="end" fill="#777">{t:g}</text>')
@@ -159,7 +181,9 @@ def reliability(conf: Sequence[float], acc: Sequence[float], count: Sequence[int
         out.append(f'<polyline points="{path}" fill="none" stroke="{BLUE}" stroke-width="1.5"/>')
         for c, a, n in pts:
             r = 2 + 8 * math.sqrt(n / tot)
-            out.append(f'<circle cx="{px(c):.1f}" cy="{py(a):.1f}" r="{r:.1f}" fill="{BLUE}" fill-opacity="0.6">'
-                       f"<title>confidence {_f(c)}, accuracy {_f(a)}, n={int(n)}</title></circle>")
+            out.append(
+                f'<circle cx="{px(c):.1f}" cy="{py(a):.1f}" r="{r:.1f}" fill="{BLUE}" fill-opacity="0.6">'
+                f"<title>confidence {_f(c)}, accuracy {_f(a)}, n={int(n)}</title></circle>"
+            )
     out.append("</svg>")
     return "".join(out)

@@ -25,8 +25,10 @@ with dl.guard():
     cur = str(run.path)
     # default to two runs of the same task: this run and a sibling (one with model results if this one has
     # them), else any two runs sharing a task; runs of different tasks report different metrics
-    same = sorted((r for r in runs if r != cur and task[r] == task.get(cur)), key=lambda r: (model[r] != model.get(cur), r))
-    pairs = [(a, b) for i, a in enumerate(runs) for b in runs[i + 1:] if task[a] == task[b]]
+    same = sorted(
+        (r for r in runs if r != cur and task[r] == task.get(cur)), key=lambda r: (model[r] != model.get(cur), r)
+    )
+    pairs = [(a, b) for i, a in enumerate(runs) for b in runs[i + 1 :] if task[a] == task[b]]
     pairs.sort(key=lambda ab: (not (model[ab[0]] and model[ab[1]]), runs.index(ab[0])))
     if same:
         a_pref, b_pref = same[0], cur
@@ -38,10 +40,13 @@ with dl.guard():
         st.info(
             "Nothing comparable: no two of these runs share a task ("
             + ", ".join(f"{dl.esc(name(r))}: {dl.esc(task[r] or '?')}" for r in runs[:12])
-            + "). Runs of different tasks report different metrics; they are shown side by side below without differences."
+            + "). Runs of different tasks report different metrics; they are shown side by side below without "
+            "differences."
         )
     elif not same:
-        st.caption(f"No other run has this run's task ({dl.esc(task.get(cur) or '?')}); comparing two runs that share one.")
+        st.caption(
+            f"No other run has this run's task ({dl.esc(task.get(cur) or '?')}); comparing two runs that share one."
+        )
     c = st.columns(2)
     with c[0]:
         a_path = dl.select("Run A (baseline)", runs, key="cmp_a", prefer=[a_pref], format_func=name)
@@ -62,8 +67,12 @@ with dl.guard():
         return [dl.fmt(v, 0) if c else dl.fmt(v) for v, c in zip(table[col], count, strict=True)]
 
     def ci(prefix: str, value: str) -> list[str]:  # no interval for a count or a missing number
-        return ["" if c or v != v else dl.fmt_ci(lo, hi)
-                for v, lo, hi, c in zip(table[value], table[f"{prefix}_ci_low"], table[f"{prefix}_ci_high"], count, strict=True)]
+        return [
+            "" if c or v != v else dl.fmt_ci(lo, hi)
+            for v, lo, hi, c in zip(
+                table[value], table[f"{prefix}_ci_low"], table[f"{prefix}_ci_high"], count, strict=True
+            )
+        ]
 
     one_unit = (table["A_unit"] == table["B_unit"]) | (table["A_unit"] == "") | (table["B_unit"] == "")
     cols = {"number": table["number"]}
@@ -76,17 +85,23 @@ with dl.guard():
     if not one_unit.all():
         cols["B metric"] = table["B_unit"]
     if comparable:
-        cols["B - A"] = [dl.fmt(v, 0, signed=True) if c else dl.fmt(v) for v, c in zip(table["delta"], count, strict=True)]
+        cols["B - A"] = [
+            dl.fmt(v, 0, signed=True) if c else dl.fmt(v) for v, c in zip(table["delta"], count, strict=True)
+        ]
         cols["95% CI of B - A"] = ci("delta", "delta")
     cols.update({"A is about": table["A_what"], "B is about": table["B_what"]})
     st.dataframe(pd.DataFrame(cols), hide_index=True, width="stretch")
     if comparable:
-        st.caption("B - A with its 95% interval, combined from both runs' intervals (MOVER) where the numbers have one; "
-                   "a dash where the two runs report different metrics for that number.")
+        st.caption(
+            "B - A with its 95% interval, combined from both runs' intervals (MOVER) where the numbers have one; "
+            "a dash where the two runs report different metrics for that number."
+        )
     else:
         st.warning(
-            f"Run A reports {dl.esc(ma or task[a_path] or '?')} and run B {dl.esc(mb or task[b_path] or '?')}: different primary "
-            "metrics (or tasks), so their numbers are not comparable and no differences are shown. Each value is labelled "
+            f"Run A reports {dl.esc(ma or task[a_path] or '?')} and run B {dl.esc(mb or task[b_path] or '?')}: "
+            f"different primary "
+            "metrics (or tasks), so their numbers are not comparable and no differences are shown. Each value "
+            "is labelled "
             "with its own metric."
         )
         st.stop()
@@ -114,27 +129,71 @@ with dl.guard():
         st.info("No matching rows.")
         st.stop()
     d = d.copy()
-    key_cols = [k for k in ("model", "protocol", "group") if k in d.columns and d[k].nunique(dropna=False) > 1 or k == "group"]
+    key_cols = [
+        k for k in ("model", "protocol", "group") if k in d.columns and d[k].nunique(dropna=False) > 1 or k == "group"
+    ]
     d["label"] = d[key_cols].astype(str).agg(" · ".join, axis=1)
     d["ci"] = [dl.fmt_ci(lo, hi) for lo, hi in zip(d["delta_ci_low"], d["delta_ci_high"], strict=True)]
     order = d["label"].tolist()
     base = alt.Chart(d).encode(y=alt.Y("label:N", sort=order, title=None, axis=alt.Axis(labelLimit=320)))
     pts = base.mark_point(filled=True, size=70).encode(
         x=alt.X("delta:Q", title=f"B - A ({metric}; 95% interval)"),
-        color=alt.Color("change:N", scale=alt.Scale(domain=["better", "worse", "unclear", "n/a"], range=["#2b8a3e", "#c92a2a", "#868e96", "#dee2e6"]),
-                        legend=alt.Legend(orient="top", direction="horizontal")),
-        tooltip=["label:N", alt.Tooltip("value_a:Q", format=".3f", title="A"), alt.Tooltip("value_b:Q", format=".3f", title="B"),
-                 alt.Tooltip("delta:Q", format=".3f"), alt.Tooltip("ci:N", title="95% interval"), "change:N", "present:N"],
+        color=alt.Color(
+            "change:N",
+            scale=alt.Scale(
+                domain=["better", "worse", "unclear", "n/a"], range=["#2b8a3e", "#c92a2a", "#868e96", "#dee2e6"]
+            ),
+            legend=alt.Legend(orient="top", direction="horizontal"),
+        ),
+        tooltip=[
+            "label:N",
+            alt.Tooltip("value_a:Q", format=".3f", title="A"),
+            alt.Tooltip("value_b:Q", format=".3f", title="B"),
+            alt.Tooltip("delta:Q", format=".3f"),
+            alt.Tooltip("ci:N", title="95% interval"),
+            "change:N",
+            "present:N",
+        ],
     )
-    err = base.mark_errorbar(ticks=True).encode(x=alt.X("delta_ci_low:Q", title=f"B - A ({metric}; 95% interval)"), x2="delta_ci_high:Q")
+    err = base.mark_errorbar(ticks=True).encode(
+        x=alt.X("delta_ci_low:Q", title=f"B - A ({metric}; 95% interval)"), x2="delta_ci_high:Q"
+    )
     zero = alt.Chart(d.head(1)).mark_rule(color="#555").encode(x=alt.datum(0))
     st.altair_chart((zero + err + pts).properties(height=dl.rows_height(len(d), per=30, extra=150)), width="stretch")
     st.caption(
         "Interval of the difference combines each run's own 95% interval (MOVER); it assumes independent runs and is "
         "conservative (wider) when both runs evaluate the same samples. Green/red: the interval excludes 0."
     )
-    show = [c for c in ("model", "protocol", "fold", "scope", "group", "value_a", "ci_low_a", "ci_high_a", "n_a", "value_b",
-                        "ci_low_b", "ci_high_b", "n_b", "delta", "delta_ci_low", "delta_ci_high", "change", "present") if c in d.columns]
-    st.dataframe(d[show], hide_index=True, width="stretch",
-                 column_config={k: st.column_config.NumberColumn(format="%.4f") for k in show if k.startswith(("value", "ci_", "delta"))})
+    show = [
+        c
+        for c in (
+            "model",
+            "protocol",
+            "fold",
+            "scope",
+            "group",
+            "value_a",
+            "ci_low_a",
+            "ci_high_a",
+            "n_a",
+            "value_b",
+            "ci_low_b",
+            "ci_high_b",
+            "n_b",
+            "delta",
+            "delta_ci_low",
+            "delta_ci_high",
+            "change",
+            "present",
+        )
+        if c in d.columns
+    ]
+    st.dataframe(
+        d[show],
+        hide_index=True,
+        width="stretch",
+        column_config={
+            k: st.column_config.NumberColumn(format="%.4f") for k in show if k.startswith(("value", "ci_", "delta"))
+        },
+    )
     dl.download(d[show], "compare.csv", key="dl_cmp")

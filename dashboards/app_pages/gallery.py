@@ -15,7 +15,11 @@ SCOPES = {"held-out": True, "in-domain": False, "all": None}  # -> the held_out 
 def _badges(r, flags: dict[str, str]) -> str:
     """Held-out / in-domain, and a label-conflict or duplicate badge from the profile's duplicate pairs."""
     ho = r.get("held_out")
-    out = [] if ho is None or ho is pd.NA or ho != ho else [":violet-badge[held-out]" if bool(ho) else ":gray-badge[in-domain]"]
+    out = (
+        []
+        if ho is None or ho is pd.NA or ho != ho
+        else [":violet-badge[held-out]" if bool(ho) else ":gray-badge[in-domain]"]
+    )
     flag = flags.get(str(r.get("sample_id")))
     if flag:
         out.append(f":{'red' if flag == 'label conflict' else 'orange'}-badge[{flag}]")
@@ -48,9 +52,14 @@ with dl.guard():
     scope = "all"
     with c[4]:
         if held is not None:
-            scope = dl.select("Scope", list(SCOPES), key="gl_scope", prefer=["held-out" if held.any() else "all"],
-                              help="held-out: predictions on the domain each fold held out of training; in-domain: on "
-                                   "test samples of the domains it trained on; all: both.")
+            scope = dl.select(
+                "Scope",
+                list(SCOPES),
+                key="gl_scope",
+                prefer=["held-out" if held.any() else "all"],
+                help="held-out: predictions on the domain each fold held out of training; in-domain: on "
+                "test samples of the domains it trained on; all: both.",
+            )
 
     f = st.columns(4)
     group_cols = dl.manifest_group_columns(run)
@@ -70,48 +79,76 @@ with dl.guard():
     with f[3]:
         order = dl.select("Order", ["worst first", "random (seeded)"], key="gl_order")
     g = st.columns([1, 3])
-    per_image = g[0].checkbox("One tile per image", value=True, key="gl_per_image",
-                              help="An image is scored once per fold it is a test sample in; show it once, with its "
-                                   + ("most confident wrong prediction." if not seg else "lowest IoU."))
+    per_image = g[0].checkbox(
+        "One tile per image",
+        value=True,
+        key="gl_per_image",
+        help="An image is scored once per fold it is a test sample in; show it once, with its "
+        + ("most confident wrong prediction." if not seg else "lowest IoU."),
+    )
     with g[1]:
         n_show = st.slider("Samples to show", 6, 60, 24 if not seg else 12, step=6, key="gl_n")
-    kw = dict(model=model, protocol=protocol, fold=None if fold == "(all folds)" else fold, role=role,
-              group_col=None if gcol == "(none)" else gcol, group_value=gval, held_out=SCOPES.get(scope),
-              per_image=per_image, n=n_show, seed=0)
+    kw = dict(
+        model=model,
+        protocol=protocol,
+        fold=None if fold == "(all folds)" else fold,
+        role=role,
+        group_col=None if gcol == "(none)" else gcol,
+        group_value=gval,
+        held_out=SCOPES.get(scope),
+        per_image=per_image,
+        n=n_show,
+        seed=0,
+    )
     what = f"{scope} predictions" if held is not None else "predictions"
     what += "; one tile per image" if per_image else "; an image once per fold it was scored in"
 
     if not seg:
-        sample, total = dl.cached(views.failure_sample, run, true_class=true_class,
-                                  order="confident" if order == "worst first" else "random", **kw)
-        st.caption(f"{total:,} misclassified samples in this selection ({what}); showing {len(sample)} "
-                   f"({'most confidently wrong first' if order == 'worst first' else 'a seeded random sample'}).")
+        sample, total = dl.cached(
+            views.failure_sample,
+            run,
+            true_class=true_class,
+            order="confident" if order == "worst first" else "random",
+            **kw,
+        )
+        st.caption(
+            f"{total:,} misclassified samples in this selection ({what}); showing {len(sample)} "
+            f"({'most confidently wrong first' if order == 'worst first' else 'a seeded random sample'})."
+        )
         if sample.empty:
             st.success("No misclassified samples in this selection.")
         flags = dl.duplicate_flags(run, sample["sample_id"].astype(str).tolist()) if len(sample) else {}
         per_row = 6
         for start in range(0, len(sample), per_row):
             cols = st.columns(per_row)
-            for col, (_, r) in zip(cols, sample.iloc[start:start + per_row].iterrows(), strict=False):
+            for col, (_, r) in zip(cols, sample.iloc[start : start + per_row].iterrows(), strict=False):
                 with col:
                     dl.image_or_note(run, r.get("filepath"), size=128)
                     st.caption(
                         f"{_badges(r, flags)}  \ntrue **{dl.esc(r['y_true'])}** → pred **{dl.esc(r['y_pred'])}** "
-                        f"({dl.fmt(r.get('confidence'), 2)})  \n{dl.esc(r.get('test_domain', ''))} · {dl.esc(r['sample_id'])}"
+                        f"({dl.fmt(r.get('confidence'), 2)})  \n{dl.esc(r.get('test_domain', ''))} · "
+                        f"{dl.esc(r['sample_id'])}"
                         + (f" · {dl.esc(r.get('fold'))}" if fold == "(all folds)" else "")
                     )
     else:
-        sample, total = dl.cached(views.segmentation_sample, run,
-                                  order="worst" if order == "worst first" else "random", **kw)
+        sample, total = dl.cached(
+            views.segmentation_sample, run, order="worst" if order == "worst first" else "random", **kw
+        )
         flags = dl.duplicate_flags(run, sample["sample_id"].astype(str).tolist()) if len(sample) else {}
-        st.caption(f"{total:,} images in this selection ({what}); showing {len(sample)} "
-                   f"({'lowest per-image IoU first' if order == 'worst first' else 'a seeded random sample'}). "
-                   "Per-image IoU: mean over the classes present of the stored intersection / union pixel counts.")
+        st.caption(
+            f"{total:,} images in this selection ({what}); showing {len(sample)} "
+            f"({'lowest per-image IoU first' if order == 'worst first' else 'a seeded random sample'}). "
+            "Per-image IoU: mean over the classes present of the stored intersection / union pixel counts."
+        )
         names = run.classes()
         if names:
-            st.caption("Mask colours: " + ", ".join(
-                f"{dl.esc(n)} = {views.SEG_COLOUR_NAMES[i % len(views.SEG_COLOUR_NAMES)]}" for i, n in enumerate(names)
-            ))
+            st.caption(
+                "Mask colours: "
+                + ", ".join(
+                    f"{dl.esc(n)} = {views.SEG_COLOUR_NAMES[i % len(views.SEG_COLOUR_NAMES)]}"
+                    for i, n in enumerate(names)
+                )
+            )
         for _, r in sample.iterrows():
             with st.container(border=True):
                 cols = st.columns([1, 1, 1, 2])
@@ -125,6 +162,8 @@ with dl.guard():
                     st.caption("prediction")
                     dl.overlay_or_note(run, r.get("filepath"), r.get("pred_mask"), size=128, mask_under_run=True)
                 cols[3].markdown(
-                    f"**IoU {dl.fmt(r.get('iou'), 3)}** · pixel accuracy {dl.fmt(r.get('pixel_acc'), 3)} {_badges(r, flags)}  \n"
-                    f"{dl.esc(r['sample_id'])}  \ndomain {dl.esc(r.get('test_domain', ''))} · fold {dl.esc(r.get('fold', ''))}"
+                    f"**IoU {dl.fmt(r.get('iou'), 3)}** · pixel accuracy {dl.fmt(r.get('pixel_acc'), 3)} "
+                    f"{_badges(r, flags)}  \n"
+                    f"{dl.esc(r['sample_id'])}  \ndomain {dl.esc(r.get('test_domain', ''))} · fold "
+                    f"{dl.esc(r.get('fold', ''))}"
                 )

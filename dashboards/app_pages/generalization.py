@@ -19,7 +19,8 @@ with dl.guard():
         if dl.views.has_model(run):
             st.info(
                 "No generalization table: the model was not trained with held-out domains. "
-                f"Train with `audit train {run.path} --protocol lodo` (needs a domain column) and re-run `audit metrics`."
+                f"Train with `audit train {run.path} --protocol lodo` (needs a domain column) and re-run `audit "
+                f"metrics`."
             )
         else:
             dl.no_model(run)
@@ -41,15 +42,31 @@ with dl.guard():
             long["ci"] = [dl.fmt_ci(lo, hi) for lo, hi in zip(long["ci_low"], long["ci_high"], strict=True)]
             order = rows["test_domain"].astype(str).drop_duplicates().tolist()
             y = alt.Y("test_domain:N", sort=order, title="held-out domain", axis=alt.Axis(labelLimit=240))
-            base = alt.Chart(long).encode(y=y, yOffset=alt.YOffset("kind:N", sort=["in-domain", "out-of-domain"]),
-                                          color=alt.Color("kind:N", scale=alt.Scale(domain=["in-domain", "out-of-domain"], range=["#2b8a3e", "#c92a2a"]),
-                                                          legend=alt.Legend(orient="top", direction="horizontal", title=None)))
+            base = alt.Chart(long).encode(
+                y=y,
+                yOffset=alt.YOffset("kind:N", sort=["in-domain", "out-of-domain"]),
+                color=alt.Color(
+                    "kind:N",
+                    scale=alt.Scale(domain=["in-domain", "out-of-domain"], range=["#2b8a3e", "#c92a2a"]),
+                    legend=alt.Legend(orient="top", direction="horizontal", title=None),
+                ),
+            )
             pts = base.mark_point(filled=True, size=70).encode(
                 x=alt.X("value:Q", title=f"{metric} (95% interval)", scale=alt.Scale(zero=False)),
-                tooltip=["test_domain:N", "kind:N", alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("ci:N", title="95% interval"), alt.Tooltip("n:Q", format=",")],
+                tooltip=[
+                    "test_domain:N",
+                    "kind:N",
+                    alt.Tooltip("value:Q", format=".3f"),
+                    alt.Tooltip("ci:N", title="95% interval"),
+                    alt.Tooltip("n:Q", format=","),
+                ],
             )
-            err = base.mark_errorbar(ticks=True).encode(x=alt.X("ci_low:Q", title=f"{metric} (95% interval)"), x2="ci_high:Q")
-            st.altair_chart((err + pts).properties(height=dl.rows_height(len(order), per=56, extra=120)), width="stretch")
+            err = base.mark_errorbar(ticks=True).encode(
+                x=alt.X("ci_low:Q", title=f"{metric} (95% interval)"), x2="ci_high:Q"
+            )
+            st.altair_chart(
+                (err + pts).properties(height=dl.rows_height(len(order), per=56, extra=120)), width="stretch"
+            )
             st.caption(
                 "For each held-out domain: the model trained without it, scored on in-domain test samples it never "
                 "saw (green) and on the held-out domain (red). Sorted by gap, largest first."
@@ -57,22 +74,62 @@ with dl.guard():
             # the gap and its interval first (the table is wider than the page): then the two sides and the rest
             t = rows.copy()
             none = pd.Series(float("nan"), index=t.index)
-            for label, v, lo, hi in (("gap [95% CI]", "gap", "gap_ci_low", "gap_ci_high"),
-                                     ("in-domain [95% CI]", "in_domain", "in_ci_low", "in_ci_high"),
-                                     ("out-of-domain [95% CI]", "out_domain", "out_ci_low", "out_ci_high")):
-                t[label] = [f"{dl.fmt(a)} {dl.fmt_ci(b, c)}" for a, b, c in
-                            zip(t.get(v, none), t.get(lo, none), t.get(hi, none), strict=True)]
-            show = [c for c in ("test_domain", "gap [95% CI]", "n_out", "p", "out-of-domain [95% CI]", "in-domain [95% CI]", "n_in",
-                                "train_domains", "fold", "seeds", "gap", "gap_ci_low", "gap_ci_high", "in_domain", "in_ci_low", "in_ci_high",
-                                "out_domain", "out_ci_low", "out_ci_high") if c in t.columns]
-            cfg = {k: st.column_config.NumberColumn(format="%.4f") for k in ("gap", "gap_ci_low", "gap_ci_high", "in_domain", "in_ci_low",
-                                                                             "in_ci_high", "out_domain", "out_ci_low", "out_ci_high")}
+            for label, v, lo, hi in (
+                ("gap [95% CI]", "gap", "gap_ci_low", "gap_ci_high"),
+                ("in-domain [95% CI]", "in_domain", "in_ci_low", "in_ci_high"),
+                ("out-of-domain [95% CI]", "out_domain", "out_ci_low", "out_ci_high"),
+            ):
+                t[label] = [
+                    f"{dl.fmt(a)} {dl.fmt_ci(b, c)}"
+                    for a, b, c in zip(t.get(v, none), t.get(lo, none), t.get(hi, none), strict=True)
+                ]
+            show = [
+                c
+                for c in (
+                    "test_domain",
+                    "gap [95% CI]",
+                    "n_out",
+                    "p",
+                    "out-of-domain [95% CI]",
+                    "in-domain [95% CI]",
+                    "n_in",
+                    "train_domains",
+                    "fold",
+                    "seeds",
+                    "gap",
+                    "gap_ci_low",
+                    "gap_ci_high",
+                    "in_domain",
+                    "in_ci_low",
+                    "in_ci_high",
+                    "out_domain",
+                    "out_ci_low",
+                    "out_ci_high",
+                )
+                if c in t.columns
+            ]
+            cfg = {
+                k: st.column_config.NumberColumn(format="%.4f")
+                for k in (
+                    "gap",
+                    "gap_ci_low",
+                    "gap_ci_high",
+                    "in_domain",
+                    "in_ci_low",
+                    "in_ci_high",
+                    "out_domain",
+                    "out_ci_low",
+                    "out_ci_high",
+                )
+            }
             cfg.update(dl.pq_columns(t))
             cfg["test_domain"] = st.column_config.TextColumn("held-out domain")
             cfg["n_out"] = st.column_config.NumberColumn("n_out (held out)", format="%d")
             st.dataframe(t[show], hide_index=True, width="stretch", column_config=cfg)
-            st.caption("gap = in-domain - out-of-domain (positive: worse on the held-out domain); n_out: held-out test "
-                       "samples, n_in: in-domain test samples; p: two-sided bootstrap p-value of gap = 0.")
+            st.caption(
+                "gap = in-domain - out-of-domain (positive: worse on the held-out domain); n_out: held-out test "
+                "samples, n_in: in-domain test samples; p: two-sided bootstrap p-value of gap = 0."
+            )
             dl.download(rows, "generalization.csv", key="dl_gen")
 
     if transfer is not None and not transfer.empty:
@@ -81,14 +138,30 @@ with dl.guard():
         with c[0]:
             tmodel = dl.select("Model", views.options(transfer, "model"), key="gn_t_model")
         with c[1]:
-            tmetric = dl.select("Metric", views.options(transfer, "metric"), key="gn_t_metric", prefer=["accuracy", "miou"])
+            tmetric = dl.select(
+                "Metric", views.options(transfer, "metric"), key="gn_t_metric", prefer=["accuracy", "miou"]
+            )
         t = views.transfer_matrix(transfer, model=tmodel, metric=tmetric)
         t["text"] = [dl.fmt(v, 2) for v in t["value"]]
         t["ci"] = [dl.fmt_ci(lo, hi) for lo, hi in zip(t["ci_low"], t["ci_high"], strict=True)]
         st.altair_chart(
-            dl.heatmap(t, x="test_domain", y="train_domain", color="value", text="text", color_title=tmetric or "value",
-                       scheme="greens", stroke_col="diagonal",
-                       tooltip=["train_domain:N", "test_domain:N", alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("ci:N", title="95% interval"), alt.Tooltip("n:Q", format=",")]),
+            dl.heatmap(
+                t,
+                x="test_domain",
+                y="train_domain",
+                color="value",
+                text="text",
+                color_title=tmetric or "value",
+                scheme="greens",
+                stroke_col="diagonal",
+                tooltip=[
+                    "train_domain:N",
+                    "test_domain:N",
+                    alt.Tooltip("value:Q", format=".3f"),
+                    alt.Tooltip("ci:N", title="95% interval"),
+                    alt.Tooltip("n:Q", format=","),
+                ],
+            ),
             width="content",
         )
         st.caption("Trained on one domain (rows), tested on each domain (columns); outlined cells are in-domain.")

@@ -10,13 +10,15 @@ st.caption(dl.esc(run.path))
 with dl.guard():
     h = dl.overview(run)
     c = st.columns(5)
-    c[0].metric("Samples", dl.fmt(h.get("n"), 0, missing='?'))
+    c[0].metric("Samples", dl.fmt(h.get("n"), 0, missing="?"))
     c[1].metric("Task", str(h.get("task") or "?"))
     c[2].metric("Domains", len(h.get("domains") or []))
     c[3].metric("Classes", len(h.get("classes") or []))
     c[4].metric("Models", len(h.get("models") or []))
     if h.get("domains"):
-        st.caption("Domains: " + ", ".join(dl.esc(d) for d in h["domains"][:30]) + (" …" if len(h["domains"]) > 30 else ""))
+        st.caption(
+            "Domains: " + ", ".join(dl.esc(d) for d in h["domains"][:30]) + (" …" if len(h["domains"]) > 30 else "")
+        )
     if h.get("models"):
         st.caption("Models: " + ", ".join(dl.esc(m) for m in h["models"]))
 
@@ -26,12 +28,15 @@ with dl.guard():
     with cols[0]:
         if worst:
             st.metric(
-                f"Worst group ({dl.esc(worst['metric'])})", dl.fmt(worst.get("value")),
+                f"Worst group ({dl.esc(worst['metric'])})",
+                dl.fmt(worst.get("value")),
                 delta=(
                     f"{dl.fmt(worst['value'] - overall['value'])} vs overall"
-                    if overall and worst.get("value") is not None and overall.get("value") is not None else None
+                    if overall and worst.get("value") is not None and overall.get("value") is not None
+                    else None
                 ),
-                delta_color="normal", help="Lowest value among groups with enough samples (n ≥ min_n).",
+                delta_color="normal",
+                help="Lowest value among groups with enough samples (n ≥ min_n).",
             )
             st.caption(
                 f"{dl.esc(worst.get('by'))} = {dl.esc(worst.get('group'))} · 95% CI "
@@ -47,7 +52,8 @@ with dl.guard():
             st.caption(
                 f"held out {dl.esc(gap.get('test_domain'))}: in {dl.fmt(gap.get('in_domain'))} vs out "
                 f"{dl.fmt(gap.get('out_domain'))} · 95% CI {dl.fmt_ci(gap.get('ci_low'), gap.get('ci_high'))} · "
-                f"n={dl.fmt(gap.get('n_out'), 0, missing='?')} held out" + (f", {dl.fmt(gap.get('n_in'), 0, missing='?')} in-domain" if gap.get("n_in") is not None else "")
+                f"n={dl.fmt(gap.get('n_out'), 0, missing='?')} held out"
+                + (f", {dl.fmt(gap.get('n_in'), 0, missing='?')} in-domain" if gap.get("n_in") is not None else "")
             )
         else:
             st.metric("Largest generalization gap", "—")
@@ -66,9 +72,15 @@ with dl.guard():
     with cols[3]:
         if overall:
             st.metric(f"Overall ({dl.esc(overall['metric'])})", dl.fmt(overall.get("value")))
-            st.caption(f"95% CI {dl.fmt_ci(overall.get('ci_low'), overall.get('ci_high'))} · n={dl.fmt(overall.get('n'), 0, missing='?')}")
+            st.caption(
+                f"95% CI {dl.fmt_ci(overall.get('ci_low'), overall.get('ci_high'))} · "
+                f"n={dl.fmt(overall.get('n'), 0, missing='?')}"
+            )
         else:
-            st.metric("Unreadable files", dl.fmt(h.get("n_unreadable"), 0, missing='?') if h.get("n_unreadable") is not None else "—")
+            st.metric(
+                "Unreadable files",
+                dl.fmt(h.get("n_unreadable"), 0, missing="?") if h.get("n_unreadable") is not None else "—",
+            )
     for p in h.get("problems") or []:
         st.warning(dl.esc(p))
 
@@ -99,17 +111,24 @@ with dl.guard():
             row[1].markdown(f"**{dl.esc(f['title'])}**  \n{dl.esc(f['kind'])}{value}{n}")
             i = int(f["rank"]) - 1
             query = links[i] if 0 <= i < len(links) else {}
-            row[2].page_link(dl.page(f["page"]), label=dl.PAGE_FILES[f["page"]][1].replace("Per-group performance", "Performance"),
-                             query_params=query or None,
-                             help=("Opens on " + ", ".join(f"{dl.esc(k)} {dl.esc(v)}" for k, v in query.items())) if query else None)
+            row[2].page_link(
+                dl.page(f["page"]),
+                label=dl.PAGE_FILES[f["page"]][1].replace("Per-group performance", "Performance"),
+                query_params=query or None,
+                help=("Opens on " + ", ".join(f"{dl.esc(k)} {dl.esc(v)}" for k, v in query.items())) if query else None,
+            )
         if len(shown) > len(top):
             st.caption(f"{len(shown) - len(top)} more in the table below.")
         with st.expander(f"All {len(shown)} findings as a table", expanded=False):
             st.dataframe(
-                shown.drop(columns=["page"]), hide_index=True, width="stretch",
-                column_config={"value": st.column_config.NumberColumn(format="%.3f"),
-                               "ci_low": st.column_config.NumberColumn(format="%.3f"),
-                               "ci_high": st.column_config.NumberColumn(format="%.3f")},
+                shown.drop(columns=["page"]),
+                hide_index=True,
+                width="stretch",
+                column_config={
+                    "value": st.column_config.NumberColumn(format="%.3f"),
+                    "ci_low": st.column_config.NumberColumn(format="%.3f"),
+                    "ci_high": st.column_config.NumberColumn(format="%.3f"),
+                },
             )
             dl.download(shown, "findings.csv", key="dl_findings")
 
