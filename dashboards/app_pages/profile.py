@@ -15,8 +15,20 @@ if not run.has("profile"):
     st.info(f"This run has not been profiled yet: run `audit profile DATA --out {run.path}`.")
     st.stop()
 
-min_n = (dl.cached_info(str(run.path), views.run_stamp(run)).get("config", {}).get("profile", {}) or {}).get("min_n", 30)
-tabs = st.tabs(["Distributions", "Intersections", "Associations", "Image statistics", "Duplicates & leakage", "Broken files", "Shortcuts"])
+min_n = (dl.cached_info(str(run.path), views.run_stamp(run)).get("config", {}).get("profile", {}) or {}).get(
+    "min_n", 30
+)
+tabs = st.tabs(
+    [
+        "Distributions",
+        "Intersections",
+        "Associations",
+        "Image statistics",
+        "Duplicates & leakage",
+        "Broken files",
+        "Shortcuts",
+    ]
+)
 
 # ------------------------------------------------------------------ distributions
 with tabs[0], dl.guard():
@@ -30,13 +42,26 @@ with tabs[0], dl.guard():
         if col:
             d = views.distribution_bars(dist, col)
             d["status"] = d["status"].astype(str)
-            chart = alt.Chart(d).mark_bar().encode(
-                x=alt.X("n:Q", title="samples"),
-                y=alt.Y("group:N", sort=d["group"].tolist(), title=col, axis=alt.Axis(labelLimit=240)),
-                color=alt.Color("status:N", scale=alt.Scale(domain=["ok", "under_min_n", "empty"], range=["#4c78a8", "#f08c00", "#ddd"]),
-                                legend=alt.Legend(orient="top", direction="horizontal")),
-                tooltip=["group:N", alt.Tooltip("n:Q", format=","), alt.Tooltip("share:Q", format=".1%"), "status:N"],
-            ).properties(height=dl.rows_height(len(d), per=30, extra=150))
+            chart = (
+                alt.Chart(d)
+                .mark_bar()
+                .encode(
+                    x=alt.X("n:Q", title="samples"),
+                    y=alt.Y("group:N", sort=d["group"].tolist(), title=col, axis=alt.Axis(labelLimit=240)),
+                    color=alt.Color(
+                        "status:N",
+                        scale=alt.Scale(domain=["ok", "under_min_n", "empty"], range=["#4c78a8", "#f08c00", "#ddd"]),
+                        legend=alt.Legend(orient="top", direction="horizontal"),
+                    ),
+                    tooltip=[
+                        "group:N",
+                        alt.Tooltip("n:Q", format=","),
+                        alt.Tooltip("share:Q", format=".1%"),
+                        "status:N",
+                    ],
+                )
+                .properties(height=dl.rows_height(len(d), per=30, extra=150))
+            )
             st.altair_chart(chart, width="stretch")
             if imb is not None and not imb.empty:
                 r = imb[imb["column"].astype(str) == col]
@@ -46,7 +71,8 @@ with tabs[0], dl.guard():
                     n_small = d.loc[d["group"].astype(str) == str(small), "n"]
                     n_text = f" (n={dl.fmt(n_small.iloc[0], 0, missing='?')})" if len(n_small) else ""
                     st.caption(
-                        f"{int(r.get('n_groups', 0))} groups · imbalance ratio {dl.fmt(r.get('imbalance_ratio'), 1)} · "
+                        f"{int(r.get('n_groups', 0))} groups · imbalance ratio "
+                        f"{dl.fmt(r.get('imbalance_ratio'), 1)} · "
                         f"normalized entropy {dl.fmt(r.get('normalized_entropy'), 2)} · smallest: {dl.esc(col)} "
                         f"{dl.esc(small)}{n_text}"
                     )
@@ -64,14 +90,29 @@ with tabs[1], dl.guard():
     else:
         col = dl.select("Intersection", inter, key="pf_inter_col")
         cells = views.intersection_matrix(dist, col)
-        cells["text"] = [f"{n:,}" + (" *" if s == "under_min_n" else "") for n, s in zip(cells["n"], cells["status"], strict=True)]
+        cells["text"] = [
+            f"{n:,}" + (" *" if s == "under_min_n" else "") for n, s in zip(cells["n"], cells["status"], strict=True)
+        ]
         cells["under"] = cells["status"].isin(["under_min_n", "empty"])
         a, b = col.split(" x ", 1)
         st.altair_chart(
             dl.heatmap(
-                cells, x="col", y="row", x_title=b, y_title=a, color="n", text="text", color_title="samples", stroke_col="under",
-                tooltip=[alt.Tooltip("row:N", title=a), alt.Tooltip("col:N", title=b), alt.Tooltip("n:Q", format=","),
-                         alt.Tooltip("share:Q", format=".2%"), "status:N"],
+                cells,
+                x="col",
+                y="row",
+                x_title=b,
+                y_title=a,
+                color="n",
+                text="text",
+                color_title="samples",
+                stroke_col="under",
+                tooltip=[
+                    alt.Tooltip("row:N", title=a),
+                    alt.Tooltip("col:N", title=b),
+                    alt.Tooltip("n:Q", format=","),
+                    alt.Tooltip("share:Q", format=".2%"),
+                    "status:N",
+                ],
             ),
             width="content",
         )
@@ -84,31 +125,72 @@ with tabs[2], dl.guard():
         st.info("No association table (profile/associations.parquet).")
     else:
         withins = views.options(assoc, "within")
-        scope = st.selectbox("Scope", ["whole dataset", *withins], key="pf_assoc_within",
-                             format_func=lambda w: w if w == "whole dataset" else f"within domain {w}")
+        scope = st.selectbox(
+            "Scope",
+            ["whole dataset", *withins],
+            key="pf_assoc_within",
+            format_func=lambda w: w if w == "whole dataset" else f"within domain {w}",
+        )
         m = views.association_matrix(assoc, within=None if scope == "whole dataset" else scope)
         if m.empty:
             st.info("No association for this scope.")
         else:
             m["text"] = [dl.fmt(v, 2) for v in m["value"]]
             m["ci"] = [dl.fmt_ci(lo, hi) for lo, hi in zip(m.get("ci_low"), m.get("ci_high"), strict=True)]
-            tips = ["a:N", "b:N", alt.Tooltip("value:Q", title="Cramér's V", format=".3f"), alt.Tooltip("ci:N", title="95% interval")]
+            tips = [
+                "a:N",
+                "b:N",
+                alt.Tooltip("value:Q", title="Cramér's V", format=".3f"),
+                alt.Tooltip("ci:N", title="95% interval"),
+            ]
             tips += [alt.Tooltip(f"{c}:Q", format=".2g") for c in ("q",) if c in m.columns]
             tips += [alt.Tooltip("n:Q", format=",")] if "n" in m.columns else []
             st.altair_chart(
-                dl.heatmap(m, x="b", y="a", x_title="column", y_title="column", color="value", text="text", tooltip=tips,
-                           color_title="Cramér's V",
-                           scheme="oranges", domain=(0, 1)),
+                dl.heatmap(
+                    m,
+                    x="b",
+                    y="a",
+                    x_title="column",
+                    y_title="column",
+                    color="value",
+                    text="text",
+                    tooltip=tips,
+                    color_title="Cramér's V",
+                    scheme="oranges",
+                    domain=(0, 1),
+                ),
                 width="content",
             )
-            st.caption("Cramér's V between columns (0 = independent, 1 = one determines the other); hover a cell for its 95% interval and q-value.")
+            st.caption(
+                "Cramér's V between columns (0 = independent, 1 = one determines the other); hover a cell for "
+                "its 95% interval and q-value."
+            )
             show = assoc.copy()
-            st.dataframe(show.sort_values("value", ascending=False), hide_index=True, width="stretch", column_config=dl.pq_columns(show))
+            st.dataframe(
+                show.sort_values("value", ascending=False),
+                hide_index=True,
+                width="stretch",
+                column_config=dl.pq_columns(show),
+            )
 
 # ------------------------------------------------------------------ image statistics
 with tabs[3], dl.guard():
     names = dl.table_columns(run, "profile/images.parquet")
-    stats = [c for c in ("brightness", "contrast", "saturation", "colorfulness", "sharpness", "entropy", "width", "height", "bytes") if c in names]
+    stats = [
+        c
+        for c in (
+            "brightness",
+            "contrast",
+            "saturation",
+            "colorfulness",
+            "sharpness",
+            "entropy",
+            "width",
+            "height",
+            "bytes",
+        )
+        if c in names
+    ]
     if not stats:
         st.info("No image statistics (profile/images.parquet).")
     else:
@@ -119,17 +201,35 @@ with tabs[3], dl.guard():
         with c2:
             by = dl.select("Split by", ["(none)", *groupables], key="pf_stat_by", prefer=["domain", "label"])
         hist = dl.cached(views.image_stat_histogram, run, stat=stat, by=None if by == "(none)" else by, bins=30)
-        chart = alt.Chart(hist).mark_line(interpolate="step-after").encode(
-            x=alt.X("bin_start:Q", title=stat), y=alt.Y("share:Q", title="share of the group", axis=alt.Axis(format="%")),
-            color=alt.Color("group:N", title=by, scale=dl.category_scale()), tooltip=["group:N", alt.Tooltip("bin_start:Q", format=".3g"), alt.Tooltip("count:Q", format=","), alt.Tooltip("share:Q", format=".1%")],
-        ).properties(height=300)
+        chart = (
+            alt.Chart(hist)
+            .mark_line(interpolate="step-after")
+            .encode(
+                x=alt.X("bin_start:Q", title=stat),
+                y=alt.Y("share:Q", title="share of the group", axis=alt.Axis(format="%")),
+                color=alt.Color("group:N", title=by, scale=dl.category_scale()),
+                tooltip=[
+                    "group:N",
+                    alt.Tooltip("bin_start:Q", format=".3g"),
+                    alt.Tooltip("count:Q", format=","),
+                    alt.Tooltip("share:Q", format=".1%"),
+                ],
+            )
+            .properties(height=300)
+        )
         st.altair_chart(chart, width="stretch")
         shift = dl.table(run, "profile/image_stats_shift.parquet")
         if shift is not None and not shift.empty:
-            st.markdown("**Shift of image statistics** (standardized mean difference vs the rest, KS test, BH q-values)")
+            st.markdown(
+                "**Shift of image statistics** (standardized mean difference vs the rest, KS test, BH q-values)"
+            )
             s = shift[shift["statistic"].astype(str) == stat] if "statistic" in shift.columns else shift
-            st.dataframe(s.sort_values("effect", key=lambda x: x.abs(), ascending=False), hide_index=True, width="stretch",
-                         column_config=dl.pq_columns(s))
+            st.dataframe(
+                s.sort_values("effect", key=lambda x: x.abs(), ascending=False),
+                hide_index=True,
+                width="stretch",
+                column_config=dl.pq_columns(s),
+            )
 
 # ------------------------------------------------------------------ duplicates
 with tabs[4], dl.guard():
@@ -175,7 +275,11 @@ with tabs[4], dl.guard():
 
 # ------------------------------------------------------------------ broken files
 with tabs[5], dl.guard():
-    images = dl.table(run, "profile/images.parquet", columns=["sample_id", "filepath", "readable", "error", "format", "bytes", "mask_readable", "mask_error"])
+    images = dl.table(
+        run,
+        "profile/images.parquet",
+        columns=["sample_id", "filepath", "readable", "error", "format", "bytes", "mask_readable", "mask_error"],
+    )
     if images is None or images.empty:
         st.info("No per-image table (profile/images.parquet).")
     else:
@@ -187,7 +291,11 @@ with tabs[5], dl.guard():
             st.dataframe(bad, hide_index=True, width="stretch")
             if total > len(bad):
                 st.caption(f"First {len(bad):,} shown.")
-            reasons = bad["error"].astype("string").fillna("mask").value_counts() if "error" in bad.columns else pd.Series(dtype=int)
+            reasons = (
+                bad["error"].astype("string").fillna("mask").value_counts()
+                if "error" in bad.columns
+                else pd.Series(dtype=int)
+            )
             if len(reasons):
                 st.caption("Reasons: " + ", ".join(f"{dl.esc(k)} ({v})" for k, v in reasons.items()))
 
@@ -204,14 +312,25 @@ with tabs[6], dl.guard():
         d["group"] = d["label"]
         d = d.sort_values("value", ascending=False)
         d["label"] = [f"{lab}  (n={dl.fmt(n, 0, missing='?')})" for lab, n in zip(d["label"], d["n"], strict=True)]
-        chance = alt.Chart(d).mark_tick(color="#c92a2a", thickness=2, size=18).encode(
-            x="chance:Q", y=alt.Y("label:N", sort=d["label"].tolist()), tooltip=[alt.Tooltip("chance:Q", format=".3f")]
+        chance = (
+            alt.Chart(d)
+            .mark_tick(color="#c92a2a", thickness=2, size=18)
+            .encode(
+                x="chance:Q",
+                y=alt.Y("label:N", sort=d["label"].tolist()),
+                tooltip=[alt.Tooltip("chance:Q", format=".3f")],
+            )
         )
         kinds = ["label or domain: shortcut risk", "attribute: expected if visible"]
         d["target_kind"] = [kinds[0] if t in ("label", "domain") else kinds[1] for t in d["target"].astype(str)]
         st.altair_chart(
-            dl.ci_bars(d, x_title="balanced accuracy (cross-validated)", domain=(0, 1),
-                       color=("target_kind", alt.Scale(domain=kinds, range=["#e8590c", "#4c78a8"]), "target")) + chance,
+            dl.ci_bars(
+                d,
+                x_title="balanced accuracy (cross-validated)",
+                domain=(0, 1),
+                color=("target_kind", alt.Scale(domain=kinds, range=["#e8590c", "#4c78a8"]), "target"),
+            )
+            + chance,
             width="stretch",
         )
         st.caption(
