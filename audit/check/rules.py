@@ -13,10 +13,11 @@ from typing import Any
 
 import pandas as pd
 
-from audit.check.policy import PolicyError, Rule
+from audit.check.policy import PolicyError, Rule, _hint
 from audit.check.verdict import Item, RuleContext, RuleResult, failing_status, judge, missing
 from audit.core.directions import lower_is_better
 from audit.errors import AuditError, RunDirError
+from audit.findings import KINDS
 from audit.headline import SCOPE_PREFERENCE, prefer, primary_metric
 
 __all__ = ["evaluate", "EVALUATORS"]
@@ -39,8 +40,6 @@ def _choose(df: pd.DataFrame, col: str, wanted, rule: Rule, ctx: RuleContext, ke
     have = sorted(set(df[col].dropna().astype(str)))
     unknown = [w for w in wanted if w not in have]
     if unknown:
-        from audit.check.policy import _hint
-
         raise ctx.policy.error(
             rule,
             key,
@@ -299,8 +298,6 @@ def eval_association(rule: Rule, ctx: RuleContext) -> RuleResult:
         have = set(a["a"].astype(str)) | set(a["b"].astype(str))
         unknown = [c for c in cols if c not in have]
         if unknown:
-            from audit.check.policy import _hint
-
             raise ctx.policy.error(
                 rule,
                 "columns",
@@ -343,14 +340,10 @@ def eval_shortcut(rule: Rule, ctx: RuleContext) -> RuleResult:
 
 
 def eval_findings(rule: Rule, ctx: RuleContext) -> RuleResult:
-    from audit.findings import KINDS
-
     kinds = rule.params.get("kinds")
     if kinds:
         for k in kinds:
             if k not in KINDS:
-                from audit.check.policy import _hint
-
                 raise ctx.policy.error(rule, "kinds", f"unknown finding kind {k!r}{_hint(k, KINDS)}")
     if not ctx.run.has("findings.json") and not ctx.run.finished("profile"):
         return missing(rule, "findings.json is absent (run `audit profile`)")

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from audit.errors import RunDirError
 from audit.rundir import RunDir
 from audit.views.tables import manifest_rows, read_manifest_columns
 
@@ -75,8 +76,6 @@ def _pred_filters(run: RunDir, columns: Sequence[str], **filters: Any):
         cols = [c for c in columns if c in names]
         df = ds.to_table(columns=cols, filter=expr).to_pandas()
     except Exception as e:
-        from audit.errors import RunDirError
-
         raise RunDirError(f"cannot read {path}: {e}") from None
     return df
 

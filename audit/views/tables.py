@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from audit.errors import UsageError
+from audit.errors import RunDirError, UsageError
 from audit.rundir import RunDir
 
 __all__ = [
@@ -111,8 +111,6 @@ def read(run: RunDir, rel: str, *, columns: Sequence[str] | None = None) -> pd.D
         try:
             names = set(pq.read_schema(p).names)
         except Exception as e:  # pyarrow raises several types for damaged files
-            from audit.errors import RunDirError
-
             raise RunDirError(f"cannot read {p}: {e}") from None
         cols = [c for c in columns if c in names]
     return run.read_table(rel, columns=cols, required=False)
@@ -122,8 +120,6 @@ def read_manifest_columns(run: RunDir, columns: Sequence[str]) -> pd.DataFrame:
     """Only some columns of the manifest (string dtypes, like :meth:`RunDir.manifest`)."""
     df = read(run, "manifest.parquet", columns=list(dict.fromkeys(["sample_id", *columns])))
     if df is None:
-        from audit.errors import RunDirError
-
         raise RunDirError(f"{run.path} has no manifest.parquet; run `audit profile DATA --out {run.path}` first")
     for c in df.columns:
         if df[c].dtype == object:
@@ -148,8 +144,6 @@ def manifest_rows(run: RunDir, ids: Sequence[str], columns: Sequence[str]) -> pd
         table = dataset.to_table(columns=cols, filter=pads.field("sample_id").isin(list(map(str, ids))))
         df = table.to_pandas()
     except Exception as e:  # damaged or missing manifest: one clear line
-        from audit.errors import RunDirError
-
         raise RunDirError(f"cannot read {path}: {e}") from None
     for c in df.columns:
         df[c] = df[c].astype("string")
