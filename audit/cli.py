@@ -465,14 +465,20 @@ def demo(
 
 @app.command()
 def models() -> None:
-    """List the model names `--model` accepts."""
+    """List the model names `--model` accepts and which have pretrained weights on this machine."""
     try:
-        from audit.train.models import MODELS
+        from audit.train.models import weights_available
     except ImportError:
         typer.echo("the training stage is not installed in this build")
         raise typer.Exit(1) from None
-    for name, spec in sorted(MODELS.items()):
-        typer.echo(f"{name:32s} {getattr(spec, 'task', '')}")
+    for row in weights_available():
+        if row["available"]:
+            weights = f"weights: {row['source']} ({row['path']})"
+        elif row["how"]:
+            weights = f"no weights here: {row['how']}"
+        else:
+            weights = "no pretrained weights exist" if row["source"] is None else "no weights here"
+        typer.echo(f"{row['name']:30s} {row['task']:9s} {weights}")
 
 
 @app.command()
