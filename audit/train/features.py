@@ -1,0 +1,155 @@
+"""Frozen-backbone features, computed once per image and cached in the run (``RUN/embeddings/``).
+
+A feature set is keyed by the model, its weights (the packaged file's sha256), the image size and the
+preprocessing, so changing any of them computes new features, while folds, seeds and later runs over the same
+images reuse the cached rows (only sample ids missing from the cache go through the backbone).
+
+Files: ``<cache_dir>/features-<key>.npy`` (float32 ``[n, d]``) and ``features-<key>.json`` (the key's parts and
+the sample ids, in row order). The same features serve as the embeddings of slice discovery and near-duplicate
+search.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from audit.core.atomic import atomic_write_bytes, atomic_write_json
+
+__all__ = ["PREPROCESS", "FeatureOptions", "FeatureSet", "feature_key", "compute_features", "backbone"]
+
+# what turns a file into the backbone's input; part of the cache key (bump when any step changes)
+PREPROCESS = "decode_image(exif, RGB, bilinear square resize)/255, imagenet mean/std, v1"
+
+
+@dataclass(frozen=True)
+class FeatureOptions:
+    """How the feature pass runs (none of this changes the features beyond float rounding, so not in the key)."""
+
+    batch_size: int = 32
+    threads: int | None = None  # torch intra-op threads (None: leave as is)
+    bf16: bool = False  # CPU bf16 autocast (measure first: slower than fp32 on CPUs without AMX/AVX512-BF16)
+    channels_last: bool = False
+
+
+@dataclass
+class FeatureSet:
+    """Features of ``sample_ids`` (row order), and what this call cost."""
+
+    sample_ids: list[str]
+    features: np.ndarray
+    key: str
+    path: Path | None
+    computed: int  # images that went through the backbone in this call
+    reused: int  # rows taken from the cache
+    seconds: float = 0.0
+    info: dict = field(default_factory=dict)
+
+
+def feature_key(model: str, size: int, weights_id: str | None, preprocess: str = PREPROCESS) -> str:
+    """16 hex digits naming one (model, weights, size, preprocessing) feature space."""
+    raw = json.dumps({"model": model, "weights": weights_id, "size": int(size), "preprocess": preprocess})
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def backbone(model_name: str) -> tuple[torch.nn.Module, str | None]:
+    """The frozen, eval-mode pretrained backbone of ``model_name`` and its weights id (sha256 or path)."""
+    from audit.train.models import build_model
+
+    model, info = build_model(model_name, 1000, pretrained=True)
+    model.eval().requires_grad_(False)
+    w = info.get("weights") or {}
+    return model, w.get("sha256") or w.get("path")
+
+
+def _load(cache_dir: Path | None, key: str) -> tuple[list[str], np.ndarray | None]:
+    if cache_dir is None:
+        return [], None
+    meta, arr = cache_dir / f"features-{key}.json", cache_dir / f"features-{key}.npy"
+    try:
+        ids = json.loads(meta.read_text())["sample_ids"]
+        feats = np.load(arr, allow_pickle=False)
+    except (OSError, ValueError, KeyError, TypeError):
+        return [], None
+    if feats.ndim != 2 or len(feats) != len(ids):
+        return [], None
+    return [str(i) for i in ids], feats
+
+
+def _run_backbone(model, images: Callable[[np.ndarray], torch.Tensor], rows: np.ndarray, opts: FeatureOptions,
+                  on_batch: Callable[[int], None] | None) -> np.ndarray:
+    from audit.train.augment import normalize
+    from audit.train.models import extract_features
+
+    if opts.threads:
+        torch.set_num_threads(int(opts.threads))
+    if opts.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    out = []
+    with torch.inference_mode():
+        for s in range(0, len(rows), opts.batch_size):
+            part = rows[s:s + opts.batch_size]
+            x = normalize(images(part).float().div_(255))
+            if opts.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=opts.bf16):
+                f = extract_features(model, x)
+            out.append(f.float().cpu().numpy())
+            if on_batch:
+                on_batch(len(part))
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def compute_features(images: torch.Tensor | Callable[[np.ndarray], torch.Tensor], sample_ids, *, model_name: str,
+                     size: int, cache_dir: Path | None = None, options: FeatureOptions | None = None,
+                     model: torch.nn.Module | None = None, weights_id: str | None = None,
+                     on_batch: Callable[[int], None] | None = None) -> FeatureSet:
+    """Features of every image, from the cache where it has them, else from one backbone pass.
+
+    ``images`` is ``uint8 [n, 3, size, size]`` (the training stage's decoded cache) or a function from row
+    positions to such a batch. ``model``/``weights_id`` default to :func:`backbone` (``model_name``'s pretrained
+    weights). The merged cache is written back atomically.
+    """
+    opts = options or FeatureOptions()
+    ids = [str(s) for s in sample_ids]
+    get = images if callable(images) else (lambda rows: images[torch.as_tensor(rows)])
+    if model is None:
+        model, weights_id = backbone(model_name)
+    key = feature_key(model_name, size, weights_id)
+    old_ids, old = _load(cache_dir, key)
+    pos = {s: i for i, s in enumerate(old_ids)}
+    need = np.array([i for i, s in enumerate(ids) if s not in pos], dtype=np.int64)
+    t0 = time.perf_counter()
+    new = _run_backbone(model, get, need, opts, on_batch) if len(need) else None
+    secs = time.perf_counter() - t0
+    dim = new.shape[1] if new is not None else old.shape[1]
+    feats = np.empty((len(ids), dim), dtype=np.float32)
+    if len(need):
+        feats[need] = new
+    have = np.array([i for i, s in enumerate(ids) if s in pos], dtype=np.int64)
+    if len(have):
+        feats[have] = old[[pos[ids[i]] for i in have]]
+    path = None
+    if cache_dir is not None:
+        path = cache_dir / f"features-{key}.npy"
+        if len(need):
+            merged_ids = old_ids + [ids[i] for i in need]
+            merged = np.concatenate([old, new]) if old is not None else new
+            buf = io.BytesIO()
+            np.save(buf, merged.astype(np.float32), allow_pickle=False)
+            atomic_write_bytes(path, buf.getvalue())
+            atomic_write_json(cache_dir / f"features-{key}.json", {
+                "key": key, "model": model_name, "weights": weights_id, "size": int(size), "preprocess": PREPROCESS,
+                "dim": int(dim), "sample_ids": merged_ids})
+    info = {"key": key, "model": model_name, "size": int(size), "weights": weights_id, "preprocess": PREPROCESS,
+            "computed": int(len(need)), "reused": int(len(have)), "seconds": round(secs, 3),
+            "images_per_s": round(len(need) / secs, 1) if len(need) and secs > 0 else None}
+    return FeatureSet(ids, feats, key, path, int(len(need)), int(len(have)), secs, info)
