@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from audit.core.protocols import TRAIN_PROTOCOLS
 from audit.errors import UsageError
 
 __all__ = ["PROTOCOLS", "Fold", "group_split", "make_folds", "normalize_split"]
 
-PROTOCOLS = ("lodo", "split", "transfer")
+PROTOCOLS = TRAIN_PROTOCOLS  # the one list, audit.core.protocols
 TRAIN, VAL, TEST = 0, 1, 2
 _SPLIT_NAMES = {
     "train": "train", "training": "train", "trn": "train",

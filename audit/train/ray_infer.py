@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from audit.train import LocalExecutor
+from audit.train.executors import LocalExecutor
 
 __all__ = ["predict_paths", "RayInference"]
 
