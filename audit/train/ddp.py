@@ -204,27 +204,47 @@ class DDPExecutor:
 
 
 # ---------------------------------------------------------------------------------------------- entry point
+_TYPES = {"int": int, "float": float, "str": str, "Path": Path}
+
+
 def _parser() -> argparse.ArgumentParser:
+    """The flags of :func:`main`: one per :class:`~audit.train.config.TrainConfig` field, generated from it."""
+    import dataclasses
+
+    from audit.train.config import TrainConfig
+
     p = argparse.ArgumentParser(prog="torchrun --nproc-per-node N -m audit.train.ddp",
                                 description="Train across held-out domains with torch DDP (one process per GPU).")
     p.add_argument("run", type=Path, metavar="RUN", help="run directory (holding manifest.parquet)")
-    p.add_argument("--task", choices=["classify", "segment"])
-    p.add_argument("--model")
-    p.add_argument("--protocol", default="lodo", choices=["lodo", "split", "transfer"])
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--batch-size", type=int, help="per process (the effective batch is N times this)")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (cuda: GPU LOCAL_RANK per process)")
-    p.add_argument("--seeds", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--weights", type=Path)
-    p.add_argument("--pretrained", action="store_true")
-    p.add_argument("--balanced", action="store_true")
-    p.add_argument("--compile", action="store_true")
-    p.add_argument("--workers", type=int)
+    for f in dataclasses.fields(TrainConfig):
+        flag, meta = "--" + f.name.replace("_", "-"), f.metadata
+        kw: dict[str, Any] = {"help": meta.get("help"), "default": f.default}
+        base = str(f.type).split("|")[0].strip()
+        if base == "bool":
+            kw["action"] = argparse.BooleanOptionalAction if f.default else "store_true"
+        else:
+            kw["type"] = _TYPES[base]
+            if meta.get("choices"):
+                kw["choices"] = list(meta["choices"])
+        p.add_argument(flag, **kw)
     p.add_argument("--timeout", type=float, default=1800, help="seconds a rank waits for the others")
     return p
+
+
+def _flags(flags: dict) -> list[str]:
+    """:func:`main`'s command line for TrainConfig keywords (``None`` and defaults of switches left out)."""
+    opts: list[str] = []
+    for a in _parser()._actions:
+        v = flags.get(a.dest)
+        if not a.option_strings or a.dest == "help" or v is None:
+            continue
+        if isinstance(a, argparse.BooleanOptionalAction):
+            opts += [] if v else [f"--no-{a.dest.replace('_', '-')}"]
+        elif a.nargs == 0:  # store_true
+            opts += [a.option_strings[0]] if v else []
+        else:
+            opts += [a.option_strings[0], str(v)]
+    return opts
 
 
 def _device(requested: str, local_rank: int) -> torch.device:
@@ -244,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from audit.errors import AuditError
     from audit.rundir import RunDir
-    from audit.train import TrainConfig, run_training
+    from audit.train import run_training, train_config
 
     args = _parser().parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
@@ -258,11 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             backend = "nccl" if device.type == "cuda" else "gloo"
             dist.init_process_group(backend, timeout=_dt.timedelta(seconds=args.timeout))
         ex = DDPExecutor(rank, world, local_rank, device)
-        cfg = TrainConfig(task=args.task, model=args.model, protocol=args.protocol, epochs=args.epochs,
-                          batch_size=args.batch_size, lr=args.lr, image_size=args.image_size,
-                          device=str(device.type), seeds=args.seeds, seed=args.seed, weights=args.weights,
-                          pretrained=args.pretrained, balanced=args.balanced, compile=args.compile,
-                          workers=args.workers)
+        opts = {k: v for k, v in vars(args).items() if k not in ("run", "timeout")}
+        cfg = train_config(**{**opts, "device": str(device.type)})
         run = RunDir.open(args.run)
         if ex.is_main:
             run.lock()
@@ -293,6 +310,7 @@ def launch(run_dir: Path | str, nproc: int, options: Sequence[str] = (), *, time
     """
     import subprocess
 
+    from audit.core.system import usable_cores
     from audit.errors import UsageError
 
     if int(nproc) < 1:
@@ -300,22 +318,19 @@ def launch(run_dir: Path | str, nproc: int, options: Sequence[str] = (), *, time
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={int(nproc)}",
            "-m", "audit.train.ddp", str(run_dir), *[str(o) for o in options]]
     env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(nproc))))
+    env.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // int(nproc))))
     return subprocess.run(cmd, env=env, timeout=timeout, check=False).returncode
 
 
 def _preflight(run_dir: Path | str, flags: dict) -> None:
     """The settings checks every rank would fail on, done once before starting processes (exit code 2)."""
-    import dataclasses
-
     from audit.rundir import RunDir
-    from audit.train import TrainConfig, _validate
+    from audit.train.config import train_config, validate_task
     from audit.train.models import MODELS, build_model
 
     run = RunDir.open(run_dir)
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in flags.items() if k in names and v is not None})
-    _validate(cfg, cfg.task or run.task)
+    cfg = train_config(**{k: v for k, v in flags.items() if v is not None})
+    validate_task(cfg.task or run.task)
     if cfg.model and cfg.model not in MODELS:
         build_model(cfg.model, 2)  # raises the UsageError with the closest names
 
@@ -332,13 +347,7 @@ def train_distributed(run_dir: Path | str, nproc: int, *, engine: str = "local",
         raise UsageError("--distributed trains and predicts on the DDP ranks; --engine ray is for inference from a "
                          "single training process: use one of them")
     _preflight(run_dir, flags)
-    known = {a.dest for a in _parser()._actions}
-    opts: list[str] = []
-    for k, v in flags.items():
-        if v is None or v is False or k not in known:
-            continue
-        flag = "--" + k.replace("_", "-")
-        opts += [flag] if v is True else [flag, str(v)]
+    opts = _flags(flags)
     rc = launch(run_dir, nproc, opts)
     if rc != 0:
         raise StageError(f"distributed training failed (torchrun exit code {rc}); the ranks' errors are printed above "

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -173,6 +174,87 @@ def _save_atomic(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _optimizer(model: nn.Module, cfg: FitConfig, steps: int):
+    """AdamW (no weight decay on biases / norms) with warmup + cosine over all steps."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.epochs * steps))
+
+
+def _resumable(ckpt_path: Path | None, ckpt_hash: str, cfg: FitConfig) -> dict | None:
+    """The unfinished checkpoint of this very fold (same hash, epochs left), or None."""
+    if ckpt_path is None or not Path(ckpt_path).is_file():
+        return None
+    try:
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)  # never unpickle code from disk
+    except Exception:  # a damaged checkpoint: start the fold again
+        return None
+    if ck and ck.get("hash") == ckpt_hash and not ck.get("done") and ck.get("epoch", -1) + 1 < cfg.epochs:
+        return ck
+    return None
+
+
+def _epoch_order(n_train: int, labels_cpu: torch.Tensor | None, cfg: FitConfig, gen: torch.Generator):
+    """This epoch's order of the training rows (class-balanced draws with replacement when asked)."""
+    if labels_cpu is not None:
+        counts = torch.bincount(labels_cpu, minlength=cfg.n_classes).float()
+        w = 1.0 / counts[labels_cpu]
+        return torch.multinomial(w, n_train, replacement=True, generator=gen)
+    return torch.randperm(n_train, generator=gen)
+
+
+@dataclass
+class _Step:
+    """What one optimisation step uses; ``model``/``compiled`` change when a compiled model falls back."""
+
+    model: nn.Module
+    raw_model: nn.Module
+    compiled: bool
+    loss_fn: nn.Module
+    opt: torch.optim.Optimizer
+    sched: Any
+    scaler: Any
+    dev_gen: torch.Generator
+    notes: list
+
+
+def _train_epoch(st: _Step, src: BatchSource, rows: torch.Tensor, cfg: FitConfig):
+    """One pass over ``rows``; ``(loss sum on the device, images seen)``."""
+    device, n_train = src.device, len(rows)
+    # the running loss stays on the device: a float() per step would wait for the GPU every step
+    loss_sum, seen = torch.zeros((), device=device), 0
+    for s in range(0, n_train, cfg.batch_size):
+        bi = rows[s:s + cfg.batch_size]
+        if len(bi) < 2 and n_train >= 2:
+            continue  # BatchNorm cannot train on a batch of one
+        x, y = src.get(bi)
+        x, y2 = augment_batch(x, y if cfg.task == "segment" else None, cfg.augment, st.dev_gen)
+        if y2 is not None:
+            y = y2
+        x = src.prepare(x)
+        try:
+            with _autocast(device, cfg.amp_dtype):
+                logits = forward_logits(st.model, x)
+                loss = st.loss_fn(logits.float(), y.long())
+        except Exception as e:
+            if not st.compiled:
+                raise
+            st.notes.append(f"torch.compile failed ({type(e).__name__}); trained eagerly")
+            st.model, st.compiled = st.raw_model, False
+            with _autocast(device, cfg.amp_dtype):
+                loss = st.loss_fn(forward_logits(st.model, x).float(), y.long())
+        st.opt.zero_grad(set_to_none=True)
+        st.scaler.scale(loss).backward()
+        st.scaler.step(st.opt)
+        st.scaler.update()
+        st.sched.step()
+        loss_sum += loss.detach().float() * len(bi)
+        seen += len(bi)
+    return loss_sum, seen
+
+
 def fit(model: nn.Module, src: BatchSource, train_idx: np.ndarray, val_idx: np.ndarray, cfg: FitConfig, *,
         seed: int, ckpt_path: Path | None = None, ckpt_hash: str = "",
         on_epoch: Callable[[int, dict], None] | None = None) -> FitResult:
@@ -187,11 +269,7 @@ def fit(model: nn.Module, src: BatchSource, train_idx: np.ndarray, val_idx: np.n
     loss_fn = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX) if cfg.task == "segment" else nn.CrossEntropyLoss()
     n_train = len(train_idx)
     steps = max(1, n_train // cfg.batch_size + (1 if n_train % cfg.batch_size > 1 else 0))
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.epochs * steps))
+    opt, sched = _optimizer(model, cfg, steps)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp_dtype == torch.float16)
     gen = torch.Generator().manual_seed(seed)  # order + sampling
     dev_gen = torch.Generator(device=device).manual_seed(seed + 1) if device.type != "mps" else gen  # augmentation
@@ -201,23 +279,19 @@ def fit(model: nn.Module, src: BatchSource, train_idx: np.ndarray, val_idx: np.n
 
     best_state, best_score, best_epoch, history, start, bad = None, -float("inf"), -1, [], 0, 0
     resumed_from = None
-    if ckpt_path is not None and Path(ckpt_path).is_file():
-        try:
-            ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)  # never unpickle code from disk
-        except Exception:  # a damaged checkpoint: start the fold again
-            ck = None
-        if ck and ck.get("hash") == ckpt_hash and not ck.get("done") and ck.get("epoch", -1) + 1 < cfg.epochs:
-            raw_model.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["optimizer"])
-            sched.load_state_dict(ck["scheduler"])
-            scaler.load_state_dict(ck["scaler"])
-            gen.set_state(ck["gen"])
-            if ck.get("dev_gen") is not None and dev_gen is not gen:
-                dev_gen.set_state(ck["dev_gen"])
-            torch.set_rng_state(ck["torch_rng"])
-            best_state, best_score, best_epoch = ck["best_state"], ck["best_score"], ck["best_epoch"]
-            history, bad = ck["history"], ck["bad"]
-            start = resumed_from = ck["epoch"] + 1
+    ck = _resumable(ckpt_path, ckpt_hash, cfg)
+    if ck is not None:
+        raw_model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        scaler.load_state_dict(ck["scaler"])
+        gen.set_state(ck["gen"])
+        if ck.get("dev_gen") is not None and dev_gen is not gen:
+            dev_gen.set_state(ck["dev_gen"])
+        torch.set_rng_state(ck["torch_rng"])
+        best_state, best_score, best_epoch = ck["best_state"], ck["best_score"], ck["best_epoch"]
+        history, bad = ck["history"], ck["bad"]
+        start = resumed_from = ck["epoch"] + 1
 
     compiled, notes = False, []
     if cfg.compile:
@@ -232,42 +306,10 @@ def fit(model: nn.Module, src: BatchSource, train_idx: np.ndarray, val_idx: np.n
     for epoch in range(start, cfg.epochs):
         model.train()
         t0 = time.perf_counter()
-        if labels_cpu is not None:
-            counts = torch.bincount(labels_cpu, minlength=cfg.n_classes).float()
-            w = 1.0 / counts[labels_cpu]
-            order = torch.multinomial(w, n_train, replacement=True, generator=gen)
-        else:
-            order = torch.randperm(n_train, generator=gen)
-        rows = torch.as_tensor(train_idx)[order]
-        # the running loss stays on the device: a float() per step would wait for the GPU every step
-        loss_sum, seen = torch.zeros((), device=device), 0
-        for s in range(0, n_train, cfg.batch_size):
-            bi = rows[s:s + cfg.batch_size]
-            if len(bi) < 2 and n_train >= 2:
-                continue  # BatchNorm cannot train on a batch of one
-            x, y = src.get(bi)
-            x, y2 = augment_batch(x, y if cfg.task == "segment" else None, cfg.augment, dev_gen)
-            if y2 is not None:
-                y = y2
-            x = src.prepare(x)
-            try:
-                with _autocast(device, cfg.amp_dtype):
-                    logits = forward_logits(model, x)
-                    loss = loss_fn(logits.float(), y.long())
-            except Exception as e:
-                if not compiled:
-                    raise
-                notes.append(f"torch.compile failed ({type(e).__name__}); trained eagerly")
-                model, compiled = raw_model, False
-                with _autocast(device, cfg.amp_dtype):
-                    loss = loss_fn(forward_logits(model, x).float(), y.long())
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            loss_sum += loss.detach().float() * len(bi)
-            seen += len(bi)
+        rows = torch.as_tensor(train_idx)[_epoch_order(n_train, labels_cpu, cfg, gen)]
+        step = _Step(model, raw_model, compiled, loss_fn, opt, sched, scaler, dev_gen, notes)
+        loss_sum, seen = _train_epoch(step, src, rows, cfg)
+        model, compiled = step.model, step.compiled
         epoch_loss = float(loss_sum) / max(seen, 1)  # one device sync per epoch
         dt = time.perf_counter() - t0
         train_seconds += dt
