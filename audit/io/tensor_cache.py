@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from audit.core.atomic import atomic_write_json
 from audit.io.decode import error_text
 from audit.io.gpu import decode_jpegs_cuda, fits_on_device
 
@@ -200,6 +201,69 @@ def _memmap_tensor(mm: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(arr)
 
 
+def _allocate(n: int, size: int, with_masks: bool, device: torch.device, on_gpu: bool, memmap_dir: Path | None,
+              key: str):
+    """``(img_np, mask_np, images, masks)``: memory-mapped files under ``memmap_dir`` (the numpy arrays, to flush),
+    else tensors in pinned host memory or on the GPU (``img_np``/``mask_np`` None)."""
+    if memmap_dir is not None:
+        memmap_dir.mkdir(parents=True, exist_ok=True)
+        _meta_path(memmap_dir, key, size).unlink(missing_ok=True)
+        img_np = np.memmap(memmap_dir / f"{key}-{size}.images.u8", dtype=np.uint8, mode="w+", shape=(n, 3, size, size))
+        mask_np = (
+            np.memmap(memmap_dir / f"{key}-{size}.masks.u8", dtype=np.uint8, mode="w+", shape=(n, size, size))
+            if with_masks
+            else None
+        )
+        return img_np, mask_np, torch.from_numpy(img_np), torch.from_numpy(mask_np) if mask_np is not None else None
+    # pinned host memory makes the per-batch host->device copies asynchronous
+    pin = device.type == "cuda" and not on_gpu
+    images = torch.zeros((n, 3, size, size), dtype=torch.uint8, pin_memory=pin)
+    masks = torch.zeros((n, size, size), dtype=torch.uint8, pin_memory=pin) if with_masks else None
+    if on_gpu:
+        images = images.to(device)
+        masks = masks.to(device) if masks is not None else None
+    return None, None, images, masks
+
+
+@dataclass
+class _Rows:
+    """Per-row outcome of decoding, filled in place."""
+
+    ok: np.ndarray
+    errors: list
+    resized: np.ndarray
+    binary: np.ndarray
+
+
+def _cpu_decode_into(todo: list[int], args: list[tuple], images: torch.Tensor, masks: torch.Tensor | None,
+                     rows: _Rows, workers: int, progress: Callable[[int], None] | None) -> None:
+    """Decode rows ``todo`` (``args``: their :func:`_decode_row` arguments) on CPU threads, in chunks."""
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for start in range(0, len(todo), _CHUNK):
+            chunk = todo[start:start + _CHUNK]
+            results = list(pool.map(_decode_row, args[start:start + _CHUNK]))
+            idx_ok = [i for i, r in zip(chunk, results, strict=True) if r[2] is None]
+            for i, (_img, _mask, err, rs, bn) in zip(chunk, results, strict=True):
+                if err is not None:
+                    rows.errors[i] = err
+                    continue
+                rows.ok[i] = True
+                rows.resized[i] = rs
+                rows.binary[i] = bn
+            if idx_ok:
+                batch = torch.from_numpy(np.stack([r[0] for r in results if r[2] is None]))
+                sel = torch.as_tensor(idx_ok, dtype=torch.long)
+                if images.device.type == "cuda":
+                    images[sel.to(images.device)] = batch.to(images.device, non_blocking=True)
+                else:
+                    images[sel] = batch
+                if masks is not None:
+                    mb = torch.from_numpy(np.stack([r[1] for r in results if r[2] is None]))
+                    masks[sel.to(masks.device)] = mb.to(masks.device)
+            if progress:
+                progress(len(chunk))
+
+
 def build_cache(
     paths: Sequence[Path],
     *,
@@ -254,24 +318,8 @@ def build_cache(
             if progress:
                 progress(n)
             return reused
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        _meta_path(cache_dir, key, size).unlink(missing_ok=True)
-        img_np = np.memmap(cache_dir / f"{key}-{size}.images.u8", dtype=np.uint8, mode="w+", shape=(n, 3, size, size))
-        mask_np = (
-            np.memmap(cache_dir / f"{key}-{size}.masks.u8", dtype=np.uint8, mode="w+", shape=(n, size, size))
-            if with_masks
-            else None
-        )
-        images = torch.from_numpy(img_np)
-        masks = torch.from_numpy(mask_np) if mask_np is not None else None
-    else:
-        # pinned host memory makes the per-batch host->device copies asynchronous
-        pin = device.type == "cuda" and not on_gpu
-        images = torch.zeros((n, 3, size, size), dtype=torch.uint8, pin_memory=pin)
-        masks = torch.zeros((n, size, size), dtype=torch.uint8, pin_memory=pin) if with_masks else None
-        if on_gpu:
-            images = images.to(device)
-            masks = masks.to(device) if masks is not None else None
+    img_np, mask_np, images, masks = _allocate(n, size, with_masks, device, on_gpu, cache_dir if use_memmap else None,
+                                               key)
     ok = np.zeros(n, dtype=bool)
     errors: list[str | None] = [None] * n
     resized = np.zeros(n, dtype=bool)
@@ -283,31 +331,9 @@ def build_cache(
         gpu_done = _gpu_decode_into(paths, images, size, device, ok, progress)
 
     todo = [i for i in range(n) if not gpu_done[i]]
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for start in range(0, len(todo), _CHUNK):
-            chunk = todo[start:start + _CHUNK]
-            args = [(paths[i], mask_paths[i] if with_masks else None, size, n_classes, exif) for i in chunk]
-            results = list(pool.map(_decode_row, args))
-            idx_ok = [i for i, r in zip(chunk, results, strict=True) if r[2] is None]
-            for i, (_img, _mask, err, rs, bn) in zip(chunk, results, strict=True):
-                if err is not None:
-                    errors[i] = err
-                    continue
-                ok[i] = True
-                resized[i] = rs
-                binary[i] = bn
-            if idx_ok:
-                batch = torch.from_numpy(np.stack([r[0] for r in results if r[2] is None]))
-                sel = torch.as_tensor(idx_ok, dtype=torch.long)
-                if images.device.type == "cuda":
-                    images[sel.to(images.device)] = batch.to(images.device, non_blocking=True)
-                else:
-                    images[sel] = batch
-                if masks is not None:
-                    mb = torch.from_numpy(np.stack([r[1] for r in results if r[2] is None]))
-                    masks[sel.to(masks.device)] = mb.to(masks.device)
-            if progress:
-                progress(len(chunk))
+    rows = _Rows(ok=ok, errors=errors, resized=resized, binary=binary)
+    args = [(paths[i], mask_paths[i] if with_masks else None, size, n_classes, exif) for i in todo]
+    _cpu_decode_into(todo, args, images, masks, rows, workers, progress)
     location = "cuda" if on_gpu else ("memmap" if use_memmap else "memory")
     if use_memmap:
         img_np.flush()
@@ -315,8 +341,6 @@ def build_cache(
             mask_np.flush()
         meta = {"complete": True, "n": n, "size": size, "masks": with_masks, "key": key, "ok": ok.tolist(),
                 "errors": errors, "mask_resized": resized.tolist(), "mask_binary_255": binary.tolist()}
-        from audit.rundir import atomic_write_json
-
         atomic_write_json(_meta_path(cache_dir, key, size), meta)
     return TensorCache(images=images, masks=masks, ok=ok, errors=errors, size=size, location=location, key=key,
                        mask_resized=resized, mask_binary_255=binary, seconds=time.perf_counter() - t0,
