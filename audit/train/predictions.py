@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from audit.core.protocols import PROTOCOLS
 from audit.errors import InputError
 
 __all__ = [
@@ -27,7 +28,7 @@ __all__ = [
 
 COMMON_COLUMNS = ["sample_id", "model", "protocol", "fold", "seed", "role", "held_out", "train_domains", "test_domain"]
 _ROLES = ("train", "val", "test")
-_PROTOCOLS = ("lodo", "split", "transfer", "external")
+_PROTOCOLS = PROTOCOLS  # audit.core.protocols: the one list
 
 
 def _common(ids, *, model: str, protocol: str, fold: str, seed: int, role, held_out, train_domains: str,
