@@ -165,6 +165,7 @@ def decode_jpegs_cuda(datas: list[torch.Tensor], size: int, device: torch.device
             continue
         x = img.unsqueeze(0).float()
         if x.shape[-2:] != (size, size):
-            x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
+                                              align_corners=False)
         out[i] = x.round_().clamp_(0, 255).to(torch.uint8)[0]
     return out

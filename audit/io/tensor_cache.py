@@ -91,7 +91,8 @@ def decode_image(path: Path, size: int, *, exif: bool = True) -> np.ndarray:
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
-def decode_mask(path: Path, size: int, image_size: tuple[int, int] | None, n_classes: int | None) -> tuple[np.ndarray, bool, bool]:
+def decode_mask(path: Path, size: int, image_size: tuple[int, int] | None,
+                n_classes: int | None) -> tuple[np.ndarray, bool, bool]:
     """Decode an index mask to ``uint8 [size, size]``; returns (mask, resized_to_image, was_binary_255).
 
     ``image_size`` is the (width, height) of the matching image: a mask of another size is first resized
@@ -364,7 +365,8 @@ def _nvjpeg_suitable(data: bytes) -> bool:
         return False
 
 
-def _gpu_decode_into(paths, images: torch.Tensor, size: int, device: torch.device, ok: np.ndarray, progress) -> np.ndarray:
+def _gpu_decode_into(paths, images: torch.Tensor, size: int, device: torch.device, ok: np.ndarray,
+                     progress) -> np.ndarray:
     """nvJPEG-decode the JPEG files among ``paths`` straight into ``images``; returns which rows were done."""
     done = np.zeros(len(paths), dtype=bool)
     jpeg_idx, datas = [], []

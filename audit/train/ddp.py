@@ -102,7 +102,8 @@ class DDPExecutor:
         """What run.json records about the engine."""
         import torch.distributed as dist
 
-        return {"engine": "ddp", "world_size": self.world, "backend": dist.get_backend() if dist.is_initialized() else None,
+        backend = dist.get_backend() if dist.is_initialized() else None
+        return {"engine": "ddp", "world_size": self.world, "backend": backend,
                 "device": str(self.device)}
 
     # ------------------------------------------------------------------ collective helpers

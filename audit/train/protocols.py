@@ -61,7 +61,8 @@ class Fold:
 
 def normalize_split(values: pd.Series) -> pd.Series:
     """Map split names (train/training, val/valid/validation/dev, test/testing) to train/val/test, else <NA>."""
-    return values.astype("string").str.strip().str.lower().map(lambda v: _SPLIT_NAMES.get(v, pd.NA) if isinstance(v, str) else pd.NA)
+    norm = values.astype("string").str.strip().str.lower()
+    return norm.map(lambda v: _SPLIT_NAMES.get(v, pd.NA) if isinstance(v, str) else pd.NA)
 
 
 def group_split(groups: np.ndarray, *, val_fraction: float, test_fraction: float, seed: int) -> np.ndarray:
@@ -122,7 +123,8 @@ def make_folds(table: pd.DataFrame, protocol: str, *, seed: int = 0, val_fractio
         notes["fallback"] = f"lodo needs >= 2 domains (found {n_domains}); used the split protocol instead"
         protocol = "split"
     if protocol == "transfer" and n_domains < 2:
-        raise UsageError(f"--protocol transfer needs a domain column with >= 2 domains (found {n_domains}); give --domain")
+        raise UsageError(f"--protocol transfer needs a domain column with >= 2 domains (found {n_domains}); "
+                         "give --domain")
     notes["protocol"] = protocol
     if protocol == "split":
         return [_split_fold(table, groups, seed, val_fraction, test_fraction, notes)], notes
