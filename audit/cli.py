@@ -126,15 +126,23 @@ def _version(value: bool) -> None:
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars, short output.")] = False,
+    progress: Annotated[
+        Optional[str],
+        typer.Option("--progress", help="auto (bar on a terminal, plain lines elsewhere), bar, plain or none; "
+                                        "default from AUDIT_PROGRESS."),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     _STATE["debug"] = debug
     _STATE["quiet"] = quiet
-    from audit.progress import set_quiet
+    from audit.progress import MODES, set_mode, set_quiet
 
+    if progress is not None and progress not in MODES:
+        raise typer.BadParameter(f"must be one of {', '.join(MODES)}", param_hint="--progress")
     set_quiet(quiet)
+    set_mode(progress)
 
 
 # ---------------------------------------------------------------------------------------------- options
@@ -524,8 +532,18 @@ def hoist_global_flags(args: list[str]) -> list[str]:
         head, tail = args[:cut], args[cut:]
     else:
         head, tail = args, []
-    flags = [a for a in head if a in _GLOBAL_FLAGS]
-    return flags + [a for a in head if a not in _GLOBAL_FLAGS] + tail
+    flags, rest, i = [], [], 0
+    while i < len(head):
+        a = head[i]
+        if a in _GLOBAL_FLAGS or a.startswith("--progress="):
+            flags.append(a)
+        elif a == "--progress" and i + 1 < len(head):
+            flags += [a, head[i + 1]]
+            i += 1
+        else:
+            rest.append(a)
+        i += 1
+    return flags + rest + tail
 
 
 if __name__ == "__main__":  # pragma: no cover
