@@ -372,6 +372,10 @@ def starter_policy(run: RunDir) -> str:
         metric = primary_metric(groups["metric"], run.task)
     gated_worst = _worst_group_rule(s, metric) if groups is not None else False
     _model_rules(s, groups, metric)
+    if groups is not None:
+        s.rule("a model that learned nothing (no better than its trivial baseline) makes every gap meaningless",
+               id="no-degenerate-model", check="findings", kinds=["degenerate_model"], min_severity="info",
+               max_count=0)
     _regression_rules(s, groups, metric, gated_worst)
     if not any(line == "[[rule]]" for line in s.out):
         s.rule(

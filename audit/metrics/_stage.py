@@ -307,12 +307,28 @@ def run_metrics(run, config) -> list[Finding]:
 
     _CATEGORIES.clear()
     findings = _findings(cands, config)
+    findings = _sanity(run, test, task, classes, config, gen, findings)
     _record(run, config, notes, dropped, groupings, len(test), findings)
     return findings
 
 
 _GEN_COLS = ["model", "protocol", "fold", "train_domains", "test_domain", "metric", "in_domain", "in_ci_low", "in_ci_high", "n_in",
              "out_domain", "out_ci_low", "out_ci_high", "n_out", "gap", "gap_ci_low", "gap_ci_high", "p", "seeds"]
+
+
+def _sanity(run, test, task, classes, config, gen, findings: list[Finding]) -> list[Finding]:
+    """Compare each model with trivial baselines (metrics/sanity.py); withhold the gap and group findings of a
+    model that learned nothing, and mark its generalization rows not interpretable."""
+    from audit.metrics.sanity import WITHHELD_KINDS, degenerate_findings, model_sanity
+
+    table = model_sanity(test, task, classes, seed=config.seed)
+    run.write_table("metrics/sanity.parquet", table)
+    bad_findings, bad = degenerate_findings(table)
+    gen = gen.copy()
+    gen["interpretable"] = ~gen["model"].astype(str).isin(bad) if len(gen) else pd.Series(dtype=bool)
+    run.write_table("metrics/generalization.parquet", gen)
+    kept = [f for f in findings if not (f.kind in WITHHELD_KINDS and str(f.evidence.get("model")) in bad)]
+    return bad_findings + kept
 
 
 def _concat(frames: list[pd.DataFrame], cols: list[str]) -> pd.DataFrame:
