@@ -357,6 +357,22 @@ def _regression_rules(s: _Starter, groups: pd.DataFrame | None, metric: str | No
         )
 
 
+def _degenerate_rule(s: _Starter) -> None:
+    """Gate on models that learned nothing (metrics/sanity.py): every gap of such a model is meaningless."""
+    kv = {"id": "no-degenerate-model", "check": "findings", "kinds": ["degenerate_model"], "min_severity": "info",
+          "max_count": 0}
+    res, why = s.probe(kv)
+    if res is None:
+        s.left_out(kv["id"], why)
+        return
+    c = int(res.value or 0)
+    what = "models no better than their trivial baseline (degenerate_model)"
+    if c == 0:
+        s.rule(f"{what}: now 0", **kv)
+    else:
+        s.rule(f"{what}: now {c}: retrain (see the finding), then make this an error", **kv, severity="warn")
+
+
 def starter_policy(run: RunDir) -> str:
     """The text of a starter policy for ``run`` (see module docstring).
 
@@ -373,9 +389,7 @@ def starter_policy(run: RunDir) -> str:
     gated_worst = _worst_group_rule(s, metric) if groups is not None else False
     _model_rules(s, groups, metric)
     if groups is not None:
-        s.rule("a model that learned nothing (no better than its trivial baseline) makes every gap meaningless",
-               id="no-degenerate-model", check="findings", kinds=["degenerate_model"], min_severity="info",
-               max_count=0)
+        _degenerate_rule(s)
     _regression_rules(s, groups, metric, gated_worst)
     if not any(line == "[[rule]]" for line in s.out):
         s.rule(
