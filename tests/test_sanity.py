@@ -83,10 +83,17 @@ def test_sanity_rules_on_simulated_predictions():
     good = pd.DataFrame({**base, "y_true": y, "y_pred": np.where(rng.uniform(size=n) < 0.8, y, "a")})
     s = model_sanity(good, "classify", ["a", "b", "c"])
     assert not s["degenerate"].any()
-    # a model that never predicts class "b" (90 samples) is degenerate even though it beats the majority class
+    # a model that never predicts class "b" (90 samples) but beats its baseline: a warning, its gaps stand
     never_b = good.assign(y_pred=np.where(y == "b", "a", y))
     s = model_sanity(never_b, "classify", ["a", "b", "c"])
-    assert s["degenerate"].all() and "'b' is never recognized" in s["reason"].iloc[0]
+    assert (s["status"] == "partial").all() and not s["degenerate"].any()
+    assert "'b' is never recognized" in s["reason"].iloc[0]
+    findings, models = degenerate_findings(s)
+    assert models == set() and findings[0].severity == "warning"
+    # two of three classes dead: degenerate, critical
+    dead = good.assign(y_pred="a")
+    s = model_sanity(dead, "classify", ["a", "b", "c"])
+    assert s["degenerate"].all()
     findings, models = degenerate_findings(s)
     assert models == {"m"} and findings[0].severity == "critical"
     # a rare class with fewer than MIN_PRESENT samples never recognized is no evidence

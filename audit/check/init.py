@@ -359,7 +359,7 @@ def _regression_rules(s: _Starter, groups: pd.DataFrame | None, metric: str | No
 
 def _degenerate_rule(s: _Starter) -> None:
     """Gate on models that learned nothing (metrics/sanity.py): every gap of such a model is meaningless."""
-    kv = {"id": "no-degenerate-model", "check": "findings", "kinds": ["degenerate_model"], "min_severity": "info",
+    kv = {"id": "no-degenerate-model", "check": "findings", "kinds": ["degenerate_model"], "min_severity": "critical",
           "max_count": 0}
     res, why = s.probe(kv)
     if res is None:

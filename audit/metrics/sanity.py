@@ -11,11 +11,14 @@ each trained model is compared, on its in-domain test rows (held-out rows when i
   beats its baseline when the lower end of its per-class IoU interval (image bootstrap) is above both, for every
   foreground class present.
 
-A model that does not beat its baseline, or has a class with recall (classification) or IoU (segmentation) of
-exactly 0 although the class is present in at least :data:`MIN_PRESENT` test samples, is **degenerate**: one
-critical ``degenerate_model`` finding per model, naming the folds, the class and the baseline, and every
-generalization, worst-group, fairness and calibration finding of that model is withheld (its gaps are not
-interpretable; ``metrics/generalization.parquet`` says so in ``interpretable``).
+A class is *dead* when its recall (classification) or IoU (segmentation) is exactly 0 although it is present in at
+least :data:`MIN_PRESENT` test samples (:data:`MIN_IMAGES` images). A model that does not beat its baseline, or
+has at least half of its classes dead, is **degenerate**: one critical ``degenerate_model`` finding per model,
+naming the folds, the class and the baseline, and every generalization, worst-group, fairness and calibration
+finding of that model is withheld (its gaps are not interpretable; ``metrics/generalization.parquet`` says so in
+``interpretable``). A model that beats its baseline but has a dead class gets a *warning* ``degenerate_model``
+naming the class, and its findings stand: a false critical on a model that works would cost more trust than it
+saves.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ N_BOOT = 400
 WITHHELD_KINDS = frozenset({"generalization_gap", "worst_group", "group_disparity", "fairness_violation",
                             "miscalibration", "insufficient_evidence"})
 SANITY_COLUMNS = ["model", "protocol", "fold", "seed", "scope", "metric", "class", "value", "ci_low", "ci_high",
-                  "baseline", "baseline_name", "n", "degenerate", "reason"]
+                  "baseline", "baseline_name", "n", "degenerate", "status", "reason"]
 
 
 def _pct(a: np.ndarray, q: float) -> float:
@@ -87,7 +90,7 @@ def _classify_rows(key: dict, df: pd.DataFrame, classes: list[str], rng: np.rand
                      "ci_high": float(rh), "baseline": 0.0, "baseline_name": "never predicting the class", "n": m})
         if counts[j, 1] == 0 and m >= MIN_PRESENT:
             reasons.append(f"class {c!r} is never recognized: recall 0 of {m} (95% CI [0, {float(rh):.3f}])")
-    return _close(rows, reasons)
+    return _close(rows, reasons, beats=beats, n_dead=len(reasons) - (not beats), n_classes=k)
 
 
 def _segment_rows(key: dict, df: pd.DataFrame, classes: list[str], rng: np.random.Generator) -> list[dict]:
@@ -118,13 +121,19 @@ def _segment_rows(key: dict, df: pd.DataFrame, classes: list[str], rng: np.rando
         elif present >= MIN_IMAGES and not lo > prior:
             reasons.append(f"{names[c]!r} IoU {iou:.3f} (95% CI low {lo:.3f}) is not above predicting "
                            f"{names[c]!r} everywhere ({prior:.3f})")
-    return _close(rows, reasons)
+    n_fg = len(rows)
+    return _close(rows, reasons, beats=not reasons, n_dead=len(reasons), n_classes=max(n_fg, 1))
 
 
-def _close(rows: list[dict], reasons: list[str]) -> list[dict]:
+def _close(rows: list[dict], reasons: list[str], *, beats: bool, n_dead: int, n_classes: int) -> list[dict]:
+    """``degenerate`` when the model does not beat its baseline or at least half its classes are dead;
+    ``partial`` when it beats its baseline but some present class is never recognized (a warning, gaps kept)."""
     text = "; ".join(reasons[:3]) + (f"; and {len(reasons) - 3} more class(es) likewise" if len(reasons) > 3 else "")
+    degenerate = (not beats) or (n_dead > 0 and 2 * n_dead >= n_classes)
+    status = "degenerate" if degenerate else ("partial" if n_dead else "ok")
     for r in rows:
-        r["degenerate"] = bool(reasons)
+        r["degenerate"] = degenerate
+        r["status"] = status
         r["reason"] = text
     return rows
 
@@ -152,28 +161,34 @@ def model_sanity(test: pd.DataFrame, task: str, classes: list[str], *, seed: int
 
 
 def degenerate_findings(sanity: pd.DataFrame) -> tuple[list[Finding], set[str]]:
-    """One critical ``degenerate_model`` finding per degenerate model, and the set of those model names."""
+    """One critical ``degenerate_model`` finding per degenerate model (its gap findings are then withheld), one
+    warning per model that only misses some classes (gaps kept), and the set of degenerate model names."""
     out: list[Finding] = []
-    bad = sanity[sanity["degenerate"]]
     models: set[str] = set()
-    for (model, protocol), g in bad.groupby(["model", "protocol"], sort=True):
-        models.add(str(model))
-        folds = g.drop_duplicates(["fold", "seed"])
-        n_all = sanity[(sanity["model"] == model) & (sanity["protocol"] == protocol)].drop_duplicates(
-            ["fold", "seed"])
+    for (model, protocol), g in sanity[sanity["status"] != "ok"].groupby(["model", "protocol"], sort=True):
+        every = sanity[(sanity["model"] == model) & (sanity["protocol"] == protocol)].drop_duplicates(["fold", "seed"])
+        crit = g[g["degenerate"]]
+        part = crit if len(crit) else g
+        folds = part.drop_duplicates(["fold", "seed"])
         first = folds.iloc[0]
         where = ", ".join(f"{r.fold} (seed {r.seed})" for r in folds.itertuples())
-        head = g[g["metric"].isin(["accuracy", "iou"])].iloc[0]
-        out.append(Finding(
-            "degenerate_model", "critical",
-            f"{model} learned nothing usable in {len(folds)} of {len(n_all)} fold(s): gaps and group findings of "
-            f"this model are withheld",
-            detail=f"{where}: {first.reason}. Train longer, use a pretrained backbone or a loss for rare classes; "
-                   f"the generalization, fairness and worst-group numbers of this model are not interpretable.",
-            columns=["model"], groups=[str(model)], value=float(head.value),
-            ci=[float(head.ci_low), float(head.ci_high)], n=int(head.n), score=1.0,
-            evidence={"model": str(model), "protocol": str(protocol), "folds": folds["fold"].tolist(),
-                      "baseline": float(head.baseline), "baseline_name": str(head.baseline_name),
-                      "reason": str(first.reason), "id_extra": f"{model}|{protocol}"},
-        ))
+        head = part[part["metric"].isin(["accuracy", "iou"])].iloc[0]
+        ev = {"model": str(model), "protocol": str(protocol), "folds": folds["fold"].tolist(),
+              "baseline": float(head.baseline), "baseline_name": str(head.baseline_name), "reason": str(first.reason),
+              "min_present": MIN_PRESENT, "id_extra": f"{model}|{protocol}"}
+        if len(crit):
+            models.add(str(model))
+            title = (f"{model} learned nothing usable in {len(folds)} of {len(every)} fold(s): gaps and group "
+                     f"findings of this model are withheld")
+            detail = (f"{where}: {first.reason}. Train longer, use a pretrained backbone or a loss for rare classes; "
+                      f"the generalization, fairness and worst-group numbers of this model are not interpretable.")
+            severity = "critical"
+        else:
+            title = f"{model} never recognizes some classes in {len(folds)} of {len(every)} fold(s)"
+            detail = (f"{where}: {first.reason}. The model beats its baseline otherwise, so its gaps are reported; "
+                      f"numbers for these classes mean little.")
+            severity = "warning"
+        out.append(Finding("degenerate_model", severity, title, detail=detail, columns=["model"], groups=[str(model)],
+                           value=float(head.value), ci=[float(head.ci_low), float(head.ci_high)], n=int(head.n),
+                           score=1.0 if len(crit) else 0.5, evidence=ev))
     return out, models
