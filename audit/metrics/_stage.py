@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import audit.metrics._validate as V
 from audit.errors import InputError, UsageError
 from audit.findings import Finding
 from audit.manifest import ATTR_PREFIX, attribute_columns, missing_column_error
-from audit.metrics import _validate as V
 from audit.metrics._bootstrap import benjamini_hochberg, bootstrap_pvalue
 from audit.metrics._stats import Data, build_metric_specs
 from audit.metrics.fairness import fairness_report

@@ -36,10 +36,10 @@ __all__ = [
 
 def natural_sorted(values) -> list[str]:
     """Strings sorted with numbers in numeric order ("2" before "10")."""
-    from audit.pipeline import _natural_key
+    from audit.core.sorting import natural_key
 
     uniq = pd.unique(pd.Series(np.asarray(values, dtype=object)))
-    return sorted({str(v) for v in uniq}, key=_natural_key)
+    return sorted({str(v) for v in uniq}, key=natural_key)
 
 
 def as_1d(x, arg: str) -> np.ndarray:

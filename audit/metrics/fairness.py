@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+import audit.metrics._validate as V
 from audit.errors import UsageError
-from audit.metrics import _validate as V
 from audit.metrics._bootstrap import bootstrap_pvalue, bootstrap_sums, percentile_interval, seed_for
 from audit.metrics.report import (
     DistinctCounter,

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+import audit.metrics._validate as V
 from audit.errors import UsageError
-from audit.metrics import _validate as V
 from audit.metrics._bootstrap import bootstrap_pvalue, bootstrap_sums, percentile_interval, seed_for, wilson_interval
 from audit.metrics._stats import build_metric_specs
 from audit.metrics.report import (

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+import audit.metrics._validate as V
 from audit.errors import UsageError
-from audit.metrics import _validate as V
 from audit.metrics._bootstrap import (
     bootstrap_pvalue,
     bootstrap_sums,
