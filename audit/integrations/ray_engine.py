@@ -38,7 +38,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from audit.core.system import usable_cores
 from audit.errors import StageError, UsageError
+from audit.io.decode import scan_chunk
 
 __all__ = ["init_ray", "check_reachable", "cluster_info", "run_ordered", "map_chunks", "scan_items_ray", "block_frames",
            "DEFAULT_MAX_RETRIES"]
@@ -54,13 +56,6 @@ def _import_ray():
     except ImportError:
         raise UsageError("--engine ray needs Ray Data: pip install 'imgaudit[ray]' (ray[data])") from None
     return ray
-
-
-def _usable_cpus() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - macOS
-        return max(1, os.cpu_count() or 1)
 
 
 def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> dict:
@@ -88,7 +83,7 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> dict
                 check_reachable(addr)
                 ray.init(address=addr, log_to_driver=False, logging_level=logging.WARNING)
             else:
-                ray.init(num_cpus=int(num_cpus or _usable_cpus()), include_dashboard=False, log_to_driver=False,
+                ray.init(num_cpus=int(num_cpus or usable_cores()), include_dashboard=False, log_to_driver=False,
                          logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as e:
             where = f"the Ray cluster at {addr!r}" if addr else "a local Ray cluster"
@@ -236,18 +231,31 @@ def run_ordered(
     base = frame.reset_index(drop=True).copy()
     base.insert(0, "_idx", np.arange(n, dtype=np.int64))
     ds = ray.data.from_pandas(block_frames(base, batch_size=batch_size, parallelism=par))
-    is_actor = isinstance(fn, type)
+    kw = _map_kwargs(ray, fn, batch_size=batch_size, fn_kwargs=fn_kwargs, fn_constructor_kwargs=fn_constructor_kwargs,
+                     concurrency=concurrency, num_gpus=num_gpus, max_retries=max_retries, parallelism=par)
+    with warnings.catch_warnings():
+        # max_retries / max_restarts are only reachable as ray_remote_args (deprecated in 2.5x, still honoured);
+        # without them Ray retries forever and a crash-looping worker would hang the stage
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*", category=Warning)
+        out_ds = ds.map_batches(kw.pop("_mapper"), **kw)
+    return _collect(out_ds, n, what=what, ids=ids, on_done=on_done, weights=weights)
+
+
+def _map_kwargs(ray, fn: Callable | type, *, batch_size: int, fn_kwargs: dict | None,
+                fn_constructor_kwargs: dict | None, concurrency: int | tuple[int, int] | None,
+                num_gpus: float | None, max_retries: int, parallelism: int) -> dict[str, Any]:
+    """``map_batches`` arguments: an actor pool for a class, retried tasks for a function (``_mapper``: the body)."""
     kw: dict[str, Any] = {"batch_format": "pandas", "batch_size": int(batch_size), "zero_copy_batch": False}
     if num_gpus:
         kw["num_gpus"] = float(num_gpus)
-    if is_actor:
+    if isinstance(fn, type):
         kw["fn_constructor_kwargs"] = dict(fn_constructor_kwargs or {})
-        size = concurrency or par
+        size = concurrency or parallelism
         kw["compute"] = (ray.data.ActorPoolStrategy(min_size=size[0], max_size=size[1]) if isinstance(size, tuple)
                          else ray.data.ActorPoolStrategy(size=int(size)))
         kw["max_restarts"] = int(max_retries)
         kw["max_task_retries"] = int(max_retries)
-        mapper: Any = _ActorBatch
+        kw["_mapper"] = _ActorBatch
         kw["fn_constructor_args"] = (fn,)
         kw["fn_kwargs"] = {"fn_kwargs": dict(fn_kwargs or {})}
     else:
@@ -256,14 +264,14 @@ def run_ordered(
                                                               else concurrency[1]))
         kw["max_retries"] = int(max_retries)
         kw["retry_exceptions"] = False  # our own exceptions would fail again: report, don't loop
-        mapper = _task_batch
+        kw["_mapper"] = _task_batch
         kw["fn_kwargs"] = {"fn": fn, "fn_kwargs": dict(fn_kwargs or {})}
-    with warnings.catch_warnings():
-        # max_retries / max_restarts are only reachable as ray_remote_args (deprecated in 2.5x, still honoured);
-        # without them Ray retries forever and a crash-looping worker would hang the stage
-        warnings.filterwarnings("ignore", message=".*ray_remote_args.*", category=Warning)
-        out_ds = ds.map_batches(mapper, **kw)
+    return kw
 
+
+def _collect(out_ds, n: int, *, what: str, ids: Sequence[str] | None, on_done: Callable[[int], None] | None,
+             weights: Sequence[int] | None) -> list[Any]:
+    """Stream the outputs back, put them in row order and verify every row came back exactly once."""
     w = np.asarray(weights, dtype=np.int64) if weights is not None else None
     results: list[Any] = [None] * n
     seen = np.zeros(n, dtype=np.int64)
@@ -336,11 +344,9 @@ def _none(v: Any) -> Any:
 
 
 def _scan_batch(batch: pd.DataFrame, max_pixels: int, n_classes: int | None, pixel_md5: bool) -> list[dict]:
-    from audit.profile.scan import _scan_chunk
-
     items = [tuple(_none(v) for v in row) for row in
              zip(batch["path"], batch["error"], batch["mask_path"], batch["mask_error"], strict=True)]
-    return _scan_chunk(items, max_pixels, n_classes, pixel_md5)
+    return scan_chunk(items, max_pixels, n_classes, pixel_md5)
 
 
 def scan_items_ray(items: Sequence[tuple], *, max_pixels: int, n_classes: int | None = None, chunk_size: int,

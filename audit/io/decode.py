@@ -488,57 +488,16 @@ def scan_mask(path: str | os.PathLike | None, *, n_classes: int | None = None, i
     if error is not None or path is None:
         rec["mask_error"] = error or "missing_file"
         return rec
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        rec["mask_error"] = "missing_file"
+    im, err = _open_mask(path, max_pixels)
+    if im is None:
+        rec["mask_error"] = err
         return rec
-    except OSError:
-        rec["mask_error"] = "io_error"
-        return rec
-    if not data:
-        rec["mask_error"] = "empty_file"
-        return rec
-    sig = _signature(data)
-    with pil_limits(max_pixels):
-        try:
-            im = Image.open(io.BytesIO(data))
-            w, h = im.size
-            if w * h > max_pixels:
-                rec["mask_error"] = "decompression_bomb"
-                return rec
-            im.load()
-        except Image.DecompressionBombError:
-            rec["mask_error"] = "decompression_bomb"
-            return rec
-        except Exception:
-            if sig is None:
-                rec["mask_error"] = "not_an_image"
-            else:
-                rec["mask_error"] = "truncated" if _looks_truncated(data, sig) else "corrupt"
-            return rec
+    w, h = im.size
     rec.update(mask_width=w, mask_height=h)
-    mode = im.mode
-    encoding = {"1": "1bit", "P": "palette", "L": "gray", "I": "int", "I;16": "int16"}.get(mode, mode.lower())
-    if mode in ("RGB", "RGBA"):
-        arr = np.asarray(im.convert("RGB"))
-        if not (np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2])):
-            rec["mask_readable"], rec["mask_error"], rec["mask_encoding"] = True, "color_mask", "rgb"
-            return rec
-        vals = arr[..., 0]
-    elif mode == "LA":
-        vals = np.asarray(im)[..., 0]
-    else:
-        vals = np.asarray(im)
-    vals = vals.astype(np.int64, copy=False)
-    uniq = np.unique(vals)
-    if uniq.size and set(uniq.tolist()) <= {0, 255} and 255 in uniq and (n_classes is None or n_classes <= 2):
-        vals = (vals == 255).astype(np.int64)
-        uniq = np.unique(vals)
-        encoding = "binary_0_255"
-    elif mode != "1" and uniq.size and set(uniq.tolist()) <= {0, 1}:
-        encoding = "binary_0_1" if (n_classes is None or n_classes <= 2) else encoding
+    vals, encoding = _mask_values(im, n_classes)
+    if vals is None:
+        rec["mask_readable"], rec["mask_error"], rec["mask_encoding"] = True, "color_mask", encoding
+        return rec
     rec["mask_readable"] = True
     rec["mask_encoding"] = encoding
     ids, counts = np.unique(vals, return_counts=True)
@@ -547,16 +506,7 @@ def scan_mask(path: str | os.PathLike | None, *, n_classes: int | None = None, i
     rec["mask_classes"] = ",".join(str(int(v)) for v in ids)
     rec["mask_empty"] = bool(np.all((vals == 0) | (vals == 255)))
     if count_objects:
-        from scipy import ndimage
-
-        objects = []
-        for c in ids:
-            if c == 0 or c == 255:
-                objects.append(0)
-                continue
-            _, n_obj = ndimage.label(vals == c)
-            objects.append(int(n_obj))
-        rec["mask_class_objects"] = objects
+        rec["mask_class_objects"] = _count_objects(vals, ids)
     errors = []
     if image_size is not None and None not in image_size and (w, h) != tuple(image_size):
         errors.append("size_mismatch")
@@ -567,6 +517,71 @@ def scan_mask(path: str | os.PathLike | None, *, n_classes: int | None = None, i
     if errors:
         rec["mask_error"] = errors[0] if len(errors) == 1 else ",".join(errors)
     return rec
+
+
+def _open_mask(path: str | os.PathLike, max_pixels: int) -> tuple[Image.Image | None, str | None]:
+    """The decoded mask, or ``None`` and the error code (missing, unreadable, empty, bomb, corrupt...)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None, "missing_file"
+    except OSError:
+        return None, "io_error"
+    if not data:
+        return None, "empty_file"
+    sig = _signature(data)
+    with pil_limits(max_pixels):
+        try:
+            im = Image.open(io.BytesIO(data))
+            w, h = im.size
+            if w * h > max_pixels:
+                return None, "decompression_bomb"
+            im.load()
+        except Image.DecompressionBombError:
+            return None, "decompression_bomb"
+        except Exception:
+            if sig is None:
+                return None, "not_an_image"
+            return None, "truncated" if _looks_truncated(data, sig) else "corrupt"
+    return im, None
+
+
+def _mask_values(im: Image.Image, n_classes: int | None) -> tuple[np.ndarray | None, str]:
+    """The class id per pixel (int64) and the encoding; ``None`` values for a colour (non-grey RGB) mask."""
+    mode = im.mode
+    encoding = {"1": "1bit", "P": "palette", "L": "gray", "I": "int", "I;16": "int16"}.get(mode, mode.lower())
+    if mode in ("RGB", "RGBA"):
+        arr = np.asarray(im.convert("RGB"))
+        if not (np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2])):
+            return None, "rgb"
+        vals = arr[..., 0]
+    elif mode == "LA":
+        vals = np.asarray(im)[..., 0]
+    else:
+        vals = np.asarray(im)
+    vals = vals.astype(np.int64, copy=False)
+    uniq = np.unique(vals)
+    if uniq.size and set(uniq.tolist()) <= {0, 255} and 255 in uniq and (n_classes is None or n_classes <= 2):
+        vals = (vals == 255).astype(np.int64)
+        encoding = "binary_0_255"
+    elif mode != "1" and uniq.size and set(uniq.tolist()) <= {0, 1}:
+        encoding = "binary_0_1" if (n_classes is None or n_classes <= 2) else encoding
+    return vals, encoding
+
+
+def _count_objects(vals: np.ndarray, ids: np.ndarray) -> list[int]:
+    """Connected components (4-connectivity) per class id; 0 for background (0) and ignore (255)."""
+    from scipy import ndimage
+
+    objects = []
+    for c in ids:
+        if c == 0 or c == 255:
+            objects.append(0)
+            continue
+        _, n_obj = ndimage.label(vals == c)
+        objects.append(int(n_obj))
+    return objects
 
 
 # ----------------------------------------------------------------------------------------------- workers

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from audit.core.system import usable_cores
 from audit.errors import InputError, UsageError
 from audit.io import decode
 from audit.profile.base import Check, CheckResult, Context, register
@@ -260,7 +261,4 @@ def _workers(requested: int | None) -> int:
         if int(requested) < 1:
             raise UsageError(f"--workers must be >= 1, got {requested}")
         return int(requested)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - macOS
-        return max(1, os.cpu_count() or 1)
+    return usable_cores()
