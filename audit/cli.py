@@ -170,6 +170,8 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for every random choi
 WorkersOpt = Annotated[Optional[int], typer.Option("--workers", min=1, help="Worker processes (default: all cores).")]
 EngineOpt = Annotated[Engine, typer.Option("--engine", help="local, or ray for a Ray cluster.")]
 RayAddrOpt = Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster address (or RAY_ADDRESS).")]
+ModeOpt = Annotated[str, typer.Option("--mode", help="auto (planned), probe (frozen pretrained backbone + linear head) "
+                                      "or finetune (train from pretrained weights); docs/pretrained.md.")]
 
 
 def _read_options(
@@ -283,6 +285,7 @@ def run(
     workers: WorkersOpt = None,
     engine: EngineOpt = Engine.local,
     ray_address: RayAddrOpt = None,
+    mode: ModeOpt = "auto",
 ) -> None:
     """Run the whole audit: profile, train across held-out domains, metrics, report."""
     from audit import pipeline
@@ -306,6 +309,7 @@ def run(
         workers=workers,
         engine=engine.value,
         ray_address=ray_address,
+        mode=mode,
     )
     pipeline.print_summary(rd, console=_console())
 
@@ -332,6 +336,7 @@ def train(
     engine: EngineOpt = Engine.local,
     ray_address: RayAddrOpt = None,
     distributed: Annotated[int, typer.Option("--distributed", help="Train with torch DDP in N processes (one per GPU) via torchrun.")] = 0,
+    mode: ModeOpt = "auto",
 ) -> None:
     """Train and evaluate classifiers or segmenters across held-out domains."""
     from audit import pipeline
@@ -344,7 +349,7 @@ def train(
         train_distributed(rd.path, distributed, engine=engine.value, task=task.value if task else None, model=model,
                           protocol=protocol.value, epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
                           device=device, seeds=seeds, seed=seed, weights=weights, pretrained=pretrained,
-                          compile=compile, balanced=balanced, workers=workers)
+                          compile=compile, balanced=balanced, workers=workers, mode=mode)
         pipeline.print_summary(rd, stages=["train"], console=_console())
         return
     pipeline.train_stage(
@@ -367,6 +372,7 @@ def train(
         workers=workers,
         engine=engine.value,
         ray_address=ray_address,
+        mode=mode,
     )
     pipeline.print_summary(rd, stages=["train"], console=_console())
 

@@ -200,6 +200,7 @@ def full_audit(
     ray_address: str | None = None,
     batch_size: int | None = None,
     image_size: int | None = None,
+    mode: str = "auto",
 ) -> RunDir:
     """Profile, train, metrics and report. A stage that fails is recorded and the next independent ones run."""
     failures = []
@@ -210,6 +211,7 @@ def full_audit(
             lambda: train_stage(
                 run, task=task, model=model, protocol=protocol, epochs=epochs, device=device, seeds=seeds, seed=seed,
                 workers=workers, engine=engine, ray_address=ray_address, batch_size=batch_size, image_size=image_size,
+                mode=mode,
             ),
         ),
         ("metrics", lambda: metrics_stage(run, min_n=min_n, seed=seed)),

@@ -18,10 +18,11 @@ from audit.core.config import build_config
 from audit.core.protocols import TRAIN_PROTOCOLS
 from audit.errors import UsageError
 
-__all__ = ["TASKS", "ENGINES", "TrainConfig", "train_config", "validate_task", "fold_key"]
+__all__ = ["TASKS", "ENGINES", "MODES", "TrainConfig", "train_config", "validate_task", "fold_key"]
 
 TASKS = ("classify", "segment")
 ENGINES = ("local", "ray")
+MODES = ("auto", "probe", "finetune")  # how pretrained weights are used (docs/pretrained.md)
 
 
 def _opt(default: Any, help: str | None = None, choices: tuple[str, ...] | None = None) -> Any:
@@ -62,6 +63,8 @@ class TrainConfig:
     patience: int | None = _opt(None)
     augment: bool = _opt(True)
     hflip: bool = _opt(False)
+    mode: str = _opt("auto", "probe (frozen pretrained backbone, linear head per fold), finetune (train from "
+                     "pretrained weights) or auto (the plan chooses)", MODES)
 
     def __post_init__(self) -> None:
         if self.task is not None:
@@ -80,6 +83,8 @@ class TrainConfig:
             raise UsageError(f"--image-size must be between 8 and 2048, got {self.image_size}")
         if self.patience is not None and self.patience < 1:
             raise UsageError(f"patience must be >= 1, got {self.patience}")
+        if self.mode not in MODES:
+            raise UsageError(f"unknown --mode {self.mode!r}; choose one of {', '.join(MODES)}")
         if self.engine not in ENGINES:
             raise UsageError(f"unknown --engine {self.engine!r}; choose local or ray")
         v, t = self.val_fraction, self.test_fraction

@@ -347,6 +347,8 @@ def train_distributed(run_dir: Path | str, nproc: int, *, engine: str = "local",
     if engine != "local":
         raise UsageError("--distributed trains and predicts on the DDP ranks; --engine ray is for inference from a "
                          "single training process: use one of them")
+    if flags.get("mode") == "probe":
+        raise UsageError("--mode probe runs in one process (one feature pass, seconds per fold): drop --distributed")
     _preflight(run_dir, flags)
     opts = _flags(flags)
     rc = launch(run_dir, nproc, opts)

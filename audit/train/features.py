@@ -60,10 +60,18 @@ def feature_key(model: str, size: int, weights_id: str | None, preprocess: str =
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
-def backbone(model_name: str) -> tuple[torch.nn.Module, str | None]:
-    """The frozen, eval-mode pretrained backbone of ``model_name`` and its weights id (sha256 or path)."""
+def backbone(model_name: str, weights: Path | None = None) -> tuple[torch.nn.Module, str | None]:
+    """The frozen, eval-mode pretrained backbone of ``model_name`` and its weights id (sha256 or path).
+
+    ``weights``: a local weights file (``--weights``) instead of the model's packaged / hub weights.
+    """
     from audit.train.models import build_model
 
+    if weights is not None:
+        from audit.train.pretrained import file_sha256
+
+        model, _ = build_model(model_name, 1000, weights=Path(weights))
+        return model.eval().requires_grad_(False), file_sha256(Path(weights))
     model, info = build_model(model_name, 1000, pretrained=True)
     model.eval().requires_grad_(False)
     w = info.get("weights") or {}

