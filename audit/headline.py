@@ -27,7 +27,8 @@ __all__ = ["headline", "prefer", "primary_metric", "read_optional", "PRIMARY_MET
 # The metric a headline talks about, by task, in order of preference (names compared case-insensitively).
 PRIMARY_METRICS: dict[str, tuple[str, ...]] = {
     "classify": ("accuracy", "acc", "balanced_accuracy", "macro_f1"),
-    "segment": ("miou", "mean_iou", "iou", "pixel_acc", "dice"),
+    # fg_dice is only in the defaults of binary tasks, where it is the metric the field reports
+    "segment": ("fg_dice", "miou", "mean_iou", "fg_iou", "iou", "pixel_acc", "dice"),
 }
 # Out-of-domain numbers are what the audit is about; fall back to pooled, then in-domain.
 SCOPE_PREFERENCE = ("ood", "all", "id")
@@ -231,6 +232,43 @@ def _models(pred_models: list[str], *tables: pd.DataFrame | None) -> list[str]:
     return sorted(out)
 
 
+#: classes count as imbalanced (balanced accuracy shown next to accuracy) when the largest is this many times the
+#: smallest
+IMBALANCE_RATIO = 1.5
+
+
+def _balanced_overall(groups: pd.DataFrame | None, overall: dict | None, manifest: pd.DataFrame | None) -> dict | None:
+    """Balanced accuracy for the row of the overall accuracy, when the classes are imbalanced (else None)."""
+    if groups is None or not overall or overall.get("metric") != "accuracy" or manifest is None \
+            or "label" not in manifest.columns:
+        return None
+    counts = manifest["label"].dropna().astype(str).value_counts()
+    if len(counts) < 2 or counts.iloc[0] < IMBALANCE_RATIO * counts.iloc[-1]:
+        return None
+    g = groups[(groups["metric"].astype(str) == "balanced_accuracy") & (groups["by"].astype(str) == "overall")]
+    for k in ("model", "protocol", "scope"):
+        if overall.get(k) is not None and k in g.columns:
+            g = g[g[k].astype(str) == overall[k]]
+    g = prefer(g, "fold", ("all",))
+    if g.empty:
+        return None
+    r = g.iloc[0]
+    return {"metric": "balanced_accuracy", "value": _num(r.get("value")), "ci_low": _num(r.get("ci_low")),
+            "ci_high": _num(r.get("ci_high")), "n": _int(r.get("n")),
+            "class_ratio": float(counts.iloc[0] / counts.iloc[-1])}
+
+
+def _degenerate(run: RunDir, problems: list[str]) -> list[dict]:
+    """Models that did not beat a trivial baseline (metrics/sanity.parquet), with the reason."""
+    s = read_optional(run, "metrics/sanity.parquet", problems)
+    if s is None or s.empty or "status" not in s.columns:
+        return []
+    bad = s[s["status"].astype(str) == "degenerate"]
+    return [{"model": str(m), "reason": _str(g["reason"].iloc[0]) if "reason" in g.columns else None,
+             "folds": sorted(g["fold"].astype(str).unique().tolist()) if "fold" in g.columns else []}
+            for m, g in bad.groupby(bad["model"].astype(str), sort=True)]
+
+
 def headline(run: RunDir) -> dict:
     """The headline numbers of a run.
 
@@ -245,7 +283,9 @@ def headline(run: RunDir) -> dict:
         JSON-safe (NaN -> None) dict with keys ``run``, ``task``, ``n``, ``domains``, ``n_domains``, ``classes``,
         ``n_classes``, ``attributes``, ``models``, ``metric``, ``overall``, ``worst_group``,
         ``n_insufficient_groups``, ``largest_gap``, ``largest_fairness_gap``, ``biggest_association``,
-        ``n_unreadable``, ``findings`` (counts by severity + ``total``), ``stages`` (name -> status) and
+        ``n_unreadable``, ``findings`` (counts by severity + ``total``), ``stages`` (name -> status),
+        ``overall_balanced`` (balanced accuracy beside the overall accuracy when classes are imbalanced),
+        ``degenerate_models`` (models that did not beat a trivial baseline: their gaps are not interpretable) and
         ``problems`` (tables that could not be read). Model fields are ``None`` (or empty) for a
         profile-only run. Worst group and overall prefer pooled folds (``fold == "all"``) and
         out-of-domain scope; only groups with status ``ok`` (n >= min_n) compete for the worst group.
@@ -328,5 +368,7 @@ def headline(run: RunDir) -> dict:
         "n_unreadable": n_unreadable,
         "findings": counts,
         "stages": stages,
+        "overall_balanced": _balanced_overall(groups, overall, manifest),
+        "degenerate_models": _degenerate(run, problems),
         "problems": problems,
     }

@@ -204,6 +204,26 @@ def test_segmentation_metrics_match_torchmetrics(seed):
     assert isinstance(torch.tensor(0), torch.Tensor)
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_foreground_dice_and_iou_match_sklearn_over_all_pixels(seed):
+    """Foreground Dice = F1 over all pixels (what vessel/lesion papers report); background is never averaged in."""
+    from sklearn.metrics import f1_score, jaccard_score
+
+    pred, true, inter, union, pc, tc = _masks(seed)
+    t, p = true.flatten().numpy(), pred.flatten().numpy()
+    fg = list(range(1, inter.shape[1]))
+    assert M.foreground_dice(inter, union) == pytest.approx(f1_score(t, p, labels=fg, average="macro"), abs=1e-12)
+    assert M.foreground_iou(inter, union) == pytest.approx(jaccard_score(t, p, labels=fg, average="macro"), abs=1e-12)
+    tb, pb = (t > 0).astype(int), (p > 0).astype(int)  # binary task: one foreground class
+    tbi, pbi = tb.reshape(inter.shape[0], -1), pb.reshape(inter.shape[0], -1)  # per image
+    bi = np.stack([((1 - pbi) * (1 - tbi)).sum(1), (pbi * tbi).sum(1)], 1)
+    bu = np.stack([((1 - pbi) | (1 - tbi)).sum(1), (pbi | tbi).sum(1)], 1)
+    assert M.foreground_dice(bi, bu) == pytest.approx(f1_score(tb, pb), abs=1e-12)
+    assert M.foreground_iou(bi, bu) == pytest.approx(jaccard_score(tb, pb), abs=1e-12)
+    # an all-background prediction of a 5% foreground: mIoU 0.475 (background included) hides foreground IoU 0
+    assert M.mean_iou([[95, 0]], [[100, 5]]) == pytest.approx(0.475) and M.foreground_iou([[95, 0]], [[100, 5]]) == 0
+
+
 def test_per_class_by_group_iou_from_counts():
     pred, true, inter, union, pc, tc = _masks(9)
     g = np.array(["x", "y"] * 12)

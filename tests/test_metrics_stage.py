@@ -314,12 +314,49 @@ def test_segmentation_end_to_end(segment_run):
     segment_run.write_table("predictions.parquet", pd.concat(frames, ignore_index=True))
     findings = run_metrics(segment_run, MetricsConfig(n_boot=N_BOOT))
     g = segment_run.read_table("metrics/groups.parquet")
-    assert {"miou", "dice", "iou_image", "pixel_accuracy", "iou.background", "iou.low_digit", "iou.high_digit"} <= set(g["metric"])
+    assert {"miou", "fg_iou", "pixel_accuracy", "iou.background", "iou.low_digit", "iou.high_digit"} <= set(g["metric"])
+    assert "dice" not in set(g["metric"])  # no background-dominated per-image average is reported as "dice"
     gen = segment_run.read_table("metrics/generalization.parquet")
-    assert set(gen["metric"]) == {"miou", "dice"} and (gen[gen["fold"] != "all"]["gap"] > 0.1).all()
+    assert set(gen["metric"]) == {"miou", "fg_iou"} and (gen[gen["fold"] != "all"]["gap"] > 0.1).all()
     assert any(f.kind == "generalization_gap" for f in findings)
     assert segment_run.read_table("metrics/fairness.parquet").empty  # fairness needs labels
 
+
+
+def test_binary_segmentation_leads_with_foreground_dice(segment_run):
+    """Background + one class: foreground Dice/IoU are the gap metrics and the findings' metric, not mIoU."""
+    from audit.headline import headline
+
+    man = segment_run.manifest()
+    test = man[man["split"] == "test"].reset_index(drop=True)
+    doms = sorted(man["domain"].dropna().unique())
+    rng = np.random.default_rng(1)
+    frames = []
+    for d in doms:
+        ho = (test["domain"] == d).to_numpy()
+        n = len(test)
+        fg = rng.integers(20, 40, n)  # ~3% foreground of 1024 px: mIoU stays high when the vessels are missed
+        hit = (fg * np.where(ho, 0.2, 0.8)).astype(int)
+        fp = rng.integers(0, 10, n)
+        df = pd.DataFrame({"sample_id": test["sample_id"].astype(str), "model": "small_unet", "protocol": "lodo",
+                           "fold": f"holdout={d}", "seed": 0, "role": "test", "held_out": ho,
+                           "train_domains": "|".join(x for x in doms if x != d), "test_domain": test["domain"].astype(str)})
+        bg_true = 1024 - fg
+        df["true_0"], df["true_1"] = bg_true, fg
+        df["pred_1"] = hit + fp
+        df["pred_0"] = 1024 - df["pred_1"]
+        df["inter_1"], df["inter_0"] = hit, bg_true - fp
+        df["union_0"] = df["pred_0"] + df["true_0"] - df["inter_0"]
+        df["union_1"] = df["pred_1"] + df["true_1"] - df["inter_1"]
+        frames.append(df)
+    segment_run.write_table("predictions.parquet", pd.concat(frames, ignore_index=True))
+    run_metrics(segment_run, MetricsConfig(n_boot=N_BOOT))
+    gen = segment_run.read_table("metrics/generalization.parquet")
+    assert list(dict.fromkeys(gen["metric"])) == ["fg_dice", "fg_iou", "miou"]
+    pooled = gen[gen["fold"] == "all"].set_index("metric")
+    assert pooled.loc["fg_dice", "gap"] > 1.5 * pooled.loc["miou", "gap"]  # the background average halves the gap
+    h = headline(segment_run)
+    assert h["overall"]["metric"] == "fg_dice"
 
 
 def test_metrics_on_real_demo_training(classify_run):

@@ -47,6 +47,16 @@ def test_a_constant_majority_classifier_is_degenerate_and_its_gaps_are_withheld(
     assert "interpretable" in gen.columns and not gen["interpretable"].any()
     sanity = run.read_table("metrics/sanity.parquet")
     assert sanity["degenerate"].all()
+    # the terminal, summary.md and report.html say why, not only the findings list
+    from audit.headline import headline
+    from audit.report import write_report
+
+    h = headline(run)
+    assert [d["model"] for d in h["degenerate_models"]] == sorted(p["model"].astype(str).unique())
+    write_report(run)
+    html = (run.path / "report.html").read_text()
+    assert 'id="sanity"' in html and "not interpretable" in html
+    assert "model sanity" in (run.path / "summary.md").read_text()
 
 
 def test_a_model_that_learned_passes_the_check(tmp_path):
@@ -56,6 +66,36 @@ def test_a_model_that_learned_passes_the_check(tmp_path):
     found = _metrics_with(run.path, run.read_table("predictions.parquet"), tmp_path)
     assert "degenerate_model" not in {f["kind"] for f in found}
     assert not run.read_table("metrics/sanity.parquet")["degenerate"].any()
+    from audit.headline import headline
+
+    assert headline(run)["degenerate_models"] == []
+
+
+def test_balanced_accuracy_stands_beside_accuracy_when_classes_are_imbalanced(tmp_path):
+    from audit.headline import headline
+    from audit.report.markdown import headline_rows
+    from audit.testing import make_fake_run
+
+    run = make_fake_run(tmp_path / "run", n=360)
+    man = run.manifest()
+    counts = man["label"].value_counts()
+    h = headline(run)
+    imbalanced = counts.iloc[0] >= 1.5 * counts.iloc[-1]
+    assert (h["overall_balanced"] is not None) == imbalanced
+    # make the labels imbalanced: relabel most of the last class as the first, predictions follow the truth
+    last, first = counts.index[-1], counts.index[0]
+    moved = set(man.loc[man.index[man["label"] == last][: int(counts.iloc[-1] * 0.8)], "sample_id"].astype(str))
+    man.loc[man["sample_id"].astype(str).isin(moved), "label"] = first
+    run.write_table("manifest.parquet", man)
+    p = run.read_table("predictions.parquet")
+    hit = p["sample_id"].astype(str).isin(moved)
+    p.loc[hit & (p["y_pred"] == p["y_true"]), "y_pred"] = first
+    p.loc[hit, "y_true"] = first
+    _metrics_with(run.path, p, tmp_path)
+    h = headline(run)
+    b = h["overall_balanced"]
+    assert b is not None and b["metric"] == "balanced_accuracy" and b["ci_low"] <= b["value"] <= b["ci_high"]
+    assert any(k.startswith("balanced accuracy") for k, _ in headline_rows(h))
 
 
 def test_an_all_background_segmenter_is_degenerate(tmp_path):

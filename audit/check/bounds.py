@@ -22,6 +22,8 @@ _UNIT_METRICS = {
     "recall",
     "miou",
     "mean_iou",
+    "fg_iou",
+    "fg_dice",
     "iou",
     "iou_image",
     "dice",

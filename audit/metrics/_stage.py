@@ -20,7 +20,7 @@ from audit.errors import InputError, UsageError
 from audit.findings import Finding
 from audit.manifest import ATTR_PREFIX, attribute_columns, missing_column_error
 from audit.metrics._bootstrap import benjamini_hochberg, bootstrap_pvalue
-from audit.metrics._stats import Data, build_metric_specs
+from audit.metrics._stats import Data, build_metric_specs, primary_segment_metric
 from audit.metrics.fairness import fairness_report
 from audit.metrics.generalization import generalization_gap, transfer_matrix
 from audit.metrics.report import (
@@ -49,8 +49,23 @@ Q_MAX = 0.05  # findings need q < Q_MAX (BH over the whole family of comparisons
 # classes, groups and two criteria, differences of a few points are significant by noise or by trivial real effects.
 FAIRNESS_MARGIN = THRESHOLDS["fairness_violation"]["warning"] / 2
 SCOPES = ("ood", "id", "all")
-PRIMARY = {"classify": "accuracy", "segment": "miou"}
-GAP_METRICS = {"classify": ("accuracy", "balanced_accuracy", "macro_f1"), "segment": ("miou", "dice")}
+PRIMARY = {"classify": "accuracy", "segment": "miou"}  # segmentation: see primary_for (binary -> fg_dice)
+GAP_METRICS = {"classify": ("accuracy", "balanced_accuracy", "macro_f1"), "segment": ("miou", "fg_iou")}
+
+
+def primary_for(task: str, n_seg_classes: int = 0) -> str:
+    """The metric findings and headlines use: accuracy; foreground Dice for binary segmentation, else mIoU."""
+    return primary_segment_metric(n_seg_classes) if task == "segment" else PRIMARY[task]
+
+
+def gap_metrics_for(task: str, n_seg_classes: int = 0) -> tuple[str, ...]:
+    """Metrics of metrics/generalization.parquet. Binary segmentation: foreground Dice and IoU, then mIoU (with
+    background, so a reader sees how much the background average hides)."""
+    if task == "segment" and n_seg_classes == 2:
+        return ("fg_dice", "fg_iou", "miou")
+    if task == "segment" and n_seg_classes < 2:
+        return ("miou",)
+    return GAP_METRICS[task]
 
 _MSG_NO_TEST = "the predictions have no test rows (role == 'test'); nothing to measure"
 _MSG_PRED_FILE = "cannot read predictions file {path}: {err}"
@@ -377,7 +392,7 @@ class _Slice:
         frames = []
         overall = self._report([])
         frames.append(overall.to_frame(include_overall=False))
-        primary = PRIMARY[self.task]
+        primary = primary_for(self.task, self.data.C)
         for cols in groupings:
             rep = self._report(cols)
             frames.append(rep.to_frame(include_overall=False))
@@ -612,7 +627,7 @@ def _generalization(mp, model, protocol, folds, task, classes, config, cands) ->
             sub = pd.concat([ins, o], ignore_index=True)
             data, has_p = _slice_data(sub, task, classes)
             train_domains = "all" if fold == "all" else "|".join(sorted({str(x) for x in fdf["train_domains"].dropna().unique()}))
-            for metric in GAP_METRICS[task]:
+            for metric in gap_metrics_for(task, data.C):
                 kw = ({"segmentation": SegmentationCounts(data.inter, data.union, data.pred_px, data.true_px, data.seg_classes)}
                       if task == "segment" else {"y_true": np.asarray(data.classes, dtype=object)[data.y_true],
                                                  "y_pred": np.asarray(data.classes, dtype=object)[data.y_pred], "classes": data.classes})
@@ -621,7 +636,7 @@ def _generalization(mp, model, protocol, folds, task, classes, config, cands) ->
                                        clusters=sub["group"].astype(str).to_numpy(object), n_boot=config.n_boot, seed=config.seed, **kw)
                 row = {"model": model, "protocol": protocol, "fold": fold, "train_domains": train_domains, "test_domain": test_domain, **g}
                 rows.append(row)
-                if metric == PRIMARY[task] and fold != "all":
+                if metric == primary_for(task, data.C) and fold != "all":
                     key = {"model": model, "protocol": protocol, "fold": fold, "scope": "ood"}
                     if min(row["n_in"], row["n_out"]) < config.min_n:
                         cands.append({"kind": "insufficient_evidence", "by": "domain", "cols": ["domain"], "groups": [test_domain],
@@ -639,7 +654,7 @@ def _transfer(mp, model, task, classes, config) -> pd.DataFrame | None:
     kw = ({"segmentation": SegmentationCounts(data.inter, data.union, data.pred_px, data.true_px, data.seg_classes)}
           if task == "segment" else {"y_true": np.asarray(data.classes, dtype=object)[data.y_true],
                                      "y_pred": np.asarray(data.classes, dtype=object)[data.y_pred], "classes": data.classes})
-    f = transfer_matrix(train_domain=train, test_domain=mp["test_domain"].to_numpy(object), metric=PRIMARY[task],
+    f = transfer_matrix(train_domain=train, test_domain=mp["test_domain"].to_numpy(object), metric=primary_for(task, data.C),
                         clusters=mp["group"].astype(str).to_numpy(object), n_boot=config.n_boot, min_n=config.min_n,
                         seed=config.seed, **kw)
     f.insert(0, "model", model)

@@ -229,9 +229,28 @@ def ece_from_bins(S: np.ndarray) -> np.ndarray:
 
 
 def miou_from_counts(S: np.ndarray, C: int) -> np.ndarray:
+    """Mean IoU over all classes with a non-empty union, background (class 0) included."""
     inter = S[..., :C]
     union = S[..., C : 2 * C]
     return _nanmean_where(_div(inter, union), union > 0)
+
+
+def fg_iou_from_counts(S: np.ndarray, C: int) -> np.ndarray:
+    """Mean IoU over the foreground classes (1..C-1) with a non-empty union; binary tasks: the foreground IoU."""
+    inter = S[..., 1:C]
+    union = S[..., C + 1 : 2 * C]
+    return _nanmean_where(_div(inter, union), union > 0)
+
+
+def fg_dice_from_counts(S: np.ndarray, C: int) -> np.ndarray:
+    """Mean Dice (F1) over the foreground classes, each from pixel counts summed over images.
+
+    ``pred + true = inter + union`` per class, so Dice = 2I / (I + U). Binary tasks: the foreground Dice that vessel
+    and lesion papers report (sklearn ``f1_score`` over all pixels, positive class 1).
+    """
+    inter = S[..., 1:C]
+    union = S[..., C + 1 : 2 * C]
+    return _nanmean_where(_div(2 * inter, inter + union), union > 0)
 
 
 @dataclass(frozen=True)
@@ -281,8 +300,21 @@ def row_counts(spec: MetricSpec, d: Data) -> np.ndarray:
 
 
 CLASSIFY_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "recall", "top_k", "ece", "brier", "nll", "selection_rate")
-SEGMENT_METRICS = ("miou", "iou", "dice", "iou_image", "pixel_accuracy")
+SEGMENT_METRICS = ("miou", "fg_iou", "fg_dice", "iou", "dice", "iou_image", "pixel_accuracy")
 ALL_METRICS = CLASSIFY_METRICS + SEGMENT_METRICS
+
+
+def default_segment_metrics(n_classes: int) -> list[str]:
+    """What a segmentation audit reports by default. Binary (background + one class): the foreground Dice and IoU
+    lead; no background-dominated per-image average is reported as "dice" (``dice``/``iou_image`` on request)."""
+    if n_classes == 2:
+        return ["fg_dice", "fg_iou", "miou", "iou", "pixel_accuracy"]
+    return ["miou", "fg_iou", "iou", "pixel_accuracy"] if n_classes > 2 else ["miou", "iou", "pixel_accuracy"]
+
+
+def primary_segment_metric(n_classes: int) -> str:
+    """The headline metric of a segmentation task: foreground Dice when binary, mIoU (background included) else."""
+    return "fg_dice" if n_classes == 2 else "miou"
 NEEDS_PROBS = frozenset({"top_k", "ece", "brier", "nll"})
 
 
@@ -332,7 +364,13 @@ def build_metric_specs(names: list[str], d: Data, *, pos_label: int | None = Non
                                     higher_is_better=False, description="negative log-likelihood", row_count=_all_rows))
         elif name == "miou":
             specs.append(MetricSpec("miou", "seg_iu", lambda S: miou_from_counts(S, C), lambda S: S[..., 2 * C + 2],
-                                    description="mean IoU over classes, from pixel counts summed over images", row_count=_all_rows))
+                                    description="mean IoU over all classes, background included, from pixel counts summed over images", row_count=_all_rows))
+        elif name in ("fg_iou", "fg_dice"):
+            fn = fg_iou_from_counts if name == "fg_iou" else fg_dice_from_counts
+            what = "IoU" if name == "fg_iou" else "Dice"
+            specs.append(MetricSpec(name, "seg_iu", lambda S, fn=fn: fn(S, C), lambda S: S[..., 2 * C + 2],
+                                    description=f"foreground {what} (background excluded; mean over the foreground "
+                                    f"classes), from pixel counts summed over images", row_count=_all_rows))
         elif name == "iou":
             for k, cname in enumerate(d.seg_classes):
                 specs.append(MetricSpec(f"iou.{cname}", "seg_iu", lambda S, k=k: _div(S[..., k], S[..., C + k]),
@@ -344,10 +382,10 @@ def build_metric_specs(names: list[str], d: Data, *, pos_label: int | None = Non
                                     description="share of correctly labelled pixels", row_count=_all_rows))
         elif name == "dice":
             specs.append(MetricSpec("dice", "seg_img", lambda S: _div(S[..., 0], S[..., 2]), lambda S: S[..., 2],
-                                    description="mean per-image Dice"))
+                                    description="mean per-image Dice over the classes present, background included"))
         elif name == "iou_image":
             specs.append(MetricSpec("iou_image", "seg_img", lambda S: _div(S[..., 1], S[..., 2]), lambda S: S[..., 2],
-                                    description="mean per-image IoU"))
+                                    description="mean per-image IoU over the classes present, background included"))
         else:  # validated by the caller
             raise KeyError(name)
     return specs

@@ -24,6 +24,8 @@ __all__ = [
     "reliability_curve",
     "mean_iou",
     "per_class_iou",
+    "foreground_dice",
+    "foreground_iou",
     "mean_image_dice",
     "mean_image_iou",
 ]
@@ -128,6 +130,16 @@ def per_class_iou(inter, union, *, classes=None) -> pd.Series:
     d = _seg(inter, union, inter, inter, classes)
     s = _sums(d, "seg_iu")
     return pd.Series([float(sp.compute(s)) for sp in build_metric_specs(["iou"], d)], index=d.seg_classes, name="iou")
+
+
+def foreground_iou(inter, union, *, classes=None) -> float:
+    """Foreground IoU from pixel counts summed over images: mean over classes 1.. (background, class 0, excluded)."""
+    return _one("fg_iou", _seg(inter, union, inter, inter, classes))
+
+
+def foreground_dice(inter, union, *, classes=None) -> float:
+    """Foreground Dice (F1 over all pixels) from summed counts: mean over classes 1.. of 2I / (I + U)."""
+    return _one("fg_dice", _seg(inter, union, inter, inter, classes))
 
 
 def mean_image_dice(inter, union, pred, true, *, classes=None) -> float:

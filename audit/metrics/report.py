@@ -31,6 +31,7 @@ from audit.metrics._stats import (
     block_entries,
     block_width,
     build_metric_specs,
+    default_segment_metrics,
     row_counts,
 )
 
@@ -200,7 +201,7 @@ def resolve_metrics(metrics, d: Data) -> list[str]:
     """Metric names to compute: the given list (validated) or the defaults for the available inputs."""
     if metrics is None:
         if d.C:
-            return list(SEGMENT_METRICS)
+            return default_segment_metrics(d.C)
         names = ["accuracy", "balanced_accuracy", "macro_f1", "recall"]
         if d.y_prob is not None:
             names += (["top_k"] if d.K > d.top_k else []) + ["ece", "brier", "nll"]

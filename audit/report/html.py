@@ -32,6 +32,7 @@ from audit.report.model_sections import (
     fairness_section,
     generalization_section,
     group_metrics_section,
+    sanity_section,
 )
 from audit.report.svg import bar_chart, heatmap
 from audit.rundir import RunDir
@@ -405,6 +406,7 @@ def render_html(run: RunDir, *, h: dict | None = None) -> str:
         _image_stats(images, t("profile/image_stats_shift.parquet"), t("profile/shortcuts.parquet"), m),
         _duplicates(run, t("profile/duplicates.parquet"), images, m),
         _masks(t("profile/masks.parquet")),
+        sanity_section(t("metrics/sanity.parquet")),
         group_metrics_section(groups, h["task"]),
         generalization_section(t("metrics/generalization.parquet"), t("metrics/transfer.parquet")),
         fairness_section(t("metrics/fairness.parquet")),

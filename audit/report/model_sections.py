@@ -10,7 +10,34 @@ from audit.headline import SCOPE_PREFERENCE, prefer, primary_metric
 from audit.report.blocks import MAX_GROUPS, e, section, table
 from audit.report.svg import heatmap, interval_chart, reliability
 
-__all__ = ["group_metrics_section", "generalization_section", "fairness_section", "calibration_section"]
+__all__ = ["sanity_section", "group_metrics_section", "generalization_section", "fairness_section",
+           "calibration_section"]
+
+_SANITY_COLS = ["model", "protocol", "fold", "seed", "scope", "metric", "class", "value", "ci_low", "ci_high",
+                "baseline", "baseline_name", "n", "status"]
+
+
+def sanity_section(sanity: pd.DataFrame | None) -> str:
+    """Did each model learn anything? Its in-domain numbers against trivial baselines (metrics/sanity.parquet)."""
+    if sanity is None or sanity.empty or "status" not in sanity.columns:
+        return ""
+    per_model = sanity.groupby("model", sort=True)["status"].agg(
+        lambda s: "degenerate" if (s == "degenerate").any() else "partial" if (s == "partial").any() else "ok")
+    lines = []
+    for model, status in per_model.items():
+        reason = sanity.loc[(sanity["model"] == model) & (sanity["status"] != "ok"), "reason"]
+        why = f": {e(reason.iloc[0])}" if len(reason) else ""
+        if status == "degenerate":
+            lines.append(f"<li><b>{e(model)}: learned nothing usable</b>{why}. Its generalization, fairness and "
+                         "worst-group numbers are <b>not interpretable</b> and no finding is drawn from them.</li>")
+        elif status == "partial":
+            lines.append(f"<li><b>{e(model)}</b> beats its baseline but misses some class{why}.</li>")
+        else:
+            lines.append(f"<li><b>{e(model)}</b> beats its trivial baselines in every fold.</li>")
+    body = ("<p class='note'>Each model's in-domain numbers against a trivial baseline (majority class or chance for "
+            "classification, all-background or all-foreground for segmentation), with 95% intervals.</p>"
+            f"<ul>{''.join(lines)}</ul>" + table(sanity, [c for c in _SANITY_COLS if c in sanity.columns]))
+    return section("sanity", "Model sanity: did the model learn?", body)
 
 
 def group_metrics_section(groups: pd.DataFrame | None, task: str) -> str:
@@ -58,7 +85,8 @@ def generalization_section(gen: pd.DataFrame | None, transfer: pd.DataFrame | No
         return ""
     rows = []
     # one chart for the primary metric (the table below has every metric)
-    metric = next((m for m in ("accuracy", "miou") if "metric" in gen.columns and (gen["metric"] == m).any()), None)
+    metric = primary_metric(gen["metric"], "segment" if gen["metric"].isin(["miou", "fg_dice"]).any() else "classify") \
+        if "metric" in gen.columns else None
     chart = gen[gen["metric"] == metric] if metric else gen
     for _, r in chart.iterrows():
         multi = "model" in chart.columns and chart["model"].nunique() > 1
@@ -66,7 +94,12 @@ def generalization_section(gen: pd.DataFrame | None, transfer: pd.DataFrame | No
         rows.append((f"{lab}: in", r["in_domain"], r.get("in_ci_low"), r.get("in_ci_high"), r.get("n_in"), False))
         rows.append((f"{lab}: out", r["out_domain"], r.get("out_ci_low"), r.get("out_ci_high"), r.get("n_out"), "alt"))
     shown = html.escape(str(metric or "the metric"))
+    withheld = sorted(gen.loc[~gen["interpretable"].astype("boolean").fillna(True), "model"].astype(str).unique()) \
+        if "interpretable" in gen.columns else []
+    warn = (f"<p class='note'><b>Not interpretable:</b> {e(', '.join(withheld))} did not beat a trivial baseline "
+            "(see Model sanity); its gaps are shown for completeness only.</p>") if withheld else ""
     body = [
+        warn,
         f"<p class='note'>{shown}: in-domain (test samples of the training domains, blue) vs out-of-domain (the "
         "held-out domain, grey) with 95% intervals; the table has every metric.</p>",
         interval_chart(rows[: 2 * MAX_GROUPS], lo=0.0, hi=1.0),
