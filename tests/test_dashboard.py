@@ -720,3 +720,22 @@ def test_paths_from_run_tables_cannot_leave_the_run_dir(tmp_path):
     for bad in ("../../etc/passwd", "/etc/passwd"):
         with pytest.raises(InputError):
             dashlib.under_run_dir(run, bad)
+
+
+def test_a_degenerate_model_is_named_on_overview_and_generalization(tmp_path, monkeypatch):
+    """A model that learned nothing: the Overview and the Generalization page say its gaps mean nothing."""
+    run = build_run(tmp_path / "deg", "classify")
+    gen = run.read_table("metrics/generalization.parquet")
+    model = str(gen["model"].iloc[0])
+    run.write_table("metrics/generalization.parquet", gen.assign(interpretable=False))
+    run.write_table("metrics/sanity.parquet", pd.DataFrame({
+        "model": [model], "protocol": ["lodo"], "fold": ["holdout=a"], "seed": [0], "scope": ["id"],
+        "metric": ["accuracy"], "class": [None], "value": [0.3], "ci_low": [0.25], "ci_high": [0.35],
+        "baseline": [0.33], "baseline_name": ["majority class"], "n": [100], "degenerate": [True],
+        "status": ["degenerate"], "reason": ["accuracy 0.300 is not above the majority class <b>x</b>"]}))
+    at = _app(run.path, monkeypatch)
+    err = [e.value for e in at.error]
+    assert any("learned nothing usable" in e and model in e for e in err), err
+    assert not any("<b>x</b>" in e for e in err)  # user-controlled text is escaped
+    _visit(at, "generalization")
+    assert any("not interpretable" in e.value for e in at.error)

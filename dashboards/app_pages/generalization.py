@@ -34,7 +34,15 @@ with dl.guard():
         with c[1]:
             protocol = dl.select("Protocol", views.options(gen, "protocol"), key="gn_protocol", prefer=["lodo"])
         with c[2]:
-            metric = dl.select("Metric", views.options(gen, "metric"), key="gn_metric", prefer=["accuracy", "miou"])
+            metric = dl.select("Metric", views.options(gen, "metric"), key="gn_metric",
+                               prefer=["accuracy", "fg_dice", "miou"])
+        if "interpretable" in gen.columns:
+            sel = gen[gen["model"].astype(str) == str(model)] if model is not None else gen
+            if len(sel) and not sel["interpretable"].astype("boolean").fillna(True).all():
+                st.error(
+                    f"{dl.esc(model)} did not beat a trivial baseline (metrics/sanity.parquet): these gaps are not "
+                    "interpretable, and no generalization finding was drawn from them."
+                )
         rows, long = views.generalization_rows(gen, model=model, protocol=protocol, metric=metric)
         if long.empty:
             st.info("No rows for this selection.")

@@ -22,6 +22,12 @@ with dl.guard():
     if h.get("models"):
         st.caption("Models: " + ", ".join(dl.esc(m) for m in h["models"]))
 
+    for d in h.get("degenerate_models") or []:
+        st.error(
+            f"Model {dl.esc(d['model'])} learned nothing usable ({dl.esc(d.get('reason') or '')}). Its gaps, "
+            "worst groups and fairness numbers are not interpretable and no finding is drawn from them: train "
+            "longer, use a pretrained backbone (`audit models`) or a loss for rare classes."
+        )
     st.subheader("Headline numbers")
     cols = st.columns(4)
     worst, overall = h.get("worst_group"), h.get("overall")
@@ -76,6 +82,12 @@ with dl.guard():
                 f"95% CI {dl.fmt_ci(overall.get('ci_low'), overall.get('ci_high'))} · "
                 f"n={dl.fmt(overall.get('n'), 0, missing='?')}"
             )
+            bal = h.get("overall_balanced")
+            if bal:
+                st.caption(
+                    f"classes imbalanced {bal['class_ratio']:.1f}:1 · balanced accuracy {dl.fmt(bal.get('value'))} "
+                    f"· 95% CI {dl.fmt_ci(bal.get('ci_low'), bal.get('ci_high'))}"
+                )
         else:
             st.metric(
                 "Unreadable files",
