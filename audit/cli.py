@@ -165,6 +165,8 @@ ImageDirOpt = Annotated[Optional[str], typer.Option("--image-dir", help="Segment
 MaskDirOpt = Annotated[Optional[str], typer.Option("--mask-dir", help="Segmentation: folder of masks.")]
 DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", help="FiftyOne dataset name (--format fiftyone).")]
 OutsideOpt = Annotated[bool, typer.Option("--allow-outside-root", help="Allow paths outside the dataset root.")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit 2 listing every flagged manifest row (outside the "
+                                         "root, missing, listed twice...) instead of profiling them as findings.")]
 MinNOpt = Annotated[int, typer.Option("--min-n", min=1, help="Smallest group size to draw a conclusion from.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for every random choice.")]
 WorkersOpt = Annotated[Optional[int], typer.Option("--workers", min=1, help="Worker processes (default: all cores).")]
@@ -176,7 +178,7 @@ ModeOpt = Annotated[str, typer.Option("--mode", help="auto (planned), probe (fro
 
 def _read_options(
     *, label, domain, split, group, attr, path_col, mask, id_col, root, layout, pattern, recipe, image_dir,
-    mask_dir, dataset, allow_outside_root,
+    mask_dir, dataset, allow_outside_root, strict=False,
 ):
     from audit.manifest import Roles
     from audit.readers import ReadOptions
@@ -187,7 +189,7 @@ def _read_options(
     )
     return ReadOptions(
         roles=roles, root=root, layout=layout, pattern=pattern, recipe=recipe, image_dir=image_dir,
-        mask_dir=mask_dir, dataset_name=dataset, allow_outside_root=allow_outside_root,
+        mask_dir=mask_dir, dataset_name=dataset, allow_outside_root=allow_outside_root, strict=strict,
     )
 
 
@@ -220,6 +222,7 @@ def profile(
     mask_dir: MaskDirOpt = None,
     dataset: DatasetOpt = None,
     allow_outside_root: OutsideOpt = False,
+    strict: StrictOpt = False,
     min_n: MinNOpt = 30,
     seed: SeedOpt = 0,
     workers: WorkersOpt = None,
@@ -241,7 +244,7 @@ def profile(
     opts = _read_options(
         label=label, domain=domain, split=split, group=group, attr=attr, path_col=path_col, mask=mask,
         id_col=id_col, root=root, layout=layout, pattern=pattern, recipe=recipe, image_dir=image_dir,
-        mask_dir=mask_dir, dataset=dataset, allow_outside_root=allow_outside_root,
+        mask_dir=mask_dir, dataset=dataset, allow_outside_root=allow_outside_root, strict=strict,
     )
     run = pipeline.ingest(data, out=out, format=format, options=opts, seed=seed)
     pipeline.profile_stage(
@@ -274,6 +277,7 @@ def run(
     mask_dir: MaskDirOpt = None,
     dataset: DatasetOpt = None,
     allow_outside_root: OutsideOpt = False,
+    strict: StrictOpt = False,
     task: Annotated[Optional[Task], typer.Option("--task", help="classify or segment (default: from the data).")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Model name (see `audit models`).")] = None,
     protocol: Annotated[Protocol, typer.Option("--protocol")] = Protocol.lodo,
@@ -293,7 +297,7 @@ def run(
     opts = _read_options(
         label=label, domain=domain, split=split, group=group, attr=attr, path_col=path_col, mask=mask,
         id_col=id_col, root=root, layout=layout, pattern=pattern, recipe=recipe, image_dir=image_dir,
-        mask_dir=mask_dir, dataset=dataset, allow_outside_root=allow_outside_root,
+        mask_dir=mask_dir, dataset=dataset, allow_outside_root=allow_outside_root, strict=strict,
     )
     rd = pipeline.ingest(data, out=out, format=format, options=opts, seed=seed)
     pipeline.full_audit(
@@ -337,6 +341,8 @@ def train(
     ray_address: RayAddrOpt = None,
     distributed: Annotated[int, typer.Option("--distributed", help="Train with torch DDP in N processes (one per GPU) via torchrun.")] = 0,
     mode: ModeOpt = "auto",
+    seg_loss: Annotated[str, typer.Option("--seg-loss", help="Segmentation loss: auto, ce or dice_ce (auto: Dice + "
+                                          "cross-entropy when the foreground is under 15% of pixels).")] = "auto",
 ) -> None:
     """Train and evaluate classifiers or segmenters across held-out domains."""
     from audit import pipeline
@@ -373,6 +379,7 @@ def train(
         engine=engine.value,
         ray_address=ray_address,
         mode=mode,
+        seg_loss=seg_loss,
     )
     pipeline.print_summary(rd, stages=["train"], console=_console())
 

@@ -50,6 +50,10 @@ KINDS = frozenset(
         "insufficient_evidence",
         "check_failed",
         "degenerate_model",
+        # manifest rows flagged at ingest (issue 23): kept, never opened, excluded from training
+        "outside_root",
+        "duplicate_listing",
+        "flagged_row",
     }
 )
 
@@ -115,6 +119,9 @@ TIERS: dict[str, int] = {
     "unreadable_file": 2,
     "missing_file": 2,
     "mask_mismatch": 2,
+    "outside_root": 2,
+    "duplicate_listing": 2,
+    "flagged_row": 2,
     "insufficient_evidence": 9,
 }
 

@@ -14,10 +14,18 @@ split      string  given split: train / val / test
 domain     string  held-out unit for generalization
 group      string  resampling / leakage cluster; defaults to sample_id
 attr.<n>   string  any attribute to audit
+flag       string  (only when a row has a problem) why the row cannot be used: see :data:`FLAG_CODES`
+listing_of string  (only when a file is listed twice) the sample id of the file's first listing
 =========  ======  ==========================================================================
 
 All role columns are stored as pandas ``string`` dtype; missing values stay missing (``<NA>``),
 never the string ``"nan"``.
+
+A bad row is a flagged row, never a refusal of the whole dataset: :func:`validate_manifest` gives rows without a
+path an id (``(row N: empty path)``) and makes repeated ids unique (``a.png``, ``a.png#2``, ...), and
+:func:`flag_rows` (called by every reader) marks rows whose path escapes the root, does not exist, is a folder or
+has an unsupported extension. Flagged rows stay in the manifest; the profile reports them and training leaves
+them out with the reason.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +56,10 @@ __all__ = [
     "write_manifest",
     "closest",
     "normalize_missing",
+    "FLAG_CODES",
+    "UNOPENED_FLAGS",
+    "flag_rows",
+    "flagged_rows_error",
 ]
 
 ROLE_COLUMNS = ("sample_id", "filepath", "label", "mask", "split", "domain", "group")
@@ -56,7 +69,12 @@ ATTR_PREFIX = "attr."
 MISSING_STRINGS = frozenset({"", "nan", "NaN", "NAN", "none", "None", "null", "NULL", "NA", "N/A", "n/a", "<NA>"})
 
 _MSG_EMPTY = "the manifest is empty: no samples were found in {source}"
-_MSG_DUP = "duplicate sample_id {ids} ({n} duplicated rows); sample ids must be unique"
+# Why a row is flagged, strongest first (a row carries the first that applies). Every code but the last two means
+# the file is never opened: the profile records the code as the row's error.
+FLAG_CODES = ("empty_path", "outside_root", "missing_file", "directory", "not_a_file", "unsupported_extension",
+              "duplicate_listing", "duplicate_id")
+UNOPENED_FLAGS = frozenset(FLAG_CODES[:6])
+_FS_FLAGS = FLAG_CODES[:6]
 _MSG_NO_COL = "no column {col!r} for --{role}{hint}; available columns: {avail}"
 _PATH_GUESSES = ("filepath", "path", "file", "image", "filename", "img")
 _MSG_ESCAPE = (
@@ -191,34 +209,81 @@ def canonical_order(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def validate_manifest(df: pd.DataFrame, *, source: str = "the input") -> pd.DataFrame:
-    """Check the invariants of a canonical manifest; raise :class:`InputError` with a one-line message."""
+    """Check the invariants of a canonical manifest; raise :class:`InputError` with a one-line message.
+
+    Only a manifest that cannot exist is refused (no rows, no path column). Per-row problems become flags
+    (column ``flag``): a row without a path is ``empty_path`` (id ``(row N: empty path)``), the second and later
+    listings of one file are ``duplicate_listing`` (ids ``path#2``, ``path#3``..., column ``listing_of``), and an
+    id repeated for different files is made unique the same way and flagged ``duplicate_id``.
+    """
     if len(df) == 0:
         raise InputError(_MSG_EMPTY.format(source=source))
     for col in ("sample_id", "filepath"):
         if col not in df.columns:
             raise missing_column_error(col, col, [str(c) for c in df.columns])
-    if df["filepath"].isna().any():
-        n = int(df["filepath"].isna().sum())
-        raise InputError(f"{n} rows have no file path; every sample needs a filepath")
-    if df["sample_id"].isna().any():
-        df = df.copy()
-        df["sample_id"] = df["sample_id"].fillna(df["filepath"])
-    dup = df["sample_id"].duplicated(keep=False)
-    if dup.any():
-        ids = df.loc[dup, "sample_id"].drop_duplicates().head(3).tolist()
-        raise InputError(_MSG_DUP.format(ids=", ".join(map(repr, ids)), n=int(dup.sum())))
+    df = df.reset_index(drop=True).copy()
     for col in df.columns:
-        if col in ROLE_COLUMNS or str(col).startswith(ATTR_PREFIX):
+        if col in ROLE_COLUMNS or str(col).startswith(ATTR_PREFIX) or col in ("flag", "listing_of"):
             if str(df[col].dtype) != "string":
-                df = df.copy()
                 df[col] = normalize_missing(df[col])
+    no_path = df["filepath"].isna().to_numpy()
+    sid = df["sample_id"].fillna(df["filepath"])
+    if sid.isna().any():
+        rows = np.flatnonzero(sid.isna().to_numpy())
+        sid[rows] = [f"(row {i + 1}: empty path)" for i in rows]
+    flag = df["flag"].copy() if "flag" in df.columns else pd.Series(pd.NA, index=df.index, dtype="string")
+    flag = flag.where(flag.isin((*_FS_FLAGS, "duplicate_id")), pd.NA)  # listings are recomputed below
+    flag[no_path] = "empty_path"
+    key = _path_key(df["filepath"])
+    first = ~key.duplicated(keep="first") | key.isna()
+    listing = key.notna() & ~first
+    dup_id = sid.duplicated(keep="first") & ~listing
+    df["sample_id"] = _unique_ids(sid)
+    if listing.any():
+        first_id = pd.Series(df["sample_id"][first & key.notna()].to_numpy(), index=key[first & key.notna()].to_numpy())
+        of = pd.Series(pd.NA, index=df.index, dtype="string")
+        of[listing] = first_id.reindex(key[listing].to_numpy()).to_numpy()
+        df["listing_of"] = of
+        flag[listing & flag.isna()] = "duplicate_listing"
+    elif "listing_of" in df.columns:
+        df = df.drop(columns="listing_of")
+    flag[dup_id & flag.isna()] = "duplicate_id"
+    if flag.notna().any():
+        df["flag"] = flag.astype("string")
+    elif "flag" in df.columns:
+        df = df.drop(columns="flag")
     if "group" not in df.columns:
-        df = df.copy()
         df["group"] = df["sample_id"]
     else:
-        df = df.copy()
         df["group"] = df["group"].fillna(df["sample_id"])
-    return canonical_order(df.reset_index(drop=True))
+    return canonical_order(df)
+
+
+def _path_key(paths: pd.Series) -> pd.Series:
+    """The lexical identity of a path (``./a.png`` and ``a.png`` are one file); NA stays NA."""
+    vals = paths.to_numpy(dtype=object, na_value=None)
+    uniq = pd.unique(vals)
+    norm = {p: (os.path.normpath(p) if p is not None else None) for p in uniq}
+    return pd.Series([norm[p] for p in vals], index=paths.index, dtype="string")
+
+
+def _unique_ids(ids: pd.Series) -> pd.Series:
+    """``ids`` with every repeat renamed ``id#2``, ``id#3``... (first come keeps its id; never a collision)."""
+    dup = ids.duplicated(keep="first").to_numpy()
+    if not dup.any():
+        return ids.astype("string")
+    k = (ids.groupby(ids, sort=False).cumcount() + 1).to_numpy()
+    out = ids.to_numpy(dtype=object).copy()
+    taken = set(out.tolist())
+    for i in np.flatnonzero(dup):
+        j = int(k[i])
+        cand = f"{out[i]}#{j}"
+        while cand in taken:
+            j += 1
+            cand = f"{out[i]}#{j}"
+        taken.add(cand)
+        out[i] = cand
+    return pd.Series(out, index=ids.index, dtype="string")
 
 
 def resolve_path(root: Path, relpath: str, *, allow_outside_root: bool = False) -> Path:
@@ -265,11 +330,110 @@ def check_paths(df: pd.DataFrame, root: Path, *, allow_outside_root: bool = Fals
                 raise InputError(_MSG_ESCAPE.format(sample=sid, path=path, root=root))
 
 
-def fingerprint(df: pd.DataFrame, root: Path | None = None, *, allow_outside_root: bool = True) -> str:
+def flag_rows(df: pd.DataFrame, root: Path, *, allow_outside_root: bool = False,
+              extensions: Iterable[str] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """Flag rows whose file cannot be used; return the manifest (column ``flag``) and each file's (size, mtime_ns).
+
+    One ``lstat`` per row (plus a ``realpath`` per folder and per symlink): ``outside_root`` (``..``, an absolute
+    path elsewhere, a symlink or symlinked folder leading out; never opened, not even stat-ed, unless
+    ``allow_outside_root``), ``missing_file``, ``directory``, ``not_a_file`` (a device, socket or pipe: opening one
+    could block) and ``unsupported_extension`` (not in ``extensions``). A mask path escaping the root flags its row
+    ``outside_root`` too. The returned stats feed :func:`fingerprint` so that no file is stat-ed twice; rows not
+    stat-ed get ``(-1, -1)`` (missing), ``(-2, -2)`` (no path) or ``(-3, -3)`` (outside the root).
+    """
+    exts = {e.lower() for e in extensions} if extensions is not None else None
+    real_root = os.path.realpath(root)
+    prefix = real_root.rstrip(os.sep) + os.sep
+    dir_ok: dict[str, bool] = {}
+
+    def inside_dir(d: str) -> bool:
+        ok = dir_ok.get(d)
+        if ok is None:
+            real = os.path.realpath(d)
+            ok = dir_ok[d] = allow_outside_root or real == real_root or real.startswith(prefix)
+        return ok
+
+    def inside(full: str) -> bool:
+        real = os.path.realpath(full)
+        return allow_outside_root or real == real_root or real.startswith(prefix)
+
+    paths = df["filepath"].to_numpy(dtype=object, na_value=None)
+    flags: list[str | None] = [None] * len(paths)
+    stats = np.full((len(paths), 2), -1, dtype=np.int64)
+    lstat, S_ISLNK, S_ISDIR, S_ISREG = os.lstat, stat.S_ISLNK, stat.S_ISDIR, stat.S_ISREG
+    for i, p in enumerate(paths):
+        if p is None:
+            flags[i] = "empty_path"
+            stats[i] = -2
+            continue
+        full = p if os.path.isabs(p) else os.path.join(real_root, p)
+        if not inside_dir(os.path.dirname(full)):
+            flags[i] = "outside_root"
+            stats[i] = -3
+            continue
+        try:
+            st = lstat(full)
+            if S_ISLNK(st.st_mode):
+                if not inside(full):
+                    flags[i] = "outside_root"
+                    stats[i] = -3
+                    continue
+                st = os.stat(full)
+        except FileNotFoundError:
+            flags[i] = "missing_file"
+            continue
+        except NotADirectoryError:
+            flags[i] = "missing_file"
+            continue
+        except OSError:  # permissions and the like: left to the profile, which records io_error
+            continue
+        mode = st.st_mode
+        if S_ISDIR(mode):
+            flags[i] = "directory"
+        elif not S_ISREG(mode):
+            flags[i] = "not_a_file"
+        elif exts is not None and os.path.splitext(p)[1].lower() not in exts:
+            flags[i] = "unsupported_extension"
+        stats[i, 0], stats[i, 1] = st.st_size, st.st_mtime_ns
+    if "mask" in df.columns and not allow_outside_root:
+        for i, p in enumerate(df["mask"].to_numpy(dtype=object, na_value=None)):
+            if p is not None and flags[i] is None:
+                full = p if os.path.isabs(p) else os.path.join(real_root, p)
+                if not inside_dir(os.path.dirname(full)) or os.path.islink(full) and not inside(full):
+                    flags[i] = "outside_root"
+    new = pd.Series(flags, index=df.index, dtype="string")
+    if "flag" in df.columns:  # keep the lexical flags (duplicate listing / id) where no file problem was found
+        old = df["flag"]
+        new = new.fillna(old.where(~old.isin(_FS_FLAGS)))
+    out = df.copy()
+    if new.notna().any():
+        out["flag"] = new.astype("string")
+    elif "flag" in out.columns:
+        out = out.drop(columns="flag")
+    return canonical_order(out), stats
+
+
+def flagged_rows_error(df: pd.DataFrame, *, limit: int = 200) -> InputError | None:
+    """``--strict``: one error listing every flagged row (by reason; at most ``limit`` ids per reason)."""
+    if "flag" not in df.columns or not df["flag"].notna().any():
+        return None
+    flagged = df[df["flag"].notna()]
+    parts = []
+    for code in [c for c in FLAG_CODES if c in set(flagged["flag"])]:
+        ids = flagged.loc[flagged["flag"] == code, "sample_id"].astype(str).tolist()
+        more = f" and {len(ids) - limit} more" if len(ids) > limit else ""
+        parts.append(f"{code} ({len(ids)}): " + ", ".join(map(repr, ids[:limit])) + more)
+    return InputError(f"--strict: {len(flagged)} of {len(df)} manifest rows are flagged; " + "; ".join(parts)
+                      + " (drop --strict to profile them as findings; every flag is in RUN/manifest.parquet)")
+
+
+def fingerprint(df: pd.DataFrame, root: Path | None = None, *, allow_outside_root: bool = True,
+                file_stats: np.ndarray | None = None) -> str:
     """A short hash of the manifest content plus each file's size and mtime.
 
     Two runs on the same files and the same manifest get the same fingerprint; touching or replacing a
-    file changes it. Missing files contribute a marker, not an error.
+    file changes it. Missing files contribute a marker, not an error. ``file_stats`` (from :func:`flag_rows`,
+    one (size, mtime_ns) per row) stands for the image files' stats, so they are not stat-ed again.
     """
     h = hashlib.sha256()
     table = pd.util.hash_pandas_object(df.astype("string").fillna("\x00<NA>"), index=False).to_numpy()
@@ -279,6 +443,9 @@ def fingerprint(df: pd.DataFrame, root: Path | None = None, *, allow_outside_roo
         root = Path(root)
         for col in ("filepath", "mask"):
             if col not in df.columns:
+                continue
+            if col == "filepath" and file_stats is not None and len(file_stats) == len(df):
+                h.update(np.ascontiguousarray(file_stats, dtype=np.int64).tobytes())
                 continue
             stats = []
             for p in df[col].tolist():

@@ -43,7 +43,7 @@ def ingest(source, *, out: Path, format: str = "auto", options=None, seed: int =
     options = options or ReadOptions()
     result = read_dataset(source, format=format, options=options)
     run = RunDir.create(out, command=command or argv(), config={"seed": seed}, lock=True)
-    new_fp = fingerprint(result.manifest, result.root)
+    new_fp = fingerprint(result.manifest, result.root, file_stats=result.file_stats)
     cleared = _clear_if_dataset_changed(run, new_fp)
     with run.stage("manifest") as st:
         df = result.manifest
@@ -70,7 +70,24 @@ def ingest(source, *, out: Path, format: str = "auto", options=None, seed: int =
         }
         run.update_info(dataset=dataset, seed=seed)
         st["n"] = int(len(df))
+        st["flagged"] = _flag_counts(df)
+    _refuse_flagged_if_strict(run, df, options)
     return run
+
+
+def _flag_counts(df) -> dict:
+    """Flagged manifest rows by reason (issue 23: a bad row is a finding, never a refusal)."""
+    return {str(k): int(v) for k, v in df["flag"].value_counts().items()} if "flag" in df.columns else {}
+
+
+def _refuse_flagged_if_strict(run: RunDir, df, options) -> None:
+    """``--strict``: any flagged row is exit 2, listing them all; the flagged manifest stays in the run directory."""
+    from audit.manifest import flagged_rows_error
+
+    err = flagged_rows_error(df) if getattr(options, "strict", False) else None
+    if err is not None:
+        run.unlock()
+        raise err
 
 
 # Outputs derived from the manifest: stale once the dataset changes (training checkpoints under train/ are keyed
@@ -383,8 +400,8 @@ def _print_headline(run: RunDir, console, stages: list[str] | None) -> None:
         h = headline(run)
     except AuditError:
         return
-    keep = ("overall", "worst group", "largest generalization gap", "largest fairness gap", "strongest association",
-            "unreadable files")
+    keep = ("overall", "balanced accuracy", "model sanity", "worst group", "largest generalization gap",
+            "largest fairness gap", "strongest association", "unreadable files")
     model_rows = ("overall", "worst group", "largest generalization gap", "largest fairness gap")
     stale = h.get("stages", {}).get("metrics") == "stale"
     if stale or (stages and "profile" in stages and not {"train", "metrics", "report"} & set(stages)):

@@ -12,6 +12,8 @@ from audit.manifest import (
     Roles,
     build_manifest,
     check_paths,
+    flag_rows,
+    flagged_rows_error,
     fingerprint,
     read_manifest,
     resolve_path,
@@ -65,10 +67,18 @@ def test_filepath_is_guessed_or_reported():
         build_manifest(_table().rename(columns={"path": "zzz"}), Roles())
 
 
-def test_duplicate_sample_id_is_an_error():
-    t = pd.DataFrame({"path": ["a.jpg", "a.jpg", "b.jpg"]})
-    with pytest.raises(InputError, match="duplicate sample_id 'a.jpg'"):
-        build_manifest(t, Roles(filepath="path"))
+def test_a_file_listed_twice_is_two_flagged_rows_with_stable_ids():
+    t = pd.DataFrame({"path": ["a.jpg", "a.jpg", "b.jpg", "./a.jpg"], "id": [None, None, None, None]})
+    df = build_manifest(t, Roles(filepath="path"))
+    assert df["sample_id"].tolist() == ["a.jpg", "a.jpg#2", "b.jpg", "./a.jpg"]
+    assert df["listing_of"].tolist()[1] == "a.jpg" and df["listing_of"].tolist()[3] == "a.jpg"
+    assert df["flag"].fillna("").tolist() == ["", "duplicate_listing", "", "duplicate_listing"]
+    # the same id for different files: made unique, flagged, never a collision with an existing id
+    t = pd.DataFrame({"path": ["a.jpg", "b.jpg", "c.jpg"], "id": ["s1", "s1", "s1#2"]})
+    df = build_manifest(t, Roles(filepath="path", sample_id="id"))
+    assert df["sample_id"].tolist() == ["s1", "s1#3", "s1#2"] and df["sample_id"].is_unique
+    assert df["flag"].fillna("").tolist() == ["", "duplicate_id", ""]
+    assert validate_manifest(df).equals(df)  # idempotent
 
 
 def test_empty_manifest_is_an_error():
@@ -76,10 +86,11 @@ def test_empty_manifest_is_an_error():
         validate_manifest(pd.DataFrame({"sample_id": [], "filepath": []}))
 
 
-def test_missing_filepath_values_are_an_error():
-    t = pd.DataFrame({"path": ["a.jpg", None]})
-    with pytest.raises(InputError, match="no file path"):
-        build_manifest(t, Roles(filepath="path"))
+def test_missing_filepath_values_are_flagged_rows():
+    t = pd.DataFrame({"path": ["a.jpg", None, ""]})
+    df = build_manifest(t, Roles(filepath="path"))
+    assert df["sample_id"].tolist() == ["a.jpg", "(row 2: empty path)", "(row 3: empty path)"]
+    assert df["flag"].fillna("").tolist() == ["", "empty_path", "empty_path"] and len(df) == 3
 
 
 def test_paths_escaping_root_are_refused(tmp_path):
@@ -99,6 +110,30 @@ def test_paths_escaping_root_are_refused(tmp_path):
     with pytest.raises(InputError, match="row 's'"):
         check_paths(df, root)
     check_paths(df, root, allow_outside_root=True)
+
+
+def test_flag_rows_marks_every_file_problem_and_never_raises(tmp_path):
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.png").write_bytes(b"x")
+    (root / "notes.txt").write_bytes(b"x")
+    (tmp_path / "secret.png").write_bytes(b"x")
+    os.symlink(tmp_path / "secret.png", root / "link.png")
+    os.symlink(tmp_path, root / "linkdir")
+    paths = ["a.png", "../secret.png", str(tmp_path / "secret.png"), "link.png", "linkdir/secret.png", "sub",
+             "gone.png", "notes.txt", None]
+    df = validate_manifest(pd.DataFrame({"sample_id": [f"s{i}" for i in range(len(paths))], "filepath": paths}))
+    out, stats = flag_rows(df, root, extensions={".png"})
+    assert out["flag"].fillna("").tolist() == ["", "outside_root", "outside_root", "outside_root", "outside_root",
+                                               "directory", "missing_file", "unsupported_extension", "empty_path"]
+    assert stats.shape == (len(paths), 2) and stats[0, 0] == 1 and (stats[1:5] == -3).all()
+    allowed, _ = flag_rows(df, root, allow_outside_root=True, extensions={".png"})
+    assert allowed["flag"].fillna("").tolist()[:5] == [""] * 5
+    clean, _ = flag_rows(df.iloc[:1], root, extensions={".png"})
+    assert "flag" not in clean.columns
+    err = flagged_rows_error(out)
+    assert err is not None and "8 of 9" in str(err) and "'s1', 's2', 's3', 's4'" in str(err)
+    assert "\n" not in str(err) and flagged_rows_error(clean) is None
 
 
 def test_fingerprint_changes_with_content_and_files(tmp_path):

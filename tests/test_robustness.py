@@ -198,29 +198,45 @@ def _table(root: Path, rows: list[tuple[str, str]], name: str = "t.csv") -> Path
     return t
 
 
-def test_duplicate_sample_ids_exit_2(tmp_path):
+def _flags(run: Path) -> dict:
+    man = pd.read_parquet(run / "manifest.parquet")
+    flags = man["flag"].astype(object).where(man["flag"].notna(), None) if "flag" in man.columns else [None] * len(man)
+    return dict(zip(man["sample_id"], flags, strict=True))
+
+
+def test_duplicate_sample_ids_are_flagged_rows_and_strict_exits_2(tmp_path):
     t = _table(tmp_path / "d", [("a.png", "x"), ("b.png", "y")])
     t.write_text("path,label,id\na.png,x,s1\nb.png,y,s1\n")
-    one_line_error(cli("profile", t, "--id-col", "id", "--out", tmp_path / "r", code=None), "duplicate sample_id", "'s1'")
+    cli("profile", t, "--id-col", "id", "--out", tmp_path / "r", "--workers", "1")
+    assert _flags(tmp_path / "r") == {"s1": None, "s1#2": "duplicate_id"}
+    one_line_error(cli("profile", t, "--id-col", "id", "--out", tmp_path / "s", "--strict", code=None),
+                   "--strict", "duplicate_id (1): 's1#2'")
     t.write_text("path,label\na.png,x\na.png,y\n")  # the same file twice (the id defaults to the path)
-    one_line_error(cli("profile", t, "--out", tmp_path / "r2", code=None), "duplicate sample_id")
+    cli("profile", t, "--out", tmp_path / "r2", "--workers", "1")
+    assert _flags(tmp_path / "r2") == {"a.png": None, "a.png#2": "duplicate_listing"}
 
 
-def test_dot_dot_and_absolute_paths_escaping_the_root_exit_2(tmp_path):
+def test_dot_dot_and_absolute_paths_escaping_the_root_are_flagged_never_opened(tmp_path):
     outside = tmp_path / "outside.png"
     Image.new("RGB", (8, 8)).save(outside)
     root = tmp_path / "data"
     t = _table(root, [("a.png", "x"), ("../outside.png", "y")])
-    one_line_error(cli("profile", t, "--out", tmp_path / "r", code=None), "outside the dataset root", "--allow-outside-root")
-    assert not (tmp_path / "r" / "profile").exists()
+    cli("profile", t, "--out", tmp_path / "r", "--workers", "1")
+    assert _flags(tmp_path / "r") == {"a.png": None, "../outside.png": "outside_root"}
+    im = pd.read_parquet(tmp_path / "r" / "profile" / "images.parquet").set_index("sample_id")
+    assert im.loc["../outside.png", "error"] == "outside_root" and pd.isna(im.loc["../outside.png", "md5"])
+    one_line_error(cli("profile", t, "--out", tmp_path / "s", "--strict", code=None), "outside_root (1)",
+                   "'../outside.png'")
+    assert not (tmp_path / "s" / "profile").exists()
     t = _table(root, [("a.png", "x"), (str(outside), "y")], name="abs.csv")
-    one_line_error(cli("profile", t, "--out", tmp_path / "r2", code=None), "outside the dataset root")
+    cli("profile", t, "--out", tmp_path / "r2", "--workers", "1", "--check", "manifest")
+    assert _flags(tmp_path / "r2")[str(outside)] == "outside_root"
     cli("profile", t, "--out", tmp_path / "r3", "--allow-outside-root", "--workers", "1")
     im = pd.read_parquet(tmp_path / "r3" / "profile" / "images.parquet")
     assert im["readable"].all() and len(im) == 2
 
 
-def test_symlinks_escaping_the_root_exit_2_inside_ones_are_fine(tmp_path):
+def test_symlinks_escaping_the_root_are_flagged_inside_ones_are_fine(tmp_path):
     secret = tmp_path / "secret"
     secret.mkdir()
     Image.new("RGB", (8, 8)).save(secret / "s.png")
@@ -229,15 +245,18 @@ def test_symlinks_escaping_the_root_exit_2_inside_ones_are_fine(tmp_path):
     os.symlink(secret / "s.png", root / "link_file.png")
     os.symlink(secret, root / "link_dir")
     os.symlink(root / "a.png", root / "inside_link.png")
-    for rel in ("link_file.png", "link_dir/s.png"):
+    for k, rel in enumerate(("link_file.png", "link_dir/s.png")):
         t.write_text(f"path,label\na.png,x\n{rel},y\n")
-        one_line_error(cli("profile", t, "--out", tmp_path / "r", code=None), "outside the dataset root")
+        cli("profile", t, "--out", tmp_path / f"r{k}", "--workers", "1")
+        assert _flags(tmp_path / f"r{k}") == {"a.png": None, rel: "outside_root"}
     t.write_text("path,label\na.png,x\ninside_link.png,y\n")
     cli("profile", t, "--out", tmp_path / "ok", "--workers", "1")
-    # an image folder containing a symlink to the outside is refused the same way
+    assert "flag" not in pd.read_parquet(tmp_path / "ok" / "manifest.parquet").columns
+    # an image folder containing a symlink to the outside: the same flag, the rest is profiled
     os.remove(root / "t.csv")
-    res = cli("profile", root, "--out", tmp_path / "r4", code=None)
-    one_line_error(res, "outside the dataset root")
+    cli("profile", root, "--out", tmp_path / "r4", "--workers", "1")
+    flags = _flags(tmp_path / "r4")
+    assert flags["link_file.png"] == "outside_root" and flags["a.png"] is None
 
 
 @pytest.mark.parametrize("content", ["", "path,label\n", "\ufeff", "path,label\n\n\n"], ids=["zero_byte", "header_only", "bom_only", "blank_lines"])
@@ -248,10 +267,12 @@ def test_empty_tables_exit_2(tmp_path, content):
     assert "empty" in line or "no rows" in line or "no columns" in line.lower(), line
 
 
-def test_table_with_a_missing_path_value_exits_2(tmp_path):
+def test_table_with_a_missing_path_value_is_a_flagged_row(tmp_path):
     t = _table(tmp_path / "d", [("a.png", "x"), ("b.png", "y")])
     t.write_text("path,label\na.png,x\n,y\n")
-    one_line_error(cli("profile", t, "--out", tmp_path / "r", code=None), "no file path")
+    cli("profile", t, "--out", tmp_path / "r", "--workers", "1")
+    assert _flags(tmp_path / "r") == {"a.png": None, "(row 2: empty path)": "empty_path"}
+    one_line_error(cli("profile", t, "--out", tmp_path / "s", "--strict", code=None), "empty_path (1)")
 
 
 def test_label_column_with_one_class_profiles_then_train_exits_2(tmp_path):

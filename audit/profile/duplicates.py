@@ -4,8 +4,8 @@ thumbnail correlation >= ``config.near_min_corr``, which removes look-alikes suc
 "1"s that share a perceptual hash), across splits, shared
 ``group`` across splits, and duplicates with different labels.
 
-``duplicates.parquet``: ``a, b, kind (exact|near), basis (bytes|pixels|phash), distance, cross_split,
-label_conflict, similarity (thumbnail correlation; 1 for exact), split_a, split_b, label_a, label_b``. Pairs are ordered ``a < b`` by sample id. An exact
+``duplicates.parquet``: ``a, b, kind (exact|near), basis (bytes|pixels|phash; listing: one file listed twice),
+distance, cross_split, label_conflict, similarity (thumbnail correlation; 1 for exact), split_a, split_b, label_a, label_b``. Pairs are ordered ``a < b`` by sample id. An exact
 cluster of ``k`` images gives all ``k(k-1)/2`` pairs up to 50 members, beyond that a star (every member with
 the cluster's first). Near pairs are searched between exact-cluster representatives only, so a thousand
 copies of one image do not make half a million near pairs.
@@ -156,6 +156,9 @@ class Duplicates(Check):
             "split_a": pd.array(split[ia2], dtype="string"), "split_b": pd.array(split[ib2], dtype="string"),
             "label_a": pd.array(label[ia2], dtype="string"), "label_b": pd.array(label[ib2], dtype="string"),
         })
+        if "listing_of" in m.columns:  # the same file listed twice (issue 23): a listing, not a copy
+            file_of = m["listing_of"].fillna(m["sample_id"]).astype(str).to_numpy()
+            out.loc[file_of[ia2] == file_of[ib2], "basis"] = "listing"
         out["cross_split"] = (out["split_a"].notna() & out["split_b"].notna() & (out["split_a"] != out["split_b"])).fillna(False).astype(bool)
         out["label_conflict"] = (out["label_a"].notna() & out["label_b"].notna() & (out["label_a"] != out["label_b"])).fillna(False).astype(bool)
         out = out.sort_values(["kind", "a", "b"]).reset_index(drop=True)
@@ -173,13 +176,15 @@ class Duplicates(Check):
         out: list[Finding] = []
         n_ok = max(1, int(ok.sum()))
         for kind, fkind in (("exact", "exact_duplicate"), ("near", "near_duplicate")):
-            sel = dup[dup["kind"] == kind]
+            sel = dup[(dup["kind"] == kind) & (dup["basis"] != "listing")]  # listings: duplicate_listing
             if sel.empty:
                 continue
             involved = sorted(set(sel["a"]) | set(sel["b"]))
             share = len(involved) / n_ok
             if kind == "exact":
-                counts = pd.Series(roots[ok]).value_counts()
+                m = ctx.manifest
+                extra = m["listing_of"].notna().to_numpy(bool) if "listing_of" in m.columns else np.zeros(len(ok), bool)
+                counts = pd.Series(roots[ok & ~extra]).value_counts()
                 clusters = int((counts >= 2).sum())
                 redundant = int((counts[counts >= 2] - 1).sum())
                 what = f"{redundant} redundant copies in {clusters} clusters of identical images"

@@ -1,7 +1,11 @@
-"""Integrity: unreadable, missing and oversized files, mode mixes, EXIF orientation, extension mismatches.
+"""Integrity: unreadable, missing and oversized files, mode mixes, EXIF orientation, extension mismatches; and the
+manifest rows flagged at ingest (paths outside the root, files listed twice, empty paths, folders, unsupported
+extensions: column ``flag`` of the manifest, see :func:`audit.manifest.flag_rows`).
 
-Reads ``images.parquet`` only. One finding per problem type, listing the affected sample ids (the first 50
-in ``evidence``; the full list is ``images.parquet`` filtered on ``error``).
+``integrity`` reads ``images.parquet``; ``manifest`` reads the manifest alone (so it runs with any ``--check``). One
+finding per problem type, listing the affected sample ids (the first 50 in ``evidence``; the full list is
+``images.parquet`` filtered on ``error``, or the manifest filtered on ``flag``). A flagged row is reported once, by
+``manifest`` (``missing_file`` stays with ``integrity``).
 """
 
 from __future__ import annotations
@@ -9,9 +13,10 @@ from __future__ import annotations
 import pandas as pd
 
 from audit.findings import Finding
+from audit.manifest import ATTR_PREFIX
 from audit.profile.base import Check, CheckResult, Context, register
 
-__all__ = ["Integrity"]
+__all__ = ["Integrity", "ManifestRows"]
 
 _UNREADABLE = {
     "truncated": "truncated (the data ends early)",
@@ -44,6 +49,11 @@ class Integrity(Check):
         n = len(im)
         out: list[Finding] = []
         err = im["error"]
+        if "flag" in ctx.manifest.columns:  # flagged rows are reported by the manifest check (missing files here)
+            fl = ctx.manifest["flag"].astype("string").to_numpy(dtype=object, na_value=None)
+            e = err.astype("string").to_numpy(dtype=object, na_value=None)
+            reported = (fl == e) & (fl != None) & (fl != "missing_file")  # noqa: E711 (elementwise)
+            err = err.mask(reported)
 
         def ids(mask) -> list[str]:
             return sorted(im.loc[mask, "sample_id"].astype(str).tolist())[:_EVIDENCE_IDS]
@@ -131,3 +141,103 @@ class Integrity(Check):
             columns=["mode"], groups=[str(k) for k in counts.index],
             evidence={"counts": counts.to_dict(), "by_domain": by_domain},
         )]
+
+
+_ROW_FLAGS = {
+    "empty_path": ("have an empty path", "give every row a file path, or drop the row"),
+    "directory": ("point to a folder, not a file", "list the image files inside the folder instead"),
+    "not_a_file": ("point to a device, socket or pipe", "list regular image files only"),
+    "unsupported_extension": ("have an extension that is not an image type",
+                              "rename the files if they are images, or drop the rows"),
+    "duplicate_id": ("repeat the sample id of an earlier row for a different file (renamed id#2, id#3...)",
+                     "make the --id-col values unique"),
+}
+
+
+def _listing_diffs(m: pd.DataFrame, first_of: pd.Series) -> tuple[dict[str, int], list[dict]]:
+    """For files listed more than once: how many disagree on each role, and examples."""
+    cols = [c for c in ("label", "split", "domain", "group", "mask") if c in m.columns]
+    cols += [c for c in m.columns if str(c).startswith(ATTR_PREFIX)]
+    sub = m.assign(_file=first_of)
+    listed = sub[sub["_file"].duplicated(keep=False)]
+    counts: dict[str, int] = {}
+    examples: list[dict] = []
+    for col in cols:
+        if col == "group" and "listing_of" in m.columns and (m["group"] == m["sample_id"]).all():
+            continue  # default groups differ by construction
+        vals = listed[col].astype("string").fillna("<missing>")
+        k = vals.groupby(listed["_file"]).nunique()
+        counts[col] = int((k > 1).sum())
+    for _f, g in listed.groupby("_file", sort=True):
+        if len(examples) >= 10:
+            break
+        diff = [c for c in counts if g[c].astype("string").fillna("<missing>").nunique() > 1]
+        examples.append({"file": str(g["filepath"].iloc[0]), "sample_ids": g["sample_id"].astype(str).tolist(),
+                         "disagree_on": diff,
+                         **{c: g[c].astype("string").fillna("<missing>").tolist() for c in diff}})
+    return {c: k for c, k in counts.items() if k}, examples
+
+
+@register
+class ManifestRows(Check):
+    name = "manifest"
+    order = 5
+    description = "rows flagged at ingest: outside the root, listed twice, empty path, folder, unsupported extension"
+
+    def run(self, ctx: Context) -> CheckResult:
+        m = ctx.manifest
+        n = len(m)
+        out: list[Finding] = []
+        flag = m["flag"] if "flag" in m.columns else pd.Series(pd.NA, index=m.index, dtype="string")
+
+        def examples(mask) -> list[dict]:
+            sel = m.loc[mask, ["sample_id", "filepath"]].head(_EVIDENCE_IDS)
+            return [{"sample_id": str(a), "filepath": None if pd.isna(b) else str(b)} for a, b in sel.itertuples(
+                index=False)]
+
+        outside = flag.eq("outside_root").fillna(False).to_numpy(bool)
+        if outside.any():
+            k = int(outside.sum())
+            out.append(Finding(
+                kind="outside_root", severity="warning", n=n, value=k / n, score=k / n,
+                title=f"{k} of {n} manifest rows point outside the dataset root; they were kept but never opened",
+                detail="A '../' path, an absolute path elsewhere, or a symlink leading out of the root. Their images "
+                       "are not profiled and they are left out of training; pass --allow-outside-root to read them.",
+                columns=["filepath"], groups=["outside_root"],
+                evidence={"count": k, "examples": examples(outside), "flag": "--allow-outside-root"},
+            ))
+        if "listing_of" in m.columns and m["listing_of"].notna().any():
+            first_of = m["listing_of"].fillna(m["sample_id"])
+            extra = m["listing_of"].notna().to_numpy(bool)
+            files = int(first_of[extra].nunique())
+            diffs, ex = _listing_diffs(m, first_of)
+            what = "; listings disagree on " + ", ".join(f"{c} ({k} file{'s' if k > 1 else ''})"
+                                                         for c, k in diffs.items()) if diffs else ""
+            out.append(Finding(
+                kind="duplicate_listing", severity="warning", n=n, value=int(extra.sum()) / n,
+                score=int(extra.sum()) / n,
+                title=f"{files} file{'s are' if files > 1 else ' is'} listed more than once "
+                      f"({int(extra.sum())} extra row{'s' if extra.sum() > 1 else ''}){what}",
+                detail="Each listing is its own row (sample ids path, path#2, ...; column listing_of names the first). "
+                       "Training uses the first listing only. Listings in different splits are leakage and "
+                       "different labels a label conflict (see the duplicate findings).",
+                columns=["filepath"] + list(diffs), groups=["duplicate_listing"],
+                evidence={"files": files, "extra_rows": int(extra.sum()), "disagree": diffs, "examples": ex},
+            ))
+        for code, (what, fix) in _ROW_FLAGS.items():
+            mask = flag.eq(code).fillna(False).to_numpy(bool)
+            if not mask.any():
+                continue
+            k = int(mask.sum())
+            exts = {}
+            if code == "unsupported_extension":
+                exts = m.loc[mask, "filepath"].astype(str).str.extract(r"(\.[^./\\]*)$")[0].fillna("(none)")
+                exts = {"extensions": exts.str.lower().value_counts().to_dict()}
+            out.append(Finding(
+                kind="flagged_row", severity="warning", n=n, value=k / n, score=k / n,
+                title=f"{k} of {n} manifest rows {what}",
+                detail=f"Kept in the manifest with flag {code!r}, never opened, left out of training; {fix}.",
+                columns=["filepath"], groups=[code],
+                evidence={"flag": code, "count": k, "examples": examples(mask), **exts},
+            ))
+        return CheckResult(findings=out, info={"flagged": {str(k): int(v) for k, v in flag.value_counts().items()}})

@@ -23,6 +23,7 @@ import pandas as pd
 from audit.core.system import usable_cores
 from audit.errors import InputError, UsageError
 from audit.io import decode
+from audit.manifest import UNOPENED_FLAGS
 from audit.profile.base import Check, CheckResult, Context, register
 
 __all__ = ["ImageScan", "scan_items", "parallel_map", "IMAGE_COLUMNS", "MASK_COLUMNS"]
@@ -173,8 +174,11 @@ class ImageScan(Check):
         m = ctx.manifest
         has_masks = "mask" in m.columns and bool(m["mask"].notna().any())
         items = []
-        for fp, mp in zip(m["filepath"].tolist(), (m["mask"] if has_masks else pd.Series([None] * len(m))).tolist(), strict=True):
-            path, err = _resolve(ctx, fp)
+        # rows flagged at ingest (outside the root, a folder, ...) are never opened: the flag is their error
+        flags = m["flag"].tolist() if "flag" in m.columns else [None] * len(m)
+        for fp, mp, fl in zip(m["filepath"].tolist(), (m["mask"] if has_masks else pd.Series([None] * len(m))).tolist(),
+                              flags, strict=True):
+            path, err = (None, str(fl)) if isinstance(fl, str) and fl in UNOPENED_FLAGS else _resolve(ctx, fp)
             mpath, merr = (None, None)
             if has_masks:
                 if mp is None or mp is pd.NA:

@@ -17,11 +17,12 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from audit.errors import InputError, UsageError
-from audit.manifest import Roles, check_paths
+from audit.manifest import Roles, flag_rows
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -54,6 +55,7 @@ class ReadOptions:
     dataset_name: str | None = None  # fiftyone reader
     allow_outside_root: bool = False
     follow_symlinks: bool = True
+    strict: bool = False  # any flagged row is an InputError listing them all (checked by the pipeline's ingest)
 
 
 @dataclass
@@ -67,6 +69,7 @@ class ReadResult:
     task: str | None = None  # "classify" | "segment"; inferred when None
     classes: list[str] | None = None  # segmentation class names by index, when known
     extra: dict = field(default_factory=dict)
+    file_stats: Any = None  # per row (size, mtime_ns) of the image file, from flag_rows (reused by the fingerprint)
 
 
 class Reader:
@@ -141,7 +144,10 @@ def read_dataset(source: Path | str | None, *, format: str = "auto", options: Re
     if src is not None and format not in ("fiftyone",) and not src.exists():
         raise InputError(f"{src} does not exist")
     result = READERS[format].read(src, options)
-    check_paths(result.manifest, result.root, allow_outside_root=options.allow_outside_root)
+    # Per-row problems are flags, never a refusal of the whole dataset (see audit.manifest.flag_rows).
+    result.manifest, result.file_stats = flag_rows(result.manifest, result.root,
+                                                   allow_outside_root=options.allow_outside_root,
+                                                   extensions=IMAGE_EXTENSIONS)
     if result.task is None:
         result.task = "segment" if "mask" in result.manifest.columns and result.manifest["mask"].notna().any() else "classify"
     return result
