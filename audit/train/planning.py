@@ -48,6 +48,10 @@ class Exclusions:
 def exclude_unusable(run: RunDir, man: pd.DataFrame, task: str, classes: list[str]) -> tuple[Exclusions, list[str]]:
     """Rows without a label / mask, with a label outside the classes, or unreadable per the profile."""
     ex = Exclusions(man)
+    if "flag" in man.columns:  # flagged at ingest (outside the root, a later listing of a file, ...): reason = flag
+        fl = man["flag"].astype("string")
+        ex.add(fl.notna().to_numpy(),
+               (fl.fillna("") + ": flagged at ingest (manifest.parquet column flag)").to_numpy(object))
     if task == "classify":
         if "label" not in man.columns:
             raise UsageError("training a classifier needs a label column; give --label COL when ingesting")
