@@ -197,3 +197,22 @@ def test_report_shows_the_flagged_rows(messy):
     html = (out / "report.html").read_text()
     assert "Flagged manifest rows" in html
     assert "data/notes.txt" in html and "unsupported_extension" in html and _empty_id(flags) in html
+
+
+def test_dashboard_profile_page_shows_the_flagged_rows(messy, monkeypatch):
+    pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest
+
+    from audit import views
+    from audit.rundir import RunDir
+
+    out = messy[4]
+    rows, total, counts = views.flagged_rows(RunDir.open(out))
+    assert total == 9 and counts["outside_root"] == 3 and set(rows["flag"]) >= {"empty_path", "duplicate_listing"}
+    monkeypatch.setenv("IMGAUDIT_RUN", str(out))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "dashboards" / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("app_pages/profile.py").run()
+    assert not at.exception, [x.value for x in at.exception]
+    warn = " ".join(w.value for w in at.warning)
+    assert "9 flagged manifest rows" in warn and "outside\\_root (3)" in warn  # markdown-escaped

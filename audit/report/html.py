@@ -359,6 +359,21 @@ def _duplicates(run: RunDir, dups: pd.DataFrame | None, images: pd.DataFrame | N
     return section("duplicates", "Duplicates, leakage and broken files", "".join(body)) if body else ""
 
 
+def _flagged(m: pd.DataFrame | None) -> str:
+    """Manifest rows flagged at ingest (issue 23): kept, never opened, left out of training."""
+    if m is None or "flag" not in m.columns or not m["flag"].notna().any():
+        return ""
+    bad = m[m["flag"].notna()]
+    counts = ", ".join(f"{e(k)} ({v:,})" for k, v in bad["flag"].value_counts().items())
+    return section(
+        "flagged",
+        f"Flagged manifest rows ({len(bad):,})",
+        f"<p>{len(bad):,} of {len(m):,} rows are kept but not used (never opened; left out of training, reason in "
+        f"train/excluded.parquet): {counts}.</p>"
+        + table(bad, ["sample_id", "filepath", "flag", "listing_of", "label", "split"]),
+    )
+
+
 def _masks(masks: pd.DataFrame | None) -> str:
     if masks is None or masks.empty:
         return ""
@@ -405,6 +420,7 @@ def render_html(run: RunDir, *, h: dict | None = None) -> str:
         _associations(t("profile/associations.parquet"), t("profile/residuals.parquet")),
         _image_stats(images, t("profile/image_stats_shift.parquet"), t("profile/shortcuts.parquet"), m),
         _duplicates(run, t("profile/duplicates.parquet"), images, m),
+        _flagged(m),
         _masks(t("profile/masks.parquet")),
         sanity_section(t("metrics/sanity.parquet")),
         group_metrics_section(groups, h["task"]),

@@ -19,6 +19,7 @@ __all__ = [
     "image_stat_histogram",
     "duplicate_pairs",
     "broken_files",
+    "flagged_rows",
 ]
 
 
@@ -182,3 +183,18 @@ def broken_files(images: pd.DataFrame, *, limit: int = 500) -> tuple[pd.DataFram
     cols = [c for c in ("sample_id", "filepath", "error", "format", "bytes", "mask_error") if c in images.columns]
     out = images.loc[bad, cols]
     return out.head(limit).reset_index(drop=True), int(bad.sum())
+
+
+def flagged_rows(run: RunDir, *, limit: int = 500) -> tuple[pd.DataFrame, int, dict[str, int]]:
+    """Manifest rows flagged at ingest (column ``flag``: outside the root, listed twice, ...), their total and the
+    count per reason; an empty frame when nothing is flagged (issue 23)."""
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(run.file("manifest.parquet")).names if run.has("manifest.parquet") else []
+    if "flag" not in names:
+        return pd.DataFrame(columns=["sample_id", "filepath", "flag"]), 0, {}
+    cols = [c for c in ("filepath", "flag", "listing_of", "label", "split") if c in names]
+    m = read_manifest_columns(run, cols)
+    bad = m[m["flag"].notna()]
+    counts = {str(k): int(v) for k, v in bad["flag"].value_counts().items()}
+    return bad.head(limit).reset_index(drop=True), int(len(bad)), counts

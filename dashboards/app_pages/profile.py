@@ -298,6 +298,13 @@ with tabs[5], dl.guard():
             )
             if len(reasons):
                 st.caption("Reasons: " + ", ".join(f"{dl.esc(k)} ({v})" for k, v in reasons.items()))
+    flagged, n_flagged, by_flag = views.flagged_rows(run)  # issue 23: kept rows, never opened / trained on
+    if n_flagged:
+        st.warning(
+            f"{n_flagged:,} flagged manifest rows (kept, left out of training): "
+            + ", ".join(f"{dl.esc(k)} ({v})" for k, v in by_flag.items())
+        )
+        st.dataframe(flagged, hide_index=True, width="stretch")
 
 # ------------------------------------------------------------------ shortcuts
 with tabs[6], dl.guard():
