@@ -187,6 +187,18 @@ class Bar:
             elif self._plain and time.monotonic() - self._last >= interval():
                 self._emit(self.line())
 
+    def warn(self, text: str) -> None:
+        """A warning line on stderr now, whatever the mode (``--quiet`` silences it; run.json keeps it anyway)."""
+        if is_quiet():
+            return
+        with self._lock:
+            if self._prog is not None:
+                from rich.markup import escape
+
+                self._prog.console.print(f"[yellow]warning:[/] {escape(text)}", markup=True, highlight=False)
+            else:
+                self._emit(f"warning: {text}")
+
     def set_description(self, text: str) -> None:
         with self._lock:
             self.description = text

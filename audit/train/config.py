@@ -22,6 +22,7 @@ __all__ = ["TASKS", "ENGINES", "MODES", "TrainConfig", "train_config", "validate
 
 TASKS = ("classify", "segment")
 ENGINES = ("local", "ray")
+SEG_LOSSES = ("auto", "ce", "dice_ce")
 MODES = ("auto", "probe", "finetune")  # how pretrained weights are used (docs/pretrained.md)
 
 
@@ -65,6 +66,8 @@ class TrainConfig:
     hflip: bool = _opt(False)
     mode: str = _opt("auto", "probe (frozen pretrained backbone, linear head per fold), finetune (train from "
                      "pretrained weights) or auto (the plan chooses)", MODES)
+    seg_loss: str = _opt("auto", "segmentation loss: ce, dice_ce (Dice + cross-entropy) or auto (dice_ce when "
+                         "the foreground is under 15% of the training pixels)", SEG_LOSSES)
 
     def __post_init__(self) -> None:
         if self.task is not None:
@@ -83,6 +86,8 @@ class TrainConfig:
             raise UsageError(f"--image-size must be between 8 and 2048, got {self.image_size}")
         if self.patience is not None and self.patience < 1:
             raise UsageError(f"patience must be >= 1, got {self.patience}")
+        if self.seg_loss not in SEG_LOSSES:
+            raise UsageError(f"unknown --seg-loss {self.seg_loss!r}; choose one of {', '.join(SEG_LOSSES)}")
         if self.mode not in MODES:
             raise UsageError(f"unknown --mode {self.mode!r}; choose one of {', '.join(MODES)}")
         if self.engine not in ENGINES:

@@ -106,6 +106,8 @@ def _run_training(run: RunDir, cfg: TrainConfig, on_fold_done: FoldDone | None, 
     _decode(st)
     data = _Data.build(st)
     fit_cfg, resolved = _settings(st)
+    if st.task == "segment":
+        fit_cfg, resolved = _seg_loss(st, data, fit_cfg, resolved)
     folds = _plan(st, data.table)
     if st.mode == "probe":  # frozen backbone: one feature pass, one linear probe per fold
         from audit.train.probe_stage import run_probe
@@ -223,6 +225,21 @@ def _settings(st: _Stage):
     return fit_cfg, resolved
 
 
+def _seg_loss(st: _Stage, data: _Data, fit_cfg, resolved: dict):
+    """Dice + cross-entropy when the foreground is a small share of the pixels (audit.train.segloss); said in
+    run.json and the notes. Part of the fold hash, so a changed loss retrains."""
+    from audit.train.segloss import choose_seg_loss
+
+    rows = torch.as_tensor(data.cache_pos, dtype=torch.long, device=data.targets.device)
+    name, share = choose_seg_loss(data.targets.index_select(0, rows), st.n_classes, requested=st.cfg.seg_loss)
+    resolved = {**resolved, "seg_loss": name, "foreground_share": round(share, 4)}
+    if name == "dice_ce":
+        why = "as asked" if st.cfg.seg_loss == "dice_ce" else "the foreground is a small share"
+        st.notes.append(f"loss Dice + cross-entropy ({why}: foreground {share:.1%} of the training pixels)")
+    st.run.update_info(config={"train": resolved})
+    return replace(fit_cfg, seg_loss=name), resolved
+
+
 def _plan(st: _Stage, table: pd.DataFrame) -> list:
     folds, st.protocol, split_notes = planning.plan_folds(table, st.cfg)
     if split_notes.get("fallback"):
@@ -306,6 +323,8 @@ def _train_one(st: _Stage, data: _Data, job: dict, fit_cfg, bar) -> None:
 
     def on_epoch(ep, r, _bar=bar):
         _bar.advance(1, info=f"val {r.get('val_score', float('nan')):.3f}" if r.get("val_score") is not None else "")
+        if r.get("warning"):
+            _bar.warn(f"{fold.name}: {r['warning']}")
 
     cp = data.cache_pos
     res = st.ex.fit(model, data.src, cp[fold.train_idx], cp[fold.val_idx], fit_cfg, seed=fold.seed,

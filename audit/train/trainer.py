@@ -28,6 +28,7 @@ from torch import nn
 from audit.io.tensor_cache import IGNORE_INDEX
 from audit.train.augment import AugmentConfig, augment_batch, normalize
 from audit.train.models import forward_logits
+from audit.train.segloss import foreground_iou, make_seg_loss, stuck_message
 
 __all__ = ["FitConfig", "FitResult", "BatchSource", "fit", "predict"]
 
@@ -50,6 +51,7 @@ class FitConfig:
     balanced: bool = False
     patience: int | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    seg_loss: str = "ce"  # "ce" | "dice_ce" (audit.train.segloss; the stage picks dice_ce for small foregrounds)
 
 
 @dataclass
@@ -266,7 +268,8 @@ def fit(model: nn.Module, src: BatchSource, train_idx: np.ndarray, val_idx: np.n
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     raw_model = model
-    loss_fn = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX) if cfg.task == "segment" else nn.CrossEntropyLoss()
+    loss_fn = make_seg_loss(cfg.seg_loss, ignore_index=IGNORE_INDEX) if cfg.task == "segment" \
+        else nn.CrossEntropyLoss()
     n_train = len(train_idx)
     steps = max(1, n_train // cfg.batch_size + (1 if n_train % cfg.batch_size > 1 else 0))
     opt, sched = _optimizer(model, cfg, steps)
@@ -319,6 +322,12 @@ def fit(model: nn.Module, src: BatchSource, train_idx: np.ndarray, val_idx: np.n
                "images_per_s": round(seen / dt, 1) if dt > 0 else None}
         if val is not None:
             rec.update(val_loss=val["loss"], val_score=val["score"])
+            if cfg.task == "segment":
+                rec["val_fg_iou"] = foreground_iou(val["inter"], val["union"])
+                warn = stuck_message(epoch, rec["val_fg_iou"])
+                if warn and not any(n.startswith("foreground IoU") for n in notes):
+                    notes.append(warn)
+                    rec["warning"] = warn
             score = val["score"] if not np.isnan(val["score"]) else -float("inf")
         else:
             score = float(epoch)  # no validation rows: the last epoch is selected
