@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audit.metrics._bootstrap import benjamini_hochberg, wilson_interval
+from audit.metrics.encoding import SegmentationCounts
 from audit.metrics.fairness import (
     demographic_parity_difference,
     demographic_parity_ratio,
@@ -43,7 +44,7 @@ from audit.metrics.functional import (
     top_k_accuracy,
 )
 from audit.metrics.generalization import generalization_gap, transfer_matrix
-from audit.metrics.report import GroupReport, SegmentationCounts, group_report
+from audit.metrics.group_report import GroupReport, group_report
 
 __all__ = [
     "MetricsConfig",

@@ -21,18 +21,17 @@ from audit.findings import Finding
 from audit.manifest import ATTR_PREFIX, attribute_columns, missing_column_error
 from audit.metrics._bootstrap import benjamini_hochberg, bootstrap_pvalue
 from audit.metrics._stats import Data, build_metric_specs, primary_segment_metric
-from audit.metrics.fairness import fairness_report
-from audit.metrics.generalization import generalization_gap, transfer_matrix
-from audit.metrics.report import (
+from audit.metrics.encoding import (
     SegmentationCounts,
-    _compute_report,
-    block_statistics,
     encode_clusters,
     encode_groups,
     encode_samples,
     prepare_data,
     resolve_metrics,
 )
+from audit.metrics.engine import block_statistics, compute_report
+from audit.metrics.fairness import fairness_report
+from audit.metrics.generalization import generalization_gap, transfer_matrix
 
 __all__ = ["run_metrics", "resolve_groupings", "load_predictions", "THRESHOLDS"]
 
@@ -384,7 +383,7 @@ class _Slice:
     def _report(self, cols, specs=None):
         cat = _categorical(self.frame, self.man, cols) if cols else None
         codes, groups, _ = encode_groups(cat, len(self.frame)) if cat is not None else encode_groups(None, len(self.frame))
-        return _compute_report(self.data, specs or self.specs, codes, groups, " x ".join(cols) or "overall", self.cluster,
+        return compute_report(self.data, specs or self.specs, codes, groups, " x ".join(cols) or "overall", self.cluster,
                                self.n_clusters, n_boot=self.config.n_boot, min_n=self.config.min_n, seed=self.config.seed,
                                proportion_ci="auto", confidence=0.95, samples=self.samples)
 
@@ -456,7 +455,7 @@ class _Slice:
             row = {"column": c, "within": where, "effect": np.nan, "ci": [np.nan, np.nan], "p": np.nan, "n": 0}
             if sib.any():
                 codes = np.where(mine, 0, np.where(sib, 1, -1))
-                r = _compute_report(self.data, [spec], codes, ["group", "siblings"], c, self.cluster, self.n_clusters,
+                r = compute_report(self.data, [spec], codes, ["group", "siblings"], c, self.cluster, self.n_clusters,
                                     n_boot=self.config.n_boot, min_n=self.config.min_n, seed=self.config.seed,
                                     proportion_ci="auto", confidence=0.95, rest=False, samples=self.samples)
                 n_sib = int(r._n[1, 0])

@@ -390,3 +390,23 @@ def build_metric_specs(names: list[str], d: Data, *, pos_label: int | None = Non
             raise KeyError(name)
     return specs
 
+
+
+# ---------------------------------------------------------------------------------------------- NaN-aware helpers
+def nanmax(x: np.ndarray) -> np.ndarray:
+    allnan = np.isnan(x).all(axis=-1)
+    r = np.where(np.isnan(x), -np.inf, x).max(axis=-1)
+    return np.where(allnan, np.nan, r)
+
+
+def nanmin(x: np.ndarray) -> np.ndarray:
+    allnan = np.isnan(x).all(axis=-1)
+    r = np.where(np.isnan(x), np.inf, x).min(axis=-1)
+    return np.where(allnan, np.nan, r)
+
+
+def safe_div(a, b):
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    with np.errstate(all="ignore"):
+        return np.where(b != 0, a / np.where(b != 0, b, 1), np.nan)

@@ -20,17 +20,9 @@ import pandas as pd
 import audit.metrics._validate as V
 from audit.errors import UsageError
 from audit.metrics._bootstrap import bootstrap_pvalue, bootstrap_sums, percentile_interval, seed_for
-from audit.metrics.report import (
-    DistinctCounter,
-    _nanmax,
-    _nanmin,
-    _safe_div,
-    block_statistics,
-    encode_clusters,
-    encode_groups,
-    encode_samples,
-    prepare_data,
-)
+from audit.metrics._stats import nanmax, nanmin, safe_div
+from audit.metrics.encoding import encode_clusters, encode_groups, encode_samples, prepare_data
+from audit.metrics.engine import DistinctCounter, block_statistics
 
 __all__ = [
     "fairness_report",
@@ -51,10 +43,10 @@ def _rates(C: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     col = C.sum(axis=-2)
     row = C.sum(axis=-1)
     diag = np.diagonal(C, axis1=-2, axis2=-1)
-    sel = _safe_div(col, np.where(total > 0, total, 0))
-    tpr = _safe_div(diag, np.where(row > 0, row, 0))
+    sel = safe_div(col, np.where(total > 0, total, 0))
+    tpr = safe_div(diag, np.where(row > 0, row, 0))
     neg = total - row
-    fpr = _safe_div(col - diag, np.where(neg > 0, neg, 0))
+    fpr = safe_div(col - diag, np.where(neg > 0, neg, 0))
     return sel, tpr, fpr
 
 
@@ -89,13 +81,13 @@ def _disparities(C: np.ndarray, ok: np.ndarray) -> np.ndarray:
     g_axis = -2
     # a difference needs two groups: with one eligible group it is undefined, not 0 (a 0 would read as parity)
     two = [(np.broadcast_to(mk, r.shape).sum(axis=g_axis) >= 2) for mk, r in zip(m, (sel, tpr, fpr), strict=True)]
-    smax, smin = _nanmax(np.moveaxis(sel, g_axis, -1)), _nanmin(np.moveaxis(sel, g_axis, -1))
+    smax, smin = nanmax(np.moveaxis(sel, g_axis, -1)), nanmin(np.moveaxis(sel, g_axis, -1))
     smax, smin = np.where(two[0], smax, np.nan), np.where(two[0], smin, np.nan)
-    tdiff = _nanmax(np.moveaxis(tpr, g_axis, -1)) - _nanmin(np.moveaxis(tpr, g_axis, -1))
-    fdiff = _nanmax(np.moveaxis(fpr, g_axis, -1)) - _nanmin(np.moveaxis(fpr, g_axis, -1))
+    tdiff = nanmax(np.moveaxis(tpr, g_axis, -1)) - nanmin(np.moveaxis(tpr, g_axis, -1))
+    fdiff = nanmax(np.moveaxis(fpr, g_axis, -1)) - nanmin(np.moveaxis(fpr, g_axis, -1))
     tdiff, fdiff = np.where(two[1], tdiff, np.nan), np.where(two[2], fdiff, np.nan)
     eo = np.where(np.isnan(tdiff) | np.isnan(fdiff), np.nan, np.fmax(tdiff, fdiff))
-    return np.stack([smax - smin, _safe_div(smin, smax), tdiff, eo], axis=-2)
+    return np.stack([smax - smin, safe_div(smin, smax), tdiff, eo], axis=-2)
 
 
 def _pair_diffs(C: np.ndarray, pairs: np.ndarray) -> np.ndarray:
@@ -243,7 +235,7 @@ def fairness_report(
                              d.classes[pos] if K == 2 else None))
         if K > 2:
             for agg in ("macro", "worst"):
-                f = (lambda x: _nanmean(x)) if agg == "macro" else ((lambda x: _nanmin(x)) if is_ratio else (lambda x: _nanmax(x)))
+                f = (lambda x: _nanmean(x)) if agg == "macro" else ((lambda x: nanmin(x)) if is_ratio else (lambda x: nanmax(x)))
                 v = float(f(disp[mi]))
                 lo = hi = np.nan
                 if boot is not None and np.isfinite(v):
@@ -281,7 +273,7 @@ def _rates_diff(Cg, ok, r, k) -> float:
 def _nanmean(x: np.ndarray) -> np.ndarray:
     ok = np.isfinite(x)
     k = ok.sum(axis=-1)
-    return _safe_div(np.where(ok, x, 0).sum(axis=-1), np.where(k > 0, k, 0))
+    return safe_div(np.where(ok, x, 0).sum(axis=-1), np.where(k > 0, k, 0))
 
 
 def _row(by, metric, cls, v, lo, hi, n, n_groups, excluded, p, pair, positive) -> dict:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from audit.metrics._stats import DEFAULT_BINS, block_entries, block_width, build_metric_specs
-from audit.metrics.report import SegmentationCounts, prepare_data
+from audit.metrics.encoding import SegmentationCounts, prepare_data
 
 __all__ = [
     "accuracy",

@@ -14,14 +14,9 @@ import audit.metrics._validate as V
 from audit.errors import UsageError
 from audit.metrics._bootstrap import bootstrap_pvalue, bootstrap_sums, percentile_interval, seed_for, wilson_interval
 from audit.metrics._stats import build_metric_specs
-from audit.metrics.report import (
-    SegmentationCounts,
-    block_statistics,
-    encode_clusters,
-    group_report,
-    prepare_data,
-    resolve_metrics,
-)
+from audit.metrics.encoding import SegmentationCounts, encode_clusters, prepare_data, resolve_metrics
+from audit.metrics.engine import block_statistics
+from audit.metrics.group_report import group_report
 
 __all__ = ["generalization_gap", "transfer_matrix"]
 
