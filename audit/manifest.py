@@ -235,19 +235,24 @@ def validate_manifest(df: pd.DataFrame, *, source: str = "the input") -> pd.Data
     flag = flag.where(flag.isin((*_FS_FLAGS, "duplicate_id")), pd.NA)  # listings are recomputed below
     flag[no_path] = "empty_path"
     key = _path_key(df["filepath"])
-    first = ~key.duplicated(keep="first") | key.isna()
-    listing = key.notna() & ~first
-    dup_id = sid.duplicated(keep="first") & ~listing
-    df["sample_id"] = _unique_ids(sid)
+    has = key.notna().to_numpy()
+    listing = key.duplicated(keep="first").to_numpy() & has
+    if bool((sid[has] == key[has]).all()) and not (no_path.any() and key.isin(sid[no_path]).any()):
+        dup_sid = listing  # ids are the paths (the default): one hashing pass for 1M rows, not two
+    else:
+        dup_sid = sid.duplicated(keep="first").to_numpy()
+    dup_id = dup_sid & ~listing
+    df["sample_id"] = _unique_ids(sid, dup_sid)
     if listing.any():
-        first_id = pd.Series(df["sample_id"][first & key.notna()].to_numpy(), index=key[first & key.notna()].to_numpy())
+        first = has & ~listing
+        first_id = pd.Series(df["sample_id"][first].to_numpy(), index=key[first].to_numpy())
         of = pd.Series(pd.NA, index=df.index, dtype="string")
         of[listing] = first_id.reindex(key[listing].to_numpy()).to_numpy()
         df["listing_of"] = of
-        flag[listing & flag.isna()] = "duplicate_listing"
+        flag[listing & flag.isna().to_numpy()] = "duplicate_listing"
     elif "listing_of" in df.columns:
         df = df.drop(columns="listing_of")
-    flag[dup_id & flag.isna()] = "duplicate_id"
+    flag[dup_id & flag.isna().to_numpy()] = "duplicate_id"
     if flag.notna().any():
         df["flag"] = flag.astype("string")
     elif "flag" in df.columns:
@@ -261,29 +266,44 @@ def validate_manifest(df: pd.DataFrame, *, source: str = "the input") -> pd.Data
 
 def _path_key(paths: pd.Series) -> pd.Series:
     """The lexical identity of a path (``./a.png`` and ``a.png`` are one file); NA stays NA."""
-    vals = paths.to_numpy(dtype=object, na_value=None)
-    uniq = pd.unique(vals)
-    norm = {p: (os.path.normpath(p) if p is not None else None) for p in uniq}
-    return pd.Series([norm[p] for p in vals], index=paths.index, dtype="string")
+    key = paths.astype("string")
+    # only paths with '.', '..' or empty components, or a trailing '/', can differ from their normal form
+    odd = key.str.contains(r"(?:^|/)\.\.?(?:/|$)|//|/$", regex=True).fillna(False).to_numpy(bool)
+    if odd.any():
+        key = key.copy()
+        key[odd] = [os.path.normpath(p) for p in key[odd].tolist()]
+    return key
 
 
-def _unique_ids(ids: pd.Series) -> pd.Series:
-    """``ids`` with every repeat renamed ``id#2``, ``id#3``... (first come keeps its id; never a collision)."""
-    dup = ids.duplicated(keep="first").to_numpy()
-    if not dup.any():
+def _unique_ids(ids: pd.Series, dup: np.ndarray | None = None) -> pd.Series:
+    """``ids`` with every repeat renamed ``id#2``, ``id#3``... (first come keeps its id; never a collision).
+
+    ``dup``: ``ids.duplicated(keep="first")`` when the caller has it already. Work is proportional to the repeats
+    (plus one vectorized ``isin``), so a clean 1M-row manifest costs nothing here."""
+    dup = ids.duplicated(keep="first").to_numpy() if dup is None else dup
+    pos = np.flatnonzero(dup)
+    if not len(pos):
         return ids.astype("string")
-    k = (ids.groupby(ids, sort=False).cumcount() + 1).to_numpy()
-    out = ids.to_numpy(dtype=object).copy()
-    taken = set(out.tolist())
-    for i in np.flatnonzero(dup):
-        j = int(k[i])
-        cand = f"{out[i]}#{j}"
-        while cand in taken:
-            j += 1
-            cand = f"{out[i]}#{j}"
-        taken.add(cand)
-        out[i] = cand
-    return pd.Series(out, index=ids.index, dtype="string")
+    base = ids.iloc[pos].astype(str).tolist()
+    count: dict[str, int] = {}
+    cands = []
+    for b in base:
+        j = count.get(b, 1) + 1
+        count[b] = j
+        cands.append(f"{b}#{j}")
+    clash = set(ids[ids.isin(cands)].tolist())  # an existing id that looks like a renamed one
+    taken = clash | set(cands) if clash else set()
+    for k, b in enumerate(base):
+        if cands[k] in clash:
+            j = count[b]
+            while cands[k] in taken:
+                j += 1
+                cands[k] = f"{b}#{j}"
+            count[b] = j
+            taken.add(cands[k])
+    out = ids.astype("string").copy()
+    out.iloc[pos] = cands
+    return out
 
 
 def resolve_path(root: Path, relpath: str, *, allow_outside_root: bool = False) -> Path:
