@@ -12,8 +12,11 @@ from typer.testing import CliRunner
 from audit.cli import app
 from audit.errors import InputError, UsageError
 from audit.metrics import MetricsConfig, run_metrics
-from audit.metrics._stage import FAIRNESS_MARGIN, _findings, fairness_candidates, resolve_groupings
+from audit.metrics.candidates import fairness_candidates
+from audit.metrics.defaults import FAIRNESS_MARGIN
 from audit.metrics.fairness import fairness_report
+from audit.metrics.finding_text import findings_from as _findings
+from audit.metrics.inputs import resolve_groupings
 
 runner = CliRunner()
 N_BOOT = 100
@@ -384,7 +387,7 @@ def test_metrics_on_real_demo_training(classify_run):
 
 def test_intersection_fairness_candidate_must_exceed_its_attributes():
     """background x ink repeats background's gap unless its interval lies above background's (and ink's) own gap."""
-    from audit.metrics._stage import _adds_to_marginals
+    from audit.metrics.candidates import _adds_to_marginals
 
     worst = {("attr.background", "dp_diff"): 0.27, ("attr.ink", "dp_diff"): 0.03}
     base = {"metric": "dp_diff", "cols": ["attr.background", "attr.ink"]}

@@ -26,7 +26,7 @@ from audit.metrics._stats import (
 )
 from audit.metrics.groupframe import GroupReport
 
-__all__ = ['block_statistics', 'DistinctCounter', 'compute_report']
+__all__ = ["block_statistics", "DistinctCounter", "compute_report"]
 
 def block_statistics(
     d: Data, block: str, cell: np.ndarray, n_cells: int, cluster: np.ndarray, n_clusters: int

@@ -22,7 +22,7 @@ from audit.metrics.encoding import (
 from audit.metrics.engine import compute_report
 from audit.metrics.groupframe import GroupReport
 
-__all__ = ['GroupReport', 'SegmentationCounts', 'group_report']
+__all__ = ["GroupReport", "SegmentationCounts", "group_report"]
 
 def group_report(
     *,

@@ -16,7 +16,7 @@ from audit.metrics._stats import (
     safe_div,
 )
 
-__all__ = ['GroupReport']
+__all__ = ["GroupReport"]
 
 _MSG_METRIC_LOOKUP = "no metric {metric!r} in this report; it has: {have}"
 
