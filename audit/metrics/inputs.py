@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 import audit.metrics._validate as V
+from audit.core.predictions import validate_predictions
 from audit.errors import InputError, UsageError
 from audit.manifest import ATTR_PREFIX, attribute_columns, missing_column_error
 from audit.metrics._stats import Data
@@ -22,7 +23,6 @@ _MSG_NO_TEST = "the predictions have no test rows (role == 'test'); nothing to m
 _MSG_PRED_FILE = "cannot read predictions file {path}: {err}"
 _MSG_PRED_EXT = "predictions file {path} must be .parquet or .csv"
 _MSG_PRED_COLS = "predictions.parquet lacks column(s) {cols}; it must follow docs/formats.md"
-_MSG_IDS = "{k} sample id(s) in the predictions are not in the manifest: {ids}"
 _MSG_DEPTH = "depth must be between 1 and 4 (got {value!r})"
 
 
@@ -51,13 +51,19 @@ def load_predictions(run, manifest: pd.DataFrame, path: Path | None, classes: li
         raise
     except Exception as e:  # pyarrow / csv parsers raise many types
         raise InputError(_MSG_PRED_FILE.format(path=path, err=str(e).splitlines()[0] if str(e) else type(e).__name__)) from None
-    try:
-        from audit.train.predictions import validate_predictions
-    except ImportError:
-        validate_predictions = None
-    if validate_predictions is not None:
-        return validate_predictions(df, manifest, classes)
-    return _validate_external(df, manifest)
+    return validate_predictions(df, manifest, classes)
+
+
+_MSG_IDS = "{k} sample id(s) in the predictions are not in the manifest: {ids}"
+
+
+def _check_ids(df: pd.DataFrame, manifest: pd.DataFrame) -> None:
+    known = pd.Index(manifest["sample_id"].astype(str))
+    ids = df["sample_id"].astype(str)
+    bad = ids[~ids.isin(known)].drop_duplicates()
+    if len(bad):
+        shown = ", ".join(repr(x) for x in bad[:3]) + (" ..." if len(bad) > 3 else "")
+        raise InputError(_MSG_IDS.format(k=len(bad), ids=shown))
 
 
 def store_external(run, preds: pd.DataFrame, path: Path, notes: list[str]) -> pd.DataFrame:
@@ -79,32 +85,8 @@ def store_external(run, preds: pd.DataFrame, path: Path, notes: list[str]) -> pd
     return merged
 
 
-def _check_ids(df: pd.DataFrame, manifest: pd.DataFrame) -> None:
-    known = pd.Index(manifest["sample_id"].astype(str))
-    ids = df["sample_id"].astype(str)
-    bad = ids[~ids.isin(known)].drop_duplicates()
-    if len(bad):
-        shown = ", ".join(repr(x) for x in bad[:3]) + (" ..." if len(bad) > 3 else "")
-        raise InputError(_MSG_IDS.format(k=len(bad), ids=shown))
 
 
-def _validate_external(df: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
-    """Minimal validation when audit.train is not part of the build."""
-    df = df.copy()
-    if "sample_id" not in df.columns:
-        raise InputError("the predictions table has no 'sample_id' column")
-    if "y_pred" not in df.columns and not any(str(c).startswith("inter_") for c in df.columns):
-        raise InputError("the predictions table needs 'y_pred' or inter_<c>/union_<c> columns")
-    _check_ids(df, manifest)
-    defaults = {"model": "external", "protocol": "external", "fold": "external", "role": "test", "train_domains": "",
-                "seed": 0, "held_out": False}
-    for k, v in defaults.items():
-        if k not in df.columns:
-            df[k] = v
-    if "y_true" not in df.columns and "y_pred" in df.columns:
-        lab = manifest.set_index(manifest["sample_id"].astype(str))["label"]
-        df["y_true"] = lab.reindex(df["sample_id"].astype(str)).to_numpy()
-    return df
 
 
 def resolve_groupings(by: list[str] | None, manifest: pd.DataFrame, *, depth: int = 2, task: str = "classify") -> list[list[str]]:
