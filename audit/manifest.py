@@ -192,12 +192,13 @@ def build_manifest(table: pd.DataFrame, roles: Roles, *, source: str = "the inpu
             continue
         seen_attr.add(name)
         out[ATTR_PREFIX + name] = normalize_missing(table[col].reset_index(drop=True))
-    if "sample_id" not in out:
+    derived = "sample_id" not in out
+    if derived:
         out["sample_id"] = out["filepath"]
     missing_id = out["sample_id"].isna()
     if missing_id.any():
         out.loc[missing_id, "sample_id"] = out.loc[missing_id, "filepath"]
-    return validate_manifest(canonical_order(out), source=source)
+    return validate_manifest(canonical_order(out), source=source, ids_from_paths=derived)
 
 
 def canonical_order(df: pd.DataFrame) -> pd.DataFrame:
@@ -208,13 +209,14 @@ def canonical_order(df: pd.DataFrame) -> pd.DataFrame:
     return df[roles + attrs + rest]
 
 
-def validate_manifest(df: pd.DataFrame, *, source: str = "the input") -> pd.DataFrame:
+def validate_manifest(df: pd.DataFrame, *, source: str = "the input", ids_from_paths: bool = False) -> pd.DataFrame:
     """Check the invariants of a canonical manifest; raise :class:`InputError` with a one-line message.
 
     Only a manifest that cannot exist is refused (no rows, no path column). Per-row problems become flags
     (column ``flag``): a row without a path is ``empty_path`` (id ``(row N: empty path)``), the second and later
     listings of one file are ``duplicate_listing`` (ids ``path#2``, ``path#3``..., column ``listing_of``), and an
     id repeated for different files is made unique the same way and flagged ``duplicate_id``.
+    ``ids_from_paths`` (a hint from :func:`build_manifest`): every present id is its row's path.
     """
     if len(df) == 0:
         raise InputError(_MSG_EMPTY.format(source=source))
@@ -234,13 +236,8 @@ def validate_manifest(df: pd.DataFrame, *, source: str = "the input") -> pd.Data
     flag = df["flag"].copy() if "flag" in df.columns else pd.Series(pd.NA, index=df.index, dtype="string")
     flag = flag.where(flag.isin((*_FS_FLAGS, "duplicate_id")), pd.NA)  # listings are recomputed below
     flag[no_path] = "empty_path"
-    key = _path_key(df["filepath"])
+    key, listing, dup_sid = _listings(df["filepath"], sid, ids_from_paths=ids_from_paths)
     has = key.notna().to_numpy()
-    listing = key.duplicated(keep="first").to_numpy() & has
-    if bool((sid[has] == key[has]).all()) and not (no_path.any() and key.isin(sid[no_path]).any()):
-        dup_sid = listing  # ids are the paths (the default): one hashing pass for 1M rows, not two
-    else:
-        dup_sid = sid.duplicated(keep="first").to_numpy()
     dup_id = dup_sid & ~listing
     df["sample_id"] = _unique_ids(sid, dup_sid)
     if listing.any():
@@ -264,15 +261,31 @@ def validate_manifest(df: pd.DataFrame, *, source: str = "the input") -> pd.Data
     return canonical_order(df)
 
 
-def _path_key(paths: pd.Series) -> pd.Series:
-    """The lexical identity of a path (``./a.png`` and ``a.png`` are one file); NA stays NA."""
+def _path_key(paths: pd.Series) -> tuple[pd.Series, bool]:
+    """The lexical identity of a path (``./a.png`` and ``a.png`` are one file; NA stays NA), and whether any path
+    differed from it."""
     key = paths.astype("string")
     # only paths with '.', '..' or empty components, or a trailing '/', can differ from their normal form
     odd = key.str.contains(r"(?:^|/)\.\.?(?:/|$)|//|/$", regex=True).fillna(False).to_numpy(bool)
     if odd.any():
         key = key.copy()
         key[odd] = [os.path.normpath(p) for p in key[odd].tolist()]
-    return key
+    return key, bool(odd.any())
+
+
+def _listings(paths: pd.Series, sid: pd.Series, *, ids_from_paths: bool = False):
+    """``(path key, later listing of a file, repeated id)``: one hashing pass when the ids are the paths."""
+    key, odd = _path_key(paths)
+    has = key.notna().to_numpy()
+    dup_sid = sid.duplicated(keep="first").to_numpy()
+    if not odd and (ids_from_paths or bool((sid[has] == key[has]).all())):
+        listing = dup_sid & has
+        if listing.any() and (~has).any():  # a path spelled like an empty row's id is a repeated id, not a listing
+            pos = np.flatnonzero(listing)
+            listing[pos[key.iloc[pos].isin(sid[~has]).to_numpy()]] = False
+    else:
+        listing = key.duplicated(keep="first").to_numpy() & has
+    return key, listing, dup_sid
 
 
 def _unique_ids(ids: pd.Series, dup: np.ndarray | None = None) -> pd.Series:

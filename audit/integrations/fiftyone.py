@@ -143,7 +143,7 @@ def _export_manifest(run: RunDir, ds, fo, m: pd.DataFrame, ids: list[str]) -> di
     if gts is not None:
         _set(ds, "ground_truth", ids, gts)
     fields: dict[str, str] = {}
-    for col in ("domain", "split", "group"):
+    for col in ("domain", "split", "group", "flag", "listing_of"):  # flag, listing_of: rows flagged at ingest
         if col in m.columns:
             _set(ds, col, ids, _col(m[col]))
             fields[col] = col
@@ -509,7 +509,8 @@ def export_run(run: RunDir | str | Path, *, name: str | None = None, launch: boo
         prev = {"views": prev.get("views", [])}
     ids = m["sample_id"].astype(str).tolist()
     rels = m["filepath"].astype(str).tolist()
-    paths = [_abs(run, p) or str(Path(run.root) / p) for p in rels]
+    # a row flagged outside_root (or without a path) is never opened: FiftyOne gets a placeholder inside the root
+    paths = [_abs(run, p) or str(Path(run.root) / ".audit-unresolved" / str(k)) for k, p in enumerate(rels)]
     sync = _sync_samples(ds, fo, ids, paths, rels)
     fields = _export_manifest(run, ds, fo, m, ids)
     if run.task == "segment" and run.classes():
