@@ -269,6 +269,21 @@ def _degenerate(run: RunDir, problems: list[str]) -> list[dict]:
             for m, g in bad.groupby(bad["model"].astype(str), sort=True)]
 
 
+def _finding_counts(run: RunDir, problems: list[str]) -> dict:
+    try:
+        findings = run.findings()
+    except AuditError as e:
+        problems.append(str(e))
+        findings = []
+    counts = {"critical": 0, "warning": 0, "info": 0}
+    for f in findings:
+        sev = f.get("severity")
+        if sev in counts:
+            counts[sev] += 1
+    counts["total"] = len(findings)
+    return counts
+
+
 def headline(run: RunDir) -> dict:
     """The headline numbers of a run.
 
@@ -335,17 +350,7 @@ def headline(run: RunDir) -> dict:
     worst, overall, n_insuff = _worst_group(groups, task)
     metric = (worst or overall or {}).get("metric")
 
-    try:
-        findings = run.findings()
-    except AuditError as e:
-        problems.append(str(e))
-        findings = []
-    counts = {"critical": 0, "warning": 0, "info": 0}
-    for f in findings:
-        sev = f.get("severity")
-        if sev in counts:
-            counts[sev] += 1
-    counts["total"] = len(findings)
+    counts = _finding_counts(run, problems)
 
     stages = {k: v.get("status") for k, v in run.stages().items()}
     return {

@@ -14,6 +14,9 @@ Definitions (per class c, over groups g with n >= min_n):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -183,14 +186,7 @@ def fairness_report(
     cell = np.where(codes < 0, G, codes)
     mat, point = block_statistics(d, "confusion", cell, G + 1, cluster, n_clusters)
     Cg = point[:G].reshape(G, K, K)
-    n_g = Cg.sum(axis=(1, 2))
-    pos_n = neg_n = None
-    samples = encode_samples(sample_ids, d.n)
-    if samples is not None:  # distinct samples, not rows (a sample predicted by several seeds counts once)
-        counter = DistinctCounter(samples, cell, G + 1)
-        n_g = counter.counts(np.ones(d.n, dtype=bool))[0][:G]
-        pos_n = np.stack([counter.counts(d.y_true == k)[0][:G] for k in range(K)], axis=1)
-        neg_n = np.stack([counter.counts(d.y_true != k)[0][:G] for k in range(K)], axis=1)
+    n_g, pos_n, neg_n = _group_sizes(d, Cg, encode_samples(sample_ids, d.n), cell, G)
     ok = n_g >= max(1, min_n)
     excluded = int(((n_g > 0) & ~ok).sum())
     ok = eligibility(Cg, ok, min_n if min_rate_n is None else min_rate_n, pos_n, neg_n)  # (3, G, K)
@@ -206,51 +202,103 @@ def fairness_report(
 
         b = bootstrap_sums(mat, n_boot=n_boot, rng=seed_for(seed, "fairness"), reduce=reduce)
         boot, pair_boot = b[:, :4], b[:, 4:]
-    m_ok = int(ok[0, :, 0].sum())
-    n_pairs = max(1, m_ok * (m_ok - 1) // 2)
-    class_idx = [pos] if K == 2 else list(range(K))
+    st = _FairState(d=d, by=by, groups=groups, Cg=Cg, n_g=n_g, ok=ok, disp=disp, pairs=pairs, pair_point=pair_point,
+                    boot=boot, pair_boot=pair_boot, pos=pos, excluded=excluded, confidence=confidence, margin=margin)
     rows = []
     for mi, metric in enumerate(FAIRNESS_METRICS):
-        is_ratio = metric == "dp_ratio"
-        for k in class_idx:
-            name = "binary" if K == 2 else d.classes[k]
-            v = float(disp[mi, k])
-            lo = hi = p = np.nan
-            rate = {"dp_diff": 0, "dp_ratio": 0, "eop_diff": 1, "eo_diff": None}[metric]
-            if rate is None:  # equalized odds: the larger of the TPR and FPR differences
-                t_d, f_d = _disparities(Cg, ok)[2, k], _rates_diff(Cg, ok, 2, k)
-                rate = 2 if (np.isfinite(f_d) and f_d > t_d) else 1
-            a, b_ = pairs[rate, k]
-            rates_used = (1, 2) if metric == "eo_diff" else ((0,) if rate == 0 else (rate,))
-            n_elig = min(int(ok[r_, :, k].sum()) for r_ in rates_used)
-            pair = f"{groups[a]} vs {groups[b_]}" if n_elig >= 2 else None
-            excl_k = max(int(((n_g > 0) & ~ok[r_, :, k]).sum()) for r_ in rates_used)
-            if boot is not None and np.isfinite(v):
-                l_, h_ = percentile_interval(boot[:, mi, k][:, None], np.array([v]), confidence=confidence)
-                lo, hi = float(l_[0]), float(h_[0])
-                if not is_ratio:
-                    p = _pair_pvalue(pair_boot[:, rate, k], float(pair_point[rate, k]), margin) * n_pairs
-                    p = float(min(1.0, p * (2 if metric == "eo_diff" else 1)))
-            rows.append(_row(by, metric, name, v, lo, hi, int(n_g[ok[0, :, 0]].sum()), n_elig, excl_k, p, pair,
-                             d.classes[pos] if K == 2 else None))
-        if K > 2:
-            for agg in ("macro", "worst"):
-                f = (lambda x: _nanmean(x)) if agg == "macro" else ((lambda x: nanmin(x)) if is_ratio else (lambda x: nanmax(x)))
-                v = float(f(disp[mi]))
-                lo = hi = np.nan
-                if boot is not None and np.isfinite(v):
-                    l_, h_ = percentile_interval(f(boot[:, mi])[:, None], np.array([v]), confidence=confidence)
-                    lo, hi = float(l_[0]), float(h_[0])
-                p = np.nan
-                if agg == "worst" and not is_ratio and rows:
-                    # the p-value of the class whose difference is the worst, Bonferroni over the classes tested
-                    per = [r for r in rows if r["metric"] == metric and r["class"] not in ("macro", "worst")]
-                    tested = [r for r in per if np.isfinite(r["p"])]
-                    top = max((r for r in per if np.isfinite(r["value"])), key=lambda r: r["value"], default=None)
-                    if top is not None and np.isfinite(top["p"]):
-                        p = float(min(1.0, top["p"] * len(tested)))
-                rows.append(_row(by, metric, agg, v, lo, hi, int(n_g[ok[0, :, 0]].sum()), m_ok, excluded, p, None, None))
+        for k in ([pos] if d.K == 2 else range(d.K)):
+            rows.append(_class_row(st, mi, metric, k))
+        if d.K > 2:
+            rows.extend(_aggregate_row(st, mi, metric, agg, rows) for agg in ("macro", "worst"))
     return pd.DataFrame(rows)
+
+
+def _group_sizes(d, Cg: np.ndarray, samples: np.ndarray | None, cell: np.ndarray, G: int):
+    """Rows per group, or distinct samples (a sample predicted by several seeds counts once) with its positives
+    and negatives per class."""
+    if samples is None:
+        return Cg.sum(axis=(1, 2)), None, None
+    counter = DistinctCounter(samples, cell, G + 1)
+    n_g = counter.counts(np.ones(d.n, dtype=bool))[0][:G]
+    pos_n = np.stack([counter.counts(d.y_true == k)[0][:G] for k in range(d.K)], axis=1)
+    neg_n = np.stack([counter.counts(d.y_true != k)[0][:G] for k in range(d.K)], axis=1)
+    return n_g, pos_n, neg_n
+
+
+@dataclass
+class _FairState:
+    """The point statistics and bootstrap draws one fairness report is read from."""
+
+    d: Any
+    by: str
+    groups: list
+    Cg: np.ndarray
+    n_g: np.ndarray
+    ok: np.ndarray
+    disp: np.ndarray
+    pairs: np.ndarray
+    pair_point: np.ndarray
+    boot: np.ndarray | None
+    pair_boot: np.ndarray | None
+    pos: int
+    excluded: int
+    confidence: float
+    margin: float
+
+    @property
+    def m_ok(self) -> int:
+        return int(self.ok[0, :, 0].sum())
+
+    @property
+    def n_used(self) -> int:
+        return int(self.n_g[self.ok[0, :, 0]].sum())
+
+    def interval(self, draws: np.ndarray, v: float) -> tuple[float, float]:
+        if self.boot is None or not np.isfinite(v):
+            return np.nan, np.nan
+        l_, h_ = percentile_interval(draws[:, None], np.array([v]), confidence=self.confidence)
+        return float(l_[0]), float(h_[0])
+
+
+def _class_row(st: _FairState, mi: int, metric: str, k: int) -> dict:
+    """One metric for one class (``binary`` with two classes): value, interval, p over the extreme pair."""
+    d, Cg, ok = st.d, st.Cg, st.ok
+    v = float(st.disp[mi, k])
+    rate = {"dp_diff": 0, "dp_ratio": 0, "eop_diff": 1, "eo_diff": None}[metric]
+    if rate is None:  # equalized odds: the larger of the TPR and FPR differences
+        t_d, f_d = _disparities(Cg, ok)[2, k], _rates_diff(Cg, ok, 2, k)
+        rate = 2 if (np.isfinite(f_d) and f_d > t_d) else 1
+    a, b_ = st.pairs[rate, k]
+    rates_used = (1, 2) if metric == "eo_diff" else ((0,) if rate == 0 else (rate,))
+    n_elig = min(int(ok[r_, :, k].sum()) for r_ in rates_used)
+    pair = f"{st.groups[a]} vs {st.groups[b_]}" if n_elig >= 2 else None
+    excl_k = max(int(((st.n_g > 0) & ~ok[r_, :, k]).sum()) for r_ in rates_used)
+    lo, hi = st.interval(st.boot[:, mi, k], v) if st.boot is not None else (np.nan, np.nan)
+    p = np.nan
+    if st.boot is not None and np.isfinite(v) and metric != "dp_ratio":
+        n_pairs = max(1, st.m_ok * (st.m_ok - 1) // 2)
+        p = _pair_pvalue(st.pair_boot[:, rate, k], float(st.pair_point[rate, k]), st.margin) * n_pairs
+        p = float(min(1.0, p * (2 if metric == "eo_diff" else 1)))
+    name = "binary" if d.K == 2 else d.classes[k]
+    return _row(st.by, metric, name, v, lo, hi, st.n_used, n_elig, excl_k, p, pair,
+                d.classes[st.pos] if d.K == 2 else None)
+
+
+def _aggregate_row(st: _FairState, mi: int, metric: str, agg: str, rows: list[dict]) -> dict:
+    """``macro`` (mean over classes) or ``worst`` (largest difference, smallest ratio) of one metric."""
+    is_ratio = metric == "dp_ratio"
+    f = _nanmean if agg == "macro" else (nanmin if is_ratio else nanmax)
+    v = float(f(st.disp[mi]))
+    lo, hi = st.interval(f(st.boot[:, mi]), v) if st.boot is not None else (np.nan, np.nan)
+    p = np.nan
+    if agg == "worst" and not is_ratio and rows:
+        # the p-value of the class whose difference is the worst, Bonferroni over the classes tested
+        per = [r for r in rows if r["metric"] == metric and r["class"] not in ("macro", "worst")]
+        tested = [r for r in per if np.isfinite(r["p"])]
+        top = max((r for r in per if np.isfinite(r["value"])), key=lambda r: r["value"], default=None)
+        if top is not None and np.isfinite(top["p"]):
+            p = float(min(1.0, top["p"] * len(tested)))
+    return _row(st.by, metric, agg, v, lo, hi, st.n_used, st.m_ok, st.excluded, p, None, None)
 
 
 def _pair_pvalue(boot: np.ndarray, point: float, margin: float) -> float:

@@ -31,6 +31,20 @@ def _seed_mean(v: np.ndarray) -> np.ndarray:
         return np.where(k > 0, np.where(ok, v, 0).sum(axis=-1) / np.maximum(k, 1), np.nan)
 
 
+def _held_out_side(held_out, n: int) -> np.ndarray:
+    """The held-out flag as bools; both sides must be present."""
+    side = np.asarray(V.as_1d(held_out, "held_out"))
+    V.check_length(side, "held_out", n)
+    if side.dtype != bool:
+        try:
+            side = pd.Series(side).astype("boolean").to_numpy(dtype=bool, na_value=False)
+        except (TypeError, ValueError):
+            raise UsageError(_MSG_SIDE) from None
+    if side.all() or not side.any():
+        raise UsageError(_MSG_SIDE)
+    return side
+
+
 def generalization_gap(
     *,
     held_out,
@@ -81,15 +95,7 @@ def generalization_gap(
     if len(specs) != 1:
         raise UsageError(f"metric must name a single metric (got {metric!r}, which expands to {len(specs)})")
     spec = specs[0]
-    side = np.asarray(V.as_1d(held_out, "held_out"))
-    V.check_length(side, "held_out", d.n)
-    if side.dtype != bool:
-        try:
-            side = pd.Series(side).astype("boolean").to_numpy(dtype=bool, na_value=False)
-        except (TypeError, ValueError):
-            raise UsageError(_MSG_SIDE) from None
-    if side.all() or not side.any():
-        raise UsageError(_MSG_SIDE)
+    side = _held_out_side(held_out, d.n)
     if seeds is None:
         seed_codes, S = np.zeros(d.n, dtype=np.int64), 1
     else:
