@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from audit.core.intervals import wilson_interval
+from audit.metrics.fairness import fairness_report
 from audit.rundir import RunDir
 
 __all__ = ["assert_policy", "assert_no_leakage", "make_fake_run", "HOSTILE"]
@@ -89,14 +91,12 @@ def assert_no_leakage(run_dir: str | Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- fake runs
-def _wilson(k: float, n: float, z: float = 1.959964) -> tuple[float, float, float]:
+def _wilson(k: float, n: float) -> tuple[float, float, float]:
+    """Proportion and its Wilson interval (audit.core.intervals), NaN for n = 0."""
     if n <= 0:
         return (math.nan, math.nan, math.nan)
-    p = k / n
-    den = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / den
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return p, max(0.0, c - h), min(1.0, c + h)
+    lo, hi = wilson_interval(k, n)
+    return k / n, float(lo), float(hi)
 
 
 def _png(path: Path, rgb: np.ndarray) -> None:
@@ -141,6 +141,41 @@ def make_fake_run(
     rng = np.random.default_rng(seed)
     out = Path(out)
     root = out.parent / f"{out.name}_data"
+    manifest, lab_idx, classes, domains = _fake_manifest(root, rng, task=task, biased=biased, hostile=hostile, n=n)
+    run = RunDir.create(out, command=["audit", "fake", str(out)], config={"seed": seed, "metrics": {"min_n": 30}})
+    run.write_manifest(manifest)
+    run.update_info(
+        seed=seed,
+        dataset={
+            "source": str(root), "root": str(root.resolve()), "format": "table",
+            "roles": {"filepath": "path", "label": "label" if task == "classify" else None,
+                      "domain": "domain", "split": "split", "group": "writer",
+                      "attrs": ["background", "ink"]},
+            "n": n, "columns": list(manifest.columns), "task": task, "classes": classes,
+            "fingerprint": f"{seed:016x}", "allow_outside_root": False, "notes": [],
+        },
+    )
+    run.mark_stage("manifest", "ok", n=n, seconds=0.01)
+    findings: list[Finding] = []
+    _fake_profile(run, manifest, rng, biased=biased, task=task, findings=findings)
+    run.mark_stage("profile", "ok", seconds=0.5)
+    run.set_findings("profile", findings)
+    if profile_only:
+        run.mark_stage("train", "skipped", reason="profile only")
+        return run
+    preds = _fake_predictions(manifest, lab_idx, classes, domains, rng, biased=biased, task=task)
+    run.write_table("predictions.parquet", preds)
+    run.update_info(device={"type": "cpu", "name": "fake", "torch": "none"})
+    run.mark_stage("train", "ok", seconds=1.0, model="small_cnn")
+    mfind: list[Finding] = []
+    _fake_metrics(run, preds, classes, task=task, rng=rng, findings=mfind)
+    run.mark_stage("metrics", "ok", seconds=0.3)
+    run.set_findings("metrics", mfind)
+    return run
+
+
+def _fake_manifest(root: Path, rng, *, task: str, biased: bool, hostile: bool, n: int):
+    """Real image (and mask) files under ``root`` and their manifest: ``(manifest, label index, classes, domains)``."""
     domains = ["studio", "phone", "scanner"] if task == "classify" else ["day", "dusk", "fog"]
     if hostile:
         domains[2] = 'fog"><img src=x onerror=alert(2)>'
@@ -191,40 +226,10 @@ def make_fake_run(
     for c in manifest.columns:
         manifest[c] = manifest[c].astype("string")
 
-    run = RunDir.create(out, command=["audit", "fake", str(out)], config={"seed": seed, "metrics": {"min_n": 30}})
-    run.write_manifest(manifest)
-    run.update_info(
-        seed=seed,
-        dataset={
-            "source": str(root), "root": str(root.resolve()), "format": "table",
-            "roles": {"filepath": "path", "label": "label" if task == "classify" else None,
-                      "domain": "domain", "split": "split", "group": "writer",
-                      "attrs": ["background", "ink"]},
-            "n": n, "columns": list(manifest.columns), "task": task, "classes": classes,
-            "fingerprint": f"{seed:016x}", "allow_outside_root": False, "notes": [],
-        },
-    )
-    run.mark_stage("manifest", "ok", n=n, seconds=0.01)
-    findings: list[Finding] = []
-    _fake_profile(run, manifest, rng, biased=biased, task=task, findings=findings)
-    run.mark_stage("profile", "ok", seconds=0.5)
-    run.set_findings("profile", findings)
-    if profile_only:
-        run.mark_stage("train", "skipped", reason="profile only")
-        return run
-    preds = _fake_predictions(manifest, lab_idx, classes, domains, rng, biased=biased, task=task)
-    run.write_table("predictions.parquet", preds)
-    run.update_info(device={"type": "cpu", "name": "fake", "torch": "none"})
-    run.mark_stage("train", "ok", seconds=1.0, model="small_cnn")
-    mfind: list[Finding] = []
-    _fake_metrics(run, preds, classes, task=task, rng=rng, findings=mfind)
-    run.mark_stage("metrics", "ok", seconds=0.3)
-    run.set_findings("metrics", mfind)
-    return run
+    return manifest, lab_idx, classes, domains
 
 
 def _fake_profile(run: RunDir, m: pd.DataFrame, rng, *, biased: bool, task: str, findings: list) -> None:
-    from audit.findings import Finding
 
     n = len(m)
     readable = np.ones(n, dtype=bool)
@@ -247,7 +252,14 @@ def _fake_profile(run: RunDir, m: pd.DataFrame, rng, *, biased: bool, task: str,
     if biased:
         images.loc[[5, 17], ["brightness", "contrast", "saturation", "width", "height"]] = np.nan
     run.write_table("profile/images.parquet", images)
+    target = _fake_tables(run, m)
+    _fake_associations(run, m, target, findings)
+    _fake_shift_and_duplicates(run, m, images, rng, biased=biased, task=task, findings=findings)
 
+
+def _fake_tables(run: RunDir, m: pd.DataFrame) -> str:
+    """profile/distribution and profile/imbalance; returns the association target (label, else domain)."""
+    n = len(m)
     cols = ["domain", "split"] + (["label"] if "label" in m.columns else []) + ["attr.background", "attr.ink"]
     dist = []
     for c in cols + ["domain x attr.background"]:
@@ -270,10 +282,15 @@ def _fake_profile(run: RunDir, m: pd.DataFrame, rng, *, biased: bool, task: str,
                     "normalized_entropy": ent, "effective_n": float(1 / (p**2).sum()),
                     "min_group": str(vc.idxmin()), "max_group": str(vc.idxmax())})
     run.write_table("profile/imbalance.parquet", pd.DataFrame(imb))
+    return "label" if "label" in m.columns else "domain"
 
+
+def _fake_associations(run: RunDir, m: pd.DataFrame, target: str, findings: list) -> None:
     from scipy.stats import chi2_contingency
 
-    target = "label" if "label" in m.columns else "domain"
+    from audit.findings import Finding
+
+    n = len(m)
     assoc, resid = [], []
     pairs = [(target, "attr.background"), (target, "attr.ink"), ("domain", "attr.background")]
     for a, b in pairs:
@@ -298,6 +315,14 @@ def _fake_profile(run: RunDir, m: pd.DataFrame, rng, *, biased: bool, task: str,
                                     evidence={"p": p}))
     run.write_table("profile/associations.parquet", pd.DataFrame(assoc))
     run.write_table("profile/residuals.parquet", pd.DataFrame(resid))
+
+
+def _fake_shift_and_duplicates(run: RunDir, m: pd.DataFrame, images: pd.DataFrame, rng, *, biased: bool, task: str,
+                               findings: list) -> None:
+    from audit.findings import Finding
+
+    n = len(m)
+    target = "label" if "label" in m.columns else "domain"
     shift = []
     for d in m["domain"].unique():
         sel = (m["domain"] == d).to_numpy()
@@ -386,25 +411,6 @@ def _fake_predictions(m, lab_idx, classes, domains, rng, *, biased: bool, task: 
     return pd.concat(frames, ignore_index=True)
 
 
-def _dp_diff(yp, yt, a, classes, ix) -> float:
-    """Largest over classes of the spread of P(pred = c) across groups (demographic parity difference)."""
-    vals = []
-    for c in classes:
-        rates = [np.mean(yp[ix][a[ix] == g] == c) for g in np.unique(a[ix])]
-        vals.append(max(rates) - min(rates))
-    return max(vals)
-
-
-def _eo_diff(yp, yt, a, classes, ix) -> float:
-    """Largest over classes of the spread of the true-positive rate across groups."""
-    vals = []
-    for c in classes:
-        tprs = [np.mean(yp[ix][(a[ix] == g) & (yt[ix] == c)] == c) for g in np.unique(a[ix])
-                if ((a[ix] == g) & (yt[ix] == c)).any()]
-        vals.append(max(tprs) - min(tprs) if len(tprs) > 1 else 0.0)
-    return max(vals)
-
-
 def _fake_metrics(run: RunDir, preds: pd.DataFrame, classes: list[str], *, task: str, rng, findings: list) -> None:
     from audit.findings import Finding
 
@@ -475,21 +481,16 @@ def _fake_metrics(run: RunDir, preds: pd.DataFrame, classes: list[str], *, task:
     if task != "classify":
         return
     fair = []
-    boot = np.random.default_rng(0)
     for attr in ("attr.background", "attr.ink"):
-        a = p[attr].astype(str).to_numpy()
-        yp, yt = p["y_pred"].to_numpy(), p["y_true"].to_numpy()
-
-        full = np.arange(len(p))
-        for name, fn in (("dp_diff", _dp_diff), ("eo_diff", _eo_diff)):
-            v = fn(yp, yt, a, classes, full)
-            bs = [fn(yp, yt, a, classes, boot.integers(0, len(p), len(p))) for _ in range(100)]
-            fair.append({"model": "small_cnn", "protocol": "lodo", "fold": "all", "attribute": attr, "metric": name,
-                         "class": "worst", "value": v, "ci_low": float(np.quantile(bs, 0.025)),
-                         "ci_high": float(np.quantile(bs, 0.975)), "n": len(p)})
-            if v > 0.1:
-                findings.append(Finding("fairness_violation", "warning", f"{name} {v:.2f} across {attr}",
-                                        columns=[attr], value=v, n=len(p), score=v))
+        # the package's own definitions (fairlearn's), with bootstrap intervals
+        rep = fairness_report(y_true=p["y_true"].to_numpy(), y_pred=p["y_pred"].to_numpy(), classes=classes,
+                              sensitive=pd.Series(p[attr].astype(str).to_numpy(), name=attr), n_boot=100, min_n=1)
+        for r in rep[(rep["class"] == "worst") & rep["metric"].isin(["dp_diff", "eo_diff"])].itertuples():
+            fair.append({"model": "small_cnn", "protocol": "lodo", "fold": "all", "attribute": attr, "metric": r.metric,
+                         "class": "worst", "value": r.value, "ci_low": r.ci_low, "ci_high": r.ci_high, "n": len(p)})
+            if r.value > 0.1:
+                findings.append(Finding("fairness_violation", "warning", f"{r.metric} {r.value:.2f} across {attr}",
+                                        columns=[attr], value=r.value, n=len(p), score=r.value))
     run.write_table("metrics/fairness.parquet", pd.DataFrame(fair))
     cal = []
     bins = np.minimum((p["confidence"].to_numpy() * 10).astype(int), 9)
