@@ -113,80 +113,98 @@ def read_segdir(
     root = Path(root)
     idir = _pick_dir(root, image_dir, IMAGE_DIR_NAMES, "image-dir")
     mdir = _pick_dir(root, mask_dir, MASK_DIR_NAMES, "mask-dir")
-    same = idir.resolve() == mdir.resolve()
     ipat = compile_pattern(image_pattern) if image_pattern else None
     mpat = compile_pattern(mask_pattern) if mask_pattern else None
     for name, p in (("image", ipat), ("mask", mpat)):
         if p is not None and "key" not in p.fields:
             raise UsageError(f"the {name} pattern {p.text!r} needs a {{key}} field that pairs images with masks")
-    notes_pre: list[str] = []
+    notes: list[str] = []
+    same = idir.resolve() == mdir.resolve()
+    images, masks = _list_files(idir, mdir, same, ipat, mpat, follow_symlinks, notes)
+    images, ikeys, mkeys, fields_df, mapping = _keys(images, masks, ipat, mpat, same, idir, roles, notes)
+    df = _pair(images, masks, ikeys, mkeys, root, idir, mdir, notes)
+    if fields_df is not None:
+        for f, col in mapping.items():
+            df[col] = fields_df[f].to_numpy()
+    else:
+        _folder_roles(df, images, layout, idir, notes)
+    extras = {"image_dir": idir.relative_to(root).as_posix(), "mask_dir": mdir.relative_to(root).as_posix()}
+    return df, notes, extras
+
+
+def _list_files(idir: Path, mdir: Path, same: bool, ipat, mpat, follow_symlinks: bool,
+                notes: list[str]) -> tuple[list[str], list[str]]:
+    """Image and mask files (relative to their folders); one shared folder is split by the mask pattern/suffix."""
     all_images = _files(idir, follow_symlinks)
     all_masks = _files(mdir, follow_symlinks) if not same else list(all_images)
+    own_mask_pattern = mpat is not None and (ipat is None or mpat.text != ipat.text)
     if same:
         # one folder: the mask pattern (or a mask suffix) says which files are masks
-        if mpat is not None and (ipat is None or mpat.text != ipat.text):
-            masks = [f for f in all_masks if mpat.match(f) is not None]
-        else:
-            masks = [f for f in all_masks if _is_mask_name(f)]
+        masks = [f for f in all_masks if (mpat.match(f) is not None if own_mask_pattern else _is_mask_name(f))]
         mset = set(masks)
         images = [f for f in all_images if f not in mset]
     else:
         images, masks = all_images, all_masks
-        if mpat is not None and (ipat is None or mpat.text != ipat.text):
+        if own_mask_pattern:
             # a mask folder often holds other renderings too (Cityscapes' _color, _instanceIds)
             masks = [f for f in all_masks if mpat.match(f) is not None]
             if len(masks) < len(all_masks):
-                notes_pre.append(
+                notes.append(
                     f"{len(all_masks) - len(masks)} files under {mdir.name}/ do not match the mask pattern "
                     f"{mpat.text!r}; not used as masks"
                 )
     if not images:
         raise InputError(f"no image files under {idir}")
+    return images, masks
 
-    notes: list[str] = list(notes_pre)
-    fields_df = None
-    mapping: dict[str, str] = {}
 
-    def key_of(pat: CompiledPattern | None, rel: str, *, mask: bool, stem_only: bool) -> str | None:
-        if pat is None:
-            return _default_key(rel, mask=mask, stem_only=stem_only)
-        m = pat.match(rel)
-        return None if m is None else m["key"]
+def _key_of(pat: CompiledPattern | None, rel: str, *, mask: bool, stem_only: bool) -> str | None:
+    if pat is None:
+        return _default_key(rel, mask=mask, stem_only=stem_only)
+    m = pat.match(rel)
+    return None if m is None else m["key"]
 
-    if ipat is not None:
-        mpat = mpat or ipat
-        rows, bad = [], []
-        for f in images:
-            m = ipat.match(f)
-            if m is None:
-                bad.append(f)
-            rows.append(m or dict.fromkeys(ipat.fields))
-        if same:  # files of the shared folder that match neither pattern are not images
-            images_kept = [f for f, r in zip(images, rows, strict=True) if r.get("key") is not None]
-            if len(images_kept) < len(images):
-                notes.append(
-                    f"{len(images) - len(images_kept)} files in {idir.name}/ match neither the image nor the mask "
-                    f"pattern; ignored (e.g. {', '.join(repr(b) for b in bad[:3])})"
-                )
-                rows = [r for r in rows if r.get("key") is not None]
-                images = images_kept
-        elif bad:
-            notes.append(
-                f"{len(bad)} of {len(images)} images do not match the image pattern {ipat.text!r}; kept without "
-                f"a mask (e.g. {', '.join(repr(b) for b in bad[:3])})"
-            )
-        fields_df = pd.DataFrame(rows, columns=ipat.fields)
-        extra_fields = [f for f in ipat.fields if f != "key"]
-        mapping = fields_to_roles(extra_fields, roles, what="the image pattern") if extra_fields else {}
-        ikeys = fields_df["key"].tolist()
-        mkeys = [key_of(mpat, m, mask=True, stem_only=False) for m in masks]
-    else:
-        ikeys = [key_of(None, f, mask=False, stem_only=False) for f in images]
-        mkeys = [key_of(mpat, m, mask=True, stem_only=False) for m in masks]
+
+def _keys(images, masks, ipat, mpat, same: bool, idir: Path, roles: Roles, notes: list[str]):
+    """The pairing key of every image and mask (``{key}`` of the patterns, else the file stem), the pattern's other
+    fields and their roles: ``(images, image keys, mask keys, fields or None, field -> column)``."""
+    if ipat is None:
+        ikeys = [_key_of(None, f, mask=False, stem_only=False) for f in images]
+        mkeys = [_key_of(mpat, m, mask=True, stem_only=False) for m in masks]
         if mpat is None and not set(ikeys) & set(mkeys):
-            ikeys = [key_of(None, f, mask=False, stem_only=True) for f in images]
-            mkeys = [key_of(None, m, mask=True, stem_only=True) for m in masks]
+            ikeys = [_key_of(None, f, mask=False, stem_only=True) for f in images]
+            mkeys = [_key_of(None, m, mask=True, stem_only=True) for m in masks]
+        return images, ikeys, mkeys, None, {}
+    mpat = mpat or ipat
+    rows, bad = [], []
+    for f in images:
+        m = ipat.match(f)
+        if m is None:
+            bad.append(f)
+        rows.append(m or dict.fromkeys(ipat.fields))
+    if same:  # files of the shared folder that match neither pattern are not images
+        images_kept = [f for f, r in zip(images, rows, strict=True) if r.get("key") is not None]
+        if len(images_kept) < len(images):
+            notes.append(
+                f"{len(images) - len(images_kept)} files in {idir.name}/ match neither the image nor the mask "
+                f"pattern; ignored (e.g. {', '.join(repr(b) for b in bad[:3])})"
+            )
+            rows = [r for r in rows if r.get("key") is not None]
+            images = images_kept
+    elif bad:
+        notes.append(
+            f"{len(bad)} of {len(images)} images do not match the image pattern {ipat.text!r}; kept without "
+            f"a mask (e.g. {', '.join(repr(b) for b in bad[:3])})"
+        )
+    fields_df = pd.DataFrame(rows, columns=ipat.fields)
+    extra_fields = [f for f in ipat.fields if f != "key"]
+    mapping = fields_to_roles(extra_fields, roles, what="the image pattern") if extra_fields else {}
+    mkeys = [_key_of(mpat, m, mask=True, stem_only=False) for m in masks]
+    return images, fields_df["key"].tolist(), mkeys, fields_df, mapping
 
+
+def _pair(images, masks, ikeys, mkeys, root: Path, idir: Path, mdir: Path, notes: list[str]) -> pd.DataFrame:
+    """One manifest row per image with its mask (first in name order when several), notes on the unpaired."""
     by_key: dict[str, list[str]] = {}
     for m, k in zip(masks, mkeys, strict=True):
         if k is not None:
@@ -198,17 +216,14 @@ def read_segdir(
             f"{len(ambiguous)} images have several candidate masks; the first in name order is used "
             f"(e.g. key {k!r}: {', '.join(v[:3])})"
         )
-    ipath = lambda f: (idir / f).relative_to(root).as_posix()  # noqa: E731
-    mpath = lambda f: (mdir / f).relative_to(root).as_posix()  # noqa: E731
     mask_col, used = [], set()
     for k in ikeys:
         cand = by_key.get(k) if k is not None else None
+        mask_col.append((mdir / cand[0]).relative_to(root).as_posix() if cand else None)
         if cand:
-            mask_col.append(mpath(cand[0]))
             used.add(cand[0])
-        else:
-            mask_col.append(None)
-    df = pd.DataFrame({"sample_id": [ipath(f) for f in images], "filepath": [ipath(f) for f in images], "mask": mask_col})
+    paths = [(idir / f).relative_to(root).as_posix() for f in images]
+    df = pd.DataFrame({"sample_id": paths, "filepath": paths, "mask": mask_col})
     n_nomask = sum(m is None for m in mask_col)
     if n_nomask == len(images):
         raise InputError(
@@ -221,33 +236,33 @@ def read_segdir(
             f"{n_nomask} of {len(images)} images have no mask; kept with the mask missing "
             f"(e.g. {', '.join(repr(e) for e in ex)})"
         )
-    orphans = [m for m in masks if m not in used and not any(m in v for v in ambiguous.values())]
+    in_ambiguous = {m for v in ambiguous.values() for m in v}
+    orphans = [m for m in masks if m not in used and m not in in_ambiguous]
     if orphans:
         notes.append(
             f"{len(orphans)} masks under {mdir.name}/ have no image; not in the manifest "
             f"(e.g. {', '.join(repr(o) for o in orphans[:3])})"
         )
-    if fields_df is not None:
-        for f, col in mapping.items():
-            df[col] = fields_df[f].to_numpy()
-    else:
-        from audit.readers.imagefolder import parse_layout
+    return df
 
-        parents = [PurePosixPath(f).parts[:-1] for f in images]
-        depth = max((len(p) for p in parents), default=0)
-        levels = parse_layout(layout) if layout else (["domain"] + ["_"] * (depth - 1) if depth >= 1 else [])
-        for i, lv in enumerate(levels):
-            if lv == "_":
-                continue
-            df[lv] = [p[i] if len(p) > i else None for p in parents]
-        short = sum(len(p) < len(levels) for p in parents)
-        if short:
-            notes.append(
-                f"{short} of {len(images)} images sit fewer than {len(levels)} folders deep under {idir.name}/ "
-                f"(layout {'/'.join(levels)}); their missing roles are left empty"
-            )
-    extras = {"image_dir": idir.relative_to(root).as_posix(), "mask_dir": mdir.relative_to(root).as_posix()}
-    return df, notes, extras
+
+def _folder_roles(df: pd.DataFrame, images: list[str], layout: str | None, idir: Path, notes: list[str]) -> None:
+    """Roles from the image folders (``--layout``; by default the first level is the domain)."""
+    from audit.readers.imagefolder import parse_layout
+
+    parents = [PurePosixPath(f).parts[:-1] for f in images]
+    depth = max((len(p) for p in parents), default=0)
+    levels = parse_layout(layout) if layout else (["domain"] + ["_"] * (depth - 1) if depth >= 1 else [])
+    for i, lv in enumerate(levels):
+        if lv == "_":
+            continue
+        df[lv] = [p[i] if len(p) > i else None for p in parents]
+    short = sum(len(p) < len(levels) for p in parents)
+    if short:
+        notes.append(
+            f"{short} of {len(images)} images sit fewer than {len(levels)} folders deep under {idir.name}/ "
+            f"(layout {'/'.join(levels)}); their missing roles are left empty"
+        )
 
 
 @register
