@@ -34,6 +34,7 @@ KINDS = frozenset(
         "split_leakage",
         "group_leakage",
         "label_conflict",
+        "attribute_conflict",
         "unreadable_file",
         "missing_file",
         "oversized_image",
@@ -54,6 +55,8 @@ KINDS = frozenset(
         "outside_root",
         "duplicate_listing",
         "flagged_row",
+        # slice discovery (issue 20): an unlabeled region of embedding space where the model errs, confirmed
+        "hidden_slice",
     }
 )
 
@@ -108,10 +111,12 @@ TIERS: dict[str, int] = {
     "worst_group": 0,
     "fairness_violation": 0,
     "group_disparity": 1,
+    "hidden_slice": 1,
     "miscalibration": 1,
     "split_leakage": 1,
     "group_leakage": 1,
     "label_conflict": 1,
+    "attribute_conflict": 1,
     "label_attribute_association": 2,
     "domain_label_shift": 2,
     "domain_attribute_association": 2,

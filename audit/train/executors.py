@@ -26,8 +26,8 @@ class LocalExecutor:
 
         return fit(*args, **kwargs)
 
-    def predict(self, model, src, rows, cfg, **_):
+    def predict(self, model, src, rows, cfg, capture=None, **_):
         from audit.train.trainer import predict
 
-        return predict(model, src, rows, cfg)
+        return predict(model, src, rows, cfg, capture=capture)
 

@@ -25,7 +25,7 @@ FoldDone = Callable[[str, str], None]
 
 
 def run_training(run: RunDir, config: TrainConfig, *, on_fold_done: FoldDone | None = None,
-                 executor: LocalExecutor | None = None) -> None:
+                 executor: LocalExecutor | None = None, adjust_fit: Callable | None = None) -> None:
     """Train and evaluate per the protocol; write ``RUN/predictions.parquet`` (see docs/formats.md).
 
     Parameters
@@ -38,10 +38,13 @@ def run_training(run: RunDir, config: TrainConfig, *, on_fold_done: FoldDone | N
         Called with ``(fold_key, status)`` after each fold (``trained``, ``resumed`` or ``reused``).
     executor
         Runs the decode, fit and predict steps (default :class:`LocalExecutor`: this process).
+    adjust_fit
+        ``(table, cache_pos, n_cache_rows, fit_cfg, resolved) -> (fit_cfg, resolved)``, called once before the
+        folds (``audit mitigate``: per-row weights, groups, loss; what it adds to ``resolved`` enters the fold hash).
     """
     threads, bench = torch.get_num_threads(), torch.backends.cudnn.benchmark
     try:
-        _run_training(run, config, on_fold_done, executor or default_executor(config))
+        _run_training(run, config, on_fold_done, executor or default_executor(config), adjust_fit)
     finally:
         torch.set_num_threads(threads)  # process-wide settings: leave them as found
         torch.backends.cudnn.benchmark = bench
@@ -92,7 +95,7 @@ def _update_stage(run: RunDir, **details) -> None:
     run.update_info(stages=stages)
 
 
-def _run_training(run: RunDir, cfg: TrainConfig, on_fold_done: FoldDone | None, ex) -> None:
+def _run_training(run: RunDir, cfg: TrainConfig, on_fold_done: FoldDone | None, ex, adjust_fit=None) -> None:
     from audit.core.system import cpu_workers
     from audit.io.gpu import resolve_device
 
@@ -108,6 +111,8 @@ def _run_training(run: RunDir, cfg: TrainConfig, on_fold_done: FoldDone | None, 
     fit_cfg, resolved = _settings(st)
     if st.task == "segment":
         fit_cfg, resolved = _seg_loss(st, data, fit_cfg, resolved)
+    if adjust_fit is not None:  # audit mitigate (issue 21)
+        fit_cfg, resolved = adjust_fit(data.table, data.cache_pos, len(st.cman), fit_cfg, resolved)
     folds = _plan(st, data.table)
     if st.mode == "probe":  # frozen backbone: one feature pass, one linear probe per fold
         from audit.train.probe_stage import run_probe
@@ -331,9 +336,22 @@ def _train_one(st: _Stage, data: _Data, job: dict, fit_cfg, bar) -> None:
                     ckpt_path=job["ckpt"], ckpt_hash=job["h"], on_epoch=on_epoch)
     bar.advance(fit_cfg.epochs - (res.epochs_run - (res.resumed_from or 0)))
     eval_idx, _, _ = _eval_rows(fold)
+    extra = _embedding_capture(st, model, job)
     out = st.ex.predict(model, data.src, cp[eval_idx], fit_cfg, ids=data.ids[eval_idx],
-                        paths=[st.img_paths[i] for i in cp[eval_idx]])  # Ray workers read the files
+                        paths=[st.img_paths[i] for i in cp[eval_idx]], **extra)  # Ray workers read the files
     _finish(st, data, job, res, out, minfo, round(time.perf_counter() - t0, 3))
+
+
+def _embedding_capture(st: _Stage, model, job: dict) -> dict:
+    """Executors whose predict takes ``capture`` record penultimate embeddings (audit.slices.embed)."""
+    import inspect
+
+    if "capture" not in inspect.signature(st.ex.predict).parameters or not st.ex.is_main:
+        return {}
+    from audit.slices.embed import EmbeddingHook
+
+    job["embed"] = EmbeddingHook(model)
+    return {"capture": job["embed"]}
 
 
 def _train_parallel(st: _Stage, data: _Data, todo: list[dict], fit_cfg, bar) -> None:
@@ -381,6 +399,11 @@ def _finish(st: _Stage, data: _Data, job: dict, res, out: torch.Tensor, minfo: d
     fold, key, rec = job["fold"], job["key"], job["rec"]
     df = _fold_frame(st, data, fold, key, out)
     st.run.write_table(f"train/folds/{key}.parquet", df)
+    if job.get("embed") is not None:  # RUN/embeddings/predict/<key>.{npy,parquet}
+        from audit.slices.embed import write_fold_embeddings
+
+        write_fold_embeddings(st.run, key, job["embed"].array(),
+                              df[["sample_id", "model", "protocol", "fold", "seed", "role"]])
     status = "resumed" if res.resumed_from is not None else "trained"
     st.run.write_json(f"train/folds/{key}.json", {
         "hash": job["h"], "fold": fold.name, "seed": fold.seed, "best_epoch": res.best_epoch,

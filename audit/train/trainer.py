@@ -52,6 +52,13 @@ class FitConfig:
     patience: int | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seg_loss: str = "ce"  # "ce" | "dice_ce" (audit.train.segloss; the stage picks dice_ce for small foregrounds)
+    # mitigation (audit.mitigate, issue 21); the defaults keep plain ERM. Arrays are indexed by BatchSource row.
+    row_weights: Any = None  # float per row: loss weight; rows with weight 0 are left out of training
+    row_groups: Any = None  # int group id per row (>= 0): group-balanced sampling and GroupDRO
+    sampling: str = "shuffle"  # "shuffle" | "group_balanced" (draws with replacement, equal mass per group)
+    loss: str = "erm"  # "erm" | "groupdro" (online GroupDRO, Sagawa et al. 2020)
+    dro_eta: float = 0.01  # GroupDRO step size of the exponentiated-gradient group weights
+    extra_augment: tuple = ()  # ((name, probability), ...) from audit.train.augment.EXTRA_AUGMENTS
 
 
 @dataclass
@@ -198,8 +205,12 @@ def _resumable(ckpt_path: Path | None, ckpt_hash: str, cfg: FitConfig) -> dict |
     return None
 
 
-def _epoch_order(n_train: int, labels_cpu: torch.Tensor | None, cfg: FitConfig, gen: torch.Generator):
-    """This epoch's order of the training rows (class-balanced draws with replacement when asked)."""
+def _epoch_order(n_train: int, labels_cpu: torch.Tensor | None, cfg: FitConfig, gen: torch.Generator,
+                 groups_cpu: torch.Tensor | None = None):
+    """This epoch's order of the training rows (class- or group-balanced draws with replacement when asked)."""
+    if groups_cpu is not None:
+        counts = torch.bincount(groups_cpu).float()
+        return torch.multinomial(1.0 / counts[groups_cpu], n_train, replacement=True, generator=gen)
     if labels_cpu is not None:
         counts = torch.bincount(labels_cpu, minlength=cfg.n_classes).float()
         w = 1.0 / counts[labels_cpu]
@@ -220,6 +231,7 @@ class _Step:
     scaler: Any
     dev_gen: torch.Generator
     notes: list
+    objective: Any = None  # (logits, y, rows) -> loss; None: loss_fn (audit.mitigate sets weights / GroupDRO)
 
 
 def _train_epoch(st: _Step, src: BatchSource, rows: torch.Tensor, cfg: FitConfig):
@@ -235,18 +247,22 @@ def _train_epoch(st: _Step, src: BatchSource, rows: torch.Tensor, cfg: FitConfig
         x, y2 = augment_batch(x, y if cfg.task == "segment" else None, cfg.augment, st.dev_gen)
         if y2 is not None:
             y = y2
+        if cfg.extra_augment:
+            from audit.train.augment import extra_augment
+
+            x = extra_augment(x, cfg.extra_augment, st.dev_gen)
         x = src.prepare(x)
         try:
             with _autocast(device, cfg.amp_dtype):
                 logits = forward_logits(st.model, x)
-                loss = st.loss_fn(logits.float(), y.long())
+                loss = _batch_loss(st, logits.float(), y.long(), bi)
         except Exception as e:
             if not st.compiled:
                 raise
             st.notes.append(f"torch.compile failed ({type(e).__name__}); trained eagerly")
             st.model, st.compiled = st.raw_model, False
             with _autocast(device, cfg.amp_dtype):
-                loss = st.loss_fn(forward_logits(st.model, x).float(), y.long())
+                loss = _batch_loss(st, forward_logits(st.model, x).float(), y.long(), bi)
         st.opt.zero_grad(set_to_none=True)
         st.scaler.scale(loss).backward()
         st.scaler.step(st.opt)
@@ -257,12 +273,28 @@ def _train_epoch(st: _Step, src: BatchSource, rows: torch.Tensor, cfg: FitConfig
     return loss_sum, seen
 
 
+def _batch_loss(st: _Step, logits: torch.Tensor, y: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    return st.loss_fn(logits, y) if st.objective is None else st.objective(logits, y, rows)
+
+
+def _mitigation(cfg: FitConfig, train_idx: np.ndarray, device: torch.device):
+    """``(training rows, group ids for balanced sampling, objective)``; by default ``(train_idx, None, None)``.
+    Rows with ``row_weights`` 0 are left out (``audit mitigate --method dedup``)."""
+    from audit.train.objectives import make_objective
+
+    if cfg.row_weights is not None:
+        train_idx = train_idx[np.asarray(cfg.row_weights)[train_idx] > 0]
+    groups = torch.as_tensor(np.asarray(cfg.row_groups)[train_idx], dtype=torch.long) \
+        if cfg.sampling == "group_balanced" and cfg.row_groups is not None else None
+    return train_idx, groups, make_objective(cfg, device, IGNORE_INDEX)
+
+
 def fit(model: nn.Module, src: BatchSource, train_idx: np.ndarray, val_idx: np.ndarray, cfg: FitConfig, *,
         seed: int, ckpt_path: Path | None = None, ckpt_hash: str = "",
         on_epoch: Callable[[int, dict], None] | None = None) -> FitResult:
     """Train ``model`` on rows ``train_idx``; select on ``val_idx``. See the module docstring."""
     device = src.device
-    train_idx = np.asarray(train_idx, dtype=np.int64)
+    train_idx, groups_cpu, objective = _mitigation(cfg, np.asarray(train_idx, dtype=np.int64), device)
     val_idx = np.asarray(val_idx, dtype=np.int64)
     model = model.to(device)
     if cfg.channels_last:
@@ -309,8 +341,8 @@ def fit(model: nn.Module, src: BatchSource, train_idx: np.ndarray, val_idx: np.n
     for epoch in range(start, cfg.epochs):
         model.train()
         t0 = time.perf_counter()
-        rows = torch.as_tensor(train_idx)[_epoch_order(n_train, labels_cpu, cfg, gen)]
-        step = _Step(model, raw_model, compiled, loss_fn, opt, sched, scaler, dev_gen, notes)
+        rows = torch.as_tensor(train_idx)[_epoch_order(n_train, labels_cpu, cfg, gen, groups_cpu)]
+        step = _Step(model, raw_model, compiled, loss_fn, opt, sched, scaler, dev_gen, notes, objective)
         loss_sum, seen = _train_epoch(step, src, rows, cfg)
         model, compiled = step.model, step.compiled
         epoch_loss = float(loss_sum) / max(seen, 1)  # one device sync per epoch
@@ -358,8 +390,15 @@ def fit(model: nn.Module, src: BatchSource, train_idx: np.ndarray, val_idx: np.n
                      train_images=train_images, selection=selection, compiled=compiled, notes=notes)
 
 
-def predict(model: nn.Module, src: BatchSource, idx: np.ndarray, cfg: FitConfig) -> torch.Tensor:
-    """Class probabilities ``float32 [n, k]`` (classification) or predicted index masks ``uint8 [n, S, S]``."""
+def predict(model: nn.Module, src: BatchSource, idx: np.ndarray, cfg: FitConfig, *,
+            capture: Any = None) -> torch.Tensor:
+    """Class probabilities ``float32 [n, k]`` (classification) or predicted index masks ``uint8 [n, S, S]``.
+
+    ``capture``: an optional context manager entered around the inference passes (e.g.
+    :class:`audit.slices.embed.EmbeddingHook`, which records the penultimate-layer embeddings)."""
+    if capture is not None:
+        with capture:
+            return predict(model, src, idx, cfg)
     model = model.to(src.device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
