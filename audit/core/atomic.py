@@ -138,5 +138,3 @@ def atomic_write_parquet(df: pd.DataFrame, path: Path) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
