@@ -1,0 +1,185 @@
+"""``audit slices RUN``: per (model, protocol, fold, seed) of the held-out predictions, discover slices on one
+half and confirm them on the other; write ``RUN/slices/*`` and one ``hidden_slice`` finding per confirmed slice.
+
+Outputs (docs/formats.md, "Slices"): ``slices.parquet`` (one row per candidate), ``members.parquet`` (which rows of
+which half each candidate holds), ``examples.parquet`` (16 members per slice for the gallery), ``features.parquet``
+(the known columns and image statistics that separate each slice, with effect sizes) and the rules
+(``rules.json`` + ``rules.npz``: projection and balls, applied to later runs by :func:`audit.slices.rules.apply`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from audit.errors import InputError
+from audit.findings import Finding
+from audit.slices.core import Candidate, SliceConfig, finalize, slice_fold
+from audit.slices.describe import describe_slice, pick_examples
+
+__all__ = ["run_slices", "fold_inputs", "KEY"]
+
+KEY = ["model", "protocol", "fold", "seed"]
+_KNOWN = ["domain", "label", "split"]
+
+
+def _correctness(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(correct, confidence, label)`` per row: classification from y_true/y_pred; segmentation: an image is
+    correct when its mean IoU over the classes present is >= 0.5 (confidence: its pixel accuracy)."""
+    if "y_pred" in df.columns:
+        correct = (df["y_true"].astype(str) == df["y_pred"].astype(str)).to_numpy()
+        conf = pd.to_numeric(df.get("confidence", pd.Series(np.nan, index=df.index)), errors="coerce").to_numpy()
+        return correct, conf, df["y_true"].astype(str).to_numpy()
+    inter = [c for c in df.columns if c.startswith("inter_")]
+    if not inter:
+        raise InputError("the predictions have neither y_pred nor inter_<c>/union_<c> columns")
+    i = df[inter].to_numpy(dtype=np.float64)
+    u = df[["union_" + c[len("inter_"):] for c in inter]].to_numpy(dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        miou = np.nanmean(np.where(u > 0, i / u, np.nan), axis=1)
+    conf = pd.to_numeric(df.get("pixel_acc", pd.Series(np.nan, index=df.index)), errors="coerce").to_numpy()
+    return np.nan_to_num(miou, nan=0.0) >= 0.5, conf, np.zeros(len(df), dtype=int)
+
+
+def _vectors(run, cfg: SliceConfig, preds: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, str]:
+    """Predictions joined with their embedding row (``_row``); the vectors; where they came from."""
+    from audit.slices.embed import load_run_embeddings, load_user_embeddings
+
+    if cfg.embeddings:
+        index, vec = load_user_embeddings(cfg.embeddings)
+        j = preds.merge(index.rename(columns={"row": "_row"}), on="sample_id", how="left")
+        return j, vec, f"file {cfg.embeddings}"
+    got = load_run_embeddings(run.path)
+    if got is None:
+        raise InputError("no embeddings: this run's predictions were made before embeddings were stored, or by an "
+                         "engine that does not store them; retrain, or pass --embeddings FILE")
+    index, vec = got
+    index = index.rename(columns={"row": "_row"})
+    index["sample_id"] = index["sample_id"].astype(str)
+    keys = ["sample_id", *KEY, "role"]
+    for c in KEY + ["role"]:
+        index[c] = index[c].astype(str)
+    left = preds.assign(**{c: preds[c].astype(str) for c in KEY + ["role"]})
+    j = left.merge(index[keys + ["_row"]].drop_duplicates(keys), on=keys, how="left")
+    return j, vec, "stored (penultimate layer)"
+
+
+def fold_inputs(run, cfg: SliceConfig) -> tuple[pd.DataFrame, np.ndarray, dict]:
+    """Held-out predictions with correctness, vectors, manifest columns and image statistics joined on."""
+    preds = run.read_table("predictions.parquet", required=False)
+    if preds is None or not len(preds):
+        raise InputError(f"{run.path} has no predictions.parquet; run `audit train` first")
+    preds = preds[preds["role"].astype(str).isin(cfg.roles)].reset_index(drop=True)
+    if not len(preds):
+        raise InputError(f"the predictions have no rows with role in {list(cfg.roles)}")
+    preds["sample_id"] = preds["sample_id"].astype(str)
+    preds["_correct"], preds["_conf"], preds["_label"] = _correctness(preds)
+    frame, vec, source = _vectors(run, cfg, preds)
+    man = run.manifest()
+    man = man.assign(sample_id=man["sample_id"].astype(str))
+    extra = [c for c in man.columns if c in _KNOWN or str(c).startswith("attr.") or c in ("filepath", "group")]
+    extra += [c for c in ([cfg.group] if cfg.group else []) if c in man.columns and c not in extra]
+    if cfg.group and cfg.group not in man.columns:
+        raise InputError(f"group column {cfg.group!r} is not in the manifest")
+    frame = frame.merge(man[["sample_id", *extra]].drop_duplicates("sample_id"), on="sample_id", how="left",
+                        suffixes=("", "_manifest"))
+    images = run.read_table("profile/images.parquet", required=False)
+    if images is not None:
+        from audit.slices.describe import IMAGE_STATS
+
+        cols = [c for c in IMAGE_STATS if c in images.columns]
+        images = images.assign(sample_id=images["sample_id"].astype(str))[["sample_id", *cols]]
+        frame = frame.merge(images.drop_duplicates("sample_id"), on="sample_id", how="left")
+    info = {"embeddings": source, "rows": int(len(frame)), "without_vectors": int(frame["_row"].isna().sum())}
+    return frame, vec, info
+
+
+def _group_col(frame: pd.DataFrame, cfg: SliceConfig) -> str | None:
+    col = cfg.group or ("group" if "group" in frame.columns else None)
+    return col if col and frame[col].notna().any() else None
+
+
+def _run_folds(frame: pd.DataFrame, vec: np.ndarray, cfg: SliceConfig):
+    """Every fold's candidates, with the fold rows and discovery mask they refer to."""
+    have = frame[frame["_row"].notna()]
+    gcol = _group_col(frame, cfg)
+    out = []
+    for key, rows in have.groupby(KEY, sort=True, dropna=False):
+        rows = rows.reset_index(drop=True)
+        x = np.asarray(vec[rows["_row"].astype(np.int64).to_numpy()], dtype=np.float32)
+        groups = rows[gcol].astype(str).fillna("").to_numpy() if gcol else None
+        disc, cands = slice_fold(x, rows["_correct"].to_numpy(), rows["_conf"].to_numpy(),
+                                 rows["_label"].to_numpy(), cfg, key=tuple(map(str, key)), groups=groups)
+        out.append((dict(zip(KEY, key)), rows, disc, cands))
+    return out, gcol
+
+
+def _slice_id(meta: dict, j: int) -> str:
+    return f"{meta['model']}/{meta['protocol']}/{meta['fold']}/s{meta['seed']}#{j}"
+
+
+def _tables(folds) -> dict[str, pd.DataFrame]:
+    """slices, members, examples and features tables from the finished candidates."""
+    rows, members, examples, feats = [], [], [], []
+    for meta, fr, disc, cands in folds:
+        for j, c in enumerate(cands):
+            sid = _slice_id(meta, j)
+            text, fl = describe_slice(fr, c.inside)
+            r = c.confirmation
+            rows.append({"slice_id": sid, **{k: str(meta[k]) for k in ("model", "protocol", "fold")},
+                         "seed": int(meta["seed"]), "method": "error-aware kmeans (PCA, balls)",
+                         "n_discover": int(c.discovery["n"]), "n_confirm": int(r["n"]),
+                         "accuracy": r["accuracy"], "rest_accuracy": r["rest_accuracy"], "gap": r["gap"],
+                         "ci_low": r["ci_low"], "ci_high": r["ci_high"], "p": r["p"], "q": c.q,
+                         "confirmed": c.confirmed, "description": text, "bootstrap": r["bootstrap"],
+                         "discover_accuracy": 1 - c.discovery["error_rate"], "balls": int(len(c.rule.radii))})
+            idx = np.flatnonzero(c.inside)
+            members.append(pd.DataFrame({"slice_id": sid, "sample_id": fr["sample_id"].to_numpy()[idx],
+                                         "fold": str(meta["fold"]), "seed": int(meta["seed"]),
+                                         "half": np.where(disc[idx], "discover", "confirm")}))
+            ex = pick_examples(fr["sample_id"].to_numpy()[idx], fr["_correct"].to_numpy()[idx], c.distance[idx])
+            ex["filepath"] = ex["sample_id"].map(dict(zip(fr["sample_id"], fr.get("filepath", fr["sample_id"]))))
+            examples.append(ex.assign(slice_id=sid))
+            feats.extend({"slice_id": sid, **f} for f in fl)
+    cols = ["slice_id", "sample_id", "fold", "seed", "half"]
+    return {"slices": pd.DataFrame(rows), "members": pd.concat(members) if members else pd.DataFrame(columns=cols),
+            "examples": pd.concat(examples) if examples else pd.DataFrame(columns=["slice_id", "sample_id"]),
+            "features": pd.DataFrame(feats)}
+
+
+def _findings(slices: pd.DataFrame) -> list[Finding]:
+    out = []
+    for r in slices[slices["confirmed"]].itertuples() if len(slices) else []:
+        detail = (f"On the confirmation half (rows never used to find it), {r.n_confirm} images of this slice are "
+                  f"{r.accuracy:.1%} accurate vs {r.rest_accuracy:.1%} for the rest: gap {r.gap:+.1%} "
+                  f"[{r.ci_low:+.1%}, {r.ci_high:+.1%}], q={r.q:.2g}. What separates it: {r.description}. "
+                  "Members in slices/members.parquet; examples on the dashboard's Slices page.")
+        sev = "critical" if r.ci_low >= 0.2 else "warning"
+        out.append(Finding(kind="hidden_slice", severity=sev, title=f"{r.model} errs on a hidden slice ({r.fold})",
+                           detail=detail, columns=["embedding"], groups=[r.slice_id], value=float(r.gap),
+                           ci=[float(r.ci_low), float(r.ci_high)], n=int(r.n_confirm), score=float(r.gap),
+                           evidence={"slice_id": r.slice_id, "model": r.model, "protocol": r.protocol,
+                                     "fold": r.fold, "q": float(r.q), "accuracy": float(r.accuracy),
+                                     "rest_accuracy": float(r.rest_accuracy), "description": r.description}))
+    return out
+
+
+def run_slices(run, config: SliceConfig | None = None) -> list[Finding]:
+    """Discover and confirm slices of every fold; write ``RUN/slices/``; return the findings."""
+    from audit.slices.rules import write_rules
+
+    cfg = config or SliceConfig()
+    frame, vec, info = fold_inputs(run, cfg)
+    folds, gcol = _run_folds(frame, vec, cfg)
+    cands: list[Candidate] = [c for _, _, _, cs in folds for c in cs]
+    finalize(cands, cfg)
+    tables = _tables(folds)
+    for name, df in tables.items():
+        run.write_table(f"slices/{name}.parquet", df.reset_index(drop=True))
+    write_rules(run, folds, info)
+    slices = tables["slices"]
+    n_conf = int(slices["confirmed"].sum()) if len(slices) else 0
+    run.write_json("slices/summary.json", {**info, "group_column": gcol, "folds": len(folds),
+                                           "candidates": int(len(slices)), "confirmed": n_conf,
+                                           "config": {k: v for k, v in cfg.__dict__.items()}})
+    return _findings(slices)
