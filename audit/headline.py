@@ -239,13 +239,8 @@ IMBALANCE_RATIO = 1.5
 
 def _balanced_overall(groups: pd.DataFrame | None, overall: dict | None, manifest: pd.DataFrame | None) -> dict | None:
     """Balanced accuracy for the row of the overall accuracy, when the classes are imbalanced (else None)."""
-    if (
-        groups is None
-        or not overall
-        or overall.get("metric") != "accuracy"
-        or manifest is None
-        or "label" not in manifest.columns
-    ):
+    if groups is None or not overall or overall.get("metric") != "accuracy" or manifest is None \
+            or "label" not in manifest.columns:
         return None
     counts = manifest["label"].dropna().astype(str).value_counts()
     if len(counts) < 2 or counts.iloc[0] < IMBALANCE_RATIO * counts.iloc[-1]:
@@ -258,14 +253,9 @@ def _balanced_overall(groups: pd.DataFrame | None, overall: dict | None, manifes
     if g.empty:
         return None
     r = g.iloc[0]
-    return {
-        "metric": "balanced_accuracy",
-        "value": _num(r.get("value")),
-        "ci_low": _num(r.get("ci_low")),
-        "ci_high": _num(r.get("ci_high")),
-        "n": _int(r.get("n")),
-        "class_ratio": float(counts.iloc[0] / counts.iloc[-1]),
-    }
+    return {"metric": "balanced_accuracy", "value": _num(r.get("value")), "ci_low": _num(r.get("ci_low")),
+            "ci_high": _num(r.get("ci_high")), "n": _int(r.get("n")),
+            "class_ratio": float(counts.iloc[0] / counts.iloc[-1])}
 
 
 def _degenerate(run: RunDir, problems: list[str]) -> list[dict]:
@@ -274,14 +264,9 @@ def _degenerate(run: RunDir, problems: list[str]) -> list[dict]:
     if s is None or s.empty or "status" not in s.columns:
         return []
     bad = s[s["status"].astype(str) == "degenerate"]
-    return [
-        {
-            "model": str(m),
-            "reason": _str(g["reason"].iloc[0]) if "reason" in g.columns else None,
-            "folds": sorted(g["fold"].astype(str).unique().tolist()) if "fold" in g.columns else [],
-        }
-        for m, g in bad.groupby(bad["model"].astype(str), sort=True)
-    ]
+    return [{"model": str(m), "reason": _str(g["reason"].iloc[0]) if "reason" in g.columns else None,
+             "folds": sorted(g["fold"].astype(str).unique().tolist()) if "fold" in g.columns else []}
+            for m, g in bad.groupby(bad["model"].astype(str), sort=True)]
 
 
 def _finding_counts(run: RunDir, problems: list[str]) -> dict:

@@ -147,24 +147,12 @@ def make_fake_run(
     run.update_info(
         seed=seed,
         dataset={
-            "source": str(root),
-            "root": str(root.resolve()),
-            "format": "table",
-            "roles": {
-                "filepath": "path",
-                "label": "label" if task == "classify" else None,
-                "domain": "domain",
-                "split": "split",
-                "group": "writer",
-                "attrs": ["background", "ink"],
-            },
-            "n": n,
-            "columns": list(manifest.columns),
-            "task": task,
-            "classes": classes,
-            "fingerprint": f"{seed:016x}",
-            "allow_outside_root": False,
-            "notes": [],
+            "source": str(root), "root": str(root.resolve()), "format": "table",
+            "roles": {"filepath": "path", "label": "label" if task == "classify" else None,
+                      "domain": "domain", "split": "split", "group": "writer",
+                      "attrs": ["background", "ink"]},
+            "n": n, "columns": list(manifest.columns), "task": task, "classes": classes,
+            "fingerprint": f"{seed:016x}", "allow_outside_root": False, "notes": [],
         },
     )
     run.mark_stage("manifest", "ok", n=n, seconds=0.01)
@@ -212,11 +200,7 @@ def _fake_manifest(root: Path, rng, *, task: str, biased: bool, hostile: bool, n
         if hostile and i == 1:
             name = "<img src=x onerror=alert(1)>.png"
         rel = f"{dom[i].replace('/', '_')}/{name}"
-        base = (
-            np.array([230, 190, 150])
-            if str(bg[i]).endswith("warm</b>") or bg[i] == "warm"
-            else np.array([150, 190, 230])
-        )
+        base = np.array([230, 190, 150]) if str(bg[i]).endswith("warm</b>") or bg[i] == "warm" else np.array([150, 190, 230])
         img = np.clip(base + rng.normal(0, 12, (12, 12, 3)), 0, 255)
         img[3:9, 3 + lab_idx[i] : 6 + lab_idx[i]] = 20
         _png(root / rel, img)
@@ -256,29 +240,12 @@ def _fake_profile(run: RunDir, m: pd.DataFrame, rng, *, biased: bool, task: str,
     brightness = rng.normal(0.6, 0.05, n) - np.where(m["domain"].to_numpy() == m["domain"].iloc[2], 0.2, 0)
     images = pd.DataFrame(
         {
-            "sample_id": m["sample_id"],
-            "filepath": m["filepath"],
-            "readable": readable,
-            "error": error,
-            "format": "PNG",
-            "ext": ".png",
-            "ext_mismatch": False,
-            "width": 12,
-            "height": 12,
-            "aspect": 1.0,
-            "mode": "RGB",
-            "channels": 3,
-            "bit_depth": 8,
-            "bytes": rng.integers(300, 600, n),
-            "exif_orientation": None,
-            "brightness": brightness,
-            "contrast": rng.normal(0.2, 0.03, n),
-            "saturation": rng.normal(0.3, 0.05, n),
-            "colorfulness": rng.normal(0.3, 0.05, n),
-            "sharpness": rng.normal(50, 5, n),
-            "entropy": rng.normal(6, 0.3, n),
-            "md5": [f"{i:032x}" for i in range(n)],
-            "pixel_md5": [f"{i:032x}" for i in range(n)],
+            "sample_id": m["sample_id"], "filepath": m["filepath"], "readable": readable, "error": error,
+            "format": "PNG", "ext": ".png", "ext_mismatch": False, "width": 12, "height": 12, "aspect": 1.0,
+            "mode": "RGB", "channels": 3, "bit_depth": 8, "bytes": rng.integers(300, 600, n), "exif_orientation": None,
+            "brightness": brightness, "contrast": rng.normal(0.2, 0.03, n), "saturation": rng.normal(0.3, 0.05, n),
+            "colorfulness": rng.normal(0.3, 0.05, n), "sharpness": rng.normal(50, 5, n), "entropy": rng.normal(6, 0.3, n),
+            "md5": [f"{i:032x}" for i in range(n)], "pixel_md5": [f"{i:032x}" for i in range(n)],
             "phash": rng.integers(0, 2**62, n),
         }
     )
@@ -303,9 +270,7 @@ def _fake_tables(run: RunDir, m: pd.DataFrame) -> str:
             keys = m[c].astype(str)
         vc = keys.value_counts()
         for g, k in vc.items():
-            dist.append(
-                {"column": c, "group": g, "n": int(k), "share": k / n, "status": "ok" if k >= 30 else "under_min_n"}
-            )
+            dist.append({"column": c, "group": g, "n": int(k), "share": k / n, "status": "ok" if k >= 30 else "under_min_n"})
     dist_df = pd.DataFrame(dist)
     run.write_table("profile/distribution.parquet", dist_df)
     imb = []
@@ -313,17 +278,9 @@ def _fake_tables(run: RunDir, m: pd.DataFrame) -> str:
         vc = m[c].value_counts()
         p = vc / vc.sum()
         ent = float(-(p * np.log(p)).sum() / np.log(len(p))) if len(p) > 1 else 1.0
-        imb.append(
-            {
-                "column": c,
-                "n_groups": len(vc),
-                "imbalance_ratio": float(vc.max() / vc.min()),
-                "normalized_entropy": ent,
-                "effective_n": float(1 / (p**2).sum()),
-                "min_group": str(vc.idxmin()),
-                "max_group": str(vc.idxmax()),
-            }
-        )
+        imb.append({"column": c, "n_groups": len(vc), "imbalance_ratio": float(vc.max() / vc.min()),
+                    "normalized_entropy": ent, "effective_n": float(1 / (p**2).sum()),
+                    "min_group": str(vc.idxmin()), "max_group": str(vc.idxmax())})
     run.write_table("profile/imbalance.parquet", pd.DataFrame(imb))
     return "label" if "label" in m.columns else "domain"
 
@@ -343,61 +300,25 @@ def _fake_associations(run: RunDir, m: pd.DataFrame, target: str, findings: list
         chi2, p, dof, exp = chi2_contingency(ct, correction=False)
         v = math.sqrt(chi2 / (n * (min(ct.shape) - 1)))
         half = 1.96 / math.sqrt(n)
-        assoc.append(
-            {
-                "a": a,
-                "b": b,
-                "within": None,
-                "stat": "cramers_v",
-                "value": v,
-                "ci_low": max(0, v - half),
-                "ci_high": min(1, v + half),
-                "chi2": chi2,
-                "dof": dof,
-                "p": p,
-                "q": min(1.0, p * len(pairs)),
-                "nmi": v * v,
-                "n": n,
-            }
-        )
+        assoc.append({"a": a, "b": b, "within": None, "stat": "cramers_v", "value": v, "ci_low": max(0, v - half),
+                      "ci_high": min(1, v + half), "chi2": chi2, "dof": dof, "p": p, "q": min(1.0, p * len(pairs)),
+                      "nmi": v * v, "n": n})
         for i, av in enumerate(ct.index):
             for j, bv in enumerate(ct.columns):
                 o, e = ct.iloc[i, j], exp[i, j]
-                resid.append(
-                    {
-                        "a": a,
-                        "b": b,
-                        "within": None,
-                        "a_value": str(av),
-                        "b_value": str(bv),
-                        "observed": int(o),
-                        "expected": float(e),
-                        "std_residual": float((o - e) / math.sqrt(e)),
-                        "lift": float(o / e),
-                    }
-                )
+                resid.append({"a": a, "b": b, "within": None, "a_value": str(av), "b_value": str(bv), "observed": int(o),
+                              "expected": float(e), "std_residual": float((o - e) / math.sqrt(e)), "lift": float(o / e)})
         if v > 0.3 and p < 0.05:
-            findings.append(
-                Finding(
-                    "label_attribute_association",
-                    "critical" if v > 0.5 else "warning",
-                    f"{a} is associated with {b} (Cramer's V {v:.2f})",
-                    detail="spurious correlation",
-                    columns=[a, b],
-                    value=v,
-                    ci=[max(0, v - half), min(1, v + half)],
-                    n=n,
-                    score=v,
-                    evidence={"p": p},
-                )
-            )
+            findings.append(Finding("label_attribute_association", "critical" if v > 0.5 else "warning",
+                                    f"{a} is associated with {b} (Cramer's V {v:.2f})", detail="spurious correlation",
+                                    columns=[a, b], value=v, ci=[max(0, v - half), min(1, v + half)], n=n, score=v,
+                                    evidence={"p": p}))
     run.write_table("profile/associations.parquet", pd.DataFrame(assoc))
     run.write_table("profile/residuals.parquet", pd.DataFrame(resid))
 
 
-def _fake_shift_and_duplicates(
-    run: RunDir, m: pd.DataFrame, images: pd.DataFrame, rng, *, biased: bool, task: str, findings: list
-) -> None:
+def _fake_shift_and_duplicates(run: RunDir, m: pd.DataFrame, images: pd.DataFrame, rng, *, biased: bool, task: str,
+                               findings: list) -> None:
     from audit.findings import Finding
 
     n = len(m)
@@ -408,113 +329,37 @@ def _fake_shift_and_duplicates(
         for stat in ("brightness", "contrast"):
             x = images[stat].to_numpy(dtype=float)
             eff = (np.nanmean(x[sel]) - np.nanmean(x[~sel])) / (np.nanstd(x) or 1)
-            shift.append(
-                {
-                    "by": "domain",
-                    "group": str(d),
-                    "statistic": stat,
-                    "effect": eff,
-                    "ks": abs(eff) / 3,
-                    "p": 0.001 if abs(eff) > 0.5 else 0.5,
-                    "q": 0.003 if abs(eff) > 0.5 else 0.6,
-                    "n": int(sel.sum()),
-                }
-            )
+            shift.append({"by": "domain", "group": str(d), "statistic": stat, "effect": eff, "ks": abs(eff) / 3,
+                          "p": 0.001 if abs(eff) > 0.5 else 0.5, "q": 0.003 if abs(eff) > 0.5 else 0.6, "n": int(sel.sum())})
     run.write_table("profile/image_stats_shift.parquet", pd.DataFrame(shift))
     dups = []
     if biased:
         ids = m["sample_id"].tolist()
         sp = m["split"].tolist()
         for a, b, kind in ((0, 3, "exact"), (1, 4, "exact"), (6, 9, "near")):
-            dups.append(
-                {
-                    "a": ids[a],
-                    "b": ids[b],
-                    "kind": kind,
-                    "distance": 0 if kind == "exact" else 4,
-                    "cross_split": sp[a] != sp[b] or kind == "exact",
-                    "label_conflict": a == 1,
-                }
-            )
-        findings.append(
-            Finding(
-                "split_leakage",
-                "critical",
-                "2 duplicate pairs across splits",
-                columns=["split"],
-                n=2,
-                value=2,
-                score=2,
-                evidence={"pairs": [[ids[0], ids[3]], [ids[1], ids[4]]]},
-            )
-        )
-        findings.append(
-            Finding(
-                "label_conflict",
-                "critical",
-                "1 duplicate pair with different labels",
-                n=1,
-                value=1,
-                evidence={"pairs": [[ids[1], ids[4]]]},
-            )
-        )
-        findings.append(
-            Finding(
-                "unreadable_file",
-                "warning",
-                "2 files cannot be read",
-                n=2,
-                value=2,
-                evidence={"sample_ids": [ids[5], ids[17]]},
-            )
-        )
-    run.write_table(
-        "profile/duplicates.parquet",
-        pd.DataFrame(dups, columns=["a", "b", "kind", "distance", "cross_split", "label_conflict"]).astype(
-            {"cross_split": bool, "label_conflict": bool}
-        ),
-    )
-    run.write_table(
-        "profile/shortcuts.parquet",
-        pd.DataFrame(
-            [
-                {
-                    "target": "domain",
-                    "features": "image_stats",
-                    "balanced_accuracy": 0.8 if biased else 0.4,
-                    "ci_low": 0.74,
-                    "ci_high": 0.85,
-                    "chance": 1 / 3,
-                    "n": n,
-                    "folds": 5,
-                },
-                {
-                    "target": target,
-                    "features": "file_properties",
-                    "balanced_accuracy": 0.35,
-                    "ci_low": 0.3,
-                    "ci_high": 0.4,
-                    "chance": 1 / 3,
-                    "n": n,
-                    "folds": 5,
-                },
-            ]
-        ),
-    )
+            dups.append({"a": ids[a], "b": ids[b], "kind": kind, "distance": 0 if kind == "exact" else 4,
+                         "cross_split": sp[a] != sp[b] or kind == "exact", "label_conflict": a == 1})
+        findings.append(Finding("split_leakage", "critical", "2 duplicate pairs across splits", columns=["split"],
+                                n=2, value=2, score=2, evidence={"pairs": [[ids[0], ids[3]], [ids[1], ids[4]]]}))
+        findings.append(Finding("label_conflict", "critical", "1 duplicate pair with different labels", n=1, value=1,
+                                evidence={"pairs": [[ids[1], ids[4]]]}))
+        findings.append(Finding("unreadable_file", "warning", "2 files cannot be read", n=2, value=2,
+                                evidence={"sample_ids": [ids[5], ids[17]]}))
+    run.write_table("profile/duplicates.parquet", pd.DataFrame(
+        dups, columns=["a", "b", "kind", "distance", "cross_split", "label_conflict"]).astype(
+        {"cross_split": bool, "label_conflict": bool}))
+    run.write_table("profile/shortcuts.parquet", pd.DataFrame([
+        {"target": "domain", "features": "image_stats", "balanced_accuracy": 0.8 if biased else 0.4, "ci_low": 0.74,
+         "ci_high": 0.85, "chance": 1 / 3, "n": n, "folds": 5},
+        {"target": target, "features": "file_properties", "balanced_accuracy": 0.35, "ci_low": 0.3, "ci_high": 0.4,
+         "chance": 1 / 3, "n": n, "folds": 5},
+    ]))
     if task == "segment":
         mk = []
         for d in m["domain"].unique():
             for ci, c in enumerate(run.classes()):
-                mk.append(
-                    {
-                        "by": "domain",
-                        "group": str(d),
-                        "class": c,
-                        "pixel_share": [0.7, 0.15, 0.15][ci],
-                        "mean_object_size": 18.0,
-                        "n_images": int((m["domain"] == d).sum()),
-                    }
-                )
+                mk.append({"by": "domain", "group": str(d), "class": c, "pixel_share": [0.7, 0.15, 0.15][ci],
+                           "mean_object_size": 18.0, "n_images": int((m["domain"] == d).sum())})
         run.write_table("profile/masks.parquet", pd.DataFrame(mk))
 
 
@@ -535,19 +380,11 @@ def _fake_predictions(m, lab_idx, classes, domains, rng, *, biased: bool, task: 
             p_ok = np.where(is_held & (held == domains[2]), p_ok - 0.2, p_ok)
         ok = rng.random(n) < p_ok
         idx = np.flatnonzero(test)
-        base = pd.DataFrame(
-            {
-                "sample_id": m["sample_id"].to_numpy()[idx],
-                "model": "small_cnn",
-                "protocol": "lodo",
-                "fold": f"holdout={held}",
-                "seed": 0,
-                "role": "test",
-                "held_out": is_held[idx],
-                "train_domains": "|".join(d for d in domains if d != held),
-                "test_domain": dom[idx],
-            }
-        )
+        base = pd.DataFrame({
+            "sample_id": m["sample_id"].to_numpy()[idx], "model": "small_cnn", "protocol": "lodo",
+            "fold": f"holdout={held}", "seed": 0, "role": "test", "held_out": is_held[idx],
+            "train_domains": "|".join(d for d in domains if d != held), "test_domain": dom[idx],
+        })
         if task == "classify":
             k = len(classes)
             y_true = lab_idx[idx]
@@ -578,9 +415,8 @@ def _fake_metrics(run: RunDir, preds: pd.DataFrame, classes: list[str], *, task:
     from audit.findings import Finding
 
     m = run.manifest().set_index("sample_id")
-    p = preds.join(
-        m[["domain", "attr.background", "attr.ink"] + (["label"] if "label" in m.columns else [])], on="sample_id"
-    )
+    p = preds.join(m[["domain", "attr.background", "attr.ink"] + (["label"] if "label" in m.columns else [])],
+                   on="sample_id")
     if task == "classify":
         p["_score"] = (p["y_true"] == p["y_pred"]).astype(float)
         metric = "accuracy"
@@ -589,9 +425,7 @@ def _fake_metrics(run: RunDir, preds: pd.DataFrame, classes: list[str], *, task:
         p["_score"] = pd.concat(ious, axis=1).mean(axis=1)
         metric = "miou"
     p["domain x attr.background"] = p["domain"].astype(str) + " | " + p["attr.background"].astype(str)
-    bys = ["domain", "attr.background", "attr.ink", "domain x attr.background"] + (
-        ["label"] if task == "classify" else []
-    )
+    bys = ["domain", "attr.background", "attr.ink", "domain x attr.background"] + (["label"] if task == "classify" else [])
     rows = []
 
     def add(scope, by, group, s):
@@ -603,22 +437,9 @@ def _fake_metrics(run: RunDir, preds: pd.DataFrame, classes: list[str], *, task:
             se = float(s.std(ddof=1) / math.sqrt(nn)) if nn > 1 else math.nan
             lo, hi = v - 1.96 * se, v + 1.96 * se
         status = "empty" if nn == 0 else ("ok" if nn >= 30 else "insufficient_evidence")
-        rows.append(
-            {
-                "model": "small_cnn",
-                "protocol": "lodo",
-                "fold": "all",
-                "scope": scope,
-                "by": by,
-                "group": group,
-                "metric": metric,
-                "value": v,
-                "ci_low": lo,
-                "ci_high": hi,
-                "n": nn,
-                "status": status,
-            }
-        )
+        rows.append({"model": "small_cnn", "protocol": "lodo", "fold": "all", "scope": scope, "by": by,
+                     "group": group, "metric": metric, "value": v, "ci_low": lo, "ci_high": hi, "n": nn,
+                     "status": status})
 
     for scope, sel in (("ood", p["held_out"]), ("id", ~p["held_out"]), ("all", p["held_out"] | True)):
         q = p[sel]
@@ -628,39 +449,17 @@ def _fake_metrics(run: RunDir, preds: pd.DataFrame, classes: list[str], *, task:
                 add(scope, by, g, s)
     if task == "classify":
         ece = float(np.abs(p["confidence"] - p["_score"]).mean() * 0.5)
-        rows.append(
-            {
-                "model": "small_cnn",
-                "protocol": "lodo",
-                "fold": "all",
-                "scope": "all",
-                "by": "overall",
-                "group": "all",
-                "metric": "ece",
-                "value": ece,
-                "ci_low": ece - 0.02,
-                "ci_high": ece + 0.02,
-                "n": len(p),
-                "status": "ok",
-            }
-        )
+        rows.append({"model": "small_cnn", "protocol": "lodo", "fold": "all", "scope": "all", "by": "overall",
+                     "group": "all", "metric": "ece", "value": ece, "ci_low": ece - 0.02, "ci_high": ece + 0.02,
+                     "n": len(p), "status": "ok"})
     groups = pd.DataFrame(rows)
     run.write_table("metrics/groups.parquet", groups)
     ok = groups[(groups["status"] == "ok") & (groups["by"] != "overall") & (groups["metric"] == metric)]
     worst = ok.sort_values("value").iloc[0]
-    findings.append(
-        Finding(
-            "worst_group",
-            "warning" if worst["value"] < 0.8 else "info",
-            f"worst group {worst['by']}={worst['group']}: {metric} {worst['value']:.2f}",
-            columns=[worst["by"]],
-            groups=[worst["group"]],
-            value=worst["value"],
-            ci=[worst["ci_low"], worst["ci_high"]],
-            n=int(worst["n"]),
-            score=1 - worst["value"],
-        )
-    )
+    findings.append(Finding("worst_group", "warning" if worst["value"] < 0.8 else "info",
+                            f"worst group {worst['by']}={worst['group']}: {metric} {worst['value']:.2f}",
+                            columns=[worst["by"]], groups=[worst["group"]], value=worst["value"],
+                            ci=[worst["ci_low"], worst["ci_high"]], n=int(worst["n"]), score=1 - worst["value"]))
 
     gen = []
     for fold, q in p.groupby("fold"):
@@ -669,98 +468,35 @@ def _fake_metrics(run: RunDir, preds: pd.DataFrame, classes: list[str], *, task:
         vo, lo, ho = _wilson(o.sum(), len(o)) if task == "classify" else (o.mean(), o.mean() - 0.03, o.mean() + 0.03)
         gap = vi - vo
         half = math.sqrt(((hi_ - li) / 2) ** 2 + ((ho - lo) / 2) ** 2)
-        gen.append(
-            {
-                "model": "small_cnn",
-                "protocol": "lodo",
-                "fold": fold,
-                "train_domains": q["train_domains"].iloc[0],
-                "test_domain": fold.split("=", 1)[1],
-                "metric": metric,
-                "in_domain": vi,
-                "in_ci_low": li,
-                "in_ci_high": hi_,
-                "n_in": len(i),
-                "out_domain": vo,
-                "out_ci_low": lo,
-                "out_ci_high": ho,
-                "n_out": len(o),
-                "gap": gap,
-                "gap_ci_low": gap - half,
-                "gap_ci_high": gap + half,
-                "seeds": 1,
-            }
-        )
+        gen.append({"model": "small_cnn", "protocol": "lodo", "fold": fold, "train_domains": q["train_domains"].iloc[0],
+                    "test_domain": fold.split("=", 1)[1], "metric": metric, "in_domain": vi, "in_ci_low": li,
+                    "in_ci_high": hi_, "n_in": len(i), "out_domain": vo, "out_ci_low": lo, "out_ci_high": ho,
+                    "n_out": len(o), "gap": gap, "gap_ci_low": gap - half, "gap_ci_high": gap + half, "seeds": 1})
         if gap - half > 0.05:
-            findings.append(
-                Finding(
-                    "generalization_gap",
-                    "critical" if gap > 0.15 else "warning",
-                    f"{metric} drops by {gap:.2f} on held-out {fold.split('=', 1)[1]}",
-                    columns=["domain"],
-                    groups=[fold.split("=", 1)[1]],
-                    value=gap,
-                    ci=[gap - half, gap + half],
-                    n=len(o),
-                    score=gap,
-                )
-            )
+            findings.append(Finding("generalization_gap", "critical" if gap > 0.15 else "warning",
+                                    f"{metric} drops by {gap:.2f} on held-out {fold.split('=', 1)[1]}",
+                                    columns=["domain"], groups=[fold.split("=", 1)[1]], value=gap,
+                                    ci=[gap - half, gap + half], n=len(o), score=gap))
     run.write_table("metrics/generalization.parquet", pd.DataFrame(gen))
     if task != "classify":
         return
     fair = []
     for attr in ("attr.background", "attr.ink"):
         # the package's own definitions (fairlearn's), with bootstrap intervals
-        rep = fairness_report(
-            y_true=p["y_true"].to_numpy(),
-            y_pred=p["y_pred"].to_numpy(),
-            classes=classes,
-            sensitive=pd.Series(p[attr].astype(str).to_numpy(), name=attr),
-            n_boot=100,
-            min_n=1,
-        )
+        rep = fairness_report(y_true=p["y_true"].to_numpy(), y_pred=p["y_pred"].to_numpy(), classes=classes,
+                              sensitive=pd.Series(p[attr].astype(str).to_numpy(), name=attr), n_boot=100, min_n=1)
         for r in rep[(rep["class"] == "worst") & rep["metric"].isin(["dp_diff", "eo_diff"])].itertuples():
-            fair.append(
-                {
-                    "model": "small_cnn",
-                    "protocol": "lodo",
-                    "fold": "all",
-                    "attribute": attr,
-                    "metric": r.metric,
-                    "class": "worst",
-                    "value": r.value,
-                    "ci_low": r.ci_low,
-                    "ci_high": r.ci_high,
-                    "n": len(p),
-                }
-            )
+            fair.append({"model": "small_cnn", "protocol": "lodo", "fold": "all", "attribute": attr, "metric": r.metric,
+                         "class": "worst", "value": r.value, "ci_low": r.ci_low, "ci_high": r.ci_high, "n": len(p)})
             if r.value > 0.1:
-                findings.append(
-                    Finding(
-                        "fairness_violation",
-                        "warning",
-                        f"{r.metric} {r.value:.2f} across {attr}",
-                        columns=[attr],
-                        value=r.value,
-                        n=len(p),
-                        score=r.value,
-                    )
-                )
+                findings.append(Finding("fairness_violation", "warning", f"{r.metric} {r.value:.2f} across {attr}",
+                                        columns=[attr], value=r.value, n=len(p), score=r.value))
     run.write_table("metrics/fairness.parquet", pd.DataFrame(fair))
     cal = []
     bins = np.minimum((p["confidence"].to_numpy() * 10).astype(int), 9)
     for b in range(10):
         s = bins == b
-        cal.append(
-            {
-                "model": "small_cnn",
-                "protocol": "lodo",
-                "by": "overall",
-                "group": "all",
-                "bin": b,
-                "confidence": float(p["confidence"][s].mean()) if s.any() else math.nan,
-                "accuracy": float(p["_score"][s].mean()) if s.any() else math.nan,
-                "count": int(s.sum()),
-            }
-        )
+        cal.append({"model": "small_cnn", "protocol": "lodo", "by": "overall", "group": "all", "bin": b,
+                    "confidence": float(p["confidence"][s].mean()) if s.any() else math.nan,
+                    "accuracy": float(p["_score"][s].mean()) if s.any() else math.nan, "count": int(s.sum())})
     run.write_table("metrics/calibration.parquet", pd.DataFrame(cal))

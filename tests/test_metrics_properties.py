@@ -30,18 +30,8 @@ def labelled(draw):
 
 
 def _report(yt, yp, groups, clusters, probs, **kw):
-    return M.group_report(
-        y_true=yt,
-        y_pred=yp,
-        y_prob=probs,
-        classes=[str(i) for i in range(probs.shape[1])],
-        sensitive=pd.Series(groups, name="g"),
-        clusters=clusters,
-        n_boot=80,
-        min_n=5,
-        seed=3,
-        **kw,
-    )
+    return M.group_report(y_true=yt, y_pred=yp, y_prob=probs, classes=[str(i) for i in range(probs.shape[1])],
+                          sensitive=pd.Series(groups, name="g"), clusters=clusters, n_boot=80, min_n=5, seed=3, **kw)
 
 
 @SETTINGS
@@ -66,9 +56,7 @@ def test_invariant_to_renaming_groups(case):
     fb = b.to_frame()
     key = ["by", "group", "metric"]
     fa, fb = fa.sort_values(key).reset_index(drop=True), fb.sort_values(key).reset_index(drop=True)
-    pd.testing.assert_frame_equal(
-        fa[key + ["value", "n", "status"]], fb[key + ["value", "n", "status"]], check_exact=False, rtol=1e-12
-    )
+    pd.testing.assert_frame_equal(fa[key + ["value", "n", "status"]], fb[key + ["value", "n", "status"]], check_exact=False, rtol=1e-12)
     # Wilson intervals do not depend on names; bootstrap intervals only through the resampling stream: close
     wil = fa["ci_method"] == "wilson"
     np.testing.assert_allclose(fa.loc[wil, "ci_low"], fb.loc[wil, "ci_low"], atol=1e-12)
@@ -98,9 +86,7 @@ def test_empty_groups_are_nan_not_zero(case):
     assert row.isna().all()
     f = rep.to_frame()
     e = f[f["group"] == "never"]
-    assert (
-        (e["status"] == "empty").all() and (e["n"] == 0).all() and e["value"].isna().all() and e["ci_low"].isna().all()
-    )
+    assert (e["status"] == "empty").all() and (e["n"] == 0).all() and e["value"].isna().all() and e["ci_low"].isna().all()
 
 
 def test_min_n_gives_insufficient_evidence_with_value():
@@ -227,14 +213,8 @@ def test_sample_ids_make_n_count_distinct_samples():
 
 
 # sample, class, group, folds of its rows (a sample predicted in several folds and by 2 seeds has several rows)
-_DUPLICATED = [
-    ("s1", "a", "g1", ["f1", "f1", "f2", "f2"]),
-    ("s2", "a", "g2", ["f1"]),
-    ("s3", "b", "g1", ["f1", "f2", "f2"]),
-    ("s4", "b", "g2", ["f2"]),
-    ("s5", "b", "g1", ["f1"]),
-    ("s6", "c", "g2", ["f1", "f2"]),
-]
+_DUPLICATED = [("s1", "a", "g1", ["f1", "f1", "f2", "f2"]), ("s2", "a", "g2", ["f1"]), ("s3", "b", "g1", ["f1", "f2", "f2"]),
+               ("s4", "b", "g2", ["f2"]), ("s5", "b", "g1", ["f1"]), ("s6", "c", "g2", ["f1", "f2"])]
 
 
 def _duplicated_table() -> pd.DataFrame:
@@ -245,18 +225,9 @@ def _duplicated_table() -> pd.DataFrame:
 
 
 def _n(df: pd.DataFrame, **kw) -> pd.Series:
-    rep = M.group_report(
-        y_true=df["y_true"],
-        y_pred=df["y_pred"],
-        sensitive=pd.Series(df["group"].to_numpy(), name="g"),
-        metrics=["accuracy", "recall"],
-        classes=["a", "b", "c"],
-        clusters=df["sample_id"],
-        sample_ids=df["sample_id"],
-        n_boot=20,
-        min_n=1,
-        **kw,
-    )
+    rep = M.group_report(y_true=df["y_true"], y_pred=df["y_pred"], sensitive=pd.Series(df["group"].to_numpy(), name="g"),
+                         metrics=["accuracy", "recall"], classes=["a", "b", "c"], clusters=df["sample_id"],
+                         sample_ids=df["sample_id"], n_boot=20, min_n=1, **kw)
     return rep, rep.to_frame().set_index(["group", "metric"])["n"]
 
 
@@ -266,20 +237,9 @@ def test_per_class_n_counts_distinct_samples_of_the_class_exactly():
     distinct/rows ratio (which gave recall.b n=2 overall)."""
     df = _duplicated_table()
     rep, n = _n(df)
-    expect = {
-        ("all", "accuracy"): 6,
-        ("all", "recall.a"): 2,
-        ("all", "recall.b"): 3,
-        ("all", "recall.c"): 1,
-        ("g1", "accuracy"): 3,
-        ("g1", "recall.a"): 1,
-        ("g1", "recall.b"): 2,
-        ("g1", "recall.c"): 0,
-        ("g2", "accuracy"): 3,
-        ("g2", "recall.a"): 1,
-        ("g2", "recall.b"): 1,
-        ("g2", "recall.c"): 1,
-    }
+    expect = {("all", "accuracy"): 6, ("all", "recall.a"): 2, ("all", "recall.b"): 3, ("all", "recall.c"): 1,
+              ("g1", "accuracy"): 3, ("g1", "recall.a"): 1, ("g1", "recall.b"): 2, ("g1", "recall.c"): 0,
+              ("g2", "accuracy"): 3, ("g2", "recall.a"): 1, ("g2", "recall.b"): 1, ("g2", "recall.c"): 1}
     assert {k: int(n[k]) for k in expect} == expect
     assert rep.status().loc["g1", "recall.c"] == "empty"
     # the complement of a group (paired comparisons with "rest") counts distinct samples too
@@ -301,9 +261,8 @@ def test_row_counts_agree_with_the_counts_of_every_metric():
     yt, yp = rng.integers(0, k, n), rng.integers(0, k, n)
     d = prepare_data(y_true=yt, y_pred=yp, y_prob=rng.dirichlet(np.ones(k), n))
     inter = rng.integers(0, 5, (n, 3)) * (rng.random((n, 3)) < 0.7)
-    seg = M.SegmentationCounts(
-        inter=inter, union=inter + rng.integers(0, 3, (n, 3)), pred=inter, true=inter + 1, classes=["x", "y", "z"]
-    )
+    seg = M.SegmentationCounts(inter=inter, union=inter + rng.integers(0, 3, (n, 3)), pred=inter, true=inter + 1,
+                               classes=["x", "y", "z"])
     seg.union[:3] = 0  # images without any pixel: no per-image score, not counted by dice
     ds = prepare_data(segmentation=seg)
     for data in (d, ds):
@@ -316,16 +275,8 @@ def test_row_counts_agree_with_the_counts_of_every_metric():
 
 def test_fairness_min_n_and_n_count_distinct_samples():
     df = _duplicated_table()
-    kw = dict(
-        y_true=df["y_true"],
-        y_pred=df["y_pred"],
-        sensitive=df["group"],
-        classes=["a", "b", "c"],
-        clusters=df["sample_id"],
-        n_boot=0,
-        min_n=3,
-        min_rate_n=1,
-    )
+    kw = dict(y_true=df["y_true"], y_pred=df["y_pred"], sensitive=df["group"], classes=["a", "b", "c"], clusters=df["sample_id"],
+              n_boot=0, min_n=3, min_rate_n=1)
     f = M.fairness_report(sample_ids=df["sample_id"], **kw)
     assert (f["n"] == 6).all()  # 3 distinct samples per group, not 8 and 4 rows
     assert (f.loc[f["metric"].isin(["dp_diff", "dp_ratio"]), "n_groups"] == 2).all()  # n_groups: groups compared
@@ -374,11 +325,7 @@ def test_missing_group_values_count_in_overall_only():
         ({"y_true": [0, 1], "y_pred": [0, 1], "metrics": ["ece"]}, UsageError, "needs class probabilities"),
         ({"y_true": [0, 1], "y_pred": [0, 1], "y_prob": [[0.5, 0.5]]}, UsageError, "y_prob must have shape"),
         ({"y_true": [0, 1], "y_pred": [0, 1], "y_prob": [[0.9, 0.9], [0.5, 0.5]]}, InputError, "sum to 1"),
-        (
-            {"y_true": [0, 1], "y_pred": [0, 2], "classes": ["0", "1"]},
-            InputError,
-            "y_pred holds 1 value(s) not in classes",
-        ),
+        ({"y_true": [0, 1], "y_pred": [0, 2], "classes": ["0", "1"]}, InputError, "y_pred holds 1 value(s) not in classes"),
         ({"y_true": [0, 1], "y_pred": [0, 1], "n_boot": -1}, UsageError, "n_boot must be an integer"),
         ({"y_true": [0, 1], "y_pred": [0, 1], "min_n": 2.5}, UsageError, "min_n must be an integer"),
         ({"y_true": [0, 1], "y_pred": [0, 1], "sensitive": ["a"]}, UsageError, "sensitive has 1 rows"),

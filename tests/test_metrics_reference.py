@@ -75,38 +75,19 @@ def test_group_report_matches_fairlearn_metricframe(seed):
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
     yt, yp, p, g = _clf(seed)
-    rep = M.group_report(
-        y_true=yt,
-        y_pred=yp,
-        sensitive=pd.Series(g, name="g"),
-        n_boot=50,
-        metrics=["accuracy", "balanced_accuracy", "macro_f1"],
-    )
-    mf = MetricFrame(
-        metrics={
-            "accuracy": accuracy_score,
-            "balanced_accuracy": balanced_accuracy_score,
-            "macro_f1": lambda a, b: f1_score(a, b, average="macro"),
-        },
-        y_true=yt,
-        y_pred=yp,
-        sensitive_features=pd.Series(g, name="g"),
-    )
+    rep = M.group_report(y_true=yt, y_pred=yp, sensitive=pd.Series(g, name="g"), n_boot=50,
+                         metrics=["accuracy", "balanced_accuracy", "macro_f1"])
+    mf = MetricFrame(metrics={"accuracy": accuracy_score, "balanced_accuracy": balanced_accuracy_score,
+                              "macro_f1": lambda a, b: f1_score(a, b, average="macro")},
+                     y_true=yt, y_pred=yp, sensitive_features=pd.Series(g, name="g"))
     ours = rep.by_group[["accuracy", "balanced_accuracy", "macro_f1"]]
     ref = mf.by_group.loc[ours.index, ["accuracy", "balanced_accuracy", "macro_f1"]]
     np.testing.assert_allclose(ours.to_numpy(), ref.to_numpy(dtype=float), atol=1e-12)
-    np.testing.assert_allclose(
-        rep.overall[["accuracy", "balanced_accuracy", "macro_f1"]].to_numpy(),
-        mf.overall.to_numpy(dtype=float),
-        atol=1e-12,
-    )
+    np.testing.assert_allclose(rep.overall[["accuracy", "balanced_accuracy", "macro_f1"]].to_numpy(),
+                               mf.overall.to_numpy(dtype=float), atol=1e-12)
     for method in ("between_groups", "to_overall"):
-        np.testing.assert_allclose(
-            rep.difference(method=method).to_numpy(), mf.difference(method=method).to_numpy(dtype=float), atol=1e-12
-        )
-        np.testing.assert_allclose(
-            rep.ratio(method=method).to_numpy(), mf.ratio(method=method).to_numpy(dtype=float), atol=1e-12
-        )
+        np.testing.assert_allclose(rep.difference(method=method).to_numpy(), mf.difference(method=method).to_numpy(dtype=float), atol=1e-12)
+        np.testing.assert_allclose(rep.ratio(method=method).to_numpy(), mf.ratio(method=method).to_numpy(dtype=float), atol=1e-12)
 
 
 def test_intersection_groups_match_fairlearn_multiple_sensitive_features():
@@ -135,18 +116,10 @@ def test_binary_fairness_matches_fairlearn(seed):
     g = rng.choice(["a", "b", "c"], n)
     yp = np.where(rng.random(n) < 0.7, yt, 1 - yt)
     yp[g == "a"] = np.where(rng.random((g == "a").sum()) < 0.25, 1, yp[g == "a"])
-    assert M.demographic_parity_difference(yt, yp, sensitive=g) == pytest.approx(
-        fm.demographic_parity_difference(yt, yp, sensitive_features=g), abs=1e-12
-    )
-    assert M.demographic_parity_ratio(yt, yp, sensitive=g) == pytest.approx(
-        fm.demographic_parity_ratio(yt, yp, sensitive_features=g), abs=1e-12
-    )
-    assert M.equalized_odds_difference(yt, yp, sensitive=g) == pytest.approx(
-        fm.equalized_odds_difference(yt, yp, sensitive_features=g), abs=1e-12
-    )
-    assert M.equal_opportunity_difference(yt, yp, sensitive=g) == pytest.approx(
-        fm.equal_opportunity_difference(yt, yp, sensitive_features=g), abs=1e-12
-    )
+    assert M.demographic_parity_difference(yt, yp, sensitive=g) == pytest.approx(fm.demographic_parity_difference(yt, yp, sensitive_features=g), abs=1e-12)
+    assert M.demographic_parity_ratio(yt, yp, sensitive=g) == pytest.approx(fm.demographic_parity_ratio(yt, yp, sensitive_features=g), abs=1e-12)
+    assert M.equalized_odds_difference(yt, yp, sensitive=g) == pytest.approx(fm.equalized_odds_difference(yt, yp, sensitive_features=g), abs=1e-12)
+    assert M.equal_opportunity_difference(yt, yp, sensitive=g) == pytest.approx(fm.equal_opportunity_difference(yt, yp, sensitive_features=g), abs=1e-12)
 
 
 def test_multiclass_fairness_is_one_vs_rest_per_class():
@@ -190,9 +163,7 @@ def test_adaptive_ece_uses_equal_mass_bins():
     assert curve["count"].sum() == 900
     assert curve["count"].min() >= 85 and curve["count"].max() <= 95  # equal mass
     w = curve["count"] / 900
-    assert M.expected_calibration_error(yt, p, n_bins=10) == pytest.approx(
-        float((w * (curve["accuracy"] - curve["confidence"]).abs()).sum()), abs=1e-12
-    )
+    assert M.expected_calibration_error(yt, p, n_bins=10) == pytest.approx(float((w * (curve["accuracy"] - curve["confidence"]).abs()).sum()), abs=1e-12)
 
 
 def _masks(seed: int, n: int = 24, c: int = 4, size: int = 12):
@@ -256,19 +227,12 @@ def test_foreground_dice_and_iou_match_sklearn_over_all_pixels(seed):
 def test_per_class_by_group_iou_from_counts():
     pred, true, inter, union, pc, tc = _masks(9)
     g = np.array(["x", "y"] * 12)
-    rep = M.group_report(
-        segmentation=M.SegmentationCounts(inter, union, pc, tc, ["bg", "a", "b", "c"]),
-        sensitive=g,
-        metrics=["iou", "miou"],
-        n_boot=0,
-    )
+    rep = M.group_report(segmentation=M.SegmentationCounts(inter, union, pc, tc, ["bg", "a", "b", "c"]), sensitive=g,
+                         metrics=["iou", "miou"], n_boot=0)
     for grp in ("x", "y"):
         s = g == grp
-        np.testing.assert_allclose(
-            rep.by_group.loc[grp, ["iou.bg", "iou.a", "iou.b", "iou.c"]].to_numpy(dtype=float),
-            inter[s].sum(0) / union[s].sum(0),
-            atol=1e-12,
-        )
+        np.testing.assert_allclose(rep.by_group.loc[grp, ["iou.bg", "iou.a", "iou.b", "iou.c"]].to_numpy(dtype=float),
+                                   inter[s].sum(0) / union[s].sum(0), atol=1e-12)
 
 
 def test_true_positive_rates_on_a_handful_of_positives_get_no_verdict():

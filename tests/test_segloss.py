@@ -80,9 +80,8 @@ def test_a_small_foreground_trains_with_dice_ce_and_says_so(tmp_path):
     run = tmp_path / "run"
     r = CliRunner().invoke(app, ["profile", str(tmp_path / "data"), "--out", str(run)])
     assert r.exit_code == 0, r.output
-    r = CliRunner().invoke(
-        app, ["train", str(run), "--task", "segment", "--model", "small_unet", "--epochs", "3", "--protocol", "split"]
-    )
+    r = CliRunner().invoke(app, ["train", str(run), "--task", "segment", "--model", "small_unet", "--epochs", "3",
+                                 "--protocol", "split"])
     assert r.exit_code == 0, r.output
     info = json.loads((run / "run.json").read_text())
     cfg = info["config"]["train"]

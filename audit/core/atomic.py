@@ -138,3 +138,5 @@ def atomic_write_parquet(df: pd.DataFrame, path: Path) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+

@@ -11,18 +11,7 @@ __all__ = ["LOWER_IS_BETTER", "higher_is_better", "lower_is_better"]
 
 #: base names (and name parts) of metrics where a smaller value is better
 LOWER_IS_BETTER: tuple[str, ...] = (
-    "ece",
-    "mce",
-    "brier",
-    "nll",
-    "loss",
-    "error",
-    "error_rate",
-    "diff",
-    "dp_diff",
-    "eo_diff",
-    "eop_diff",
-    "gap",
+    "ece", "mce", "brier", "nll", "loss", "error", "error_rate", "diff", "dp_diff", "eo_diff", "eop_diff", "gap",
 )
 
 

@@ -56,20 +56,16 @@ def validate_predictions(df: pd.DataFrame, manifest: pd.DataFrame, classes: list
         raise InputError(f"the predictions table has no 'sample_id' column; columns: {', '.join(df.columns[:20])}")
     is_seg = any(c.startswith("inter_") for c in df.columns)
     if not is_seg and "y_pred" not in df.columns:
-        raise InputError(
-            "the predictions table needs a 'y_pred' column (classification) or inter_<c>/union_<c> "
-            "pixel counts (segmentation)"
-        )
+        raise InputError("the predictions table needs a 'y_pred' column (classification) or inter_<c>/union_<c> "
+                         "pixel counts (segmentation)")
     if df["sample_id"].isna().any():
         raise InputError(f"{int(df['sample_id'].isna().sum())} predictions rows have no sample_id")
     df["sample_id"] = df["sample_id"].astype(str).astype("string")
     known = set(manifest["sample_id"].astype(str))
     unknown = df.loc[~df["sample_id"].isin(known), "sample_id"].drop_duplicates()
     if len(unknown):
-        raise InputError(
-            f"{len(unknown)} sample ids in the predictions are not in the manifest: "
-            f"{_ids_list(unknown)}{' ...' if len(unknown) > 3 else ''}"
-        )
+        raise InputError(f"{len(unknown)} sample ids in the predictions are not in the manifest: "
+                         f"{_ids_list(unknown)}{' ...' if len(unknown) > 3 else ''}")
     man = manifest.set_index(manifest["sample_id"].astype(str))
     defaults = {"model": "external", "protocol": "external", "fold": "external", "role": "test", "train_domains": ""}
     for col, val in defaults.items():
@@ -86,19 +82,15 @@ def validate_predictions(df: pd.DataFrame, manifest: pd.DataFrame, classes: list
         df["held_out"] = False
     df["held_out"] = df["held_out"].astype("boolean").fillna(False).astype(bool)
     if "test_domain" not in df.columns:
-        df["test_domain"] = man.loc[df["sample_id"], "domain"].to_numpy() if "domain" in man.columns else pd.NA
+        df["test_domain"] = (man.loc[df["sample_id"], "domain"].to_numpy() if "domain" in man.columns else pd.NA)
     df["test_domain"] = df["test_domain"].astype("string")
     key = ["sample_id", "model", "protocol", "fold", "seed", "role"]
     dup = df.duplicated(key, keep=False)
     if dup.any():
-        raise InputError(
-            f"{int(dup.sum())} predictions rows repeat the same (sample_id, model, protocol, fold, seed, "
-            f"role), e.g. {_ids_list(df.loc[dup, 'sample_id'].unique())}"
-        )
+        raise InputError(f"{int(dup.sum())} predictions rows repeat the same (sample_id, model, protocol, fold, seed, "
+                         f"role), e.g. {_ids_list(df.loc[dup, 'sample_id'].unique())}")
     if is_seg:
-        for c in [
-            c for c in df.columns if c.split("_", 1)[0] in ("inter", "union", "pred", "true") and c[-1:].isdigit()
-        ]:
+        for c in [c for c in df.columns if c.split("_", 1)[0] in ("inter", "union", "pred", "true") and c[-1:].isdigit()]:
             v = pd.to_numeric(df[c], errors="coerce")
             if v.isna().any() or (v < 0).any():
                 raise InputError(f"column {c!r} must hold non-negative pixel counts")
@@ -110,13 +102,7 @@ def validate_predictions(df: pd.DataFrame, manifest: pd.DataFrame, classes: list
             raise InputError("the predictions have no 'y_true' and the manifest has no label column")
         df["y_true"] = man.loc[df["sample_id"], "label"].to_numpy()
     for col in ("y_true", "y_pred"):
-        df[col] = (
-            df[col]
-            .map(
-                lambda v: pd.NA if pd.isna(v) else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
-            )
-            .astype("string")
-        )
+        df[col] = df[col].map(lambda v: pd.NA if pd.isna(v) else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))).astype("string")
     if cls:
         odd = df.loc[df["y_pred"].notna() & ~df["y_pred"].isin(cls), "y_pred"].unique()
         if len(odd):
@@ -125,10 +111,7 @@ def validate_predictions(df: pd.DataFrame, manifest: pd.DataFrame, classes: list
     if cls:
         extra = [c for c in pcols if c[2:] not in cls]
         if extra:
-            raise InputError(
-                f"probability columns for unknown classes: {_ids_list(extra)}; "
-                f"expected p_<class> for {', '.join(cls[:10])}"
-            )
+            raise InputError(f"probability columns for unknown classes: {_ids_list(extra)}; expected p_<class> for {', '.join(cls[:10])}")
     for c in pcols:
         v = pd.to_numeric(df[c], errors="coerce")
         if ((v < 0) | (v > 1)).any():

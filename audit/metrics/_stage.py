@@ -46,9 +46,7 @@ def run_metrics(run, config) -> list[Finding]:
         preds = store_external(run, preds, Path(config.predictions), notes)
     dropped = {}
 
-    keep_cols = ["sample_id", "group"] + [
-        c for c in manifest.columns if c not in ("sample_id", "filepath", "mask", "group")
-    ]
+    keep_cols = ["sample_id", "group"] + [c for c in manifest.columns if c not in ("sample_id", "filepath", "mask", "group")]
     man = manifest[[c for c in keep_cols if c in manifest.columns]].copy()
     man["sample_id"] = man["sample_id"].astype(str)
     if "group" not in man.columns:
@@ -107,77 +105,13 @@ def run_metrics(run, config) -> list[Finding]:
         if protocol == "transfer":
             tr_rows.append(transfer_rows(mp, model, task, classes, config))
 
-    groups = _concat(
-        group_rows,
-        [
-            "model",
-            "protocol",
-            "fold",
-            "scope",
-            "by",
-            "group",
-            "metric",
-            "value",
-            "ci_low",
-            "ci_high",
-            "n",
-            "status",
-            "ci_method",
-        ],
-    )
+    groups = _concat(group_rows, ["model", "protocol", "fold", "scope", "by", "group", "metric", "value", "ci_low", "ci_high", "n", "status", "ci_method"])
     run.write_table("metrics/groups.parquet", groups)
     gen = pd.DataFrame(gen_rows, columns=_GEN_COLS) if gen_rows else pd.DataFrame(columns=_GEN_COLS)
     run.write_table("metrics/generalization.parquet", gen)
-    run.write_table(
-        "metrics/transfer.parquet",
-        _concat(
-            tr_rows, ["model", "train_domain", "test_domain", "metric", "value", "ci_low", "ci_high", "n", "status"]
-        ),
-    )
-    run.write_table(
-        "metrics/fairness.parquet",
-        _concat(
-            fair_rows,
-            [
-                "model",
-                "protocol",
-                "fold",
-                "scope",
-                "attribute",
-                "metric",
-                "class",
-                "value",
-                "ci_low",
-                "ci_high",
-                "n",
-                "n_groups",
-                "n_excluded",
-                "p",
-                "groups",
-                "positive",
-            ],
-        ),
-    )
-    run.write_table(
-        "metrics/calibration.parquet",
-        _concat(
-            cal_rows,
-            [
-                "model",
-                "protocol",
-                "fold",
-                "scope",
-                "by",
-                "group",
-                "bin",
-                "bin_low",
-                "bin_high",
-                "confidence",
-                "accuracy",
-                "count",
-            ],
-        ),
-    )
+    run.write_table("metrics/transfer.parquet", _concat(tr_rows, ["model", "train_domain", "test_domain", "metric", "value", "ci_low", "ci_high", "n", "status"]))
+    run.write_table("metrics/fairness.parquet", _concat(fair_rows, ["model", "protocol", "fold", "scope", "attribute", "metric", "class", "value", "ci_low", "ci_high", "n", "n_groups", "n_excluded", "p", "groups", "positive"]))
+    run.write_table("metrics/calibration.parquet", _concat(cal_rows, ["model", "protocol", "fold", "scope", "by", "group", "bin", "bin_low", "bin_high", "confidence", "accuracy", "count"]))
 
     clear_categories()
     findings = findings_from(cands, config)
@@ -186,27 +120,8 @@ def run_metrics(run, config) -> list[Finding]:
     return findings
 
 
-_GEN_COLS = [
-    "model",
-    "protocol",
-    "fold",
-    "train_domains",
-    "test_domain",
-    "metric",
-    "in_domain",
-    "in_ci_low",
-    "in_ci_high",
-    "n_in",
-    "out_domain",
-    "out_ci_low",
-    "out_ci_high",
-    "n_out",
-    "gap",
-    "gap_ci_low",
-    "gap_ci_high",
-    "p",
-    "seeds",
-]
+_GEN_COLS = ["model", "protocol", "fold", "train_domains", "test_domain", "metric", "in_domain", "in_ci_low", "in_ci_high", "n_in",
+             "out_domain", "out_ci_low", "out_ci_high", "n_out", "gap", "gap_ci_low", "gap_ci_high", "p", "seeds"]
 
 
 def _sanity(run, test, task, classes, config, gen, findings: list[Finding]) -> list[Finding]:
@@ -237,16 +152,7 @@ def _record(run, config, notes, dropped, groupings, n_rows, findings) -> None:
     run.update_info(config={"metrics": cfg})
     stages = run.info.get("stages", {})
     entry = stages.get("metrics", {})
-    entry.update(
-        {
-            "rows": int(n_rows),
-            "groupings": [" x ".join(g) for g in groupings],
-            "notes": notes,
-            "dropped": dropped,
-            "findings": len(findings),
-            "n_boot": config.n_boot,
-            "seed": config.seed,
-        }
-    )
+    entry.update({"rows": int(n_rows), "groupings": [" x ".join(g) for g in groupings], "notes": notes, "dropped": dropped,
+                  "findings": len(findings), "n_boot": config.n_boot, "seed": config.seed})
     stages["metrics"] = entry
     run.update_info(stages=stages)

@@ -1,5 +1,8 @@
 """What the metrics stage judges by: finding thresholds, the q-value bar, scopes and each task's primary metric."""
 
+
+
+
 from audit.metrics._stats import primary_segment_metric
 
 __all__ = ["THRESHOLDS", "Q_MAX", "FAIRNESS_MARGIN", "SCOPES", "primary_for", "gap_metrics_for"]

@@ -28,7 +28,6 @@ from audit.metrics.groupframe import GroupReport
 
 __all__ = ["block_statistics", "DistinctCounter", "compute_report"]
 
-
 def block_statistics(
     d: Data, block: str, cell: np.ndarray, n_cells: int, cluster: np.ndarray, n_clusters: int
 ) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -72,23 +71,8 @@ class DistinctCounter:
 _CONTINUOUS_BLOCKS = ("calib", "brier", "nll")
 
 
-def compute_report(
-    d,
-    specs,
-    codes,
-    groups,
-    by,
-    cluster,
-    n_clusters,
-    *,
-    n_boot,
-    min_n,
-    seed,
-    proportion_ci,
-    confidence,
-    rest: bool = True,
-    samples: np.ndarray | None = None,
-) -> GroupReport:
+def compute_report(d, specs, codes, groups, by, cluster, n_clusters, *, n_boot, min_n, seed, proportion_ci, confidence,
+                   rest: bool = True, samples: np.ndarray | None = None) -> GroupReport:
     """The report of ``specs`` over groups ``codes``; ``samples`` (sample code per row, optional) makes every n
     count distinct samples (each metric's n: the distinct samples among the rows its statistic counts)."""
     w = _Work(d, specs, codes, len(groups), cluster, n_clusters, n_boot=n_boot, rest=rest)
@@ -100,21 +84,9 @@ def compute_report(
     if samples is not None:
         w.distinct_n(samples)
     w.blank_empty()
-    rep = GroupReport(
-        by=by,
-        groups=groups,
-        specs=specs,
-        values=w.values,
-        n=w.n,
-        ci_low=w.lo,
-        ci_high=w.hi,
-        ci_method=w.method,
-        boot=w.boot,
-        min_n=min_n,
-        n_missing=int((codes < 0).sum()),
-        n_boot=n_boot,
-        seed=seed,
-    )
+    rep = GroupReport(by=by, groups=groups, specs=specs, values=w.values, n=w.n, ci_low=w.lo, ci_high=w.hi,
+                      ci_method=w.method, boot=w.boot, min_n=min_n, n_missing=int((codes < 0).sum()), n_boot=n_boot,
+                      seed=seed)
     rep._rest = w.rest_boot
     rep._rest_values = w.rest_vals
     rep._rest_n = w.rest_n
@@ -164,21 +136,17 @@ class _Work:
         plan = [[b] for b in self.by_block if b not in shared] + ([shared] if shared else [])
         for blocks in plan:
             mat = self.mats[blocks[0]] if len(blocks) == 1 else sp.hstack([self.mats[b] for b in blocks], format="csr")
-            res = bootstrap_sums(
-                mat,
-                n_boot=self.n_boot,
-                rng=seed_for(seed, "block", "+".join(blocks)),
-                reduce=functools.partial(self._reduce, blocks),
-                types=types.get(blocks[0]) if len(blocks) == 1 else None,
-            )
+            res = bootstrap_sums(mat, n_boot=self.n_boot, rng=seed_for(seed, "block", "+".join(blocks)),
+                                 reduce=functools.partial(self._reduce, blocks),
+                                 types=types.get(blocks[0]) if len(blocks) == 1 else None)
             off = 0
             for b in blocks:
                 idx = self.by_block[b]
                 k = len(idx)
-                bb = res[..., off : off + k]
+                bb = res[..., off:off + k]
                 self.boot[:, :, idx] = bb
                 if self.rest:
-                    self.rest_boot[:, :, idx] = res[..., off + k : off + 2 * k]
+                    self.rest_boot[:, :, idx] = res[..., off + k:off + 2 * k]
                 off += 2 * k if self.rest else k
                 self.lo[:, idx], self.hi[:, idx] = percentile_interval(bb, self.values[:, idx], confidence=confidence)
 
@@ -188,7 +156,7 @@ class _Work:
         for b in blocks:
             wd = self.mats[b].shape[1]
             sub = [self.specs[j] for j in self.by_block[b]]
-            X = sums[:, off : off + wd].reshape(sums.shape[0], self.n_cells, block_width(b, self.d))
+            X = sums[:, off:off + wd].reshape(sums.shape[0], self.n_cells, block_width(b, self.d))
             off += wd
             tot = X.sum(axis=1, keepdims=True)
             Y = np.concatenate([X[:, :G], tot], axis=1)
@@ -218,10 +186,10 @@ class _Work:
                     fin = np.isfinite(bj)
                     k = fin.sum(axis=0)
                     mu = np.where(fin, bj, 0).sum(axis=0) / np.maximum(k, 1)
-                    var_boot = np.where(k > 1, (np.where(fin, bj - mu, 0) ** 2).sum(axis=0) / np.maximum(k, 1), np.nan)
-                    deff = np.where(
-                        (var_bin > 0) & np.isfinite(var_boot), var_boot / np.where(var_bin > 0, var_bin, 1), 1.0
-                    )
+                    var_boot = np.where(k > 1, (np.where(fin, bj - mu, 0) ** 2).sum(axis=0) / np.maximum(k, 1),
+                                        np.nan)
+                    deff = np.where((var_bin > 0) & np.isfinite(var_boot),
+                                    var_boot / np.where(var_bin > 0, var_bin, 1), 1.0)
                     n_eff = trials / np.maximum(deff, 1.0)
                 wl, wh = wilson_interval(p_hat * n_eff, n_eff, confidence=confidence)
                 self.lo[:, j], self.hi[:, j] = np.fmin(self.lo[:, j], wl), np.fmax(self.hi[:, j], wh)

@@ -60,9 +60,8 @@ def _masks(ok: np.ndarray, K: int | None = None) -> np.ndarray:
     return ok
 
 
-def eligibility(
-    C: np.ndarray, ok: np.ndarray, min_rate_n: int, pos: np.ndarray | None = None, neg: np.ndarray | None = None
-) -> np.ndarray:
+def eligibility(C: np.ndarray, ok: np.ndarray, min_rate_n: int, pos: np.ndarray | None = None,
+                neg: np.ndarray | None = None) -> np.ndarray:
     """``(3, G, K)``: a group's rate for a class is judged only on enough samples: selection rate on the group's
     n (``ok``), TPR on its positives and FPR on its negatives (each at least ``min_rate_n``). ``pos``/``neg``
     ``(G, K)``: distinct positive/negative samples (default: the confusion counts, i.e. rows)."""
@@ -197,33 +196,17 @@ def fairness_report(
     boot = None
     pair_boot = None
     if n_boot and ok[0, :, 0].sum() >= 2:
-
         def reduce(sums):
             X = sums.reshape(sums.shape[0], G + 1, K, K)[:, :G]
             return np.concatenate([_disparities(X, ok), _pair_diffs(X, pairs)], axis=1)
 
         b = bootstrap_sums(mat, n_boot=n_boot, rng=seed_for(seed, "fairness"), reduce=reduce)
         boot, pair_boot = b[:, :4], b[:, 4:]
-    st = _FairState(
-        d=d,
-        by=by,
-        groups=groups,
-        Cg=Cg,
-        n_g=n_g,
-        ok=ok,
-        disp=disp,
-        pairs=pairs,
-        pair_point=pair_point,
-        boot=boot,
-        pair_boot=pair_boot,
-        pos=pos,
-        excluded=excluded,
-        confidence=confidence,
-        margin=margin,
-    )
+    st = _FairState(d=d, by=by, groups=groups, Cg=Cg, n_g=n_g, ok=ok, disp=disp, pairs=pairs, pair_point=pair_point,
+                    boot=boot, pair_boot=pair_boot, pos=pos, excluded=excluded, confidence=confidence, margin=margin)
     rows = []
     for mi, metric in enumerate(FAIRNESS_METRICS):
-        for k in [pos] if d.K == 2 else range(d.K):
+        for k in ([pos] if d.K == 2 else range(d.K)):
             rows.append(_class_row(st, mi, metric, k))
         if d.K > 2:
             rows.extend(_aggregate_row(st, mi, metric, agg, rows) for agg in ("macro", "worst"))
@@ -297,9 +280,8 @@ def _class_row(st: _FairState, mi: int, metric: str, k: int) -> dict:
         p = _pair_pvalue(st.pair_boot[:, rate, k], float(st.pair_point[rate, k]), st.margin) * n_pairs
         p = float(min(1.0, p * (2 if metric == "eo_diff" else 1)))
     name = "binary" if d.K == 2 else d.classes[k]
-    return _row(
-        st.by, metric, name, v, lo, hi, st.n_used, n_elig, excl_k, p, pair, d.classes[st.pos] if d.K == 2 else None
-    )
+    return _row(st.by, metric, name, v, lo, hi, st.n_used, n_elig, excl_k, p, pair,
+                d.classes[st.pos] if d.K == 2 else None)
 
 
 def _aggregate_row(st: _FairState, mi: int, metric: str, agg: str, rows: list[dict]) -> dict:
@@ -325,9 +307,7 @@ def _pair_pvalue(boot: np.ndarray, point: float, margin: float) -> float:
         return np.nan
     if margin <= 0:
         return float(bootstrap_pvalue(boot[:, None], np.array([point]))[0])
-    one = bootstrap_pvalue(
-        boot[:, None] * np.sign(point or 1.0), np.array([abs(point)]), null=margin, alternative="greater"
-    )[0]
+    one = bootstrap_pvalue(boot[:, None] * np.sign(point or 1.0), np.array([abs(point)]), null=margin, alternative="greater")[0]
     return float(min(1.0, 2 * one))
 
 
@@ -345,20 +325,8 @@ def _nanmean(x: np.ndarray) -> np.ndarray:
 
 
 def _row(by, metric, cls, v, lo, hi, n, n_groups, excluded, p, pair, positive) -> dict:
-    return {
-        "attribute": by,
-        "metric": metric,
-        "class": cls,
-        "value": v,
-        "ci_low": lo,
-        "ci_high": hi,
-        "n": n,
-        "n_groups": n_groups,
-        "n_excluded": excluded,
-        "p": p,
-        "groups": pair,
-        "positive": positive,
-    }
+    return {"attribute": by, "metric": metric, "class": cls, "value": v, "ci_low": lo, "ci_high": hi, "n": n,
+            "n_groups": n_groups, "n_excluded": excluded, "p": p, "groups": pair, "positive": positive}
 
 
 # ---------------------------------------------------------------------------------------------- scalar helpers
@@ -375,9 +343,8 @@ def _scalar(metric: str, y_true, y_pred, sensitive, pos_label, average, min_n: i
     return float(df.loc[df["class"] == average, "value"].iloc[0])
 
 
-def demographic_parity_difference(
-    y_true, y_pred, *, sensitive, pos_label=None, average: str | None = "worst", min_n: int = 1
-) -> float | pd.Series:
+def demographic_parity_difference(y_true, y_pred, *, sensitive, pos_label=None, average: str | None = "worst",
+                                  min_n: int = 1) -> float | pd.Series:
     """Largest difference in selection rate between groups (fairlearn's definition for two classes).
 
     For more classes: one-vs-rest per class, reduced by ``average`` (``worst``, ``macro``; None: per class).
@@ -385,22 +352,19 @@ def demographic_parity_difference(
     return _scalar("dp_diff", y_true, y_pred, sensitive, pos_label, average, min_n)
 
 
-def demographic_parity_ratio(
-    y_true, y_pred, *, sensitive, pos_label=None, average: str | None = "worst", min_n: int = 1
-) -> float | pd.Series:
+def demographic_parity_ratio(y_true, y_pred, *, sensitive, pos_label=None, average: str | None = "worst",
+                             min_n: int = 1) -> float | pd.Series:
     """Smallest ratio of selection rates between groups (min / max)."""
     return _scalar("dp_ratio", y_true, y_pred, sensitive, pos_label, average, min_n)
 
 
-def equalized_odds_difference(
-    y_true, y_pred, *, sensitive, pos_label=None, average: str | None = "worst", min_n: int = 1
-) -> float | pd.Series:
+def equalized_odds_difference(y_true, y_pred, *, sensitive, pos_label=None, average: str | None = "worst",
+                              min_n: int = 1) -> float | pd.Series:
     """The larger of the between-group TPR difference and FPR difference (fairlearn's ``worst_case``)."""
     return _scalar("eo_diff", y_true, y_pred, sensitive, pos_label, average, min_n)
 
 
-def equal_opportunity_difference(
-    y_true, y_pred, *, sensitive, pos_label=None, average: str | None = "worst", min_n: int = 1
-) -> float | pd.Series:
+def equal_opportunity_difference(y_true, y_pred, *, sensitive, pos_label=None, average: str | None = "worst",
+                                 min_n: int = 1) -> float | pd.Series:
     """Largest difference in true positive rate between groups."""
     return _scalar("eop_diff", y_true, y_pred, sensitive, pos_label, average, min_n)

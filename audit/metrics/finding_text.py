@@ -1,5 +1,7 @@
 """Candidates -> findings: BH q-values over the family, effect thresholds, and the words that say why each fired."""
 
+
+
 import numpy as np
 
 from audit.findings import Finding
@@ -7,7 +9,6 @@ from audit.metrics._bootstrap import benjamini_hochberg
 from audit.metrics.defaults import FAIRNESS_MARGIN, Q_MAX, THRESHOLDS
 
 __all__ = ["findings_from"]
-
 
 # ---------------------------------------------------------------------------------------------- findings
 def findings_from(cands: list[dict], config) -> list[Finding]:
@@ -30,56 +31,25 @@ def _fmt(x) -> str:
 def _finding(c: dict, config) -> Finding | None:
     kind = c["kind"]
     key = c["key"]
-    where = (
-        f"{key['model']}/{key['protocol']}"
-        + (f" fold {key['fold']}" if key["fold"] != "all" else "")
-        + f" ({key['scope']})"
-    )
+    where = f"{key['model']}/{key['protocol']}" + (f" fold {key['fold']}" if key["fold"] != "all" else "") + f" ({key['scope']})"
     extra = f"{key['model']}|{key['protocol']}|{key['fold']}|{key['scope']}|{c['metric']}|{c.get('cls', '')}"
-    ev = {
-        "model": key["model"],
-        "protocol": key["protocol"],
-        "fold": key["fold"],
-        "scope": key["scope"],
-        "metric": c["metric"],
-        "n_boot": config.n_boot,
-        "seed": config.seed,
-        "id_extra": extra,
-    }
+    ev = {"model": key["model"], "protocol": key["protocol"], "fold": key["fold"], "scope": key["scope"], "metric": c["metric"],
+          "n_boot": config.n_boot, "seed": config.seed, "id_extra": extra}
     if kind == "insufficient_evidence":
         if "gap" in c:
             r = c["gap"]
-            return Finding(
-                "insufficient_evidence",
-                "info",
-                f"too few samples to judge the {c['metric']} gap on held-out {c['groups'][0]} ({where})",
-                detail=f"in-domain n={r['n_in']}, out-of-domain n={r['n_out']} (min_n={c['min_n']}); "
-                f"gap {_fmt(r['gap'])} "
-                f"[{_fmt(r['gap_ci_low'])}, {_fmt(r['gap_ci_high'])}] is reported without a verdict",
-                columns=c["cols"],
-                groups=c["groups"],
-                value=r["gap"],
-                ci=[r["gap_ci_low"], r["gap_ci_high"]],
-                n=min(r["n_in"], r["n_out"]),
-                score=0.0,
-                evidence={**ev, "min_n": c["min_n"]},
-            )
+            return Finding("insufficient_evidence", "info",
+                           f"too few samples to judge the {c['metric']} gap on held-out {c['groups'][0]} ({where})",
+                           detail=f"in-domain n={r['n_in']}, out-of-domain n={r['n_out']} (min_n={c['min_n']}); gap {_fmt(r['gap'])} "
+                                  f"[{_fmt(r['gap_ci_low'])}, {_fmt(r['gap_ci_high'])}] is reported without a verdict",
+                           columns=c["cols"], groups=c["groups"], value=r["gap"], ci=[r["gap_ci_low"], r["gap_ci_high"]],
+                           n=min(r["n_in"], r["n_out"]), score=0.0, evidence={**ev, "min_n": c["min_n"]})
         groups = c["groups"]
-        shown = ", ".join(f"{g} (n={n})" for g, n in list(zip(groups, c["n"], strict=False))[:8]) + (
-            " ..." if len(groups) > 8 else ""
-        )
-        return Finding(
-            "insufficient_evidence",
-            "info",
-            f"{len(groups)} {c['by']} group(s) below min_n={c['min_n']} ({where})",
-            detail=f"{shown}: values are reported with intervals but get no verdict",
-            columns=c["cols"],
-            groups=groups[:20],
-            value=float(len(groups)),
-            n=int(sum(c["n"])),
-            score=0.0,
-            evidence={**ev, "min_n": c["min_n"], "n": c["n"][:50]},
-        )
+        shown = ", ".join(f"{g} (n={n})" for g, n in list(zip(groups, c["n"], strict=False))[:8]) + (" ..." if len(groups) > 8 else "")
+        return Finding("insufficient_evidence", "info", f"{len(groups)} {c['by']} group(s) below min_n={c['min_n']} ({where})",
+                       detail=f"{shown}: values are reported with intervals but get no verdict",
+                       columns=c["cols"], groups=groups[:20], value=float(len(groups)), n=int(sum(c["n"])), score=0.0,
+                       evidence={**ev, "min_n": c["min_n"], "n": c["n"][:50]})
     eff, qv, p = c["effect"], c.get("q", np.nan), c.get("p", np.nan)
     thr = THRESHOLDS[kind]
     if not np.isfinite(eff) or eff < thr["warning"]:
@@ -94,32 +64,18 @@ def _finding(c: dict, config) -> Finding | None:
     if not (np.isfinite(qv) and qv < Q_MAX):
         if kind in ("generalization_gap", "worst_group", "group_disparity"):
             g = ", ".join(map(str, c["groups"]))
-            what = {
-                "worst_group": f"{c['by']}={g}: {c['metric']} {_fmt(eff)} below the rest",
-                "group_disparity": f"{c['metric']} differs by {_fmt(eff)} across {c['by']} ({g})",
-                "generalization_gap": f"{c['metric']} drop of {_fmt(eff)} on held-out {g}",
-            }[kind]
+            what = {"worst_group": f"{c['by']}={g}: {c['metric']} {_fmt(eff)} below the rest",
+                    "group_disparity": f"{c['metric']} differs by {_fmt(eff)} across {c['by']} ({g})",
+                    "generalization_gap": f"{c['metric']} drop of {_fmt(eff)} on held-out {g}"}[kind]
             if within and np.isfinite(c.get("p_main", np.nan)) and c["p_main"] < Q_MAX:
                 b = min(within, key=lambda r: r["effect"])
-                title = (
-                    f"{what}, explained by {b['within']}: within it the {b['column']} groups differ by "
-                    f"{_fmt(b['effect'])}, not distinguishable from noise ({where})"
-                )
+                title = (f"{what}, explained by {b['within']}: within it the {b['column']} groups differ by "
+                         f"{_fmt(b['effect'])}, not distinguishable from noise ({where})")
             else:
                 title = f"{what}, not distinguishable from noise ({where})"
-            return Finding(
-                "insufficient_evidence",
-                "info",
-                title,
-                detail=f"q={_fmt(qv)} >= {Q_MAX}; 95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}]",
-                columns=c["cols"],
-                groups=c["groups"],
-                value=eff,
-                ci=ci,
-                n=c["n"],
-                score=0.0,
-                evidence={**ev, "would_be": kind},
-            )
+            return Finding("insufficient_evidence", "info", title,
+                           detail=f"q={_fmt(qv)} >= {Q_MAX}; 95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}]", columns=c["cols"],
+                           groups=c["groups"], value=eff, ci=ci, n=c["n"], score=0.0, evidence={**ev, "would_be": kind})
         return None
     low = ci[0]
     note = ""
@@ -137,50 +93,26 @@ def _finding(c: dict, config) -> Finding | None:
     g = ", ".join(map(str, c["groups"]))
     if kind == "generalization_gap":
         r = c["row"]
-        title = (f"{c['metric']} drops by {_fmt(eff)} on held-out domain {g} "
-                 f"({_fmt(r['in_domain'])} -> {_fmt(r['out_domain'])}; {where})")
-        detail = (
-            f"in-domain {_fmt(r['in_domain'])} (n={r['n_in']}), "
-            f"out-of-domain {_fmt(r['out_domain'])} (n={r['n_out']}); "
-            f"gap 95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}], q={_fmt(qv)}; trained on {r['train_domains']}"
-        )
+        title = f"{c['metric']} drops by {_fmt(eff)} on held-out domain {g} ({_fmt(r['in_domain'])} -> {_fmt(r['out_domain'])}; {where})"
+        detail = (f"in-domain {_fmt(r['in_domain'])} (n={r['n_in']}), out-of-domain {_fmt(r['out_domain'])} (n={r['n_out']}); "
+                  f"gap 95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}], q={_fmt(qv)}; trained on {r['train_domains']}")
     elif kind == "worst_group":
-        title = (f"worst {c['by']} group {g}: {c['metric']} {_fmt(c['values'][c['groups'][0]])}, "
-                 f"{_fmt(eff)} below the rest ({note}{where})")
-        detail = (f"difference to the rest 95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}], q={_fmt(qv)} "
-                  "(Bonferroni for picking the worst)")
+        title = f"worst {c['by']} group {g}: {c['metric']} {_fmt(c['values'][c['groups'][0]])}, {_fmt(eff)} below the rest ({note}{where})"
+        detail = f"difference to the rest 95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}], q={_fmt(qv)} (Bonferroni for picking the worst)"
     elif kind == "group_disparity":
         title = f"{c['metric']} differs by {_fmt(eff)} across {c['by']} ({g}; {note}{where})"
         detail = f"best - worst 95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}], q={_fmt(qv)} ({c['n_pairs']} pairs, Bonferroni)"
     elif kind == "fairness_violation":
         multi = c.get("cls") not in (None, "binary")
-        title = (
-            f"{c['metric']} {_fmt(eff)} across {c['by']}" + (f" (class {c['class']})" if multi else "") + f" ({where})"
-        )
-        detail = (f"95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}], q={_fmt(qv)} "
-                  f"(test of a difference above {FAIRNESS_MARGIN:g}); extreme groups: {g}")
+        title = f"{c['metric']} {_fmt(eff)} across {c['by']}" + (f" (class {c['class']})" if multi else "") + f" ({where})"
+        detail = f"95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}], q={_fmt(qv)} (test of a difference above {FAIRNESS_MARGIN:g}); extreme groups: {g}"
         ev.update(margin=FAIRNESS_MARGIN)
         if multi:
-            detail += (
-                f"; the largest difference among the classes significant after Bonferroni over "
-                f"{c['n_classes']} classes and the group pairs"
-            )
+            detail += (f"; the largest difference among the classes significant after Bonferroni over "
+                       f"{c['n_classes']} classes and the group pairs")
             ev.update({"class": c["class"], "n_classes": c["n_classes"]})
     else:  # miscalibration
-        title = (
-            f"miscalibrated: ECE {_fmt(eff)}" + (f" for {c['by']}={g}" if c["by"] != "overall" else "") + f" ({where})"
-        )
+        title = f"miscalibrated: ECE {_fmt(eff)}" + (f" for {c['by']}={g}" if c["by"] != "overall" else "") + f" ({where})"
         detail = f"95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}]; one-sided test of ECE > {thr['warning']}: q={_fmt(qv)}"
-    return Finding(
-        kind,
-        severity,
-        title,
-        detail=detail,
-        columns=c["cols"],
-        groups=c["groups"],
-        value=eff,
-        ci=ci,
-        n=c["n"],
-        score=score,
-        evidence=ev,
-    )
+    return Finding(kind, severity, title, detail=detail, columns=c["cols"], groups=c["groups"], value=eff, ci=ci, n=c["n"],
+                   score=score, evidence=ev)

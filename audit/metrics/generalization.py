@@ -133,21 +133,10 @@ def generalization_gap(
 
         b = bootstrap_sums(mat, n_boot=n_boot, rng=seed_for(seed, "generalization", spec.name), reduce=reduce)
         lo, hi = percentile_interval(b, np.array([v_in, v_out, v_in - v_out]), confidence=confidence)
-        out.update(
-            in_ci_low=float(lo[0]),
-            in_ci_high=float(hi[0]),
-            out_ci_low=float(lo[1]),
-            out_ci_high=float(hi[1]),
-            gap_ci_low=float(lo[2]),
-            gap_ci_high=float(hi[2]),
-            p=float(bootstrap_pvalue(b[:, 2:3], np.array([v_in - v_out]))[0]),
-        )
+        out.update(in_ci_low=float(lo[0]), in_ci_high=float(hi[0]), out_ci_low=float(lo[1]), out_ci_high=float(hi[1]),
+                   gap_ci_low=float(lo[2]), gap_ci_high=float(hi[2]), p=float(bootstrap_pvalue(b[:, 2:3], np.array([v_in - v_out]))[0]))
     clustered = n_clusters < d.n
-    if (
-        spec.proportion is not None
-        and S == 1
-        and (proportion_ci == "wilson" or (proportion_ci == "auto" and not clustered))
-    ):
+    if spec.proportion is not None and S == 1 and (proportion_ci == "wilson" or (proportion_ci == "auto" and not clustered)):
         s, t = spec.proportion(point)
         lo, hi = wilson_interval(s, t, confidence=confidence)
         out.update(in_ci_low=float(lo[0]), in_ci_high=float(hi[0]), out_ci_low=float(lo[1]), out_ci_high=float(hi[1]))
@@ -184,19 +173,9 @@ def transfer_matrix(
     # integer pair codes keep names intact whatever characters they hold
     pairs = pd.DataFrame({"train_domain": tr, "test_domain": te_str.map(lambda v: None if v is None else str(v))})
     key, uniq = pd.factorize(pd.MultiIndex.from_frame(pairs.fillna("\x00missing")), sort=True)
-    rep = group_report(
-        y_true=y_true,
-        y_pred=y_pred,
-        y_prob=y_prob,
-        classes=classes,
-        segmentation=segmentation,
-        sensitive=pd.Categorical.from_codes(key, categories=[str(i) for i in range(len(uniq))]),
-        metrics=[metric],
-        clusters=clusters,
-        n_boot=n_boot,
-        min_n=min_n,
-        seed=seed,
-    )
+    rep = group_report(y_true=y_true, y_pred=y_pred, y_prob=y_prob, classes=classes, segmentation=segmentation,
+                       sensitive=pd.Categorical.from_codes(key, categories=[str(i) for i in range(len(uniq))]),
+                       metrics=[metric], clusters=clusters, n_boot=n_boot, min_n=min_n, seed=seed)
     f = rep.to_frame(include_overall=False)
     idx = f["group"].astype(int).to_numpy()
     f.insert(0, "train_domain", [uniq[i][0] for i in idx])

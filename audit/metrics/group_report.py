@@ -24,7 +24,6 @@ from audit.metrics.groupframe import GroupReport
 
 __all__ = ["GroupReport", "SegmentationCounts", "group_report"]
 
-
 def group_report(
     *,
     y_true=None,
@@ -94,16 +93,8 @@ def group_report(
     V.check_choice(proportion_ci, "proportion_ci", ("auto", "wilson", "bootstrap"))
     if not 0 < confidence < 1:
         raise UsageError(f"confidence must be in (0, 1) (got {confidence!r})")
-    d = prepare_data(
-        y_true=y_true,
-        y_pred=y_pred,
-        y_prob=y_prob,
-        classes=classes,
-        segmentation=segmentation,
-        top_k=top_k,
-        n_bins=n_bins,
-        bin_strategy=bin_strategy,
-    )
+    d = prepare_data(y_true=y_true, y_pred=y_pred, y_prob=y_prob, classes=classes, segmentation=segmentation,
+                     top_k=top_k, n_bins=n_bins, bin_strategy=bin_strategy)
     names = resolve_metrics(metrics, d)
     pos = None
     if pos_label is not None:
@@ -113,18 +104,5 @@ def group_report(
     specs = build_metric_specs(names, d, pos_label=pos)
     codes, groups, by = encode_groups(sensitive, d.n)
     cluster, n_clusters = encode_clusters(clusters, d.n)
-    return compute_report(
-        d,
-        specs,
-        codes,
-        groups,
-        by,
-        cluster,
-        n_clusters,
-        n_boot=n_boot,
-        min_n=min_n,
-        seed=seed,
-        proportion_ci=proportion_ci,
-        confidence=confidence,
-        samples=encode_samples(sample_ids, d.n),
-    )
+    return compute_report(d, specs, codes, groups, by, cluster, n_clusters, n_boot=n_boot, min_n=min_n, seed=seed,
+                           proportion_ci=proportion_ci, confidence=confidence, samples=encode_samples(sample_ids, d.n))

@@ -47,9 +47,7 @@ class GroupReport:
         Rows whose group is missing: counted in ``overall`` only.
     """
 
-    def __init__(
-        self, *, by, groups, specs, values, n, ci_low, ci_high, ci_method, boot, min_n, n_missing, n_boot, seed
-    ):
+    def __init__(self, *, by, groups, specs, values, n, ci_low, ci_high, ci_method, boot, min_n, n_missing, n_boot, seed):
         self.by = by
         self.groups = list(groups)
         self._specs = list(specs)
@@ -95,9 +93,7 @@ class GroupReport:
     @property
     def n_by_group(self) -> pd.DataFrame:
         """Samples behind each per-group value."""
-        return pd.DataFrame(
-            self._n[:-1].astype(np.int64), index=pd.Index(self.groups, name=self.by), columns=self.metrics
-        )
+        return pd.DataFrame(self._n[:-1].astype(np.int64), index=pd.Index(self.groups, name=self.by), columns=self.metrics)
 
     def status(self) -> pd.DataFrame:
         """``ok``, ``insufficient_evidence`` (n < min_n) or ``empty`` per group and metric."""
@@ -137,13 +133,8 @@ class GroupReport:
         v = np.where(ok, self._values[:-1, m], np.nan)
         low_is_bad = spec.higher_is_better == worst
         g = int(np.nanargmin(v) if low_is_bad else np.nanargmax(v))
-        out.update(
-            group=self.groups[g],
-            value=float(v[g]),
-            ci_low=float(self._lo[g, m]),
-            ci_high=float(self._hi[g, m]),
-            n=int(self._n[g, m]),
-        )
+        out.update(group=self.groups[g], value=float(v[g]), ci_low=float(self._lo[g, m]), ci_high=float(self._hi[g, m]),
+                   n=int(self._n[g, m]))
         return out
 
     def worst(self, metric: str | None = None, *, eligible_only: bool = True) -> dict:
@@ -182,14 +173,8 @@ class GroupReport:
         lo, hi = percentile_interval(b[:, None], np.array([value]))
         return value, float(lo[0]), float(hi[0])
 
-    def difference(
-        self,
-        metric: str | None = None,
-        *,
-        method: str = "between_groups",
-        eligible_only: bool = False,
-        with_ci: bool = False,
-    ):
+    def difference(self, metric: str | None = None, *, method: str = "between_groups", eligible_only: bool = False,
+                   with_ci: bool = False):
         """Largest difference between groups (or to overall), as fairlearn's ``MetricFrame.difference``.
 
         Parameters
@@ -205,14 +190,8 @@ class GroupReport:
         """
         return self._apply(self._spread, metric, method, "difference", eligible_only, with_ci)
 
-    def ratio(
-        self,
-        metric: str | None = None,
-        *,
-        method: str = "between_groups",
-        eligible_only: bool = False,
-        with_ci: bool = False,
-    ):
+    def ratio(self, metric: str | None = None, *, method: str = "between_groups", eligible_only: bool = False,
+              with_ci: bool = False):
         """Smallest ratio between groups (min / max, or to overall), as fairlearn's ``MetricFrame.ratio``."""
         return self._apply(self._spread, metric, method, "ratio", eligible_only, with_ci)
 
@@ -248,23 +227,12 @@ class GroupReport:
             bb = None if self._boot is None else self._boot[:, gb, m]
             n_b = int(self._n[gb, m])
         diff = float(va - vb)
-        out = {
-            "metric": spec.name,
-            "a": a,
-            "b": b,
-            "difference": diff,
-            "ci_low": np.nan,
-            "ci_high": np.nan,
-            "p": np.nan,
-            "n_a": int(self._n[ga, m]),
-            "n_b": n_b,
-        }
+        out = {"metric": spec.name, "a": a, "b": b, "difference": diff, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan,
+               "n_a": int(self._n[ga, m]), "n_b": n_b}
         if ba is not None:
             bd = ba - bb
             lo, hi = percentile_interval(bd[:, None], np.array([diff]))
-            out.update(
-                ci_low=float(lo[0]), ci_high=float(hi[0]), p=float(bootstrap_pvalue(bd[:, None], np.array([diff]))[0])
-            )
+            out.update(ci_low=float(lo[0]), ci_high=float(hi[0]), p=float(bootstrap_pvalue(bd[:, None], np.array([diff]))[0]))
         return out
 
     _rest = None
@@ -273,8 +241,7 @@ class GroupReport:
 
     # ------------------------------------------------------------------ tables
     def to_frame(self, *, include_overall: bool = True, by: str | None = None) -> pd.DataFrame:
-        """Long table: by, group, metric, value, ci_low, ci_high, n, status, ci_method (overall: by "overall",
-        group "all")."""
+        """Long table: by, group, metric, value, ci_low, ci_high, n, status, ci_method (overall: by "overall", group "all")."""
         G, M = len(self.groups), len(self.metrics)
         st = self._status_array()
         rows_g = np.repeat(np.arange(G), M)
@@ -312,38 +279,21 @@ class GroupReport:
         return df
 
     def summary(self) -> pd.DataFrame:
-        """Per metric: overall, worst and best group (n >= min_n), largest difference and smallest ratio, with
-        intervals."""
+        """Per metric: overall, worst and best group (n >= min_n), largest difference and smallest ratio, with intervals."""
         rows = []
         for m in self.metrics:
             w, b = self.worst(m), self.best(m)
             d = self.difference(m, eligible_only=True, with_ci=True)
             r = self.ratio(m, eligible_only=True, with_ci=True)
             lo, hi = self.interval(m)
-            rows.append(
-                {
-                    "metric": m,
-                    "overall": self._values[-1, self._m(m)],
-                    "overall_ci_low": lo,
-                    "overall_ci_high": hi,
-                    "n": int(self._n[-1, self._m(m)]),
-                    "worst_group": w["group"],
-                    "worst": w["value"],
-                    "worst_ci_low": w["ci_low"],
-                    "worst_ci_high": w["ci_high"],
-                    "worst_n": w["n"],
-                    "best_group": b["group"],
-                    "best": b["value"],
-                    "difference": d[0],
-                    "difference_ci_low": d[1],
-                    "difference_ci_high": d[2],
-                    "ratio": r[0],
-                    "ratio_ci_low": r[1],
-                    "ratio_ci_high": r[2],
-                }
-            )
+            rows.append({
+                "metric": m, "overall": self._values[-1, self._m(m)], "overall_ci_low": lo, "overall_ci_high": hi,
+                "n": int(self._n[-1, self._m(m)]), "worst_group": w["group"], "worst": w["value"],
+                "worst_ci_low": w["ci_low"], "worst_ci_high": w["ci_high"], "worst_n": w["n"], "best_group": b["group"],
+                "best": b["value"], "difference": d[0], "difference_ci_low": d[1], "difference_ci_high": d[2],
+                "ratio": r[0], "ratio_ci_low": r[1], "ratio_ci_high": r[2],
+            })
         return pd.DataFrame(rows)
 
     def __repr__(self) -> str:
-        n = int(self._n[-1].max()) if self._n.size else 0
-        return f"GroupReport(by={self.by!r}, groups={len(self.groups)}, metrics={self.metrics}, n={n})"
+        return f"GroupReport(by={self.by!r}, groups={len(self.groups)}, metrics={self.metrics}, n={int(self._n[-1].max()) if self._n.size else 0})"

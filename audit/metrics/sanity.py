@@ -38,34 +38,10 @@ MIN_IMAGES = 3
 #: bootstrap resamples for balanced accuracy and IoU intervals
 N_BOOT = 400
 #: findings not drawn from a degenerate model
-WITHHELD_KINDS = frozenset(
-    {
-        "generalization_gap",
-        "worst_group",
-        "group_disparity",
-        "fairness_violation",
-        "miscalibration",
-        "insufficient_evidence",
-    }
-)
-SANITY_COLUMNS = [
-    "model",
-    "protocol",
-    "fold",
-    "seed",
-    "scope",
-    "metric",
-    "class",
-    "value",
-    "ci_low",
-    "ci_high",
-    "baseline",
-    "baseline_name",
-    "n",
-    "degenerate",
-    "status",
-    "reason",
-]
+WITHHELD_KINDS = frozenset({"generalization_gap", "worst_group", "group_disparity", "fairness_violation",
+                            "miscalibration", "insufficient_evidence"})
+SANITY_COLUMNS = ["model", "protocol", "fold", "seed", "scope", "metric", "class", "value", "ci_low", "ci_high",
+                  "baseline", "baseline_name", "n", "degenerate", "status", "reason"]
 
 
 def _pct(a: np.ndarray, q: float) -> float:
@@ -102,53 +78,19 @@ def _classify_rows(key: dict, df: pd.DataFrame, classes: list[str], rng: np.rand
     bal = float(np.nanmean(recall))
     beats = (float(lo) > shares.max()) or (_pct(bal_b, 0.025) > chance)
     rows = [
-        {
-            **key,
-            "metric": "accuracy",
-            "class": "",
-            "value": acc,
-            "ci_low": float(lo),
-            "ci_high": float(hi),
-            "baseline": float(shares.max()),
-            "baseline_name": f"majority class {major!r}",
-            "n": n,
-        },
-        {
-            **key,
-            "metric": "balanced_accuracy",
-            "class": "",
-            "value": bal,
-            "ci_low": _pct(bal_b, 0.025),
-            "ci_high": _pct(bal_b, 0.975),
-            "baseline": chance,
-            "baseline_name": f"chance (1/{k})",
-            "n": n,
-        },
+        {**key, "metric": "accuracy", "class": "", "value": acc, "ci_low": float(lo), "ci_high": float(hi),
+         "baseline": float(shares.max()), "baseline_name": f"majority class {major!r}", "n": n},
+        {**key, "metric": "balanced_accuracy", "class": "", "value": bal, "ci_low": _pct(bal_b, 0.025),
+         "ci_high": _pct(bal_b, 0.975), "baseline": chance, "baseline_name": f"chance (1/{k})", "n": n},
     ]
-    reasons = (
-        []
-        if beats
-        else [
-            f"accuracy {acc:.3f} [{float(lo):.3f}, {float(hi):.3f}] is not above the majority class {major!r} "
-            f"({shares.max():.3f}) and balanced accuracy {bal:.3f} is not above chance ({chance:.3f})"
-        ]
-    )
+    reasons = [] if beats else [
+        f"accuracy {acc:.3f} [{float(lo):.3f}, {float(hi):.3f}] is not above the majority class {major!r} "
+        f"({shares.max():.3f}) and balanced accuracy {bal:.3f} is not above chance ({chance:.3f})"]
     for j, c in enumerate(present):
         m = int(counts[j].sum())
         rl, rh = wilson_interval(int(counts[j, 1]), m)
-        rows.append(
-            {
-                **key,
-                "metric": "recall",
-                "class": c,
-                "value": float(recall[j]),
-                "ci_low": float(rl),
-                "ci_high": float(rh),
-                "baseline": 0.0,
-                "baseline_name": "never predicting the class",
-                "n": m,
-            }
-        )
+        rows.append({**key, "metric": "recall", "class": c, "value": float(recall[j]), "ci_low": float(rl),
+                     "ci_high": float(rh), "baseline": 0.0, "baseline_name": "never predicting the class", "n": m})
         if counts[j, 1] == 0 and m >= MIN_PRESENT:
             reasons.append(f"class {c!r} is never recognized: recall 0 of {m} (95% CI [0, {float(rh):.3f}])")
     return _close(rows, reasons, beats=beats, n_dead=len(reasons) - (not beats), n_classes=k)
@@ -171,29 +113,15 @@ def _segment_rows(key: dict, df: pd.DataFrame, classes: list[str], rng: np.rando
         boot = _image_boot(rng, inter[:, c], union[:, c])
         prior = float(true[:, c].sum() / total) if total else 0.0  # IoU of predicting class c everywhere
         lo = _pct(boot, 0.025)
-        rows.append(
-            {
-                **key,
-                "metric": "iou",
-                "class": names[c],
-                "value": float(iou),
-                "ci_low": lo,
-                "ci_high": _pct(boot, 0.975),
-                "baseline": prior,
-                "baseline_name": f"all-background (0) / all-{names[c]} ({prior:.3f})",
-                "n": present,
-            }
-        )
+        rows.append({**key, "metric": "iou", "class": names[c], "value": float(iou), "ci_low": lo,
+                     "ci_high": _pct(boot, 0.975), "baseline": prior,
+                     "baseline_name": f"all-background (0) / all-{names[c]} ({prior:.3f})", "n": present})
         if inter[:, c].sum() == 0 and present >= MIN_IMAGES:
-            reasons.append(
-                f"class {names[c]!r} is never segmented: IoU 0 on {present} image(s) that contain it "
-                f"(all-background baseline)"
-            )
+            reasons.append(f"class {names[c]!r} is never segmented: IoU 0 on {present} image(s) that contain it "
+                           f"(all-background baseline)")
         elif present >= MIN_IMAGES and not lo > prior:
-            reasons.append(
-                f"{names[c]!r} IoU {iou:.3f} (95% CI low {lo:.3f}) is not above predicting "
-                f"{names[c]!r} everywhere ({prior:.3f})"
-            )
+            reasons.append(f"{names[c]!r} IoU {iou:.3f} (95% CI low {lo:.3f}) is not above predicting "
+                           f"{names[c]!r} everywhere ({prior:.3f})")
     n_fg = len(rows)
     return _close(rows, reasons, beats=not reasons, n_dead=len(reasons), n_classes=max(n_fg, 1))
 
@@ -258,47 +186,22 @@ def degenerate_findings(sanity: pd.DataFrame) -> tuple[list[Finding], set[str]]:
         first = folds.iloc[0]
         where = ", ".join(f"{r.fold} (seed {r.seed})" for r in folds.itertuples())
         head = part[part["metric"].isin(["accuracy", "iou"])].iloc[0]
-        ev = {
-            "model": str(model),
-            "protocol": str(protocol),
-            "folds": folds["fold"].tolist(),
-            "baseline": float(head.baseline),
-            "baseline_name": str(head.baseline_name),
-            "reason": str(first.reason),
-            "min_present": MIN_PRESENT,
-            "id_extra": f"{model}|{protocol}",
-        }
+        ev = {"model": str(model), "protocol": str(protocol), "folds": folds["fold"].tolist(),
+              "baseline": float(head.baseline), "baseline_name": str(head.baseline_name), "reason": str(first.reason),
+              "min_present": MIN_PRESENT, "id_extra": f"{model}|{protocol}"}
         if len(crit):
             models.add(str(model))
-            title = (
-                f"{model} learned nothing usable in {len(folds)} of {len(every)} fold(s): gaps and group "
-                f"findings of this model are withheld"
-            )
-            detail = (
-                f"{where}: {first.reason}. Train longer, use a pretrained backbone or a loss for rare classes; "
-                f"the generalization, fairness and worst-group numbers of this model are not interpretable."
-            )
+            title = (f"{model} learned nothing usable in {len(folds)} of {len(every)} fold(s): gaps and group "
+                     f"findings of this model are withheld")
+            detail = (f"{where}: {first.reason}. Train longer, use a pretrained backbone or a loss for rare classes; "
+                      f"the generalization, fairness and worst-group numbers of this model are not interpretable.")
             severity = "critical"
         else:
             title = f"{model} never recognizes some classes in {len(folds)} of {len(every)} fold(s)"
-            detail = (
-                f"{where}: {first.reason}. The model beats its baseline otherwise, so its gaps are reported; "
-                f"numbers for these classes mean little."
-            )
+            detail = (f"{where}: {first.reason}. The model beats its baseline otherwise, so its gaps are reported; "
+                      f"numbers for these classes mean little.")
             severity = "warning"
-        out.append(
-            Finding(
-                "degenerate_model",
-                severity,
-                title,
-                detail=detail,
-                columns=["model"],
-                groups=[str(model)],
-                value=float(head.value),
-                ci=[float(head.ci_low), float(head.ci_high)],
-                n=int(head.n),
-                score=1.0 if len(crit) else 0.5,
-                evidence=ev,
-            )
-        )
+        out.append(Finding("degenerate_model", severity, title, detail=detail, columns=["model"], groups=[str(model)],
+                           value=float(head.value), ci=[float(head.ci_low), float(head.ci_high)], n=int(head.n),
+                           score=1.0 if len(crit) else 0.5, evidence=ev))
     return out, models

@@ -64,21 +64,11 @@ def headline_rows(h: dict, esc=md_escape) -> list[tuple[str, str]]:
         )
     b = h.get("overall_balanced")
     if b:
-        rows.append(
-            (
-                f"balanced accuracy (classes imbalanced {b['class_ratio']:.1f}:1)",
-                f"{fmt_value_ci(b['value'], b['ci_low'], b['ci_high'])}, n={fmt_num(b['n'])}",
-            )
-        )
+        rows.append((f"balanced accuracy (classes imbalanced {b['class_ratio']:.1f}:1)",
+                     f"{fmt_value_ci(b['value'], b['ci_low'], b['ci_high'])}, n={fmt_num(b['n'])}"))
     for d in h.get("degenerate_models") or []:
-        rows.append(
-            (
-                f"model sanity: {esc(d['model'])}",
-                "learned nothing usable ("
-                + esc(d.get("reason") or "")
-                + "): its gaps and group numbers are not interpretable",
-            )
-        )
+        rows.append((f"model sanity: {esc(d['model'])}", "learned nothing usable (" + esc(d.get("reason") or "")
+                     + "): its gaps and group numbers are not interpretable"))
     w = h.get("worst_group")
     if w:
         rows.append(

@@ -10,30 +10,11 @@ from audit.headline import SCOPE_PREFERENCE, prefer, primary_metric
 from audit.report.blocks import MAX_GROUPS, e, section, table
 from audit.report.svg import heatmap, interval_chart, reliability
 
-__all__ = [
-    "sanity_section",
-    "group_metrics_section",
-    "generalization_section",
-    "fairness_section",
-    "calibration_section",
-]
+__all__ = ["sanity_section", "group_metrics_section", "generalization_section", "fairness_section",
+           "calibration_section"]
 
-_SANITY_COLS = [
-    "model",
-    "protocol",
-    "fold",
-    "seed",
-    "scope",
-    "metric",
-    "class",
-    "value",
-    "ci_low",
-    "ci_high",
-    "baseline",
-    "baseline_name",
-    "n",
-    "status",
-]
+_SANITY_COLS = ["model", "protocol", "fold", "seed", "scope", "metric", "class", "value", "ci_low", "ci_high",
+                "baseline", "baseline_name", "n", "status"]
 
 
 def sanity_section(sanity: pd.DataFrame | None) -> str:
@@ -41,26 +22,21 @@ def sanity_section(sanity: pd.DataFrame | None) -> str:
     if sanity is None or sanity.empty or "status" not in sanity.columns:
         return ""
     per_model = sanity.groupby("model", sort=True)["status"].agg(
-        lambda s: "degenerate" if (s == "degenerate").any() else "partial" if (s == "partial").any() else "ok"
-    )
+        lambda s: "degenerate" if (s == "degenerate").any() else "partial" if (s == "partial").any() else "ok")
     lines = []
     for model, status in per_model.items():
         reason = sanity.loc[(sanity["model"] == model) & (sanity["status"] != "ok"), "reason"]
         why = f": {e(reason.iloc[0])}" if len(reason) else ""
         if status == "degenerate":
-            lines.append(
-                f"<li><b>{e(model)}: learned nothing usable</b>{why}. Its generalization, fairness and "
-                "worst-group numbers are <b>not interpretable</b> and no finding is drawn from them.</li>"
-            )
+            lines.append(f"<li><b>{e(model)}: learned nothing usable</b>{why}. Its generalization, fairness and "
+                         "worst-group numbers are <b>not interpretable</b> and no finding is drawn from them.</li>")
         elif status == "partial":
             lines.append(f"<li><b>{e(model)}</b> beats its baseline but misses some class{why}.</li>")
         else:
             lines.append(f"<li><b>{e(model)}</b> beats its trivial baselines in every fold.</li>")
-    body = (
-        "<p class='note'>Each model's in-domain numbers against a trivial baseline (majority class or chance for "
-        "classification, all-background or all-foreground for segmentation), with 95% intervals.</p>"
-        f"<ul>{''.join(lines)}</ul>" + table(sanity, [c for c in _SANITY_COLS if c in sanity.columns])
-    )
+    body = ("<p class='note'>Each model's in-domain numbers against a trivial baseline (majority class or chance for "
+            "classification, all-background or all-foreground for segmentation), with 95% intervals.</p>"
+            f"<ul>{''.join(lines)}</ul>" + table(sanity, [c for c in _SANITY_COLS if c in sanity.columns]))
     return section("sanity", "Model sanity: did the model learn?", body)
 
 
@@ -109,11 +85,8 @@ def generalization_section(gen: pd.DataFrame | None, transfer: pd.DataFrame | No
         return ""
     rows = []
     # one chart for the primary metric (the table below has every metric)
-    metric = (
-        primary_metric(gen["metric"], "segment" if gen["metric"].isin(["miou", "fg_dice"]).any() else "classify")
-        if "metric" in gen.columns
-        else None
-    )
+    metric = primary_metric(gen["metric"], "segment" if gen["metric"].isin(["miou", "fg_dice"]).any() else "classify") \
+        if "metric" in gen.columns else None
     chart = gen[gen["metric"] == metric] if metric else gen
     for _, r in chart.iterrows():
         multi = "model" in chart.columns and chart["model"].nunique() > 1
@@ -121,19 +94,10 @@ def generalization_section(gen: pd.DataFrame | None, transfer: pd.DataFrame | No
         rows.append((f"{lab}: in", r["in_domain"], r.get("in_ci_low"), r.get("in_ci_high"), r.get("n_in"), False))
         rows.append((f"{lab}: out", r["out_domain"], r.get("out_ci_low"), r.get("out_ci_high"), r.get("n_out"), "alt"))
     shown = html.escape(str(metric or "the metric"))
-    withheld = (
-        sorted(gen.loc[~gen["interpretable"].astype("boolean").fillna(True), "model"].astype(str).unique())
-        if "interpretable" in gen.columns
-        else []
-    )
-    warn = (
-        (
-            f"<p class='note'><b>Not interpretable:</b> {e(', '.join(withheld))} did not beat a trivial baseline "
-            "(see Model sanity); its gaps are shown for completeness only.</p>"
-        )
-        if withheld
-        else ""
-    )
+    withheld = sorted(gen.loc[~gen["interpretable"].astype("boolean").fillna(True), "model"].astype(str).unique()) \
+        if "interpretable" in gen.columns else []
+    warn = (f"<p class='note'><b>Not interpretable:</b> {e(', '.join(withheld))} did not beat a trivial baseline "
+            "(see Model sanity); its gaps are shown for completeness only.</p>") if withheld else ""
     body = [
         warn,
         f"<p class='note'>{shown}: in-domain (test samples of the training domains, blue) vs out-of-domain (the "
