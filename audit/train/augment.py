@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["AugmentConfig", "augment_batch", "normalize", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["AugmentConfig", "augment_batch", "normalize", "IMAGENET_MEAN", "IMAGENET_STD", "EXTRA_AUGMENTS",
+           "extra_augment"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -79,3 +80,36 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     return (x - mean) / std
+
+
+# ---------------------------------------------------------------------------------------------- targeted (issue 21)
+# Chosen by ``audit mitigate --method augment`` from the profile's covariate-shift / shortcut findings; each is
+# applied per sample with its probability, after :func:`augment_batch` (images only: masks are unchanged).
+EXTRA_AUGMENTS = ("grayscale", "color_jitter", "blur", "sharpen")
+
+
+def _blur3(x: torch.Tensor) -> torch.Tensor:
+    k = torch.tensor([1.0, 2.0, 1.0], device=x.device, dtype=x.dtype)
+    k2 = (k[:, None] * k[None, :] / 16.0).expand(x.shape[1], 1, 3, 3)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k2, groups=x.shape[1])
+
+
+def extra_augment(x: torch.Tensor, spec, gen: torch.Generator) -> torch.Tensor:
+    """``spec``: ``((name, probability), ...)`` with names from :data:`EXTRA_AUGMENTS`. ``grayscale``: luminance in
+    all channels; ``color_jitter``: per-channel gains in [0.6, 1.4] (shifts hue and colour balance); ``blur``: 3x3
+    binomial blur; ``sharpen``: unsharp mask of strength 1.5."""
+    b, dev = x.shape[0], x.device
+    for name, prob in spec:
+        hit = (torch.rand(b, generator=gen, device=dev) < float(prob)).view(b, 1, 1, 1)
+        if name == "grayscale":
+            y = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).expand_as(x)
+        elif name == "color_jitter":
+            y = x * _uniform(b * x.shape[1], 0.6, 1.4, gen, dev).view(b, x.shape[1], 1, 1).to(x.dtype)
+        elif name == "blur":
+            y = _blur3(x)
+        elif name == "sharpen":
+            y = x + 1.5 * (x - _blur3(x))
+        else:
+            raise ValueError(f"unknown augmentation {name!r}; choose from {', '.join(EXTRA_AUGMENTS)}")
+        x = torch.where(hit, y, x).clamp(0, 1)
+    return x
