@@ -414,6 +414,28 @@ def metrics(
 
 @app.command()
 @handle_errors
+def slices(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")],
+    embeddings: Annotated[Optional[Path], typer.Option(
+        "--embeddings", help="Parquet: sample_id + vectors (a list column or numeric columns).")] = None,
+    min_n: Annotated[int, typer.Option("--min-n", min=2, help="Rows a slice needs in each half.")] = 20,
+    group: Annotated[Optional[str], typer.Option(
+        "--group", help="Cluster column for halves and bootstrap (default: group).")] = None,
+    n_boot: Annotated[int, typer.Option("--n-boot", min=100, help="Bootstrap resamples.")] = 2000,
+    seed: SeedOpt = 0,
+) -> None:
+    """Find slices where a model errs (discovered on half the held-out rows, confirmed on the other half)."""
+    from audit import pipeline
+    from audit.rundir import RunDir
+
+    rd = RunDir.open(run_dir)
+    pipeline.slices_stage(rd, required=True, embeddings=str(embeddings) if embeddings else None, min_n=min_n,
+                          group=group, n_boot=n_boot, seed=seed)
+    pipeline.print_summary(rd, stages=["slices"], console=_console())
+
+
+@app.command()
+@handle_errors
 def report(run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")]) -> None:
     """Write RUN/report.html (one self-contained file) and RUN/summary.md."""
     from audit import pipeline

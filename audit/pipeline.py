@@ -28,6 +28,7 @@ __all__ = [
     "profile_stage",
     "train_stage",
     "metrics_stage",
+    "slices_stage",
     "report_stage",
     "full_audit",
     "demo",
@@ -93,7 +94,7 @@ def _refuse_flagged_if_strict(run: RunDir, df, options) -> None:
 # Outputs derived from the manifest: stale once the dataset changes (training checkpoints under train/ are keyed
 # by the fingerprint already and are left alone).
 _DERIVED = ("profile", "predictions.parquet", "predictions", "metrics", "findings.json", "report.html", "summary.md",
-            "check")
+            "check", "slices", "embeddings/predict")
 
 
 def _clear_if_dataset_changed(run: RunDir, new_fp: str) -> list[str]:
@@ -194,6 +195,16 @@ def metrics_stage(run: RunDir, *, required: bool = False, **kwargs) -> Any:
     return _run_stage(run, "metrics", fn, run, _config(cfg_cls, **kwargs))
 
 
+def slices_stage(run: RunDir, *, required: bool = False, **kwargs) -> Any:
+    """Slice discovery confirmed on held-out data (audit.slices); skipped without predictions or embeddings."""
+    fn, cfg_cls = _entry("audit.slices", "run_slices"), _entry("audit.slices", "SliceConfig")
+    if fn is None or cfg_cls is None:
+        return _skip(run, "slices", "audit.slices is not built yet", required)
+    if not required and not (run.has("predictions.parquet") and (kwargs.get("embeddings") or run.has("embeddings/predict"))):
+        return _skip(run, "slices", "no predictions with stored embeddings (train a model, or pass --embeddings)", required)
+    return _run_stage(run, "slices", fn, run, _config(cfg_cls, **kwargs))
+
+
 def report_stage(run: RunDir, *, required: bool = False) -> Any:
     fn = _entry("audit.report", "write_report")
     if fn is None:
@@ -232,6 +243,7 @@ def full_audit(
             ),
         ),
         ("metrics", lambda: metrics_stage(run, min_n=min_n, seed=seed)),
+        ("slices", lambda: slices_stage(run, seed=seed)),
         ("report", lambda: report_stage(run)),
     ]
     for name, fn in stages:

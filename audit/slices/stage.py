@@ -96,7 +96,10 @@ def fold_inputs(run, cfg: SliceConfig) -> tuple[pd.DataFrame, np.ndarray, dict]:
 
 def _group_col(frame: pd.DataFrame, cfg: SliceConfig) -> str | None:
     col = cfg.group or ("group" if "group" in frame.columns else None)
-    return col if col and frame[col].notna().any() else None
+    if not col or not frame[col].notna().any():
+        return None
+    # one group per row (the default when none is given) is the row bootstrap: cheaper without the groups
+    return None if cfg.group is None and frame[col].nunique() == len(frame) else col
 
 
 def _run_folds(frame: pd.DataFrame, vec: np.ndarray, cfg: SliceConfig):
