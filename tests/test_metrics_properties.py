@@ -253,8 +253,9 @@ def test_per_class_n_counts_distinct_samples_of_the_class_exactly():
 
 def test_row_counts_agree_with_the_counts_of_every_metric():
     """``row_counts`` (which rows a metric's n counts) sums to ``count`` of the summed statistics, for every metric."""
-    from audit.metrics._stats import block_entries, block_width, build_metric_specs, row_counts
+    from audit.metrics._stats import block_entries, block_width, row_counts
     from audit.metrics.encoding import prepare_data, resolve_metrics
+    from audit.metrics.registry import build_metric_specs
 
     rng = np.random.default_rng(1)
     n, k = 60, 4

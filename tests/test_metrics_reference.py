@@ -252,3 +252,39 @@ def test_true_positive_rates_on_a_handful_of_positives_get_no_verdict():
     # the demographic-parity comparison uses the whole group and is unaffected
     dp = lambda df: float(df.loc[df["metric"] == "dp_diff", "value"].iloc[0])
     assert dp(strict) == dp(loose) == pytest.approx(0.03)
+
+
+def test_a_registered_metric_gets_groups_intervals_and_n_like_the_built_in_ones():
+    """register_metric: a user's specificity (true-negative rate) over the confusion block equals sklearn's recall
+    of the negative class per group, with Wilson intervals and n = the group's negatives."""
+    from sklearn.metrics import recall_score
+
+    from audit.metrics import MetricSpec, metric_names, register_metric
+    from audit.metrics.registry import _REGISTRY, confusion, div
+
+    @register_metric("specificity_test", task="classify")
+    def _spec(d, pos_label=None):
+        def tn(S):
+            C = confusion(S, d.K)
+            return C[..., 0, 0], C[..., 0, :].sum(axis=-1)
+
+        return [MetricSpec("specificity_test", "confusion", lambda S: div(*tn(S)), lambda S: tn(S)[1], tn,
+                           row_count=lambda d: (d.y_true == 0).astype(float))]
+
+    try:
+        assert "specificity_test" in metric_names("classify")
+        rng = np.random.default_rng(3)
+        yt = rng.choice(["neg", "pos"], 400)
+        yp = np.where(rng.random(400) < 0.8, yt, rng.choice(["neg", "pos"], 400))
+        g = rng.choice(["a", "b"], 400)
+        rep = M.group_report(y_true=yt, y_pred=yp, sensitive=g, metrics=["accuracy", "specificity_test"], n_boot=0)
+        for grp in ("a", "b"):
+            s = g == grp
+            ref = recall_score(yt[s], yp[s], pos_label="neg")
+            assert rep.by_group.loc[grp, "specificity_test"] == pytest.approx(ref, abs=1e-12)
+        frame = rep.to_frame()
+        row = frame[(frame["metric"] == "specificity_test") & (frame["group"] == "a")].iloc[0]
+        assert row["ci_method"] == "wilson" and row["ci_low"] < row["value"] < row["ci_high"]
+        assert row["n"] == int(((g == "a") & (yt == "neg")).sum())
+    finally:
+        _REGISTRY.pop("specificity_test", None)

@@ -45,12 +45,16 @@ from audit.metrics.functional import (
 )
 from audit.metrics.generalization import generalization_gap, transfer_matrix
 from audit.metrics.group_report import GroupReport, group_report
+from audit.metrics.registry import MetricSpec, metric_names, register_metric
 
 __all__ = [
     "MetricsConfig",
     "run_metrics",
     "GroupReport",
     "group_report",
+    "register_metric",
+    "metric_names",
+    "MetricSpec",
     "SegmentationCounts",
     "fairness_report",
     "generalization_gap",
@@ -79,7 +83,7 @@ __all__ = [
 ]
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class MetricsConfig:
     """Settings of the metrics stage (``audit metrics RUN ...``).
 

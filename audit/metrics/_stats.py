@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Data", "MetricSpec", "BLOCKS", "build_metric_specs", "block_entries", "DEFAULT_BINS"]
+__all__ = ["Data", "MetricSpec", "BLOCKS", "block_entries", "DEFAULT_BINS"]
 
 DEFAULT_BINS = 15
 
@@ -297,99 +297,6 @@ def row_counts(spec: MetricSpec, d: Data) -> np.ndarray:
             np.add.at(X, (r, np.asarray(col[a:b], dtype=np.int64)), val[a:b])
         out[a:b] = spec.count(X)
     return out
-
-
-CLASSIFY_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "recall", "top_k", "ece", "brier", "nll", "selection_rate")
-SEGMENT_METRICS = ("miou", "fg_iou", "fg_dice", "iou", "dice", "iou_image", "pixel_accuracy")
-ALL_METRICS = CLASSIFY_METRICS + SEGMENT_METRICS
-
-
-def default_segment_metrics(n_classes: int) -> list[str]:
-    """What a segmentation audit reports by default. Binary (background + one class): the foreground Dice and IoU
-    lead; no background-dominated per-image average is reported as "dice" (``dice``/``iou_image`` on request)."""
-    if n_classes == 2:
-        return ["fg_dice", "fg_iou", "miou", "iou", "pixel_accuracy"]
-    return ["miou", "fg_iou", "iou", "pixel_accuracy"] if n_classes > 2 else ["miou", "iou", "pixel_accuracy"]
-
-
-def primary_segment_metric(n_classes: int) -> str:
-    """The headline metric of a segmentation task: foreground Dice when binary, mIoU (background included) else."""
-    return "fg_dice" if n_classes == 2 else "miou"
-NEEDS_PROBS = frozenset({"top_k", "ece", "brier", "nll"})
-
-
-def build_metric_specs(names: list[str], d: Data, *, pos_label: int | None = None) -> list[MetricSpec]:
-    """Expand metric names (``recall`` -> one per class, ``iou`` -> one per segmentation class) into specs."""
-    K, C = d.K, d.C
-    specs: list[MetricSpec] = []
-    for name in names:
-        if name == "accuracy":
-            specs.append(MetricSpec("accuracy", "correct", lambda S: _div(S[..., 0], S[..., 1]), lambda S: S[..., 1],
-                                    lambda S: (S[..., 0], S[..., 1]), description="share of correct predictions", row_count=_all_rows))
-        elif name == "balanced_accuracy":
-            specs.append(MetricSpec("balanced_accuracy", "confusion", lambda S: balanced_accuracy_from_confusion(_conf(S, K)),
-                                    lambda S: S.sum(axis=-1), description="mean per-class recall", row_count=_all_rows))
-        elif name == "macro_f1":
-            specs.append(MetricSpec("macro_f1", "confusion", lambda S: macro_f1_from_confusion(_conf(S, K)),
-                                    lambda S: S.sum(axis=-1), description="unweighted mean F1 over classes", row_count=_all_rows))
-        elif name == "recall":
-            for k, cname in enumerate(d.classes):
-                def rc(S, k=k):
-                    C_ = _conf(S, K)
-                    return C_[..., k, k], C_[..., k, :].sum(axis=-1)
-
-                specs.append(MetricSpec(f"recall.{cname}", "confusion", lambda S, rc=rc: _div(*rc(S)),
-                                        lambda S, rc=rc: rc(S)[1], rc, description=f"recall of class {cname}",
-                                        row_count=lambda d, k=k: (d.y_true == k).astype(float)))
-        elif name == "selection_rate":
-            k = (K - 1) if pos_label is None else pos_label
-
-            def sr(S, k=k):
-                C_ = _conf(S, K)
-                return C_[..., :, k].sum(axis=-1), C_.sum(axis=(-2, -1))
-
-            specs.append(MetricSpec("selection_rate", "confusion", lambda S, sr=sr: _div(*sr(S)), lambda S, sr=sr: sr(S)[1],
-                                    sr, description=f"share predicted {d.classes[k] if d.classes else k}", row_count=_all_rows))
-        elif name == "top_k":
-            specs.append(MetricSpec(f"top{d.top_k}_accuracy", "topk", lambda S: _div(S[..., 0], S[..., 1]), lambda S: S[..., 1],
-                                    lambda S: (S[..., 0], S[..., 1]), description=f"true class among the {d.top_k} most probable", row_count=_all_rows))
-        elif name == "ece":
-            specs.append(MetricSpec("ece", "calib", ece_from_bins, lambda S: S.reshape(S.shape[:-1] + (-1, 3))[..., 0].sum(axis=-1),
-                                    higher_is_better=False, description="expected calibration error (top label)", row_count=_all_rows))
-        elif name == "brier":
-            specs.append(MetricSpec("brier", "brier", lambda S: _div(S[..., 0], S[..., 1]), lambda S: S[..., 1],
-                                    higher_is_better=False, description="Brier score", row_count=_all_rows))
-        elif name == "nll":
-            specs.append(MetricSpec("nll", "nll", lambda S: _div(S[..., 0], S[..., 1]), lambda S: S[..., 1],
-                                    higher_is_better=False, description="negative log-likelihood", row_count=_all_rows))
-        elif name == "miou":
-            specs.append(MetricSpec("miou", "seg_iu", lambda S: miou_from_counts(S, C), lambda S: S[..., 2 * C + 2],
-                                    description="mean IoU over all classes, background included, from pixel counts summed over images", row_count=_all_rows))
-        elif name in ("fg_iou", "fg_dice"):
-            fn = fg_iou_from_counts if name == "fg_iou" else fg_dice_from_counts
-            what = "IoU" if name == "fg_iou" else "Dice"
-            specs.append(MetricSpec(name, "seg_iu", lambda S, fn=fn: fn(S, C), lambda S: S[..., 2 * C + 2],
-                                    description=f"foreground {what} (background excluded; mean over the foreground "
-                                    f"classes), from pixel counts summed over images", row_count=_all_rows))
-        elif name == "iou":
-            for k, cname in enumerate(d.seg_classes):
-                specs.append(MetricSpec(f"iou.{cname}", "seg_iu", lambda S, k=k: _div(S[..., k], S[..., C + k]),
-                                        lambda S: S[..., 2 * C + 2],
-                                        description=f"IoU of class {cname} from summed pixel counts", row_count=_all_rows))
-        elif name == "pixel_accuracy":
-            specs.append(MetricSpec("pixel_accuracy", "seg_iu", lambda S: _div(S[..., 2 * C], S[..., 2 * C + 1]),
-                                    lambda S: S[..., 2 * C + 2],
-                                    description="share of correctly labelled pixels", row_count=_all_rows))
-        elif name == "dice":
-            specs.append(MetricSpec("dice", "seg_img", lambda S: _div(S[..., 0], S[..., 2]), lambda S: S[..., 2],
-                                    description="mean per-image Dice over the classes present, background included"))
-        elif name == "iou_image":
-            specs.append(MetricSpec("iou_image", "seg_img", lambda S: _div(S[..., 1], S[..., 2]), lambda S: S[..., 2],
-                                    description="mean per-image IoU over the classes present, background included"))
-        else:  # validated by the caller
-            raise KeyError(name)
-    return specs
-
 
 
 # ---------------------------------------------------------------------------------------------- NaN-aware helpers

@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 
 from audit.metrics._bootstrap import bootstrap_pvalue
-from audit.metrics._stats import build_metric_specs
 from audit.metrics.defaults import FAIRNESS_MARGIN, Q_MAX, THRESHOLDS, gap_metrics_for, primary_for
 from audit.metrics.encoding import (
     SegmentationCounts,
@@ -20,6 +19,7 @@ from audit.metrics.engine import block_statistics, compute_report
 from audit.metrics.fairness import fairness_report
 from audit.metrics.generalization import generalization_gap, transfer_matrix
 from audit.metrics.inputs import categorical, slice_data
+from audit.metrics.registry import build_metric_specs
 
 __all__ = ["PredictionSlice", "fairness_candidates", "generalization_rows", "transfer_rows"]
 

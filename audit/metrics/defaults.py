@@ -3,7 +3,7 @@
 
 
 
-from audit.metrics._stats import primary_segment_metric
+from audit.metrics.registry import primary_segment_metric
 
 __all__ = ["THRESHOLDS", "Q_MAX", "FAIRNESS_MARGIN", "SCOPES", "primary_for", "gap_metrics_for"]
 

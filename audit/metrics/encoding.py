@@ -12,13 +12,10 @@ import pandas as pd
 import audit.metrics._validate as V
 from audit.errors import UsageError
 from audit.metrics._stats import (
-    ALL_METRICS,
     DEFAULT_BINS,
-    NEEDS_PROBS,
-    SEGMENT_METRICS,
     Data,
-    default_segment_metrics,
 )
+from audit.metrics.registry import default_segment_metrics, metric_names, needs_probs
 
 __all__ = ["SegmentationCounts", "encode_groups", "encode_clusters", "encode_samples", "prepare_data", "resolve_metrics"]
 
@@ -202,14 +199,15 @@ def resolve_metrics(metrics, d: Data) -> list[str]:
     if isinstance(metrics, str):
         metrics = [metrics]
     out = []
+    every, seg = metric_names(), metric_names("segment")
     for m in metrics:
-        if m not in ALL_METRICS:
-            raise UsageError(V._MSG_METRIC.format(value=m, choices=", ".join(ALL_METRICS)))
-        if m in SEGMENT_METRICS and not d.C:
+        if m not in every:
+            raise UsageError(V._MSG_METRIC.format(value=m, choices=", ".join(every)))
+        if m in seg and not d.C:
             raise UsageError(V._MSG_NEED.format(metric=m, what="segmentation pixel counts", arg="segmentation="))
-        if m not in SEGMENT_METRICS and d.C:
+        if m not in seg and d.C:
             raise UsageError(V._MSG_NEED.format(metric=m, what="labels", arg="y_true and y_pred"))
-        if m in NEEDS_PROBS and d.y_prob is None:
+        if needs_probs(m) and d.y_prob is None:
             raise UsageError(V._MSG_NEED.format(metric=m, what="class probabilities", arg="y_prob="))
         if m not in out:
             out.append(m)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from audit.metrics._stats import DEFAULT_BINS, block_entries, block_width, build_metric_specs
+from audit.metrics._stats import DEFAULT_BINS, block_entries, block_width
 from audit.metrics.encoding import SegmentationCounts, prepare_data
+from audit.metrics.registry import build_metric_specs
 
 __all__ = [
     "accuracy",

@@ -13,10 +13,10 @@ import pandas as pd
 import audit.metrics._validate as V
 from audit.errors import UsageError
 from audit.metrics._bootstrap import bootstrap_pvalue, bootstrap_sums, percentile_interval, seed_for, wilson_interval
-from audit.metrics._stats import build_metric_specs
 from audit.metrics.encoding import SegmentationCounts, encode_clusters, prepare_data, resolve_metrics
 from audit.metrics.engine import block_statistics
 from audit.metrics.group_report import group_report
+from audit.metrics.registry import build_metric_specs
 
 __all__ = ["generalization_gap", "transfer_matrix"]
 

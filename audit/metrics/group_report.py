@@ -7,10 +7,7 @@ from collections.abc import Sequence
 
 import audit.metrics._validate as V
 from audit.errors import UsageError
-from audit.metrics._stats import (
-    DEFAULT_BINS,
-    build_metric_specs,
-)
+from audit.metrics._stats import DEFAULT_BINS
 from audit.metrics.encoding import (
     SegmentationCounts,
     encode_clusters,
@@ -21,6 +18,7 @@ from audit.metrics.encoding import (
 )
 from audit.metrics.engine import compute_report
 from audit.metrics.groupframe import GroupReport
+from audit.metrics.registry import build_metric_specs
 
 __all__ = ["GroupReport", "SegmentationCounts", "group_report"]
 
