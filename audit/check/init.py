@@ -373,6 +373,18 @@ def _degenerate_rule(s: _Starter) -> None:
         s.rule(f"{what}: now {c}: retrain (see the finding), then make this an error", **kv, severity="warn")
 
 
+def _slice_rule(s: _Starter) -> None:
+    """Largest confirmed slice gap (slices/slices.parquet): now + the metric margin."""
+    if not s.run.has("slices/slices.parquet"):
+        return
+    kv = {"id": "max-slice-gap", "check": "max_slice_gap"}
+    res = s.measured(kv, _FAR)
+    if res is not None:
+        g = max(res.value, 0.0)
+        s.rule(f"largest confirmed slice gap (rest - slice accuracy): now {res.value:.3f}{_where(res)}; "
+               f"threshold = now + {METRIC_MARGIN}", **kv, threshold=_up(g + METRIC_MARGIN, None))
+
+
 def starter_policy(run: RunDir) -> str:
     """The text of a starter policy for ``run`` (see module docstring).
 
@@ -391,6 +403,7 @@ def starter_policy(run: RunDir) -> str:
     if groups is not None:
         _degenerate_rule(s)
     _regression_rules(s, groups, metric, gated_worst)
+    _slice_rule(s)
     if not any(line == "[[rule]]" for line in s.out):
         s.rule(
             "the run has no profile or metric tables yet: at least gate on critical findings",

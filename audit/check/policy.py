@@ -167,6 +167,16 @@ CHECKS: dict[str, tuple[dict[str, Param], str | None, str]] = {
         None,
         "worst-group / overall / per-group metric may not drop by more than max_drop versus --baseline",
     ),
+    # slice discovery (issue 20): slices/slices.parquet
+    "max_slice_gap": (
+        {
+            **_MODEL_SEL,
+            **_THRESH,
+            "confirmed_only": Param("bool", True, doc="only slices confirmed on the held-out half"),
+        },
+        "<=",
+        "accuracy gap (rest - slice) of each discovered slice, from slices/slices.parquet",
+    ),
 }
 
 _POLICY_KEYS = {

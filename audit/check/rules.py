@@ -450,6 +450,26 @@ def eval_regression(rule: Rule, ctx: RuleContext) -> RuleResult:
     return res
 
 
+def eval_slice_gap(rule: Rule, ctx: RuleContext) -> RuleResult:
+    """Each slice's accuracy gap (slices/slices.parquet, written by `audit slices`)."""
+    s = ctx.table("slices/slices.parquet")
+    if s is None:
+        return missing(rule, "slices/slices.parquet is absent (run `audit slices`)")
+    if rule.params.get("confirmed_only", True) and "confirmed" in s.columns:
+        s = s[s["confirmed"].fillna(False).astype(bool)]
+    s = _model_sel(s, rule, ctx, fold_default=False)
+    items = []
+    for _, r in s.iterrows():
+        compared, point, ci = _bounded(r, rule, "ci_low", "ci_high", "gap")
+        n = _n(r.get("n_confirm"))
+        items.append(Item(f"{r['slice_id']} ({r.get('description', '')})", compared, point, ci, n,
+                          n is not None and n < rule.min_n, {"accuracy": _num(r.get("accuracy")),
+                                                            "rest_accuracy": _num(r.get("rest_accuracy"))}))
+    if not items:
+        items.append(Item("no confirmed slice", 0.0, 0.0, None, None))
+    return judge(rule, items, what="slice accuracy gap (rest - slice)")
+
+
 EVALUATORS: dict[str, Callable[[Rule, RuleContext], RuleResult]] = {
     "worst_group": eval_group,
     "group_metric": eval_group,
@@ -464,6 +484,7 @@ EVALUATORS: dict[str, Callable[[Rule, RuleContext], RuleResult]] = {
     "shortcut": eval_shortcut,
     "findings": eval_findings,
     "regression": eval_regression,
+    "max_slice_gap": eval_slice_gap,
 }
 
 
