@@ -22,7 +22,7 @@ import pandas as pd
 from audit.errors import UsageError
 from audit.rundir import RunDir
 
-__all__ = ["MitigateConfig", "run_mitigations", "train_config_of", "variant_dir"]
+__all__ = ["MitigateConfig", "run_mitigations", "train_config_of", "variant_dir", "mitigate_command"]
 
 _FROM_RESOLVED = ("task", "model", "protocol", "epochs", "batch_size", "lr", "image_size", "seeds", "seed", "weights",
                   "pretrained", "compile", "balanced", "engine", "val_fraction", "test_fraction", "patience", "mode")
@@ -91,7 +91,7 @@ def _train_variant(run: RunDir, method: str, cfg: MitigateConfig, columns: list[
     child = _prepare_child(run, method, record)
     dups = run.read_table("profile/duplicates.parquet", required=False) if method == "dedup" else None
     if method == "dedup" and dups is None:
-        raise UsageError(f"--method dedup needs the profile's duplicates table; run `audit profile` into {run.path}")
+        record.setdefault("notes", []).append("the profile wrote no duplicates table: nothing left out")
     adjust = fit_adjuster(method, task=run.task, columns=columns, eta=cfg.eta, findings=run.findings(), dups=dups,
                           record=record)
     t0 = time.perf_counter()
@@ -119,6 +119,8 @@ def run_mitigations(run: RunDir, cfg: MitigateConfig, *, on_method: Callable[[st
     if bad or not cfg.methods:
         raise UsageError(f"unknown --method {bad[0] if bad else ''!r}; choose from {', '.join(METHODS)}")
     train_config_of(run)  # a usage error now, before anything is written
+    if "dedup" in cfg.methods and not run.has("profile/duplicates.parquet") and run.stage_status("profile") != "ok":
+        raise UsageError(f"--method dedup needs the profile's duplicates table; run `audit profile` into {run.path}")
     columns = resolve_group_columns(list(cfg.groups), run.manifest())
     records = {}
     for method in dict.fromkeys(cfg.methods):
@@ -132,3 +134,18 @@ def run_mitigations(run: RunDir, cfg: MitigateConfig, *, on_method: Callable[[st
             on_method(method, records[method])
     return write_summary(run, records, columns=columns, n_boot=cfg.n_boot, min_n=cfg.min_n, seed=cfg.seed,
                          max_drop=cfg.max_drop)
+
+
+def mitigate_command(run_dir: Path, methods: list[str], *, groups: list[str] | None = None, eta: float = 0.1,
+                     device: str = "auto", n_boot: int | None = None, echo: Callable[[str], None] = print) -> None:
+    """``audit mitigate``: lock the run, train the variants, print one verdict line per method."""
+    run = RunDir.open(run_dir)
+    cfg = MitigateConfig(methods=tuple(methods or ()), groups=tuple(groups or ()), eta=eta, device=device,
+                         n_boot=n_boot)
+    with RunDir(run.path):
+        run_mitigations(run, cfg)
+    meta = run.read_json("mitigations/summary.json", default={}) or {}
+    for method, rec in (meta.get("methods") or {}).items():
+        line = rec.get("sentence") or f"failed: {rec.get('error')}"
+        echo(f"{method:14s} {line}")
+    echo(f"summary: {run.path / 'mitigations' / 'summary.parquet'}")

@@ -1,0 +1,254 @@
+"""audit mitigate (issue 21): every method retrained on generated data with a planted spurious attribute, the
+pairing with the baseline, the summary recomputed from the prediction files, the paired bootstrap, the trainer's
+opt-in hooks, the CLI's usage errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from audit.errors import InputError
+from audit.metrics.fairness import demographic_parity_difference
+from audit.mitigate import METHODS, MitigateConfig, pair_predictions, paired_metrics, run_mitigations
+from audit.mitigate.paired import KEY, verdict
+from audit.mitigate.summary import baseline_predictions
+from audit.mitigate.synthetic import ingest_spurious
+from audit.rundir import RunDir
+from audit.train import TrainConfig, run_training
+
+
+def _train(run: RunDir, epochs: int) -> None:
+    with run:
+        with run.stage("train"):
+            run_training(run, TrainConfig(epochs=epochs, model="small_cnn", device="cpu"))
+
+
+@pytest.fixture(scope="module")
+def mitigated(tmp_path_factory):
+    """Baseline (1 epoch) and all five variants on 3 x 40 tiny images; dedup leaves out planted pairs."""
+    root = tmp_path_factory.mktemp("mitigate")
+    run = ingest_spurious(root / "data", root / "run", per_domain=40, size=16, seed=1)
+    _train(run, 1)
+    ids = run.manifest()["sample_id"].astype(str).tolist()
+    dups = pd.DataFrame({"a": [ids[0], ids[2], ids[50]], "b": [ids[1], ids[3], ids[90]], "kind": ["exact", "near", "exact"],
+                         "cross_split": [False, False, True], "label_conflict": [False, True, False]})
+    run.write_table("profile/duplicates.parquet", dups)
+    run.update_info(config={"metrics": {"n_boot": 100, "min_n": 5, "depth": 1}})  # as `audit metrics` records it
+    with run:
+        summary = run_mitigations(run, MitigateConfig(methods=METHODS, groups=("bg",), device="cpu", n_boot=200,
+                                                      min_n=5))
+    return run, summary, ids
+
+
+def _child(run: RunDir, method: str) -> RunDir:
+    return RunDir(run.path / "mitigations" / method)
+
+
+def test_every_method_writes_a_variant_on_the_same_held_out_images(mitigated):
+    run, summary, _ = mitigated
+    base = baseline_predictions(run)
+    base_keys = base.loc[base["role"] == "test", KEY].astype(str).sort_values(KEY).reset_index(drop=True)
+    assert set(summary["method"]) == set(METHODS)
+    for m in METHODS:
+        child = _child(run, m)
+        preds = child.read_table("predictions.parquet")
+        assert list(preds.columns) == list(base.columns)  # same schema
+        keys = preds.loc[preds["role"] == "test", KEY].astype(str).sort_values(KEY).reset_index(drop=True)
+        pd.testing.assert_frame_equal(keys, base_keys)  # the very same held-out rows
+        assert child.has("metrics/groups.parquet") and child.stage_status("metrics") == "ok"
+        assert child.info["stages"]["train"]["model"] == "small_cnn"
+        assert child.info["stages"]["train"]["protocol"] == run.info["stages"]["train"]["protocol"]
+    meta = run.read_json("mitigations/summary.json")["methods"]
+    assert meta["dedup"]["rows_left_out"] == 5  # b of each pair + a of the conflict and the cross-split pair
+    assert meta["groupdro"]["eta"] == 0.1 and meta["group_balance"]["cells"] == 4
+    assert all(meta[m]["verdict"] in ("helps", "no measurable effect", "hurts") for m in METHODS)
+    chosen = meta["augment"]
+    assert chosen["augment"] == [] or chosen["reasons"], "an augmentation is only chosen with the finding behind it"
+
+
+def test_summary_numbers_recomputed_from_the_prediction_files(mitigated):
+    run, summary, _ = mitigated
+    man = run.manifest().set_index("sample_id")
+    base = baseline_predictions(run)
+    for m in ("groupdro", "reweight"):
+        mit = _child(run, m).read_table("predictions.parquet")
+        rows = summary[summary["method"] == m].set_index(["metric", "by"])
+        for name, df in (("baseline", base), ("mitigated", mit)):
+            t = df[df["role"] == "test"].copy()
+            ok = t["y_true"].astype(str) == t["y_pred"].astype(str)
+            held = t["held_out"].astype(bool)
+            assert rows.loc[("ood_accuracy", "held_out"), name] == pytest.approx(ok[held].mean())
+            assert rows.loc[("gap", "in_domain - held_out"), name] == pytest.approx(ok[~held].mean() - ok[held].mean())
+            cell = t["y_true"].astype(str) + " | " + man.loc[t["sample_id"].astype(str), "attr.bg"].astype(str).to_numpy()
+            per = ok[held].groupby(cell[held]).agg(["mean", "size"])
+            worst = per.loc[per["size"] >= 5, "mean"].min()
+            assert rows.loc[("worst_group_accuracy", "label x bg"), name] == pytest.approx(worst)
+            bg = man.loc[t["sample_id"].astype(str), "attr.bg"].astype(str).to_numpy()
+            dp = demographic_parity_difference(t["y_true"].astype(str), t["y_pred"].astype(str), sensitive=bg, min_n=5)
+            assert rows.loc[("dp_diff", "bg"), name] == pytest.approx(dp)
+        r = rows.loc[("ood_accuracy", "held_out")]
+        assert r["diff"] == pytest.approx(r["mitigated"] - r["baseline"])
+        assert r["ci_low"] <= r["diff"] <= r["ci_high"] and 0 <= r["p"] <= 1
+
+
+def test_pairing_refuses_different_images(mitigated):
+    run, _, _ = mitigated
+    base = baseline_predictions(run)
+    mit = _child(run, "reweight").read_table("predictions.parquet")
+    test_rows = mit.index[mit["role"] == "test"]
+    with pytest.raises(InputError, match="not on the baseline's held-out images"):
+        pair_predictions(base, mit.drop(index=test_rows[:3]))
+
+
+def _correlated(n=600, seed=0):
+    """Two models that agree on most images: the difficulty of an image is shared."""
+    rng = np.random.default_rng(seed)
+    hard = rng.random(n) < 0.35
+    ok_b = ~hard | (rng.random(n) < 0.2)
+    ok_m = ok_b.copy()
+    flip = rng.random(n) < 0.06
+    ok_m[flip] = ~ok_m[flip]
+    y = rng.integers(0, 2, n).astype(str)
+    other = np.where(y == "0", "1", "0")
+    df = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "fold": "f", "seed": 0, "role": "test",
+                       "held_out_b": True, "y_true_b": y, "y_true_m": y,
+                       "y_pred_b": np.where(ok_b, y, other), "y_pred_m": np.where(ok_m, y, other)})
+    spec = {"ood": np.ones(n, bool), "ind": np.zeros(n, bool), "groups": [], "fair": [], "classes": ["0", "1"],
+            "cluster": df["sample_id"].to_numpy()}
+    return df, spec, ok_b, ok_m
+
+
+def test_paired_interval_is_narrower_than_unpaired_on_correlated_predictions():
+    df, spec, ok_b, ok_m = _correlated()
+    paired = paired_metrics(df, spec, task="classify", n_boot=800, seed=0, min_n=5).set_index("metric")
+    unpaired = paired_metrics(df, spec, task="classify", n_boot=800, seed=0, min_n=5,
+                              paired_draws=False).set_index("metric")
+    pw = paired.loc["ood_accuracy", "ci_high"] - paired.loc["ood_accuracy", "ci_low"]
+    uw = unpaired.loc["ood_accuracy", "ci_high"] - unpaired.loc["ood_accuracy", "ci_low"]
+    assert paired.loc["ood_accuracy", "diff"] == pytest.approx(ok_m.mean() - ok_b.mean())
+    assert pw < 0.5 * uw, (pw, uw)
+
+
+def test_cluster_bootstrap_is_wider_when_images_share_a_group():
+    df, spec, _, _ = _correlated()
+    by_image = paired_metrics(df, spec, task="classify", n_boot=800, min_n=5).set_index("metric")
+    spec2 = {**spec, "cluster": np.repeat(np.arange(len(df) // 20), 20).astype(str)}
+    by_group = paired_metrics(df, spec2, task="classify", n_boot=800, min_n=5).set_index("metric")
+    w = by_image.loc["ood_accuracy", "ci_high"] - by_image.loc["ood_accuracy", "ci_low"]
+    w2 = by_group.loc["ood_accuracy", "ci_high"] - by_group.loc["ood_accuracy", "ci_low"]
+    assert by_group.loc["ood_accuracy", "diff"] == by_image.loc["ood_accuracy", "diff"]
+    assert w2 != w
+
+
+def test_segmentation_summary_from_pixel_counts():
+    rng = np.random.default_rng(0)
+    n, k = 40, 2
+    df = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "fold": "f", "seed": 0, "role": "test",
+                       "held_out_b": np.arange(n) < 20})
+    for sfx in ("_b", "_m"):
+        for c in range(k):
+            inter = rng.integers(10, 50, n)
+            df[f"inter_{c}{sfx}"] = inter
+            df[f"union_{c}{sfx}"] = inter + rng.integers(0, 30, n)
+            df[f"pred_{c}{sfx}"] = inter + rng.integers(0, 10, n)
+            df[f"true_{c}{sfx}"] = df[f"union_{c}{sfx}"] - df[f"pred_{c}{sfx}"] + inter
+    held = df["held_out_b"].to_numpy()
+    spec = {"ood": held, "ind": ~held, "groups": [], "fair": [], "n_classes": k, "cluster": df["sample_id"].to_numpy()}
+    out = paired_metrics(df, spec, task="segment", n_boot=200, min_n=5).set_index("metric")
+    for sfx, col in (("_b", "baseline"), ("_m", "mitigated")):
+        h = df[held]
+        miou = np.mean([h[f"inter_{c}{sfx}"].sum() / h[f"union_{c}{sfx}"].sum() for c in range(k)])
+        dice = np.mean([2 * h[f"inter_{c}{sfx}"].sum() / (h[f"pred_{c}{sfx}"] + h[f"true_{c}{sfx}"]).sum()
+                        for c in range(k)])
+        assert out.loc["ood_miou", col] == pytest.approx(miou)
+        assert out.loc["ood_dice", col] == pytest.approx(dice)
+
+
+def test_verdict_words():
+    assert verdict("ood_accuracy", 0.01, 0.05) == "helps"
+    assert verdict("ood_accuracy", -0.05, -0.01) == "hurts"
+    assert verdict("gap", -0.05, -0.01) == "helps"  # a smaller gap is better
+    assert verdict("worst_group_accuracy", -0.01, 0.02) == "no measurable effect"
+    assert verdict("dp_diff", float("nan"), float("nan")) == "no measurable effect"
+
+
+# ---------------------------------------------------------------------------------------------- trainer hooks
+def _tiny(n=48, k=2, size=8, seed=0):
+    from audit.train.trainer import BatchSource
+
+    g = torch.Generator().manual_seed(seed)
+    imgs = torch.randint(0, 255, (n, 3, size, size), generator=g, dtype=torch.uint8)
+    y = torch.arange(n) % k
+    return BatchSource(imgs, y, torch.device("cpu"), channels_last=False), y
+
+
+def test_zero_weight_rows_are_left_out_and_group_sampling_balances():
+    from audit.train.models import build_model
+    from audit.train.trainer import FitConfig, _epoch_order, fit
+
+    src, _ = _tiny()
+    w = np.ones(48)
+    w[:10] = 0
+    cfg = FitConfig(task="classify", n_classes=2, epochs=2, batch_size=8, lr=1e-3, row_weights=w)
+    model, _ = build_model("small_cnn", 2)
+    res = fit(model, src, np.arange(40), np.arange(40, 48), cfg, seed=0)
+    assert res.train_images == 2 * 30
+    groups = torch.tensor([0] * 90 + [1] * 10)
+    order = _epoch_order(100, None, cfg, torch.Generator().manual_seed(0), groups)
+    share = float((groups[order] == 1).float().mean())
+    assert 0.35 < share < 0.65  # 10% of the rows, about half of the draws
+
+
+def test_groupdro_moves_weight_to_the_worse_group():
+    from audit.train.objectives import GroupDRO, per_sample_loss
+
+    dro = GroupDRO(np.array([0, 0, 1, 1]), eta=0.5, task="classify", device=torch.device("cpu"))
+    logits = torch.tensor([[5.0, 0.0], [5.0, 0.0], [0.0, 5.0], [0.0, 5.0]], requires_grad=True)
+    y = torch.tensor([0, 0, 0, 0])  # group 1 is wrong: high loss
+    loss = dro(logits, y, torch.arange(4))
+    assert dro.q[1] > dro.q[0] and abs(float(dro.q.sum()) - 1) < 1e-6
+    ls = per_sample_loss(logits, y, "classify")
+    want = dro.q[0] * ls[:2].mean() + dro.q[1] * ls[2:].mean()
+    assert float(loss.detach()) == pytest.approx(float(want.detach()), rel=1e-5)
+
+
+def test_targeted_augmentations():
+    from audit.train.augment import extra_augment
+
+    x = torch.rand(6, 3, 8, 8)
+    g = torch.Generator().manual_seed(0)
+    gray = extra_augment(x, (("grayscale", 1.0),), g)
+    assert torch.allclose(gray[:, 0], gray[:, 1]) and torch.allclose(gray[:, 1], gray[:, 2])
+    blur = extra_augment(x, (("blur", 1.0),), g)
+    assert float(blur.std()) < float(x.std())
+    assert torch.equal(extra_augment(x, (("sharpen", 0.0),), g), x)
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        extra_augment(x, (("swirl", 1.0),), g)
+
+
+def test_cli_usage_errors(mitigated, tmp_path):
+    from audit.cli import app
+
+    run, _, _ = mitigated
+    r = CliRunner().invoke(app, ["mitigate", str(run.path), "--method", "nope"])
+    assert r.exit_code == 2 and "unknown --method" in r.output
+    r = CliRunner().invoke(app, ["mitigate", str(run.path), "--method", "reweight", "--groups", "zz"])
+    assert r.exit_code == 2 and "not a manifest column" in r.output
+    fresh = ingest_spurious(tmp_path / "d", tmp_path / "r", per_domain=4)
+    r = CliRunner().invoke(app, ["mitigate", str(fresh.path), "--method", "reweight"])
+    assert r.exit_code == 2 and "no finished training stage" in r.output
+
+
+def test_planted_spurious_attribute_group_methods_raise_worst_group_accuracy(tmp_path):
+    run = ingest_spurious(tmp_path / "data", tmp_path / "run", per_domain=80, size=16, seed=0)
+    _train(run, 2)
+    with run:
+        s = run_mitigations(run, MitigateConfig(methods=("group_balance", "groupdro"), groups=("bg",), device="cpu",
+                                                n_boot=300))
+    wg = s[(s["metric"] == "worst_group_accuracy") & (s["by"] == "label x bg")].set_index("method")
+    assert wg["baseline"].iloc[0] < 0.3  # the baseline reads the background
+    assert (wg["ci_low"] > 0).any(), wg
+    assert (wg["verdict"] == "helps").any()
