@@ -436,6 +436,24 @@ def slices(
 
 @app.command()
 @handle_errors
+def mitigate(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory with a finished training stage.")],
+    method: Annotated[list[str], typer.Option("--method", help="group_balance, reweight, groupdro, augment or dedup "
+                                              "(repeatable).")],
+    groups: Annotated[Optional[list[str]], typer.Option("--groups", help="Column to balance over (repeatable; "
+                                                        "default: domain).")] = None,
+    eta: Annotated[float, typer.Option("--eta", min=0.0, help="GroupDRO step size.")] = 0.1,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, mps.")] = "auto",
+    n_boot: Annotated[Optional[int], typer.Option("--n-boot", min=0, help="Paired bootstrap resamples.")] = None,
+) -> None:
+    """Retrain with each mitigation under the run's own settings; compare with the baseline on the same images."""
+    from audit.mitigate.runner import mitigate_command
+
+    mitigate_command(run_dir, method, groups=groups, eta=eta, device=device, n_boot=n_boot, echo=typer.echo)
+
+
+@app.command()
+@handle_errors
 def report(run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")]) -> None:
     """Write RUN/report.html (one self-contained file) and RUN/summary.md."""
     from audit import pipeline
