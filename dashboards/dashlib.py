@@ -31,6 +31,7 @@ PAGE_FILES = {
     "generalization": ("app_pages/generalization.py", "Generalization", ":material/travel_explore:"),
     "calibration": ("app_pages/calibration.py", "Calibration", ":material/tune:"),
     "gallery": ("app_pages/gallery.py", "Failure gallery", ":material/photo_library:"),
+    "slices": ("app_pages/slices.py", "Slices", ":material/scatter_plot:"),
     "compare": ("app_pages/compare.py", "Compare runs", ":material/compare_arrows:"),
 }
 SEVERITY_COLOR = {"critical": "red", "warning": "orange", "info": "blue"}

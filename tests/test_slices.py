@@ -170,3 +170,85 @@ def test_end_to_end_artifact_slice(tmp_path):
         assert not g["sample_id"].duplicated().any()
     ex = pd.read_parquet(run.path / "slices" / "examples.parquet")
     assert 0 < ex.groupby("slice_id").size().max() <= 16
+
+
+# ------------------------------------------------------------------- a user's embeddings, CLI, dashboard, policy
+@pytest.fixture(scope="module")
+def fake_sliced(tmp_path_factory):
+    """A fake run (audit.testing) whose user-supplied embeddings put a third of the errors in one region."""
+    from typer.testing import CliRunner
+
+    from audit.cli import app
+    from audit.testing import make_fake_run
+
+    base = tmp_path_factory.mktemp("slices")
+    run = make_fake_run(base / "run", n=600)
+    preds = pd.read_parquet(run.path / "predictions.parquet")
+    rng = np.random.default_rng(0)
+    ids = run.manifest()["sample_id"].astype(str).to_numpy()
+    wrong = set(preds.loc[preds["y_true"] != preds["y_pred"], "sample_id"].astype(str))
+    vec = rng.normal(0, 1, (len(ids), 16))
+    hot = np.array([s in wrong and rng.random() < 0.7 for s in ids])
+    vec[hot, :4] += 4.0
+    pd.DataFrame({"sample_id": ids, "vector": list(vec.astype(np.float32))}).to_parquet(base / "emb.parquet")
+    res = CliRunner().invoke(app, ["slices", str(run.path), "--embeddings", str(base / "emb.parquet"),
+                                   "--min-n", "10", "--n-boot", "500"])
+    assert res.exit_code == 0, res.output
+    return run, base
+
+
+def test_user_embeddings_cli_and_policy(fake_sliced, tmp_path):
+    from typer.testing import CliRunner
+
+    from audit.cli import app
+
+    run, base = fake_sliced
+    s = pd.read_parquet(run.path / "slices" / "slices.parquet")
+    assert s["confirmed"].any() and (s.loc[s["confirmed"], "ci_low"] > 0).all()
+    assert {"slice_id", "model", "protocol", "fold", "method", "n_discover", "n_confirm", "accuracy",
+            "rest_accuracy", "gap", "ci_low", "ci_high", "p", "q", "confirmed", "description"} <= set(s.columns)
+    kinds = [f["kind"] for f in run.findings()]
+    assert kinds.count("hidden_slice") == int(s["confirmed"].sum())
+    pol = tmp_path / "p.toml"
+    pol.write_text('[[rule]]\nid = "gap"\ncheck = "max_slice_gap"\nthreshold = 0.01\n')
+    assert CliRunner().invoke(app, ["check", str(run.path), "--policy", str(pol)]).exit_code == 1
+    pol.write_text('[[rule]]\nid = "gap"\ncheck = "max_slice_gap"\nthreshold = 1.0\n')
+    assert CliRunner().invoke(app, ["check", str(run.path), "--policy", str(pol)]).exit_code == 0
+    bad = tmp_path / "bad.parquet"
+    pd.DataFrame({"id": ["a"], "x": [1.0]}).to_parquet(bad)
+    res = CliRunner().invoke(app, ["slices", str(run.path), "--embeddings", str(bad)])
+    assert res.exit_code == 2 and "sample_id" in res.output
+
+
+def test_rules_apply_to_new_rows(fake_sliced):
+    from audit.slices.rules import apply, read_rules
+
+    run, _ = fake_sliced
+    rules = read_rules(run.path / "slices")
+    assert rules and any(c for *_, c in rules)
+    _, proj, rule, _ = rules[0]
+    d = proj.components.shape[1]
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 1, (400, d)).astype(np.float32)
+    x[:100, :4] += 4.0  # the region the slices were found in
+    correct = np.ones(400, bool)
+    correct[:100] = rng.random(100) > 0.7
+    out = apply(run.path / "slices", x, correct, n_boot=300)
+    assert len(out) == len(rules) and out["gap"].max() > 0.3
+
+
+def test_slices_dashboard_page(fake_sliced, monkeypatch):
+    pytest.importorskip("streamlit")
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    run, _ = fake_sliced
+    monkeypatch.setenv("IMGAUDIT_RUN", str(run.path))
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "dashboards" / "app.py"),
+                           default_timeout=60)
+    at.run()
+    at.switch_page("app_pages/slices.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [t.value for t in at.title] == ["Slices"]
+    assert any(m.label == "Confirmed" and int(m.value) >= 1 for m in at.metric)

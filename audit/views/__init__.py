@@ -15,6 +15,7 @@ One module per consumer, all re-exported here:
 - :mod:`audit.views.performance`: per-group bars, generalization, transfer and calibration rows
 - :mod:`audit.views.gallery`: failure / segmentation samples, thumbnails and overlays
 - :mod:`audit.views.compare`: two runs side by side
+- :mod:`audit.views.slices`: discovered slices, what separates them, example members (Slices page)
 
 Example::
 
@@ -52,9 +53,13 @@ from audit.views.profile import (
     intersection_matrix,
     stat_histogram,
 )
+from audit.views.slices import slice_examples, slice_features, slice_rows
 from audit.views.tables import has_model, list_runs, options, read, read_manifest_columns, resolve_runs, run_stamp
 
 __all__ = [
+    "slice_rows",
+    "slice_features",
+    "slice_examples",
     "PAGES",
     "FINDING_PAGE",
     "list_runs",

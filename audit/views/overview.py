@@ -13,7 +13,7 @@ from audit.views.tables import read, to_float
 __all__ = ["PAGES", "FINDING_PAGE", "stage_table", "overview", "findings_frame"]
 
 # Page keys of the dashboard, in navigation order.
-PAGES = ("overview", "profile", "performance", "generalization", "calibration", "gallery", "compare")
+PAGES = ("overview", "profile", "performance", "generalization", "calibration", "gallery", "slices", "compare")
 
 # Which page shows the evidence of a finding kind.
 FINDING_PAGE: dict[str, str] = {
@@ -49,6 +49,7 @@ FINDING_PAGE: dict[str, str] = {
     "fairness_violation": "performance",
     "insufficient_evidence": "performance",
     "miscalibration": "calibration",
+    "hidden_slice": "slices",
     "check_failed": "overview",
 }
 
