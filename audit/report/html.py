@@ -34,6 +34,7 @@ from audit.report.model_sections import (
     group_metrics_section,
     sanity_section,
 )
+from audit.report.slices_section import slices_section
 from audit.report.svg import bar_chart, heatmap
 from audit.rundir import RunDir
 
@@ -427,6 +428,7 @@ def render_html(run: RunDir, *, h: dict | None = None) -> str:
         generalization_section(t("metrics/generalization.parquet"), t("metrics/transfer.parquet")),
         fairness_section(t("metrics/fairness.parquet")),
         calibration_section(t("metrics/calibration.parquet"), groups),
+        slices_section(run, t("slices/slices.parquet"), t("slices/examples.parquet")),
         _provenance(run),
     ]
     body = [p for p in parts if p]
