@@ -252,3 +252,38 @@ def test_planted_spurious_attribute_group_methods_raise_worst_group_accuracy(tmp
     assert wg["baseline"].iloc[0] < 0.3  # the baseline reads the background
     assert (wg["ci_low"] > 0).any(), wg
     assert (wg["verdict"] == "helps").any()
+
+
+# ---------------------------------------------------------------------------------------------- check policy
+def _summary_run(tmp_path, ood_ci, wg_diff):
+    run = RunDir.create(tmp_path / "run")
+    lo, hi = ood_ci
+    rows = [{"method": "groupdro", "metric": "ood_accuracy", "by": "held_out", "baseline": 0.8, "mitigated": 0.8 + (lo + hi) / 2,
+             "diff": (lo + hi) / 2, "ci_low": lo, "ci_high": hi, "n": 200, "p": 0.01, "verdict": ""},
+            {"method": "groupdro", "metric": "worst_group_accuracy", "by": "label x bg", "baseline": 0.2,
+             "mitigated": 0.2 + wg_diff, "diff": wg_diff, "ci_low": wg_diff - 0.05, "ci_high": wg_diff + 0.05, "n": 200,
+             "p": 0.01, "verdict": ""}]
+    run.write_table("mitigations/summary.parquet", pd.DataFrame(rows))
+    (tmp_path / "p.toml").write_text('[[rule]]\ncheck = "mitigation_tradeoff"\nmax_drop = 0.02\n')
+    return run
+
+
+@pytest.mark.parametrize(("ood_ci", "wg_diff", "status"), [
+    ((-0.10, -0.05), 0.3, "fail"),  # a confident drop of 5-10 points bought the worst group
+    ((-0.06, 0.0), 0.3, "warn"),  # the drop (0.03) is over the margin but its interval reaches below it
+    ((-0.01, 0.03), 0.3, "pass"),
+    ((-0.10, -0.05), -0.1, "pass"),  # worst group not raised: the rule does not apply
+])
+def test_mitigation_tradeoff_rule(tmp_path, ood_ci, wg_diff, status):
+    from audit.check import run_check
+
+    run = _summary_run(tmp_path, ood_ci, wg_diff)
+    res = run_check(run.path, tmp_path / "p.toml", write=False)
+    assert res.rules[0].status == status, (res.error, res.rules[0].message)
+
+
+def test_starter_policy_gates_mitigations(mitigated):
+    from audit.check.init import starter_policy
+
+    run, _, _ = mitigated
+    assert 'check = "mitigation_tradeoff"' in starter_policy(run)

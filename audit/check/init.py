@@ -385,6 +385,15 @@ def _slice_rule(s: _Starter) -> None:
                f"threshold = now + {METRIC_MARGIN}", **kv, threshold=_up(g + METRIC_MARGIN, None))
 
 
+def _mitigation_rule(s: _Starter) -> None:
+    """A mitigation that raises worst-group accuracy may cost at most 0.02 of held-out accuracy (issue 21)."""
+    if not s.run.has("mitigations/summary.parquet"):
+        return
+    s.rule("a mitigation that raises worst-group accuracy may not lower held-out accuracy by more than 0.02 "
+           "(paired intervals, mitigations/summary.parquet)", id="mitigation-tradeoff", check="mitigation_tradeoff",
+           max_drop=0.02)
+
+
 def starter_policy(run: RunDir) -> str:
     """The text of a starter policy for ``run`` (see module docstring).
 
@@ -404,6 +413,7 @@ def starter_policy(run: RunDir) -> str:
         _degenerate_rule(s)
     _regression_rules(s, groups, metric, gated_worst)
     _slice_rule(s)
+    _mitigation_rule(s)
     if not any(line == "[[rule]]" for line in s.out):
         s.rule(
             "the run has no profile or metric tables yet: at least gate on critical findings",

@@ -177,6 +177,17 @@ CHECKS: dict[str, tuple[dict[str, Param], str | None, str]] = {
         "<=",
         "accuracy gap (rest - slice) of each discovered slice, from slices/slices.parquet",
     ),
+    # mitigation experiments (issue 21): mitigations/summary.parquet
+    "mitigation_tradeoff": (
+        {
+            "methods": Param("strs", doc="only these methods (default: every method in the summary)"),
+            "by": Param("str", doc="worst-group grouping (default: the first one after domain)"),
+            "max_drop": Param("float", 0.02, doc="largest allowed drop of held-out accuracy (ood_accuracy)"),
+        },
+        None,
+        "a mitigation that raises worst-group accuracy may not lower held-out accuracy by more than max_drop "
+        "(paired intervals, mitigations/summary.parquet)",
+    ),
 }
 
 _POLICY_KEYS = {

@@ -470,6 +470,38 @@ def eval_slice_gap(rule: Rule, ctx: RuleContext) -> RuleResult:
     return judge(rule, items, what="slice accuracy gap (rest - slice)")
 
 
+def eval_mitigation(rule: Rule, ctx: RuleContext) -> RuleResult:
+    """Each mitigation that raises worst-group accuracy: its held-out accuracy drop (paired interval) <= max_drop."""
+    s = ctx.table("mitigations/summary.parquet")
+    if s is None:
+        return missing(rule, "mitigations/summary.parquet is absent (run `audit mitigate`)")
+    s = _choose(s, "method", rule.params.get("methods"), rule, ctx, "methods")
+    margin, items = float(rule.params["max_drop"]), []
+    for method, m in s.groupby("method", sort=True):
+        wg = m[m["metric"].isin(("worst_group_accuracy", "worst_group_miou"))]
+        if rule.params.get("by"):
+            wg = wg[wg["by"] == rule.params["by"]]
+        elif (wg["by"] != "domain").any():
+            wg = wg[wg["by"] != "domain"]
+        ood = m[m["metric"].isin(("ood_accuracy", "ood_miou"))]
+        if wg.empty or ood.empty or not _num(wg.iloc[0]["diff"]) > 0:
+            continue  # only a method that raises worst-group accuracy trades average accuracy for it
+        w, o = wg.iloc[0], ood.iloc[0]
+        drop = -_num(o["diff"])
+        n = _n(o.get("n"))
+        items.append(Item(f"{method} (worst group {w['by']} {_num(w['diff']):+.3f})", drop, drop,
+                          (-_num(o["ci_high"]), -_num(o["ci_low"])), n, n is not None and n < rule.min_n,
+                          {"baseline": _num(o["baseline"]), "mitigated": _num(o["mitigated"]), "p": _num(o["p"])}))
+    if not items:
+        items.append(Item("no method raised worst-group accuracy", 0.0, 0.0, None, None))
+    rule2 = Rule(**{**rule.__dict__, "op": "<=", "bound": "value", "threshold": margin})
+    res = judge(rule2, items, what="held-out accuracy drop",
+                violates=lambda it: (it.ci[0] > margin) if it.ci else it.value > margin,
+                doubtful=lambda it: it.value > margin)
+    res.op, res.threshold = "<=", margin
+    return res
+
+
 EVALUATORS: dict[str, Callable[[Rule, RuleContext], RuleResult]] = {
     "worst_group": eval_group,
     "group_metric": eval_group,
@@ -485,6 +517,7 @@ EVALUATORS: dict[str, Callable[[Rule, RuleContext], RuleResult]] = {
     "findings": eval_findings,
     "regression": eval_regression,
     "max_slice_gap": eval_slice_gap,
+    "mitigation_tradeoff": eval_mitigation,
 }
 
 
