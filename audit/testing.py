@@ -200,7 +200,11 @@ def _fake_manifest(root: Path, rng, *, task: str, biased: bool, hostile: bool, n
         if hostile and i == 1:
             name = "<img src=x onerror=alert(1)>.png"
         rel = f"{dom[i].replace('/', '_')}/{name}"
-        base = np.array([230, 190, 150]) if str(bg[i]).endswith("warm</b>") or bg[i] == "warm" else np.array([150, 190, 230])
+        base = (
+            np.array([230, 190, 150])
+            if str(bg[i]).endswith("warm</b>") or bg[i] == "warm"
+            else np.array([150, 190, 230])
+        )
         img = np.clip(base + rng.normal(0, 12, (12, 12, 3)), 0, 255)
         img[3:9, 3 + lab_idx[i] : 6 + lab_idx[i]] = 20
         _png(root / rel, img)
@@ -240,12 +244,29 @@ def _fake_profile(run: RunDir, m: pd.DataFrame, rng, *, biased: bool, task: str,
     brightness = rng.normal(0.6, 0.05, n) - np.where(m["domain"].to_numpy() == m["domain"].iloc[2], 0.2, 0)
     images = pd.DataFrame(
         {
-            "sample_id": m["sample_id"], "filepath": m["filepath"], "readable": readable, "error": error,
-            "format": "PNG", "ext": ".png", "ext_mismatch": False, "width": 12, "height": 12, "aspect": 1.0,
-            "mode": "RGB", "channels": 3, "bit_depth": 8, "bytes": rng.integers(300, 600, n), "exif_orientation": None,
-            "brightness": brightness, "contrast": rng.normal(0.2, 0.03, n), "saturation": rng.normal(0.3, 0.05, n),
-            "colorfulness": rng.normal(0.3, 0.05, n), "sharpness": rng.normal(50, 5, n), "entropy": rng.normal(6, 0.3, n),
-            "md5": [f"{i:032x}" for i in range(n)], "pixel_md5": [f"{i:032x}" for i in range(n)],
+            "sample_id": m["sample_id"],
+            "filepath": m["filepath"],
+            "readable": readable,
+            "error": error,
+            "format": "PNG",
+            "ext": ".png",
+            "ext_mismatch": False,
+            "width": 12,
+            "height": 12,
+            "aspect": 1.0,
+            "mode": "RGB",
+            "channels": 3,
+            "bit_depth": 8,
+            "bytes": rng.integers(300, 600, n),
+            "exif_orientation": None,
+            "brightness": brightness,
+            "contrast": rng.normal(0.2, 0.03, n),
+            "saturation": rng.normal(0.3, 0.05, n),
+            "colorfulness": rng.normal(0.3, 0.05, n),
+            "sharpness": rng.normal(50, 5, n),
+            "entropy": rng.normal(6, 0.3, n),
+            "md5": [f"{i:032x}" for i in range(n)],
+            "pixel_md5": [f"{i:032x}" for i in range(n)],
             "phash": rng.integers(0, 2**62, n),
         }
     )
@@ -270,7 +291,9 @@ def _fake_tables(run: RunDir, m: pd.DataFrame) -> str:
             keys = m[c].astype(str)
         vc = keys.value_counts()
         for g, k in vc.items():
-            dist.append({"column": c, "group": g, "n": int(k), "share": k / n, "status": "ok" if k >= 30 else "under_min_n"})
+            dist.append(
+                {"column": c, "group": g, "n": int(k), "share": k / n, "status": "ok" if k >= 30 else "under_min_n"}
+            )
     dist_df = pd.DataFrame(dist)
     run.write_table("profile/distribution.parquet", dist_df)
     imb = []
@@ -306,8 +329,19 @@ def _fake_associations(run: RunDir, m: pd.DataFrame, target: str, findings: list
         for i, av in enumerate(ct.index):
             for j, bv in enumerate(ct.columns):
                 o, e = ct.iloc[i, j], exp[i, j]
-                resid.append({"a": a, "b": b, "within": None, "a_value": str(av), "b_value": str(bv), "observed": int(o),
-                              "expected": float(e), "std_residual": float((o - e) / math.sqrt(e)), "lift": float(o / e)})
+                resid.append(
+                    {
+                        "a": a,
+                        "b": b,
+                        "within": None,
+                        "a_value": str(av),
+                        "b_value": str(bv),
+                        "observed": int(o),
+                        "expected": float(e),
+                        "std_residual": float((o - e) / math.sqrt(e)),
+                        "lift": float(o / e),
+                    }
+                )
         if v > 0.3 and p < 0.05:
             findings.append(Finding("label_attribute_association", "critical" if v > 0.5 else "warning",
                                     f"{a} is associated with {b} (Cramer's V {v:.2f})", detail="spurious correlation",
@@ -329,8 +363,18 @@ def _fake_shift_and_duplicates(run: RunDir, m: pd.DataFrame, images: pd.DataFram
         for stat in ("brightness", "contrast"):
             x = images[stat].to_numpy(dtype=float)
             eff = (np.nanmean(x[sel]) - np.nanmean(x[~sel])) / (np.nanstd(x) or 1)
-            shift.append({"by": "domain", "group": str(d), "statistic": stat, "effect": eff, "ks": abs(eff) / 3,
-                          "p": 0.001 if abs(eff) > 0.5 else 0.5, "q": 0.003 if abs(eff) > 0.5 else 0.6, "n": int(sel.sum())})
+            shift.append(
+                {
+                    "by": "domain",
+                    "group": str(d),
+                    "statistic": stat,
+                    "effect": eff,
+                    "ks": abs(eff) / 3,
+                    "p": 0.001 if abs(eff) > 0.5 else 0.5,
+                    "q": 0.003 if abs(eff) > 0.5 else 0.6,
+                    "n": int(sel.sum()),
+                }
+            )
     run.write_table("profile/image_stats_shift.parquet", pd.DataFrame(shift))
     dups = []
     if biased:
@@ -425,7 +469,9 @@ def _fake_metrics(run: RunDir, preds: pd.DataFrame, classes: list[str], *, task:
         p["_score"] = pd.concat(ious, axis=1).mean(axis=1)
         metric = "miou"
     p["domain x attr.background"] = p["domain"].astype(str) + " | " + p["attr.background"].astype(str)
-    bys = ["domain", "attr.background", "attr.ink", "domain x attr.background"] + (["label"] if task == "classify" else [])
+    bys = ["domain", "attr.background", "attr.ink", "domain x attr.background"] + (
+        ["label"] if task == "classify" else []
+    )
     rows = []
 
     def add(scope, by, group, s):

@@ -36,8 +36,16 @@ def make_data(n: int, groups: int, classes: int, seed: int = 0):
 def ours(yt, yp, sens, *, n_boot, clusters=None, probs=None, metrics=("accuracy", "balanced_accuracy")):
     from audit.metrics import group_report
 
-    return group_report(y_true=yt, y_pred=yp, sensitive=sens, metrics=list(metrics), clusters=clusters, n_boot=n_boot, y_prob=probs,
-                        classes=[str(i) for i in range(int(max(yt.max(), yp.max())) + 1)] if probs is not None else None)
+    return group_report(
+        y_true=yt,
+        y_pred=yp,
+        sensitive=sens,
+        metrics=list(metrics),
+        clusters=clusters,
+        n_boot=n_boot,
+        y_prob=probs,
+        classes=[str(i) for i in range(int(max(yt.max(), yp.max())) + 1)] if probs is not None else None,
+    )
 
 
 def timed(fn):
@@ -77,14 +85,19 @@ def main(argv=None) -> None:
     t_ours, rep = timed(lambda: ours(yt, yp, sens, n_boot=args.n_boot))
     mem = peak_mb(lambda: ours(yt, yp, sens, n_boot=args.n_boot))
     worst = rep.worst("accuracy")
-    print(f"ours (row bootstrap)      : {t_ours:8.2f} s for {args.n_boot} resamples; peak traced memory {mem:,.0f} MiB; "
-          f"worst group {worst['group']} acc {worst['value']:.4f} [{worst['ci_low']:.4f}, {worst['ci_high']:.4f}]")
+    print(
+        f"ours (row bootstrap)      : {t_ours:8.2f} s for {args.n_boot} resamples; peak traced memory {mem:,.0f} MiB; "
+        f"worst group {worst['group']} acc {worst['value']:.4f} [{worst['ci_low']:.4f}, {worst['ci_high']:.4f}]"
+    )
 
     if args.clusters:
         cl = rng.integers(0, args.clusters, args.n)
         t_cl, _ = timed(lambda: ours(yt, yp, sens, n_boot=args.n_boot, clusters=cl))
         mem_cl = peak_mb(lambda: ours(yt, yp, sens, n_boot=args.n_boot, clusters=cl))
-        print(f"ours (cluster bootstrap)  : {t_cl:8.2f} s ({args.clusters:,} clusters); peak traced memory {mem_cl:,.0f} MiB")
+        print(
+            f"ours (cluster bootstrap)  : {t_cl:8.2f} s ({args.clusters:,} clusters); "
+            f"peak traced memory {mem_cl:,.0f} MiB"
+        )
 
     if args.with_probs:
         probs = rng.dirichlet(np.ones(args.classes), args.n)
@@ -105,9 +118,14 @@ def main(argv=None) -> None:
         t_fl, mf = timed(lambda: fl(args.fairlearn_boot))
         per = (t_fl - t0) / args.fairlearn_boot
         extrap = t0 + per * args.n_boot
-        diff = np.abs(mf0.by_group["accuracy"].to_numpy(float) - rep.by_group.loc[mf0.by_group.index, "accuracy"].to_numpy(float)).max()
-        print(f"fairlearn MetricFrame     : {t0:8.2f} s without bootstrap, {t_fl:.2f} s with n_boot={args.fairlearn_boot} "
-              f"({per:.2f} s per resample) -> {extrap:,.0f} s extrapolated to {args.n_boot} resamples")
+        diff = np.abs(
+            mf0.by_group["accuracy"].to_numpy(float) - rep.by_group.loc[mf0.by_group.index, "accuracy"].to_numpy(float)
+        ).max()
+        print(
+            f"fairlearn MetricFrame     : {t0:8.2f} s without bootstrap, "
+            f"{t_fl:.2f} s with n_boot={args.fairlearn_boot} "
+            f"({per:.2f} s per resample) -> {extrap:,.0f} s extrapolated to {args.n_boot} resamples"
+        )
         print(f"speed-up (row bootstrap)  : {extrap / t_ours:,.0f}x   (point estimates agree to {diff:.1e})")
     print(f"process peak RSS          : {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
 

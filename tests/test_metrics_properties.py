@@ -56,7 +56,9 @@ def test_invariant_to_renaming_groups(case):
     fb = b.to_frame()
     key = ["by", "group", "metric"]
     fa, fb = fa.sort_values(key).reset_index(drop=True), fb.sort_values(key).reset_index(drop=True)
-    pd.testing.assert_frame_equal(fa[key + ["value", "n", "status"]], fb[key + ["value", "n", "status"]], check_exact=False, rtol=1e-12)
+    pd.testing.assert_frame_equal(
+        fa[key + ["value", "n", "status"]], fb[key + ["value", "n", "status"]], check_exact=False, rtol=1e-12
+    )
     # Wilson intervals do not depend on names; bootstrap intervals only through the resampling stream: close
     wil = fa["ci_method"] == "wilson"
     np.testing.assert_allclose(fa.loc[wil, "ci_low"], fb.loc[wil, "ci_low"], atol=1e-12)
@@ -86,7 +88,9 @@ def test_empty_groups_are_nan_not_zero(case):
     assert row.isna().all()
     f = rep.to_frame()
     e = f[f["group"] == "never"]
-    assert (e["status"] == "empty").all() and (e["n"] == 0).all() and e["value"].isna().all() and e["ci_low"].isna().all()
+    assert (
+        (e["status"] == "empty").all() and (e["n"] == 0).all() and e["value"].isna().all() and e["ci_low"].isna().all()
+    )
 
 
 def test_min_n_gives_insufficient_evidence_with_value():
@@ -213,8 +217,14 @@ def test_sample_ids_make_n_count_distinct_samples():
 
 
 # sample, class, group, folds of its rows (a sample predicted in several folds and by 2 seeds has several rows)
-_DUPLICATED = [("s1", "a", "g1", ["f1", "f1", "f2", "f2"]), ("s2", "a", "g2", ["f1"]), ("s3", "b", "g1", ["f1", "f2", "f2"]),
-               ("s4", "b", "g2", ["f2"]), ("s5", "b", "g1", ["f1"]), ("s6", "c", "g2", ["f1", "f2"])]
+_DUPLICATED = [
+    ("s1", "a", "g1", ["f1", "f1", "f2", "f2"]),
+    ("s2", "a", "g2", ["f1"]),
+    ("s3", "b", "g1", ["f1", "f2", "f2"]),
+    ("s4", "b", "g2", ["f2"]),
+    ("s5", "b", "g1", ["f1"]),
+    ("s6", "c", "g2", ["f1", "f2"]),
+]
 
 
 def _duplicated_table() -> pd.DataFrame:
@@ -225,9 +235,18 @@ def _duplicated_table() -> pd.DataFrame:
 
 
 def _n(df: pd.DataFrame, **kw) -> pd.Series:
-    rep = M.group_report(y_true=df["y_true"], y_pred=df["y_pred"], sensitive=pd.Series(df["group"].to_numpy(), name="g"),
-                         metrics=["accuracy", "recall"], classes=["a", "b", "c"], clusters=df["sample_id"],
-                         sample_ids=df["sample_id"], n_boot=20, min_n=1, **kw)
+    rep = M.group_report(
+        y_true=df["y_true"],
+        y_pred=df["y_pred"],
+        sensitive=pd.Series(df["group"].to_numpy(), name="g"),
+        metrics=["accuracy", "recall"],
+        classes=["a", "b", "c"],
+        clusters=df["sample_id"],
+        sample_ids=df["sample_id"],
+        n_boot=20,
+        min_n=1,
+        **kw,
+    )
     return rep, rep.to_frame().set_index(["group", "metric"])["n"]
 
 
@@ -276,8 +295,16 @@ def test_row_counts_agree_with_the_counts_of_every_metric():
 
 def test_fairness_min_n_and_n_count_distinct_samples():
     df = _duplicated_table()
-    kw = dict(y_true=df["y_true"], y_pred=df["y_pred"], sensitive=df["group"], classes=["a", "b", "c"], clusters=df["sample_id"],
-              n_boot=0, min_n=3, min_rate_n=1)
+    kw = dict(
+        y_true=df["y_true"],
+        y_pred=df["y_pred"],
+        sensitive=df["group"],
+        classes=["a", "b", "c"],
+        clusters=df["sample_id"],
+        n_boot=0,
+        min_n=3,
+        min_rate_n=1,
+    )
     f = M.fairness_report(sample_ids=df["sample_id"], **kw)
     assert (f["n"] == 6).all()  # 3 distinct samples per group, not 8 and 4 rows
     assert (f.loc[f["metric"].isin(["dp_diff", "dp_ratio"]), "n_groups"] == 2).all()  # n_groups: groups compared
@@ -326,7 +353,11 @@ def test_missing_group_values_count_in_overall_only():
         ({"y_true": [0, 1], "y_pred": [0, 1], "metrics": ["ece"]}, UsageError, "needs class probabilities"),
         ({"y_true": [0, 1], "y_pred": [0, 1], "y_prob": [[0.5, 0.5]]}, UsageError, "y_prob must have shape"),
         ({"y_true": [0, 1], "y_pred": [0, 1], "y_prob": [[0.9, 0.9], [0.5, 0.5]]}, InputError, "sum to 1"),
-        ({"y_true": [0, 1], "y_pred": [0, 2], "classes": ["0", "1"]}, InputError, "y_pred holds 1 value(s) not in classes"),
+        (
+            {"y_true": [0, 1], "y_pred": [0, 2], "classes": ["0", "1"]},
+            InputError,
+            "y_pred holds 1 value(s) not in classes",
+        ),
         ({"y_true": [0, 1], "y_pred": [0, 1], "n_boot": -1}, UsageError, "n_boot must be an integer"),
         ({"y_true": [0, 1], "y_pred": [0, 1], "min_n": 2.5}, UsageError, "min_n must be an integer"),
         ({"y_true": [0, 1], "y_pred": [0, 1], "sensitive": ["a"]}, UsageError, "sensitive has 1 rows"),

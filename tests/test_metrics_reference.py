@@ -86,8 +86,12 @@ def test_group_report_matches_fairlearn_metricframe(seed):
     np.testing.assert_allclose(rep.overall[["accuracy", "balanced_accuracy", "macro_f1"]].to_numpy(),
                                mf.overall.to_numpy(dtype=float), atol=1e-12)
     for method in ("between_groups", "to_overall"):
-        np.testing.assert_allclose(rep.difference(method=method).to_numpy(), mf.difference(method=method).to_numpy(dtype=float), atol=1e-12)
-        np.testing.assert_allclose(rep.ratio(method=method).to_numpy(), mf.ratio(method=method).to_numpy(dtype=float), atol=1e-12)
+        np.testing.assert_allclose(
+            rep.difference(method=method).to_numpy(), mf.difference(method=method).to_numpy(dtype=float), atol=1e-12
+        )
+        np.testing.assert_allclose(
+            rep.ratio(method=method).to_numpy(), mf.ratio(method=method).to_numpy(dtype=float), atol=1e-12
+        )
 
 
 def test_intersection_groups_match_fairlearn_multiple_sensitive_features():
@@ -116,10 +120,18 @@ def test_binary_fairness_matches_fairlearn(seed):
     g = rng.choice(["a", "b", "c"], n)
     yp = np.where(rng.random(n) < 0.7, yt, 1 - yt)
     yp[g == "a"] = np.where(rng.random((g == "a").sum()) < 0.25, 1, yp[g == "a"])
-    assert M.demographic_parity_difference(yt, yp, sensitive=g) == pytest.approx(fm.demographic_parity_difference(yt, yp, sensitive_features=g), abs=1e-12)
-    assert M.demographic_parity_ratio(yt, yp, sensitive=g) == pytest.approx(fm.demographic_parity_ratio(yt, yp, sensitive_features=g), abs=1e-12)
-    assert M.equalized_odds_difference(yt, yp, sensitive=g) == pytest.approx(fm.equalized_odds_difference(yt, yp, sensitive_features=g), abs=1e-12)
-    assert M.equal_opportunity_difference(yt, yp, sensitive=g) == pytest.approx(fm.equal_opportunity_difference(yt, yp, sensitive_features=g), abs=1e-12)
+    assert M.demographic_parity_difference(yt, yp, sensitive=g) == pytest.approx(
+        fm.demographic_parity_difference(yt, yp, sensitive_features=g), abs=1e-12
+    )
+    assert M.demographic_parity_ratio(yt, yp, sensitive=g) == pytest.approx(
+        fm.demographic_parity_ratio(yt, yp, sensitive_features=g), abs=1e-12
+    )
+    assert M.equalized_odds_difference(yt, yp, sensitive=g) == pytest.approx(
+        fm.equalized_odds_difference(yt, yp, sensitive_features=g), abs=1e-12
+    )
+    assert M.equal_opportunity_difference(yt, yp, sensitive=g) == pytest.approx(
+        fm.equal_opportunity_difference(yt, yp, sensitive_features=g), abs=1e-12
+    )
 
 
 def test_multiclass_fairness_is_one_vs_rest_per_class():
@@ -163,7 +175,9 @@ def test_adaptive_ece_uses_equal_mass_bins():
     assert curve["count"].sum() == 900
     assert curve["count"].min() >= 85 and curve["count"].max() <= 95  # equal mass
     w = curve["count"] / 900
-    assert M.expected_calibration_error(yt, p, n_bins=10) == pytest.approx(float((w * (curve["accuracy"] - curve["confidence"]).abs()).sum()), abs=1e-12)
+    assert M.expected_calibration_error(yt, p, n_bins=10) == pytest.approx(
+        float((w * (curve["accuracy"] - curve["confidence"]).abs()).sum()), abs=1e-12
+    )
 
 
 def _masks(seed: int, n: int = 24, c: int = 4, size: int = 12):

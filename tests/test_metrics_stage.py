@@ -21,15 +21,48 @@ from audit.metrics.inputs import resolve_groupings
 runner = CliRunner()
 N_BOOT = 100
 
-GROUP_COLS = ["model", "protocol", "fold", "scope", "by", "group", "metric", "value", "ci_low", "ci_high", "n", "status"]
-GEN_COLS = ["model", "protocol", "fold", "train_domains", "test_domain", "metric", "in_domain", "in_ci_low", "in_ci_high", "n_in",
-            "out_domain", "out_ci_low", "out_ci_high", "n_out", "gap", "gap_ci_low", "gap_ci_high", "seeds"]
+GROUP_COLS = [
+    "model",
+    "protocol",
+    "fold",
+    "scope",
+    "by",
+    "group",
+    "metric",
+    "value",
+    "ci_low",
+    "ci_high",
+    "n",
+    "status",
+]
+GEN_COLS = [
+    "model",
+    "protocol",
+    "fold",
+    "train_domains",
+    "test_domain",
+    "metric",
+    "in_domain",
+    "in_ci_low",
+    "in_ci_high",
+    "n_in",
+    "out_domain",
+    "out_ci_low",
+    "out_ci_high",
+    "n_out",
+    "gap",
+    "gap_ci_low",
+    "gap_ci_high",
+    "seeds",
+]
 FAIR_COLS = ["model", "protocol", "fold", "attribute", "metric", "class", "value", "ci_low", "ci_high", "n"]
 CAL_COLS = ["model", "protocol", "by", "group", "bin", "confidence", "accuracy", "count"]
 TRANSFER_COLS = ["model", "train_domain", "test_domain", "metric", "value", "ci_low", "ci_high", "n"]
 
 
-def _classify_predictions(run, *, protocol: str = "lodo", seeds=(0,), ood_acc: float = 0.55, id_acc: float = 0.92, rng_seed: int = 0):
+def _classify_predictions(
+    run, *, protocol: str = "lodo", seeds=(0,), ood_acc: float = 0.55, id_acc: float = 0.92, rng_seed: int = 0
+):
     """Predictions like the trainer's: every test row evaluated in every fold; held-out domain gets worse accuracy."""
     man = run.manifest()
     classes = run.classes()
@@ -40,18 +73,38 @@ def _classify_predictions(run, *, protocol: str = "lodo", seeds=(0,), ood_acc: f
     for seed in seeds:
         for d in doms:
             if protocol == "lodo":
-                fold, ho, train_domains = f"holdout={d}", (test["domain"] == d).to_numpy(), "|".join(x for x in doms if x != d)
+                fold, ho, train_domains = (
+                    f"holdout={d}",
+                    (test["domain"] == d).to_numpy(),
+                    "|".join(x for x in doms if x != d),
+                )
             else:
                 fold, ho, train_domains = f"train={d}", (test["domain"] != d).to_numpy(), d
             yt = test["label"].astype(str).to_numpy()
             right = rng.random(len(test)) < np.where(ho, ood_acc, id_acc)
-            wrong = np.array(classes)[(np.array([classes.index(v) for v in yt]) + 1 + rng.integers(0, len(classes) - 1, len(test))) % len(classes)]
+            wrong = np.array(classes)[
+                (np.array([classes.index(v) for v in yt]) + 1 + rng.integers(0, len(classes) - 1, len(test)))
+                % len(classes)
+            ]
             yp = np.where(right, yt, wrong)
             probs = rng.dirichlet(np.ones(len(classes)), len(test)) * 0.4
             probs[np.arange(len(test)), [classes.index(v) for v in yp]] += 0.6
-            df = pd.DataFrame({"sample_id": test["sample_id"].astype(str), "model": "small_cnn", "protocol": protocol, "fold": fold,
-                               "seed": seed, "role": "test", "held_out": ho, "train_domains": train_domains,
-                               "test_domain": test["domain"].astype(str), "y_true": yt, "y_pred": yp, "confidence": probs.max(1)})
+            df = pd.DataFrame(
+                {
+                    "sample_id": test["sample_id"].astype(str),
+                    "model": "small_cnn",
+                    "protocol": protocol,
+                    "fold": fold,
+                    "seed": seed,
+                    "role": "test",
+                    "held_out": ho,
+                    "train_domains": train_domains,
+                    "test_domain": test["domain"].astype(str),
+                    "y_true": yt,
+                    "y_pred": yp,
+                    "confidence": probs.max(1),
+                }
+            )
             for j, c in enumerate(classes):
                 df[f"p_{c}"] = probs[:, j]
             frames.append(df)
@@ -70,7 +123,14 @@ def test_classify_lodo_end_to_end(classify_run):
     g = run.read_table("metrics/groups.parquet")
     assert set(GROUP_COLS) <= set(g.columns)
     assert set(g["scope"]) == {"ood", "id", "all"} and "all" in set(g["fold"])
-    assert {"domain", "label", "attr.background", "attr.ink", "domain x attr.background", "attr.background x attr.ink"} <= set(g["by"])
+    assert {
+        "domain",
+        "label",
+        "attr.background",
+        "attr.ink",
+        "domain x attr.background",
+        "attr.background x attr.ink",
+    } <= set(g["by"])
     assert set(g["status"]) <= {"ok", "insufficient_evidence", "empty"}
     ov = g[(g["by"] == "overall") & (g["fold"] == "all") & (g["scope"] == "ood") & (g["metric"] == "accuracy")]
     assert len(ov) == 1 and ov["group"].iloc[0] == "all" and 0.4 < ov["value"].iloc[0] < 0.7
@@ -129,9 +189,23 @@ def _trainer_like_predictions(run, accuracy, *, seeds=(0,), rng_seed: int = 0) -
             right = rng.random(len(sub)) < accuracy(sub.assign(held_out=ho))
             k = np.array([classes.index(v) for v in yt])
             wrong = np.array(classes)[(k + 1 + rng.integers(0, len(classes) - 1, len(sub))) % len(classes)]
-            frames.append(pd.DataFrame({"sample_id": sub["sample_id"], "model": "m", "protocol": "lodo", "fold": f"holdout={d}",
-                                        "seed": seed, "role": "test", "held_out": ho, "train_domains": "|".join(x for x in doms if x != d),
-                                        "test_domain": sub["domain"].astype(str), "y_true": yt, "y_pred": np.where(right, yt, wrong)}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "sample_id": sub["sample_id"],
+                        "model": "m",
+                        "protocol": "lodo",
+                        "fold": f"holdout={d}",
+                        "seed": seed,
+                        "role": "test",
+                        "held_out": ho,
+                        "train_domains": "|".join(x for x in doms if x != d),
+                        "test_domain": sub["domain"].astype(str),
+                        "y_true": yt,
+                        "y_pred": np.where(right, yt, wrong),
+                    }
+                )
+            )
     pred = pd.concat(frames, ignore_index=True)
     run.write_table("predictions.parquet", pred)
     return pred
@@ -148,8 +222,12 @@ def test_n_is_exact_distinct_samples_per_metric_in_every_scope(classify_run):
     rows = pred.merge(man[["sample_id", "domain"]], on="sample_id")
     for scope, part in (("all", rows), ("ood", rows[rows["held_out"]]), ("id", rows[~rows["held_out"]])):
         for dom, dpart in [("all", part)] + list(part.groupby("domain")):
-            sel = g[(g["fold"] == "all") & (g["scope"] == scope) & (g["by"] == ("overall" if dom == "all" else "domain"))
-                    & (g["group"] == dom)].set_index("metric")["n"]
+            sel = g[
+                (g["fold"] == "all")
+                & (g["scope"] == scope)
+                & (g["by"] == ("overall" if dom == "all" else "domain"))
+                & (g["group"] == dom)
+            ].set_index("metric")["n"]
             per_class = dpart.groupby("y_true")["sample_id"].nunique()
             for c in classify_run.classes():
                 assert sel[f"recall.{c}"] == per_class.get(str(c), 0), (scope, dom, c)
@@ -168,7 +246,9 @@ def _ink_findings(findings, by):
 def test_intersection_explained_by_its_domain_raises_nothing(classify_run):
     """scanner is much worse and ink plays no part: domain findings, but nothing for domain x attr.ink (its worst group
     scanner | <ink> is no worse than the other inks within scanner: the domain finding says it all)."""
-    _trainer_like_predictions(classify_run, lambda f: np.where(f["held_out"] & (f["domain"] == "scanner"), 0.4, 0.9), rng_seed=1)
+    _trainer_like_predictions(
+        classify_run, lambda f: np.where(f["held_out"] & (f["domain"] == "scanner"), 0.4, 0.9), rng_seed=1
+    )
     findings = run_metrics(classify_run, MetricsConfig(n_boot=200, by=["domain", "domain:ink", "domain:background"]))
     assert [f for f in findings if f.kind == "worst_group" and f.columns == ["domain"] and f.groups == ["scanner"]]
     assert not _ink_findings(findings, "domain x attr.ink")
@@ -177,8 +257,13 @@ def test_intersection_explained_by_its_domain_raises_nothing(classify_run):
 
 def test_intersection_that_adds_to_its_marginals_is_raised(classify_run):
     """navy ink is much worse within scanner only: the domain x attr.ink intersection adds to both marginals."""
-    _trainer_like_predictions(classify_run, lambda f: np.where(f["held_out"] & (f["domain"] == "scanner"),
-                                                               np.where(f["attr.ink"] == "navy", 0.15, 0.75), 0.9), rng_seed=1)
+    _trainer_like_predictions(
+        classify_run,
+        lambda f: np.where(
+            f["held_out"] & (f["domain"] == "scanner"), np.where(f["attr.ink"] == "navy", 0.15, 0.75), 0.9
+        ),
+        rng_seed=1,
+    )
     findings = run_metrics(classify_run, MetricsConfig(n_boot=200, by=["domain", "domain:ink"]))
     inter = _ink_findings(findings, "domain x attr.ink")
     worst = [f for f in inter if f.kind == "worst_group"]
@@ -197,8 +282,15 @@ def _fairness_sim(seed: int, *, n: int = 1600, k: int = 10, groups: int = 2, shi
     right = rng.random(n) < np.where((yt == 3) & (g == 0), 0.78 - plant, 0.78)
     wrong = np.where((g == 0) & (yt != 1) & (rng.random(n) < shift), 1, (yt + 1 + rng.integers(0, k - 1, n)) % k)
     yp = np.where(right, yt, wrong)
-    f = fairness_report(y_true=yt.astype(str), y_pred=yp.astype(str), sensitive=pd.Series([f"g{x}" for x in g], name="attr.x"),
-                        n_boot=200, min_n=30, seed=seed, margin=FAIRNESS_MARGIN)
+    f = fairness_report(
+        y_true=yt.astype(str),
+        y_pred=yp.astype(str),
+        sensitive=pd.Series([f"g{x}" for x in g], name="attr.x"),
+        n_boot=200,
+        min_n=30,
+        seed=seed,
+        margin=FAIRNESS_MARGIN,
+    )
     key = {"model": "m", "protocol": "lodo", "fold": "all", "scope": "ood"}
     return [x for x in _findings(fairness_candidates(f, ["attr.x"], key), MetricsConfig(n_boot=200, seed=seed))
             if x.kind == "fairness_violation"]
@@ -244,7 +336,12 @@ def test_external_predictions_file(classify_run, tmp_path):
     man = classify_run.manifest()
     test = man[man["split"] == "test"]
     rng = np.random.default_rng(0)
-    ext = pd.DataFrame({"sample_id": test["sample_id"].astype(str), "y_pred": np.where(rng.random(len(test)) < 0.8, test["label"].astype(str), "0")})
+    ext = pd.DataFrame(
+        {
+            "sample_id": test["sample_id"].astype(str),
+            "y_pred": np.where(rng.random(len(test)) < 0.8, test["label"].astype(str), "0"),
+        }
+    )
     path = tmp_path / "preds.csv"
     ext.to_csv(path, index=False)
     run_metrics(classify_run, MetricsConfig(predictions=path, n_boot=N_BOOT, by=["background"]))
@@ -307,9 +404,19 @@ def test_segmentation_end_to_end(segment_run):
         quality = np.where(ho, 0.5, 0.85)
         inter = (true * quality[:, None] * rng.uniform(0.9, 1.0, (n, 3))).astype(int)
         pred = inter + rng.integers(0, 60, (n, 3))
-        df = pd.DataFrame({"sample_id": test["sample_id"].astype(str), "model": "small_unet", "protocol": "lodo", "fold": f"holdout={d}",
-                           "seed": 0, "role": "test", "held_out": ho, "train_domains": "|".join(x for x in doms if x != d),
-                           "test_domain": test["domain"].astype(str)})
+        df = pd.DataFrame(
+            {
+                "sample_id": test["sample_id"].astype(str),
+                "model": "small_unet",
+                "protocol": "lodo",
+                "fold": f"holdout={d}",
+                "seed": 0,
+                "role": "test",
+                "held_out": ho,
+                "train_domains": "|".join(x for x in doms if x != d),
+                "test_domain": test["domain"].astype(str),
+            }
+        )
         for c in range(3):
             df[f"inter_{c}"], df[f"pred_{c}"], df[f"true_{c}"] = inter[:, c], pred[:, c], true[:, c]
             df[f"union_{c}"] = pred[:, c] + true[:, c] - inter[:, c]
@@ -341,9 +448,19 @@ def test_binary_segmentation_leads_with_foreground_dice(segment_run):
         fg = rng.integers(20, 40, n)  # ~3% foreground of 1024 px: mIoU stays high when the vessels are missed
         hit = (fg * np.where(ho, 0.2, 0.8)).astype(int)
         fp = rng.integers(0, 10, n)
-        df = pd.DataFrame({"sample_id": test["sample_id"].astype(str), "model": "small_unet", "protocol": "lodo",
-                           "fold": f"holdout={d}", "seed": 0, "role": "test", "held_out": ho,
-                           "train_domains": "|".join(x for x in doms if x != d), "test_domain": test["domain"].astype(str)})
+        df = pd.DataFrame(
+            {
+                "sample_id": test["sample_id"].astype(str),
+                "model": "small_unet",
+                "protocol": "lodo",
+                "fold": f"holdout={d}",
+                "seed": 0,
+                "role": "test",
+                "held_out": ho,
+                "train_domains": "|".join(x for x in doms if x != d),
+                "test_domain": test["domain"].astype(str),
+            }
+        )
         bg_true = 1024 - fg
         df["true_0"], df["true_1"] = bg_true, fg
         df["pred_1"] = hit + fp
@@ -376,13 +493,26 @@ def test_metrics_on_real_demo_training(classify_run):
     doms = set(classify_run.manifest()["domain"].dropna())
     assert set(gen.loc[gen["fold"] != "all", "test_domain"]) == doms
     pooled = gen[(gen["fold"] == "all") & (gen["metric"] == "accuracy")].iloc[0]
-    n_test_in = classify_run.read_table("predictions.parquet").query("role == 'test' and not held_out")["sample_id"].nunique()
+    n_test_in = (
+        classify_run.read_table("predictions.parquet").query("role == 'test' and not held_out")["sample_id"].nunique()
+    )
     assert pooled["n_in"] == n_test_in  # distinct samples, not rows repeated across folds
     ood = g[(g["fold"] == "all") & (g["scope"] == "ood") & (g["by"] == "domain") & (g["metric"] == "accuracy")]
     assert set(ood["group"]) == doms and (ood["status"] == "ok").all()
     # one epoch: a model that still misses whole classes is flagged degenerate (its gap findings are withheld)
-    assert all(f.kind in {"generalization_gap", "worst_group", "group_disparity", "fairness_violation", "miscalibration",
-                          "insufficient_evidence", "degenerate_model"} for f in findings)
+    assert all(
+        f.kind
+        in {
+            "generalization_gap",
+            "worst_group",
+            "group_disparity",
+            "fairness_violation",
+            "miscalibration",
+            "insufficient_evidence",
+            "degenerate_model",
+        }
+        for f in findings
+    )
 
 
 def test_intersection_fairness_candidate_must_exceed_its_attributes():

@@ -90,7 +90,9 @@ def validate_predictions(df: pd.DataFrame, manifest: pd.DataFrame, classes: list
         raise InputError(f"{int(dup.sum())} predictions rows repeat the same (sample_id, model, protocol, fold, seed, "
                          f"role), e.g. {_ids_list(df.loc[dup, 'sample_id'].unique())}")
     if is_seg:
-        for c in [c for c in df.columns if c.split("_", 1)[0] in ("inter", "union", "pred", "true") and c[-1:].isdigit()]:
+        for c in [
+            c for c in df.columns if c.split("_", 1)[0] in ("inter", "union", "pred", "true") and c[-1:].isdigit()
+        ]:
             v = pd.to_numeric(df[c], errors="coerce")
             if v.isna().any() or (v < 0).any():
                 raise InputError(f"column {c!r} must hold non-negative pixel counts")
@@ -102,7 +104,13 @@ def validate_predictions(df: pd.DataFrame, manifest: pd.DataFrame, classes: list
             raise InputError("the predictions have no 'y_true' and the manifest has no label column")
         df["y_true"] = man.loc[df["sample_id"], "label"].to_numpy()
     for col in ("y_true", "y_pred"):
-        df[col] = df[col].map(lambda v: pd.NA if pd.isna(v) else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))).astype("string")
+        df[col] = (
+            df[col]
+            .map(
+                lambda v: pd.NA if pd.isna(v) else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
+            )
+            .astype("string")
+        )
     if cls:
         odd = df.loc[df["y_pred"].notna() & ~df["y_pred"].isin(cls), "y_pred"].unique()
         if len(odd):
@@ -111,7 +119,10 @@ def validate_predictions(df: pd.DataFrame, manifest: pd.DataFrame, classes: list
     if cls:
         extra = [c for c in pcols if c[2:] not in cls]
         if extra:
-            raise InputError(f"probability columns for unknown classes: {_ids_list(extra)}; expected p_<class> for {', '.join(cls[:10])}")
+            raise InputError(
+                f"probability columns for unknown classes: {_ids_list(extra)}; "
+                f"expected p_<class> for {', '.join(cls[:10])}"
+            )
     for c in pcols:
         v = pd.to_numeric(df[c], errors="coerce")
         if ((v < 0) | (v > 1)).any():

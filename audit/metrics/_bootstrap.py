@@ -124,7 +124,9 @@ def _types(m: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
         return m, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     nnz_row = np.diff(m.indptr)
     with np.errstate(over="ignore"):
-        h_entry = _splitmix64(m.indices.astype(np.uint64) * np.uint64(0x100000001B3) ^ _splitmix64(m.data.view(np.uint64)))
+        h_entry = _splitmix64(
+            m.indices.astype(np.uint64) * np.uint64(0x100000001B3) ^ _splitmix64(m.data.view(np.uint64))
+        )
         h = np.zeros(n, dtype=np.uint64)
         nonempty = nnz_row > 0
         if h_entry.size:
@@ -233,7 +235,9 @@ def nanquantile0(x: np.ndarray, qs: Sequence[float]) -> np.ndarray:
     return np.stack(out)
 
 
-def percentile_interval(boot: np.ndarray, point: np.ndarray, *, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+def percentile_interval(
+    boot: np.ndarray, point: np.ndarray, *, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval over axis 0, widened if needed so it always contains the point estimate.
 
     Resamples where the statistic is undefined (NaN, e.g. a group drawn zero times) are ignored; an interval

@@ -31,6 +31,17 @@ __all__ = ["run_metrics", "resolve_groupings", "load_predictions", "THRESHOLDS"]
 
 
 # ---------------------------------------------------------------------------------------------- the stage
+_COLUMNS = {
+    "groups": ["model", "protocol", "fold", "scope", "by", "group", "metric", "value", "ci_low", "ci_high", "n",
+               "status", "ci_method"],
+    "transfer": ["model", "train_domain", "test_domain", "metric", "value", "ci_low", "ci_high", "n", "status"],
+    "fairness": ["model", "protocol", "fold", "scope", "attribute", "metric", "class", "value", "ci_low", "ci_high",
+                 "n", "n_groups", "n_excluded", "p", "groups", "positive"],
+    "calibration": ["model", "protocol", "fold", "scope", "by", "group", "bin", "bin_low", "bin_high", "confidence",
+                    "accuracy", "count"],
+}
+
+
 def run_metrics(run, config) -> list[Finding]:
     """Compute every metrics table of the run and return the ranked findings (see module docstring)."""
     V.check_int(config.min_n, "min_n")
@@ -44,14 +55,40 @@ def run_metrics(run, config) -> list[Finding]:
     notes: list[str] = []
     if config.predictions is not None:
         preds = store_external(run, preds, Path(config.predictions), notes)
-    dropped = {}
+    dropped: dict = {}
+    man = _manifest_columns(manifest)
+    test, classes = _test_rows(preds, man, task, classes, notes, dropped)
+    rows: dict[str, list] = {k: [] for k in ("groups", "generalization", "fairness", "calibration", "transfer")}
+    cands: list[dict] = []  # comparisons considered for findings (p-values for BH)
+    for (model, protocol), mp in test.groupby([test["model"].astype(str), test["protocol"].astype(str)], sort=True):
+        _model_tables(mp, model, protocol, task, classes, config, man, groupings, rows, cands)
+    for name in ("groups", "transfer", "fairness", "calibration"):
+        run.write_table(f"metrics/{name}.parquet", _concat(rows[name], _COLUMNS[name]))
+    gen = pd.DataFrame(rows["generalization"], columns=_GEN_COLS) if rows["generalization"] else \
+        pd.DataFrame(columns=_GEN_COLS)
+    run.write_table("metrics/generalization.parquet", gen)
+    clear_categories()
+    findings = findings_from(cands, config)
+    findings = _sanity(run, test, task, classes, config, gen, findings)
+    _record(run, config, notes, dropped, groupings, len(test), findings)
+    return findings
 
-    keep_cols = ["sample_id", "group"] + [c for c in manifest.columns if c not in ("sample_id", "filepath", "mask", "group")]
+
+def _manifest_columns(manifest: pd.DataFrame) -> pd.DataFrame:
+    """The manifest columns predictions are joined with; ``group`` (the resampling cluster) defaults to the sample."""
+    keep_cols = ["sample_id", "group"] + [c for c in manifest.columns
+                                          if c not in ("sample_id", "filepath", "mask", "group")]
     man = manifest[[c for c in keep_cols if c in manifest.columns]].copy()
     man["sample_id"] = man["sample_id"].astype(str)
     if "group" not in man.columns:
         man["group"] = man["sample_id"]
     man["group"] = man["group"].astype("string").fillna(man["sample_id"].astype("string"))
+    return man
+
+
+def _test_rows(preds, man, task: str, classes: list[str], notes: list[str], dropped: dict):
+    """The test rows joined with the manifest (rows without a label or prediction left out, and counted), and the
+    classes (from the labels when the run names none)."""
     p = preds.copy()
     p["sample_id"] = p["sample_id"].astype(str)
     p = p.drop(columns=[c for c in man.columns if c != "sample_id" and c in p.columns])
@@ -78,50 +115,54 @@ def run_metrics(run, config) -> list[Finding]:
             notes.append(f"some p_<class> values are missing: calibration metrics skipped for {', '.join(lacking)}")
     if test.empty:
         raise InputError(_MSG_NO_TEST)
-
-    group_rows, gen_rows, fair_rows, cal_rows, tr_rows = [], [], [], [], []
-    cands: list[dict] = []  # comparisons considered for findings (p-values for BH)
-    for (model, protocol), mp in test.groupby([test["model"].astype(str), test["protocol"].astype(str)], sort=True):
-        has_ood = bool(mp["held_out"].any())
-        pref_scope = "ood" if has_ood else "all"
-        folds = sorted(mp["fold"].unique())
-        fold_list = folds + (["all"] if len(folds) > 1 else [])
-        pooled = "all" if len(folds) > 1 else folds[0]
-        for fold in fold_list:
-            fdf = mp if fold == "all" else mp[mp["fold"] == fold]
-            for scope in SCOPES:
-                sdf = fdf if scope == "all" else fdf[fdf["held_out"] == (scope == "ood")]
-                if sdf.empty:
-                    continue
-                # findings come from the pooled fold and the most telling scope (out-of-domain when there is one)
-                fc = cands if (fold == pooled and scope == pref_scope) else None
-                ctx = PredictionSlice(model, protocol, fold, scope, sdf, task, classes, config, man)
-                group_rows.append(ctx.groups(groupings, fc))
-                if task == "classify":
-                    fair_rows.append(ctx.fairness(groupings, fc))
-                    if fold == pooled:
-                        cal_rows.append(ctx.calibration(groupings, fc))
-        gen_rows.extend(generalization_rows(mp, model, protocol, folds, task, classes, config, cands))
-        if protocol == "transfer":
-            tr_rows.append(transfer_rows(mp, model, task, classes, config))
-
-    groups = _concat(group_rows, ["model", "protocol", "fold", "scope", "by", "group", "metric", "value", "ci_low", "ci_high", "n", "status", "ci_method"])
-    run.write_table("metrics/groups.parquet", groups)
-    gen = pd.DataFrame(gen_rows, columns=_GEN_COLS) if gen_rows else pd.DataFrame(columns=_GEN_COLS)
-    run.write_table("metrics/generalization.parquet", gen)
-    run.write_table("metrics/transfer.parquet", _concat(tr_rows, ["model", "train_domain", "test_domain", "metric", "value", "ci_low", "ci_high", "n", "status"]))
-    run.write_table("metrics/fairness.parquet", _concat(fair_rows, ["model", "protocol", "fold", "scope", "attribute", "metric", "class", "value", "ci_low", "ci_high", "n", "n_groups", "n_excluded", "p", "groups", "positive"]))
-    run.write_table("metrics/calibration.parquet", _concat(cal_rows, ["model", "protocol", "fold", "scope", "by", "group", "bin", "bin_low", "bin_high", "confidence", "accuracy", "count"]))
-
-    clear_categories()
-    findings = findings_from(cands, config)
-    findings = _sanity(run, test, task, classes, config, gen, findings)
-    _record(run, config, notes, dropped, groupings, len(test), findings)
-    return findings
+    return test, classes
 
 
-_GEN_COLS = ["model", "protocol", "fold", "train_domains", "test_domain", "metric", "in_domain", "in_ci_low", "in_ci_high", "n_in",
-             "out_domain", "out_ci_low", "out_ci_high", "n_out", "gap", "gap_ci_low", "gap_ci_high", "p", "seeds"]
+def _model_tables(mp, model, protocol, task, classes, config, man, groupings, rows: dict, cands: list) -> None:
+    """Every table row of one (model, protocol): per fold (and pooled) and scope; findings from the pooled fold and
+    the most telling scope (out-of-domain when there is one)."""
+    pref_scope = "ood" if bool(mp["held_out"].any()) else "all"
+    folds = sorted(mp["fold"].unique())
+    pooled = "all" if len(folds) > 1 else folds[0]
+    for fold in folds + (["all"] if len(folds) > 1 else []):
+        fdf = mp if fold == "all" else mp[mp["fold"] == fold]
+        for scope in SCOPES:
+            sdf = fdf if scope == "all" else fdf[fdf["held_out"] == (scope == "ood")]
+            if sdf.empty:
+                continue
+            fc = cands if (fold == pooled and scope == pref_scope) else None
+            ctx = PredictionSlice(model, protocol, fold, scope, sdf, task, classes, config, man)
+            rows["groups"].append(ctx.groups(groupings, fc))
+            if task == "classify":
+                rows["fairness"].append(ctx.fairness(groupings, fc))
+                if fold == pooled:
+                    rows["calibration"].append(ctx.calibration(groupings, fc))
+    rows["generalization"].extend(generalization_rows(mp, model, protocol, folds, task, classes, config, cands))
+    if protocol == "transfer":
+        rows["transfer"].append(transfer_rows(mp, model, task, classes, config))
+
+
+_GEN_COLS = [
+    "model",
+    "protocol",
+    "fold",
+    "train_domains",
+    "test_domain",
+    "metric",
+    "in_domain",
+    "in_ci_low",
+    "in_ci_high",
+    "n_in",
+    "out_domain",
+    "out_ci_low",
+    "out_ci_high",
+    "n_out",
+    "gap",
+    "gap_ci_low",
+    "gap_ci_high",
+    "p",
+    "seeds",
+]
 
 
 def _sanity(run, test, task, classes, config, gen, findings: list[Finding]) -> list[Finding]:
@@ -152,7 +193,16 @@ def _record(run, config, notes, dropped, groupings, n_rows, findings) -> None:
     run.update_info(config={"metrics": cfg})
     stages = run.info.get("stages", {})
     entry = stages.get("metrics", {})
-    entry.update({"rows": int(n_rows), "groupings": [" x ".join(g) for g in groupings], "notes": notes, "dropped": dropped,
-                  "findings": len(findings), "n_boot": config.n_boot, "seed": config.seed})
+    entry.update(
+        {
+            "rows": int(n_rows),
+            "groupings": [" x ".join(g) for g in groupings],
+            "notes": notes,
+            "dropped": dropped,
+            "findings": len(findings),
+            "n_boot": config.n_boot,
+            "seed": config.seed,
+        }
+    )
     stages["metrics"] = entry
     run.update_info(stages=stages)

@@ -73,7 +73,11 @@ class Data:
             if self.bin_strategy == "uniform":
                 self._edges = np.linspace(0.0, 1.0, self.n_bins + 1)
             else:
-                self._edges = np.unique(np.quantile(conf, np.linspace(0, 1, self.n_bins + 1))) if len(conf) else np.array([0.0, 1.0])
+                self._edges = (
+                    np.unique(np.quantile(conf, np.linspace(0, 1, self.n_bins + 1)))
+                    if len(conf)
+                    else np.array([0.0, 1.0])
+                )
         return self._edges
 
     def n_calib_bins(self) -> int:

@@ -58,7 +58,13 @@ def as_1d(x, arg: str) -> np.ndarray:
 
 
 def _missing_mask(arr: np.ndarray) -> np.ndarray:
-    return np.asarray(pd.isna(pd.Series(arr, dtype=object)), dtype=bool) if arr.dtype == object else np.isnan(arr) if arr.dtype.kind == "f" else np.zeros(len(arr), bool)
+    return (
+        np.asarray(pd.isna(pd.Series(arr, dtype=object)), dtype=bool)
+        if arr.dtype == object
+        else np.isnan(arr)
+        if arr.dtype.kind == "f"
+        else np.zeros(len(arr), bool)
+    )
 
 
 def as_labels(x, arg: str, *, n: int | None = None) -> np.ndarray:

@@ -33,7 +33,9 @@ class PredictionSlice:
         self.config = config
         self.man = man
         self.data, self.has_p = slice_data(self.frame, task, classes)
-        self.cluster, self.n_clusters = encode_clusters(self.frame["group"].astype(str).to_numpy(object), len(self.frame))
+        self.cluster, self.n_clusters = encode_clusters(
+            self.frame["group"].astype(str).to_numpy(object), len(self.frame)
+        )
         self.samples = encode_samples(self.frame["sample_id"].to_numpy(object), len(self.frame))
         self.names = resolve_metrics(None, self.data)
         self.specs = build_metric_specs(self.names, self.data)
@@ -41,10 +43,24 @@ class PredictionSlice:
 
     def _report(self, cols, specs=None):
         cat = categorical(self.frame, self.man, cols) if cols else None
-        codes, groups, _ = encode_groups(cat, len(self.frame)) if cat is not None else encode_groups(None, len(self.frame))
-        return compute_report(self.data, specs or self.specs, codes, groups, " x ".join(cols) or "overall", self.cluster,
-                               self.n_clusters, n_boot=self.config.n_boot, min_n=self.config.min_n, seed=self.config.seed,
-                               proportion_ci="auto", confidence=0.95, samples=self.samples)
+        codes, groups, _ = (
+            encode_groups(cat, len(self.frame)) if cat is not None else encode_groups(None, len(self.frame))
+        )
+        return compute_report(
+            self.data,
+            specs or self.specs,
+            codes,
+            groups,
+            " x ".join(cols) or "overall",
+            self.cluster,
+            self.n_clusters,
+            n_boot=self.config.n_boot,
+            min_n=self.config.min_n,
+            seed=self.config.seed,
+            proportion_ci="auto",
+            confidence=0.95,
+            samples=self.samples,
+        )
 
     def groups(self, groupings, cands) -> pd.DataFrame:
         frames = []
@@ -68,8 +84,18 @@ class PredictionSlice:
         st = rep.status()[metric]
         small = [g for g in rep.groups if st[g] == "insufficient_evidence"]
         if small:
-            cands.append({"kind": "insufficient_evidence", "by": by, "cols": cols, "groups": small, "key": self.key,
-                          "metric": metric, "n": [int(rep.n_by_group.loc[g, metric]) for g in small], "min_n": rep.min_n})
+            cands.append(
+                {
+                    "kind": "insufficient_evidence",
+                    "by": by,
+                    "cols": cols,
+                    "groups": small,
+                    "key": self.key,
+                    "metric": metric,
+                    "n": [int(rep.n_by_group.loc[g, metric]) for g in small],
+                    "min_n": rep.min_n,
+                }
+            )
         ok = [g for g in rep.groups if st[g] == "ok"]
         if len(ok) < 2:
             return
@@ -78,11 +104,23 @@ class PredictionSlice:
         within = self._within_marginals(cols, metric, worst["group"], len(ok)) if len(cols) > 1 else None
         pair = rep.compare(metric, best["group"], worst["group"])
         n_pairs = len(ok) * (len(ok) - 1) // 2
-        cands.append({"kind": "group_disparity", "by": by, "cols": cols, "groups": [worst["group"], best["group"]], "key": self.key,
-                      "metric": metric, "effect": pair["difference"], "ci": [pair["ci_low"], pair["ci_high"]],
-                      "p": min(1.0, pair["p"] * n_pairs) if np.isfinite(pair["p"]) else np.nan, "n": worst["n"],
-                      "values": {worst["group"]: worst["value"], best["group"]: best["value"]}, "n_pairs": n_pairs,
-                      "within": within})
+        cands.append(
+            {
+                "kind": "group_disparity",
+                "by": by,
+                "cols": cols,
+                "groups": [worst["group"], best["group"]],
+                "key": self.key,
+                "metric": metric,
+                "effect": pair["difference"],
+                "ci": [pair["ci_low"], pair["ci_high"]],
+                "p": min(1.0, pair["p"] * n_pairs) if np.isfinite(pair["p"]) else np.nan,
+                "n": worst["n"],
+                "values": {worst["group"]: worst["value"], best["group"]: best["value"]},
+                "n_pairs": n_pairs,
+                "within": within,
+            }
+        )
         _intersection_union(cands[-1])
         if len(ok) >= 3:
             c = rep.compare(metric, worst["group"], "rest")
@@ -121,8 +159,12 @@ class PredictionSlice:
                 cmp_ = r.compare(metric, "siblings", "group")
                 sign = 1.0 if spec.higher_is_better else -1.0
                 lo, hi = sign * cmp_["ci_low"], sign * cmp_["ci_high"]
-                row.update(effect=sign * cmp_["difference"], ci=[min(lo, hi), max(lo, hi)], n=n_sib,
-                           p=min(1.0, cmp_["p"] * n_ok) if np.isfinite(cmp_["p"]) and n_sib >= self.config.min_n else np.nan)
+                row.update(
+                    effect=sign * cmp_["difference"],
+                    ci=[min(lo, hi), max(lo, hi)],
+                    n=n_sib,
+                    p=min(1.0, cmp_["p"] * n_ok) if np.isfinite(cmp_["p"]) and n_sib >= self.config.min_n else np.nan,
+                )
             out.append(row)
         return out
 
@@ -135,12 +177,20 @@ class PredictionSlice:
     def _ece_candidate(self, rep, cols, cands) -> None:
         thr = THRESHOLDS["miscalibration"]["warning"]
         boot = rep.bootstrap("ece")
-        targets = [("all", -1)] if cols is None else [(g, i) for i, g in enumerate(rep.groups) if rep.status()["ece"][g] == "ok"]
+        targets = (
+            [("all", -1)]
+            if cols is None
+            else [(g, i) for i, g in enumerate(rep.groups) if rep.status()["ece"][g] == "ok"]
+        )
         for g, i in targets:
             v = float(rep.overall["ece"]) if i < 0 else float(rep.by_group["ece"].iloc[i])
             lo, hi = rep.interval("ece", None if i < 0 else g)
             n = int(rep._n[i, 0])
-            p = float(bootstrap_pvalue(boot[:, i][:, None], np.array([v]), null=thr, alternative="greater")[0]) if boot is not None else np.nan
+            p = (
+                float(bootstrap_pvalue(boot[:, i][:, None], np.array([v]), null=thr, alternative="greater")[0])
+                if boot is not None
+                else np.nan
+            )
             cands.append({"kind": "miscalibration", "by": "overall" if cols is None else rep.by, "cols": cols or [],
                           "groups": [g], "key": self.key, "metric": "ece", "effect": v, "ci": [lo, hi], "p": p, "n": n})
 
@@ -152,11 +202,18 @@ class PredictionSlice:
             if cols == ["label"] or "label" in cols:
                 continue  # fairness is conditional on the label already
             cat = categorical(self.frame, self.man, cols)
-            f = fairness_report(y_true=np.asarray(self.data.classes, dtype=object)[self.data.y_true],
-                                y_pred=np.asarray(self.data.classes, dtype=object)[self.data.y_pred],
-                                sensitive=pd.Series(cat, name=" x ".join(cols)), classes=self.data.classes,
-                                clusters=self.cluster, n_boot=self.config.n_boot, min_n=self.config.min_n, seed=self.config.seed,
-                                sample_ids=self.frame["sample_id"].to_numpy(object), margin=FAIRNESS_MARGIN)
+            f = fairness_report(
+                y_true=np.asarray(self.data.classes, dtype=object)[self.data.y_true],
+                y_pred=np.asarray(self.data.classes, dtype=object)[self.data.y_pred],
+                sensitive=pd.Series(cat, name=" x ".join(cols)),
+                classes=self.data.classes,
+                clusters=self.cluster,
+                n_boot=self.config.n_boot,
+                min_n=self.config.min_n,
+                seed=self.config.seed,
+                sample_ids=self.frame["sample_id"].to_numpy(object),
+                margin=FAIRNESS_MARGIN,
+            )
             frames.append(f)
             if len(cols) == 1:
                 for metric in ("dp_diff", "eo_diff"):
@@ -194,10 +251,20 @@ class PredictionSlice:
             with np.errstate(invalid="ignore", divide="ignore"):
                 conf = np.where(S[..., 0] > 0, S[..., 1] / np.maximum(S[..., 0], 1), np.nan)
                 acc = np.where(S[..., 0] > 0, S[..., 2] / np.maximum(S[..., 0], 1), np.nan)
-            frames.append(pd.DataFrame({
-                "by": "overall" if not cols else " x ".join(cols), "group": np.repeat(groups, nb), "bin": np.tile(np.arange(nb), G),
-                "bin_low": np.tile(lo_e, G), "bin_high": np.tile(hi_e, G), "confidence": conf.reshape(-1),
-                "accuracy": acc.reshape(-1), "count": S[..., 0].reshape(-1).astype(np.int64)}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "by": "overall" if not cols else " x ".join(cols),
+                        "group": np.repeat(groups, nb),
+                        "bin": np.tile(np.arange(nb), G),
+                        "bin_low": np.tile(lo_e, G),
+                        "bin_high": np.tile(hi_e, G),
+                        "confidence": conf.reshape(-1),
+                        "accuracy": acc.reshape(-1),
+                        "count": S[..., 0].reshape(-1).astype(np.int64),
+                    }
+                )
+            )
         out = pd.concat(frames, ignore_index=True)
         for k, v in reversed(list(self.key.items())):
             out.insert(0, k, v)
@@ -280,40 +347,106 @@ def generalization_rows(mp, model, protocol, folds, task, classes, config, cands
         outs = fdf[fdf["held_out"]]
         if ins.empty or outs.empty:
             continue
-        targets = [("all", outs)] if fold == "all" else [(str(t), o) for t, o in outs.groupby(outs["test_domain"].astype(str), sort=True)]
+        targets = (
+            [("all", outs)]
+            if fold == "all"
+            else [(str(t), o) for t, o in outs.groupby(outs["test_domain"].astype(str), sort=True)]
+        )
         for test_domain, o in targets:
             sub = pd.concat([ins, o], ignore_index=True)
             data, has_p = slice_data(sub, task, classes)
-            train_domains = "all" if fold == "all" else "|".join(sorted({str(x) for x in fdf["train_domains"].dropna().unique()}))
+            train_domains = (
+                "all" if fold == "all" else "|".join(sorted({str(x) for x in fdf["train_domains"].dropna().unique()}))
+            )
             for metric in gap_metrics_for(task, data.C):
-                kw = ({"segmentation": SegmentationCounts(data.inter, data.union, data.pred_px, data.true_px, data.seg_classes)}
-                      if task == "segment" else {"y_true": np.asarray(data.classes, dtype=object)[data.y_true],
-                                                 "y_pred": np.asarray(data.classes, dtype=object)[data.y_pred], "classes": data.classes})
-                g = generalization_gap(held_out=sub["held_out"].to_numpy(bool), metric=metric, seeds=sub["seed"].to_numpy(),
-                                       sample_ids=sub["sample_id"].astype(str).to_numpy(object),
-                                       clusters=sub["group"].astype(str).to_numpy(object), n_boot=config.n_boot, seed=config.seed, **kw)
-                row = {"model": model, "protocol": protocol, "fold": fold, "train_domains": train_domains, "test_domain": test_domain, **g}
+                kw = (
+                    {
+                        "segmentation": SegmentationCounts(
+                            data.inter, data.union, data.pred_px, data.true_px, data.seg_classes
+                        )
+                    }
+                    if task == "segment"
+                    else {
+                        "y_true": np.asarray(data.classes, dtype=object)[data.y_true],
+                        "y_pred": np.asarray(data.classes, dtype=object)[data.y_pred],
+                        "classes": data.classes,
+                    }
+                )
+                g = generalization_gap(
+                    held_out=sub["held_out"].to_numpy(bool),
+                    metric=metric,
+                    seeds=sub["seed"].to_numpy(),
+                    sample_ids=sub["sample_id"].astype(str).to_numpy(object),
+                    clusters=sub["group"].astype(str).to_numpy(object),
+                    n_boot=config.n_boot,
+                    seed=config.seed,
+                    **kw,
+                )
+                row = {
+                    "model": model,
+                    "protocol": protocol,
+                    "fold": fold,
+                    "train_domains": train_domains,
+                    "test_domain": test_domain,
+                    **g,
+                }
                 rows.append(row)
                 if metric == primary_for(task, data.C) and fold != "all":
                     key = {"model": model, "protocol": protocol, "fold": fold, "scope": "ood"}
                     if min(row["n_in"], row["n_out"]) < config.min_n:
-                        cands.append({"kind": "insufficient_evidence", "by": "domain", "cols": ["domain"], "groups": [test_domain],
-                                      "key": key, "metric": metric, "n": [row["n_in"], row["n_out"]], "min_n": config.min_n, "gap": row})
+                        cands.append(
+                            {
+                                "kind": "insufficient_evidence",
+                                "by": "domain",
+                                "cols": ["domain"],
+                                "groups": [test_domain],
+                                "key": key,
+                                "metric": metric,
+                                "n": [row["n_in"], row["n_out"]],
+                                "min_n": config.min_n,
+                                "gap": row,
+                            }
+                        )
                     else:
-                        cands.append({"kind": "generalization_gap", "by": "domain", "cols": ["domain"], "groups": [test_domain],
-                                      "key": key, "metric": metric, "effect": row["gap"], "ci": [row["gap_ci_low"], row["gap_ci_high"]],
-                                      "p": row["p"], "n": row["n_out"], "row": row})
+                        cands.append(
+                            {
+                                "kind": "generalization_gap",
+                                "by": "domain",
+                                "cols": ["domain"],
+                                "groups": [test_domain],
+                                "key": key,
+                                "metric": metric,
+                                "effect": row["gap"],
+                                "ci": [row["gap_ci_low"], row["gap_ci_high"]],
+                                "p": row["p"],
+                                "n": row["n_out"],
+                                "row": row,
+                            }
+                        )
     return rows
 
 
 def transfer_rows(mp, model, task, classes, config) -> pd.DataFrame | None:
     data, _ = slice_data(mp.reset_index(drop=True), task, classes)
     train = mp["fold"].astype(str).str.replace(r"^train=", "", regex=True).to_numpy(object)
-    kw = ({"segmentation": SegmentationCounts(data.inter, data.union, data.pred_px, data.true_px, data.seg_classes)}
-          if task == "segment" else {"y_true": np.asarray(data.classes, dtype=object)[data.y_true],
-                                     "y_pred": np.asarray(data.classes, dtype=object)[data.y_pred], "classes": data.classes})
-    f = transfer_matrix(train_domain=train, test_domain=mp["test_domain"].to_numpy(object), metric=primary_for(task, data.C),
-                        clusters=mp["group"].astype(str).to_numpy(object), n_boot=config.n_boot, min_n=config.min_n,
-                        seed=config.seed, **kw)
+    kw = (
+        {"segmentation": SegmentationCounts(data.inter, data.union, data.pred_px, data.true_px, data.seg_classes)}
+        if task == "segment"
+        else {
+            "y_true": np.asarray(data.classes, dtype=object)[data.y_true],
+            "y_pred": np.asarray(data.classes, dtype=object)[data.y_pred],
+            "classes": data.classes,
+        }
+    )
+    f = transfer_matrix(
+        train_domain=train,
+        test_domain=mp["test_domain"].to_numpy(object),
+        metric=primary_for(task, data.C),
+        clusters=mp["group"].astype(str).to_numpy(object),
+        n_boot=config.n_boot,
+        min_n=config.min_n,
+        seed=config.seed,
+        **kw,
+    )
     f.insert(0, "model", model)
     return f.drop(columns=["ci_method"], errors="ignore")

@@ -17,7 +17,14 @@ from audit.metrics._stats import (
 )
 from audit.metrics.registry import default_segment_metrics, metric_names, needs_probs
 
-__all__ = ["SegmentationCounts", "encode_groups", "encode_clusters", "encode_samples", "prepare_data", "resolve_metrics"]
+__all__ = [
+    "SegmentationCounts",
+    "encode_groups",
+    "encode_clusters",
+    "encode_samples",
+    "prepare_data",
+    "resolve_metrics",
+]
 
 _MSG_NO_INPUT = "give y_true and y_pred (classification) or segmentation= (segmentation counts)"
 

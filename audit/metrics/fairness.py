@@ -307,7 +307,9 @@ def _pair_pvalue(boot: np.ndarray, point: float, margin: float) -> float:
         return np.nan
     if margin <= 0:
         return float(bootstrap_pvalue(boot[:, None], np.array([point]))[0])
-    one = bootstrap_pvalue(boot[:, None] * np.sign(point or 1.0), np.array([abs(point)]), null=margin, alternative="greater")[0]
+    one = bootstrap_pvalue(
+        boot[:, None] * np.sign(point or 1.0), np.array([abs(point)]), null=margin, alternative="greater"
+    )[0]
     return float(min(1.0, 2 * one))
 
 

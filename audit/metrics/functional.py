@@ -75,7 +75,9 @@ def top_k_accuracy(y_true, y_prob, *, k: int = 3, classes=None) -> float:
     return _one("top_k", d)
 
 
-def expected_calibration_error(y_true, y_prob, *, n_bins: int = DEFAULT_BINS, strategy: str = "quantile", classes=None) -> float:
+def expected_calibration_error(
+    y_true, y_prob, *, n_bins: int = DEFAULT_BINS, strategy: str = "quantile", classes=None
+) -> float:
     """Top-label ECE: sum over bins of |accuracy - confidence| weighted by the bin's share of rows.
 
     ``strategy="quantile"`` (default): adaptive, equal-mass bins; ``"uniform"``: equal-width bins on [0, 1]
@@ -98,7 +100,9 @@ def negative_log_likelihood(y_true, y_prob, *, classes=None) -> float:
     return _one("nll", prepare_data(y_true=yt, y_pred=yt, y_prob=y_prob, classes=classes))
 
 
-def reliability_curve(y_true, y_prob, *, n_bins: int = DEFAULT_BINS, strategy: str = "quantile", classes=None) -> pd.DataFrame:
+def reliability_curve(
+    y_true, y_prob, *, n_bins: int = DEFAULT_BINS, strategy: str = "quantile", classes=None
+) -> pd.DataFrame:
     """Per confidence bin: mean confidence, accuracy and count (empty bins are NaN with count 0)."""
     yt = np.asarray(y_true)
     d = prepare_data(y_true=yt, y_pred=yt, y_prob=y_prob, classes=classes, n_bins=n_bins, bin_strategy=strategy)

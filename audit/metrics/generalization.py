@@ -134,9 +134,10 @@ def generalization_gap(
         b = bootstrap_sums(mat, n_boot=n_boot, rng=seed_for(seed, "generalization", spec.name), reduce=reduce)
         lo, hi = percentile_interval(b, np.array([v_in, v_out, v_in - v_out]), confidence=confidence)
         out.update(in_ci_low=float(lo[0]), in_ci_high=float(hi[0]), out_ci_low=float(lo[1]), out_ci_high=float(hi[1]),
-                   gap_ci_low=float(lo[2]), gap_ci_high=float(hi[2]), p=float(bootstrap_pvalue(b[:, 2:3], np.array([v_in - v_out]))[0]))
-    clustered = n_clusters < d.n
-    if spec.proportion is not None and S == 1 and (proportion_ci == "wilson" or (proportion_ci == "auto" and not clustered)):
+                   gap_ci_low=float(lo[2]), gap_ci_high=float(hi[2]),
+                   p=float(bootstrap_pvalue(b[:, 2:3], np.array([v_in - v_out]))[0]))
+    wilson = proportion_ci == "wilson" or (proportion_ci == "auto" and n_clusters == d.n)
+    if spec.proportion is not None and S == 1 and wilson:
         s, t = spec.proportion(point)
         lo, hi = wilson_interval(s, t, confidence=confidence)
         out.update(in_ci_low=float(lo[0]), in_ci_high=float(hi[0]), out_ci_low=float(lo[1]), out_ci_high=float(hi[1]))

@@ -47,7 +47,9 @@ class GroupReport:
         Rows whose group is missing: counted in ``overall`` only.
     """
 
-    def __init__(self, *, by, groups, specs, values, n, ci_low, ci_high, ci_method, boot, min_n, n_missing, n_boot, seed):
+    def __init__(
+        self, *, by, groups, specs, values, n, ci_low, ci_high, ci_method, boot, min_n, n_missing, n_boot, seed
+    ):
         self.by = by
         self.groups = list(groups)
         self._specs = list(specs)
@@ -93,7 +95,9 @@ class GroupReport:
     @property
     def n_by_group(self) -> pd.DataFrame:
         """Samples behind each per-group value."""
-        return pd.DataFrame(self._n[:-1].astype(np.int64), index=pd.Index(self.groups, name=self.by), columns=self.metrics)
+        return pd.DataFrame(
+            self._n[:-1].astype(np.int64), index=pd.Index(self.groups, name=self.by), columns=self.metrics
+        )
 
     def status(self) -> pd.DataFrame:
         """``ok``, ``insufficient_evidence`` (n < min_n) or ``empty`` per group and metric."""
@@ -227,12 +231,23 @@ class GroupReport:
             bb = None if self._boot is None else self._boot[:, gb, m]
             n_b = int(self._n[gb, m])
         diff = float(va - vb)
-        out = {"metric": spec.name, "a": a, "b": b, "difference": diff, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan,
-               "n_a": int(self._n[ga, m]), "n_b": n_b}
+        out = {
+            "metric": spec.name,
+            "a": a,
+            "b": b,
+            "difference": diff,
+            "ci_low": np.nan,
+            "ci_high": np.nan,
+            "p": np.nan,
+            "n_a": int(self._n[ga, m]),
+            "n_b": n_b,
+        }
         if ba is not None:
             bd = ba - bb
             lo, hi = percentile_interval(bd[:, None], np.array([diff]))
-            out.update(ci_low=float(lo[0]), ci_high=float(hi[0]), p=float(bootstrap_pvalue(bd[:, None], np.array([diff]))[0]))
+            out.update(
+                ci_low=float(lo[0]), ci_high=float(hi[0]), p=float(bootstrap_pvalue(bd[:, None], np.array([diff]))[0])
+            )
         return out
 
     _rest = None
@@ -241,7 +256,8 @@ class GroupReport:
 
     # ------------------------------------------------------------------ tables
     def to_frame(self, *, include_overall: bool = True, by: str | None = None) -> pd.DataFrame:
-        """Long table: by, group, metric, value, ci_low, ci_high, n, status, ci_method (overall: by "overall", group "all")."""
+        """Long table: by, group, metric, value, ci_low, ci_high, n, status, ci_method (overall: by "overall",
+        group "all")."""
         G, M = len(self.groups), len(self.metrics)
         st = self._status_array()
         rows_g = np.repeat(np.arange(G), M)
@@ -279,7 +295,8 @@ class GroupReport:
         return df
 
     def summary(self) -> pd.DataFrame:
-        """Per metric: overall, worst and best group (n >= min_n), largest difference and smallest ratio, with intervals."""
+        """Per metric: overall, worst and best group (n >= min_n), largest difference and smallest ratio, with
+        intervals."""
         rows = []
         for m in self.metrics:
             w, b = self.worst(m), self.best(m)
@@ -296,4 +313,5 @@ class GroupReport:
         return pd.DataFrame(rows)
 
     def __repr__(self) -> str:
-        return f"GroupReport(by={self.by!r}, groups={len(self.groups)}, metrics={self.metrics}, n={int(self._n[-1].max()) if self._n.size else 0})"
+        n = int(self._n[-1].max()) if self._n.size else 0
+        return f"GroupReport(by={self.by!r}, groups={len(self.groups)}, metrics={self.metrics}, n={n})"

@@ -50,7 +50,9 @@ def load_predictions(run, manifest: pd.DataFrame, path: Path | None, classes: li
     except UsageError:
         raise
     except Exception as e:  # pyarrow / csv parsers raise many types
-        raise InputError(_MSG_PRED_FILE.format(path=path, err=str(e).splitlines()[0] if str(e) else type(e).__name__)) from None
+        raise InputError(
+            _MSG_PRED_FILE.format(path=path, err=str(e).splitlines()[0] if str(e) else type(e).__name__)
+        ) from None
     return validate_predictions(df, manifest, classes)
 
 
@@ -77,7 +79,9 @@ def store_external(run, preds: pd.DataFrame, path: Path, notes: list[str]) -> pd
         kept = prev[~same.to_numpy()]
         if len(kept):
             merged = pd.concat([kept, preds], ignore_index=True)
-            others = sorted({f"{m}/{p}" for m, p in zip(kept["model"].astype(str), kept["protocol"].astype(str), strict=True)})
+            others = sorted(
+                {f"{m}/{p}" for m, p in zip(kept["model"].astype(str), kept["protocol"].astype(str), strict=True)}
+            )
             notes.append(f"predictions of {', '.join(others)} kept beside those from {path.name}")
     run.write_table("predictions.parquet", merged)
     notes.append(f"{len(preds)} predictions from {path.name} stored in predictions.parquet as "
@@ -89,7 +93,9 @@ def store_external(run, preds: pd.DataFrame, path: Path, notes: list[str]) -> pd
 
 
 
-def resolve_groupings(by: list[str] | None, manifest: pd.DataFrame, *, depth: int = 2, task: str = "classify") -> list[list[str]]:
+def resolve_groupings(
+    by: list[str] | None, manifest: pd.DataFrame, *, depth: int = 2, task: str = "classify"
+) -> list[list[str]]:
     """Grouping column lists: the ``--by`` values (``a:b`` = intersection) or the defaults.
 
     Defaults: domain, label, each attribute, then every intersection of 2..depth columns among domain and the
@@ -118,7 +124,12 @@ def resolve_groupings(by: list[str] | None, manifest: pd.DataFrame, *, depth: in
         return out
     attrs = [c for c in attribute_columns(manifest) if c in usable]
     base = (["domain"] if "domain" in usable else []) + attrs
-    out = [[c] for c in (["domain"] if "domain" in usable else []) + (["label"] if "label" in usable and task == "classify" else []) + attrs]
+    out = [
+        [c]
+        for c in (["domain"] if "domain" in usable else [])
+        + (["label"] if "label" in usable and task == "classify" else [])
+        + attrs
+    ]
     for k in range(2, depth + 1):
         for combo in itertools.combinations(base, k):
             out.append(list(combo))
@@ -157,17 +168,27 @@ def categorical(frame: pd.DataFrame, manifest: pd.DataFrame, cols: list[str]) ->
 def slice_data(frame: pd.DataFrame, task: str, classes: list[str]) -> tuple[Data, bool]:
     """Data (labels/probabilities or pixel counts) for a slice of the predictions; bool: probabilities present."""
     if task == "segment":
-        idx = sorted(int(c.split("_", 1)[1]) for c in frame.columns if c.startswith("inter_") and c.split("_", 1)[1].isdigit())
+        idx = sorted(
+            int(c.split("_", 1)[1]) for c in frame.columns if c.startswith("inter_") and c.split("_", 1)[1].isdigit()
+        )
         names = [classes[i] if i < len(classes) else str(i) for i in idx]
         seg = SegmentationCounts(
             inter=frame[[f"inter_{i}" for i in idx]].to_numpy(float),
             union=frame[[f"union_{i}" for i in idx]].to_numpy(float),
-            pred=frame[[f"pred_{i}" for i in idx]].to_numpy(float) if all(f"pred_{i}" in frame for i in idx) else frame[[f"inter_{i}" for i in idx]].to_numpy(float),
-            true=frame[[f"true_{i}" for i in idx]].to_numpy(float) if all(f"true_{i}" in frame for i in idx) else frame[[f"union_{i}" for i in idx]].to_numpy(float),
+            pred=frame[[f"pred_{i}" for i in idx]].to_numpy(float)
+            if all(f"pred_{i}" in frame for i in idx)
+            else frame[[f"inter_{i}" for i in idx]].to_numpy(float),
+            true=frame[[f"true_{i}" for i in idx]].to_numpy(float)
+            if all(f"true_{i}" in frame for i in idx)
+            else frame[[f"union_{i}" for i in idx]].to_numpy(float),
             classes=names,
         )
         return prepare_data(segmentation=seg), False
     pcols = [f"p_{c}" for c in classes]
     has_p = bool(classes) and all(c in frame.columns for c in pcols) and not frame[pcols].isna().any().any()
-    return prepare_data(y_true=frame["y_true"].astype(str).to_numpy(object), y_pred=frame["y_pred"].astype(str).to_numpy(object),
-                        y_prob=frame[pcols].to_numpy(float) if has_p else None, classes=classes or None), has_p
+    return prepare_data(
+        y_true=frame["y_true"].astype(str).to_numpy(object),
+        y_pred=frame["y_pred"].astype(str).to_numpy(object),
+        y_prob=frame[pcols].to_numpy(float) if has_p else None,
+        classes=classes or None,
+    ), has_p
