@@ -252,3 +252,30 @@ def test_slices_dashboard_page(fake_sliced, monkeypatch):
     assert not at.exception, [e.value for e in at.exception]
     assert [t.value for t in at.title] == ["Slices"]
     assert any(m.label == "Confirmed" and int(m.value) >= 1 for m in at.metric)
+
+
+@pytest.mark.slow  # starts FiftyOne's database (~20 s)
+def test_fiftyone_saved_view_per_confirmed_slice(fake_sliced, tmp_path):
+    import os
+
+    os.environ.setdefault("FIFTYONE_DATABASE_DIR", str(tmp_path / "fo_db"))
+    os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
+    os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
+    fo = pytest.importorskip("fiftyone")
+    try:
+        fo.list_datasets()
+    except Exception as e:  # pragma: no cover - no database binary
+        pytest.skip(f"FiftyOne's database cannot start: {e}")
+    from audit.integrations.fiftyone import export_run
+
+    run, _ = fake_sliced
+    name = export_run(run, name="slices-test")
+    ds = fo.load_dataset(name)
+    s = pd.read_parquet(run.path / "slices" / "slices.parquet")
+    mem = pd.read_parquet(run.path / "slices" / "members.parquet")
+    views = [v for v in ds.list_saved_views() if v.startswith("slice ")]
+    assert len(views) == int(s["confirmed"].sum())
+    top = s[s["confirmed"]].sort_values("gap", ascending=False).iloc[0]
+    v = ds.load_saved_view(views[0])
+    assert set(v.values("audit_id")) == set(mem.loc[mem["slice_id"] == top["slice_id"], "sample_id"])
+    fo.delete_dataset(name)

@@ -451,6 +451,8 @@ def _export_views(run: RunDir, ds, fields: dict[str, str], dup_sets: dict, old: 
             if s["label_conflict"]:
                 kind += " + label conflict"
             _save(ds, f"{sid} ({kind})", ds.match(F("dup_set") == sid), f"{s['n']} samples; {kind}", made)
+    for sid, ids, title in _slice_members(run):  # confirmed hidden slices (audit slices; docs/slices.md)
+        _save(ds, _unique(f"slice {sid}", seen_slugs), ds.match(F("audit_id").is_in(ids)), title, made)
     if "group" in fields and "split" in fields:
         m = run.manifest()
         g = m.dropna(subset=["group", "split"])
@@ -461,6 +463,18 @@ def _export_views(run: RunDir, ds, fields: dict[str, str], dup_sets: dict, old: 
             _save(ds, "group leakage", ds.match(F("group").is_in(shared)).sort_by("group"),
                   f"{len(shared)} groups appear in more than one split", made)
     return made
+
+
+def _slice_members(run: RunDir) -> list[tuple[str, list[str], str]]:
+    """``(slice_id, member sample ids, description)`` of each confirmed slice, largest gap first."""
+    s = run.read_table("slices/slices.parquet", required=False)
+    mem = run.read_table("slices/members.parquet", required=False)
+    if s is None or mem is None or s.empty:
+        return []
+    s = s[s["confirmed"].astype(bool)].sort_values("gap", ascending=False)
+    return [(str(r.slice_id), sorted(set(mem.loc[mem["slice_id"] == r.slice_id, "sample_id"].astype(str))),
+             f"accuracy {r.accuracy:.2f} vs {r.rest_accuracy:.2f} for the rest (gap {r.gap:+.2f}); {r.description}")
+            for r in s.itertuples()]
 
 
 def _unique(name: str, seen: set[str]) -> str:
