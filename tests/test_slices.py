@@ -116,7 +116,9 @@ def _image(rng, label: int, artifact: bool) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _artifact_dataset(root, seed=0, artifact_share=(0.03, 0.3)):
+def _artifact_dataset(root, seed=0, artifact_share=(0.03, 0.3), test_label_noise=0.0):
+    """Artifact on a few % of the training images and more of the test images; ``test_label_noise``: a share of
+    test labels replaced at random (errors the model makes everywhere, in no region: the control)."""
     rng = np.random.default_rng(seed)
     rows = []
     for split, n in (("train", 300), ("val", 60), ("test", 480)):
@@ -126,28 +128,46 @@ def _artifact_dataset(root, seed=0, artifact_share=(0.03, 0.3)):
             rel = f"{split}/{i:04d}.png"
             (root / split).mkdir(parents=True, exist_ok=True)
             Image.fromarray(_image(rng, lab, art)).save(root / rel)
+            if split == "test" and rng.random() < test_label_noise:
+                lab = (lab + int(rng.integers(1, 3))) % 3
             rows.append({"filepath": rel, "label": ["red", "green", "blue"][lab], "split": split,
                          "artifact": art})
     return pd.DataFrame(rows)
 
 
-@pytest.mark.slow
-def test_end_to_end_artifact_slice(tmp_path):
+def _trained_run(tmp_path, **dataset_kw):
+    """The generated set ingested and trained (small_cnn, 16 px, 4 epochs: ~5 s); ``(run, artifact by path)``."""
     from audit.manifest import Roles
     from audit.pipeline import ingest
     from audit.readers import ReadOptions
-    from audit.slices import SliceConfig, run_slices
     from audit.train import TrainConfig, run_training
 
     data = tmp_path / "data"
-    table = _artifact_dataset(data)
+    table = _artifact_dataset(data, **dataset_kw)
     truth = dict(zip(table["filepath"], table["artifact"]))
-    table = table.drop(columns="artifact")
-    table.to_csv(data / "labels.csv", index=False)
+    table.drop(columns="artifact").to_csv(data / "labels.csv", index=False)
     opts = ReadOptions(roles=Roles(filepath="filepath", label="label", split="split"), root=data)
     run = ingest(data / "labels.csv", out=tmp_path / "run", format="table", options=opts, seed=0,
                  command=["audit", "test"])
     run_training(run, TrainConfig(epochs=4, protocol="split", image_size=16, model="small_cnn", device="cpu"))
+    return run, truth
+
+
+def test_end_to_end_control_without_artifact_confirms_nothing(tmp_path):
+    from audit.slices import SliceConfig, run_slices
+
+    run, _ = _trained_run(tmp_path, artifact_share=(0.0, 0.0), test_label_noise=0.15)
+    preds = pd.read_parquet(run.path / "predictions.parquet").query("role == 'test'")
+    assert 0.7 < (preds["y_true"] == preds["y_pred"]).mean() < 0.95  # the model errs, but nowhere in particular
+    assert run_slices(run, SliceConfig(seed=0)) == []
+    s = pd.read_parquet(run.path / "slices" / "slices.parquet")
+    assert not len(s) or not s["confirmed"].any()
+
+
+def test_end_to_end_artifact_slice(tmp_path):
+    from audit.slices import SliceConfig, run_slices
+
+    run, truth = _trained_run(tmp_path)
     emb = sorted((run.path / "embeddings" / "predict").glob("*.npy"))
     assert emb and np.load(emb[0]).dtype == np.float16
     findings = run_slices(run, SliceConfig(seed=0))
