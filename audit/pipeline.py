@@ -200,8 +200,10 @@ def slices_stage(run: RunDir, *, required: bool = False, **kwargs) -> Any:
     fn, cfg_cls = _entry("audit.slices", "run_slices"), _entry("audit.slices", "SliceConfig")
     if fn is None or cfg_cls is None:
         return _skip(run, "slices", "audit.slices is not built yet", required)
-    if not required and not (run.has("predictions.parquet") and (kwargs.get("embeddings") or run.has("embeddings/predict"))):
-        return _skip(run, "slices", "no predictions with stored embeddings (train a model, or pass --embeddings)", required)
+    has_vectors = kwargs.get("embeddings") or run.has("embeddings/predict")
+    if not required and not (run.has("predictions.parquet") and has_vectors):
+        return _skip(run, "slices", "no predictions with stored embeddings (train a model, or pass --embeddings)",
+                     required)
     return _run_stage(run, "slices", fn, run, _config(cfg_cls, **kwargs))
 
 

@@ -20,7 +20,7 @@ def slices_section(run: RunDir, slices: pd.DataFrame | None, examples: pd.DataFr
     if slices.empty:
         return section("slices", "Hidden slices", '<p class="muted">slice discovery found no candidate slice</p>')
     s = slices.sort_values(["confirmed", "gap"], ascending=[False, False], kind="stable").copy()
-    s["interval"] = [ci(lo, hi) for lo, hi in zip(s["ci_low"], s["ci_high"])]
+    s["interval"] = [ci(lo, hi) for lo, hi in zip(s["ci_low"], s["ci_high"], strict=True)]
     n_conf = int(s["confirmed"].astype(bool).sum())
     body = [f"<p>{n_conf} of {len(s)} candidate slice(s) confirmed. Each slice was found on one half of the "
             "held-out predictions (error-aware clustering of penultimate-layer embeddings) and measured on the "

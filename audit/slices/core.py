@@ -79,7 +79,7 @@ def finalize(cands: list[Candidate], cfg: SliceConfig) -> None:
     if not cands:
         return
     q = benjamini_hochberg([c.confirmation["p"] for c in cands])
-    for c, qi in zip(cands, q):
+    for c, qi in zip(cands, q, strict=True):
         c.q = float(qi)
         r = c.confirmation
         c.confirmed = bool(np.isfinite(qi) and qi < cfg.q_bar and r["ci_low"] > 0 and r["n"] >= cfg.min_n)

@@ -104,7 +104,7 @@ class Rule:
     def distances(self, z: np.ndarray) -> np.ndarray:
         """Per row, the smallest distance to a centroid in units of that ball's radius (<= 1: inside)."""
         out = np.full(len(z), np.inf, dtype=np.float32)
-        for c, r in zip(self.centroids, self.radii):
+        for c, r in zip(self.centroids, self.radii, strict=True):
             for s in range(0, len(z), _CHUNK):
                 blk = z[s:s + _CHUNK]
                 d = np.sqrt(((blk - c) ** 2).sum(1)) / max(float(r), 1e-12)

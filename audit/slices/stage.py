@@ -113,7 +113,7 @@ def _run_folds(frame: pd.DataFrame, vec: np.ndarray, cfg: SliceConfig):
         groups = rows[gcol].astype(str).fillna("").to_numpy() if gcol else None
         disc, cands = slice_fold(x, rows["_correct"].to_numpy(), rows["_conf"].to_numpy(),
                                  rows["_label"].to_numpy(), cfg, key=tuple(map(str, key)), groups=groups)
-        out.append((dict(zip(KEY, key)), rows, disc, cands))
+        out.append((dict(zip(KEY, key, strict=True)), rows, disc, cands))
     return out, gcol
 
 
@@ -141,7 +141,8 @@ def _tables(folds) -> dict[str, pd.DataFrame]:
                                          "fold": str(meta["fold"]), "seed": int(meta["seed"]),
                                          "half": np.where(disc[idx], "discover", "confirm")}))
             ex = pick_examples(fr["sample_id"].to_numpy()[idx], fr["_correct"].to_numpy()[idx], c.distance[idx])
-            ex["filepath"] = ex["sample_id"].map(dict(zip(fr["sample_id"], fr.get("filepath", fr["sample_id"]))))
+            paths = fr["filepath"] if "filepath" in fr.columns else fr["sample_id"]
+            ex["filepath"] = ex["sample_id"].map(dict(zip(fr["sample_id"], paths, strict=True)))
             examples.append(ex.assign(slice_id=sid))
             feats.extend({"slice_id": sid, **f} for f in fl)
     cols = ["slice_id", "sample_id", "fold", "seed", "half"]

@@ -31,7 +31,7 @@ with dl.guard():
                 if n_conf else "—")
     only = st.toggle("Confirmed only", value=n_conf > 0, key="sl_only")
     shown = rows[rows["confirmed"].astype(bool)] if only else rows
-    table = shown.assign(interval=[dl.fmt_ci(lo, hi) for lo, hi in zip(shown["ci_low"], shown["ci_high"])])
+    table = shown.assign(interval=[dl.fmt_ci(lo, hi) for lo, hi in zip(shown["ci_low"], shown["ci_high"], strict=True)])
     st.dataframe(table[["slice_id", "confirmed", "n_confirm", "accuracy", "rest_accuracy", "gap", "interval", "q",
                         "description"]], hide_index=True, width="stretch")
     st.caption("gap = accuracy of the rest minus accuracy in the slice, on the confirmation half (rows never used "
