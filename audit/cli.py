@@ -232,6 +232,9 @@ def profile(
         Optional[list[str]], typer.Option("--check", help="Run only this check (repeatable; default: all).")
     ] = None,
     near_radius: Annotated[int, typer.Option("--near-radius", min=0, max=32, help="Hamming radius (of 64 bits) for near duplicates.")] = 6,
+    near_dup_threshold: Annotated[float, typer.Option(
+        "--near-dup-threshold", min=0.0, max=1.0, help="Local similarity a near-duplicate pair needs (docs/duplicates.md).",
+    )] = 0.75,
     depth: Annotated[int, typer.Option("--depth", min=1, help="Deepest intersection in the distribution table.")] = 3,
     n_boot: Annotated[int, typer.Option("--n-boot", min=0, help="Bootstrap resamples for intervals.")] = 1000,
     max_pixels: Annotated[
@@ -239,7 +242,7 @@ def profile(
     ] = 89_478_485,
 ) -> None:
     """Profile a dataset: imbalance, associations, shifts, duplicates, leakage, broken files, shortcuts."""
-    from audit import pipeline
+    from audit import console, pipeline
 
     opts = _read_options(
         label=label, domain=domain, split=split, group=group, attr=attr, path_col=path_col, mask=mask,
@@ -250,9 +253,9 @@ def profile(
     pipeline.profile_stage(
         run, min_n=min_n, seed=seed, workers=workers, engine=engine.value, ray_address=ray_address, required=True,
         checks=list(checks) if checks else None, near_radius=near_radius, depth=depth, n_boot=n_boot,
-        max_pixels=max_pixels,
+        max_pixels=max_pixels, near_dup_threshold=near_dup_threshold,
     )
-    pipeline.print_summary(run, stages=["profile"], console=_console())
+    console.print_summary(run, stages=["profile"], console=_console())
 
 
 @app.command()
@@ -292,7 +295,7 @@ def run(
     mode: ModeOpt = "auto",
 ) -> None:
     """Run the whole audit: profile, train across held-out domains, metrics, report."""
-    from audit import pipeline
+    from audit import console, pipeline
 
     opts = _read_options(
         label=label, domain=domain, split=split, group=group, attr=attr, path_col=path_col, mask=mask,
@@ -315,7 +318,7 @@ def run(
         ray_address=ray_address,
         mode=mode,
     )
-    pipeline.print_summary(rd, console=_console())
+    console.print_summary(rd, console=_console())
 
 
 @app.command()
@@ -345,7 +348,7 @@ def train(
                                           "cross-entropy when the foreground is under 15% of pixels).")] = "auto",
 ) -> None:
     """Train and evaluate classifiers or segmenters across held-out domains."""
-    from audit import pipeline
+    from audit import console, pipeline
     from audit.rundir import RunDir
 
     rd = RunDir.open(run_dir)
@@ -356,7 +359,7 @@ def train(
                           protocol=protocol.value, epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
                           device=device, seeds=seeds, seed=seed, weights=weights, pretrained=pretrained,
                           compile=compile, balanced=balanced, workers=workers, mode=mode)
-        pipeline.print_summary(rd, stages=["train"], console=_console())
+        console.print_summary(rd, stages=["train"], console=_console())
         return
     pipeline.train_stage(
         rd,
@@ -381,7 +384,7 @@ def train(
         mode=mode,
         seg_loss=seg_loss,
     )
-    pipeline.print_summary(rd, stages=["train"], console=_console())
+    console.print_summary(rd, stages=["train"], console=_console())
 
 
 @app.command()
@@ -396,20 +399,20 @@ def metrics(
     seed: SeedOpt = 0,
 ) -> None:
     """Per-group metrics, generalization gaps and fairness, each with n and a 95% interval."""
-    from audit import pipeline
+    from audit import console, pipeline
     from audit.rundir import RunDir
 
     rd = RunDir.open(run_dir)
     if predictions is None and not rd.has("predictions.parquet"):
         from audit.errors import UsageError
 
-        a = pipeline.audit_command()
+        a = console.audit_command()
         raise UsageError(f"{rd.path} has no predictions yet: train a model with `{a} train {rd.path}`, or bring your "
                          f"own with `{a} metrics {rd.path} --predictions FILE` (columns: docs/formats.md)")
     pipeline.metrics_stage(
         rd, required=True, by=by, min_n=min_n, predictions=predictions, n_boot=n_boot, depth=depth, seed=seed
     )
-    pipeline.print_summary(rd, stages=["metrics"], console=_console())
+    console.print_summary(rd, stages=["metrics"], console=_console())
 
 
 @app.command()
@@ -425,13 +428,13 @@ def slices(
     seed: SeedOpt = 0,
 ) -> None:
     """Find slices where a model errs (discovered on half the held-out rows, confirmed on the other half)."""
-    from audit import pipeline
+    from audit import console, pipeline
     from audit.rundir import RunDir
 
     rd = RunDir.open(run_dir)
     pipeline.slices_stage(rd, required=True, embeddings=str(embeddings) if embeddings else None, min_n=min_n,
                           group=group, n_boot=n_boot, seed=seed)
-    pipeline.print_summary(rd, stages=["slices"], console=_console())
+    console.print_summary(rd, stages=["slices"], console=_console())
 
 
 @app.command()
@@ -456,12 +459,12 @@ def mitigate(
 @handle_errors
 def report(run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")]) -> None:
     """Write RUN/report.html (one self-contained file) and RUN/summary.md."""
-    from audit import pipeline
+    from audit import console, pipeline
     from audit.rundir import RunDir
 
     rd = RunDir.open(run_dir)
     pipeline.report_stage(rd, required=True)
-    pipeline.print_summary(rd, stages=["report"], console=_console())
+    console.print_summary(rd, stages=["report"], console=_console())
 
 
 @app.command()
@@ -518,10 +521,10 @@ def demo(
     seed: SeedOpt = 0,
 ) -> None:
     """Build the bundled demo data and run the full audit on it."""
-    from audit import pipeline
+    from audit import console, pipeline
 
     runs = pipeline.demo(out, task=task.value, epochs=epochs, device=device, seed=seed, console=_console())
-    pipeline.print_demo_done(runs, console=_console())
+    console.print_demo_done(runs, console=_console())
 
 
 @app.command()

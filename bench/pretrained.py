@@ -118,8 +118,8 @@ def _compare(per_class: int, seed: int) -> list[dict]:
     """Probe vs finetune vs small_cnn from scratch, LODO through ``run_training`` on the same generated images."""
     import pandas as pd
 
+    from audit.ingest import ingest
     from audit.manifest import Roles
-    from audit.pipeline import ingest
     from audit.readers import ReadOptions
     from audit.train import run_training
     from audit.train.config import train_config

@@ -180,8 +180,8 @@ def step(name: str, work: Path, *, n_boot: int) -> dict:
     out: dict = {"step": name}
     t0 = time.perf_counter()
     if name == "ingest":
+        from audit.ingest import ingest
         from audit.manifest import Roles
-        from audit.pipeline import ingest
         from audit.readers import ReadOptions
 
         if run_path.exists():

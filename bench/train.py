@@ -175,9 +175,9 @@ def main(argv=None) -> None:
 
     os.environ.setdefault("AUDIT_NO_PROGRESS", "1")
     from audit.demo import build_classify
+    from audit.ingest import ingest
     from audit.io.gpu import amp_dtype, device_info, resolve_device
     from audit.manifest import Roles
-    from audit.pipeline import ingest
     from audit.readers import ReadOptions
     from audit.train import TrainConfig, run_training
     from audit.train.protocols import make_folds

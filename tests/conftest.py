@@ -45,8 +45,8 @@ def demo_segment(tmp_path_factory):
 
 def ingest_demo(data, out: Path):
     """Ingest a DemoData into a fresh run directory (manifest + run.json only) and return the RunDir."""
+    from audit.ingest import ingest
     from audit.manifest import Roles
-    from audit.pipeline import ingest
     from audit.readers import ReadOptions
 
     r = data.roles

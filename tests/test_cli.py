@@ -100,7 +100,7 @@ def test_summary_survives_hand_edited_findings_and_segmentation_next_step(demo_s
     from conftest import ingest_demo
     from rich.console import Console
 
-    from audit.pipeline import _next_step, print_summary
+    from audit.console import _next_step, print_summary
 
     run = ingest_demo(demo_segment, tmp_path / "run")
     run.mark_stage("profile", "ok")

@@ -235,8 +235,8 @@ def _ingest(table, root, out, *, mask: bool = False):
 
     import pandas as pd
 
+    from audit.ingest import ingest
     from audit.manifest import Roles
-    from audit.pipeline import ingest
     from audit.readers import ReadOptions
 
     df = pd.DataFrame({"filepath": [os.path.relpath(p, root) for p in table["path"]], "domain": table["domain"]})

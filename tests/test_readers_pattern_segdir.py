@@ -164,7 +164,7 @@ def test_segdir_nothing_pairs_is_an_error(tmp_path):
 
 
 def test_segdir_then_ingest_records_segment_task(tmp_path):
-    from audit.pipeline import ingest
+    from audit.ingest import ingest
 
     for s in ("a", "b"):
         img(tmp_path / "data" / "images" / f"{s}.png")

@@ -617,7 +617,7 @@ def test_cli_profile_with_recipe(tmp_path):
             img(tmp_path / "PACS" / "kfold" / d / c / "pic_001.jpg")
     out = tmp_path / "run"
     # the profile stage may not be built yet; ingest is what this part owns
-    from audit.pipeline import ingest
+    from audit.ingest import ingest
 
     run = ingest(None, out=out, options=ReadOptions(recipe=REPO / "datasets" / "pacs.toml", root=tmp_path / "PACS"))
     run.unlock()

@@ -176,8 +176,8 @@ def test_rank_puts_model_harm_before_descriptive_shift_within_a_severity():
 def test_reingesting_a_changed_dataset_clears_stale_outputs(tmp_path):
     from PIL import Image
 
+    from audit.ingest import ingest
     from audit.manifest import Roles
-    from audit.pipeline import ingest
     from audit.readers import ReadOptions
 
     d = tmp_path / "d"

@@ -137,8 +137,8 @@ def _artifact_dataset(root, seed=0, artifact_share=(0.03, 0.3), test_label_noise
 
 def _trained_run(tmp_path, **dataset_kw):
     """The generated set ingested and trained (small_cnn, 16 px, 4 epochs: ~5 s); ``(run, artifact by path)``."""
+    from audit.ingest import ingest
     from audit.manifest import Roles
-    from audit.pipeline import ingest
     from audit.readers import ReadOptions
     from audit.train import TrainConfig, run_training
 

@@ -58,8 +58,8 @@ def make_spurious(out: Path, *, per_domain: int = 120, size: int = 16, corr: flo
 
 def ingest_spurious(data_dir: Path, run_dir: Path, **kwargs):
     """:func:`make_spurious` into ``data_dir``, ingested into a run directory ``run_dir`` (manifest + run.json)."""
+    from audit.ingest import ingest
     from audit.manifest import Roles
-    from audit.pipeline import ingest
     from audit.readers import ReadOptions
 
     table = make_spurious(data_dir, **kwargs)
