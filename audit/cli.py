@@ -321,6 +321,12 @@ def run(
     console.print_summary(rd, console=_console())
 
 
+def _is_default(param: str) -> bool:
+    """Whether the current command's option was left at its default (not given on the command line)."""
+    src = (ctx := __import__("click").get_current_context(silent=True)) and ctx.get_parameter_source(param)
+    return src is None or src.name in ("DEFAULT", "DEFAULT_MAP")
+
+
 @app.command()
 @handle_errors
 def train(
@@ -346,6 +352,9 @@ def train(
     mode: ModeOpt = "auto",
     seg_loss: Annotated[str, typer.Option("--seg-loss", help="Segmentation loss: auto, ce or dice_ce (auto: Dice + "
                                           "cross-entropy when the foreground is under 15% of pixels).")] = "auto",
+    time_budget: Annotated[Optional[str], typer.Option(
+        "--time-budget", help="Wall time the plan should fit: seconds, 15m, 1h30m or none (default: 15m on a CPU, "
+        "unlimited on a GPU); only what you did not choose (--model, --image-size, --epochs) is reduced.")] = None,
 ) -> None:
     """Train and evaluate classifiers or segmenters across held-out domains."""
     from audit import console, pipeline
@@ -383,6 +392,8 @@ def train(
         ray_address=ray_address,
         mode=mode,
         seg_loss=seg_loss,
+        time_budget=time_budget,
+        auto_epochs=_is_default("epochs"),
     )
     console.print_summary(rd, stages=["train"], console=_console())
 

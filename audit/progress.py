@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-__all__ = ["MODES", "Bar", "track", "set_mode", "set_quiet", "is_quiet", "mode", "enabled", "format_eta"]
+__all__ = ["MODES", "Bar", "track", "set_mode", "set_quiet", "is_quiet", "mode", "enabled", "format_eta", "message"]
 
 T = TypeVar("T")
 MODES = ("auto", "bar", "plain", "none")
@@ -87,6 +87,21 @@ def format_eta(seconds: float) -> str:
     return f"{s}s"
 
 
+def message(text: str) -> None:
+    """One line on stderr (a plan, a resume notice): rich on a terminal, plain text elsewhere, nothing in mode ``none``
+    (``--quiet``)."""
+    m = mode()
+    if m == "none":
+        return
+    if m == "bar":
+        from rich.console import Console
+        from rich.markup import escape
+
+        Console(stderr=True).print(escape(text), highlight=False)
+    else:
+        print(text, file=sys.stderr, flush=True)
+
+
 def track(it: Iterable[T], *, total: int | None = None, description: str = "working", unit: str = "it") -> Iterator[T]:
     """Iterate with progress (a bar, plain lines or nothing, see :func:`mode`)."""
     if total is None:
@@ -112,6 +127,7 @@ class Bar:
         self.unit = unit
         self.done = 0
         self.info = ""
+        self.custom: str | None = None  # a whole plain line set by :meth:`show` (replaces the generated one)
         self._prog = None
         self._task = None
         self._plain = False
@@ -123,6 +139,8 @@ class Bar:
     # ------------------------------------------------------------------ plain lines
     def line(self) -> str:
         """The current plain progress line."""
+        if self.custom is not None:
+            return self.custom
         el = time.monotonic() - self._t0
         parts = [self.description]
         if self.total:
@@ -186,6 +204,29 @@ class Bar:
                 self._prog.update(self._task, advance=n, **kw)
             elif self._plain and time.monotonic() - self._last >= interval():
                 self._emit(self.line())
+
+    def show(self, text: str) -> None:
+        """Replace the plain line with ``text`` (e.g. ``train  fold holdout=x  epoch 3/8  batch 120/310  41 img/s
+        eta 6m10s``), printed when the interval has passed; on a bar it is the info column."""
+        with self._lock:
+            self.custom = text
+            if self._prog is not None:
+                self._prog.update(self._task, info=text)
+            elif self._plain and time.monotonic() - self._last >= interval():
+                self._emit(text)
+
+    def say(self, text: str) -> None:
+        """One line now (a resume notice), above the bar on a terminal; nothing in mode ``none``."""
+        if self._prog is not None:
+            from rich.markup import escape
+
+            with self._lock:
+                self._prog.console.print(escape(text), highlight=False)
+        elif self._plain:
+            with self._lock:
+                self._emit(text)
+        else:
+            message(text)
 
     def warn(self, text: str) -> None:
         """A warning line on stderr now, whatever the mode (``--quiet`` silences it; run.json keeps it anyway)."""

@@ -168,6 +168,7 @@ def sidebar() -> RunDir:
             "skipped": ":gray[:material/skip_next:]",
             "running": ":orange[:material/hourglass_top:]",
             "stale": ":orange[:material/update:]",
+            "interrupted": ":red[:material/stop_circle:]",
         }
         st.caption(
             "  \n".join(
@@ -270,6 +271,8 @@ def no_model(run: RunDir) -> None:
             return
         if s.get("status") == "failed":
             st.error(f"The {name} stage failed: {esc(str(s.get('error', ''))[:300])}")
+        if s.get("status") == "interrupted":
+            st.warning(f"The {name} stage was {esc(views.stage_note(name, s)[:400])}", icon=":material/stop_circle:")
     st.info(NO_MODEL.format(run=run.path))
 
 

@@ -53,6 +53,9 @@ def test_a_signal_during_training_records_interrupted_at_once_and_exits_128_plus
     st = _stage(run, "train")
     assert st["status"] == "interrupted", st
     assert st["signal"] == signal.Signals(sig).name and st["interrupted_at"]
+    from audit.views import stage_note
+
+    assert stage_note("train", st).startswith(f"interrupted by {signal.Signals(sig).name} at ")  # report, dashboard
     assert "re-run the same command to resume" in out
     assert "Traceback" not in out
     assert not (run / "predictions.parquet").exists()  # nothing partial looks complete

@@ -65,7 +65,7 @@ def test_run_completes_and_run_json_says_every_stage_finished(bad_run):
     stages = bad_run.info["stages"]
     # the fixture re-ran `audit metrics` after `audit run`: the report is now older than the metrics, and says so
     assert {k: v["status"] for k, v in stages.items()} == {
-        **dict.fromkeys(["manifest", "profile", "train", "metrics"], "ok"), "report": "stale"}
+        **dict.fromkeys(["manifest", "profile", "train", "metrics", "slices"], "ok"), "report": "stale"}
     assert "metrics ran again" in stages["report"]["reason"]
     assert all(v.get("finished") for v in stages.values())
     assert bad_run.has("report.html") and bad_run.has("findings.json")

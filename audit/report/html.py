@@ -37,6 +37,7 @@ from audit.report.model_sections import (
 from audit.report.slices_section import slices_section
 from audit.report.svg import bar_chart, heatmap
 from audit.rundir import RunDir
+from audit.views.overview import stage_note
 
 __all__ = ["render_html", "MAX_ROWS", "MAX_THUMBS", "MAX_GROUPS"]
 
@@ -112,8 +113,9 @@ def _overview(run: RunDir, h: dict) -> str:
     # the report stage is this document being written: its status is always "running" here
     stages = " ".join(f"{e(k)}=<b>{e(v)}</b>" for k, v in h["stages"].items() if k != "report")
     for name, st in run.stages().items():
-        if st.get("status") in ("failed", "skipped") and (st.get("error") or st.get("reason")):
-            stages += f"<br>{e(name)} {e(st.get('status'))}: {e(str(st.get('error') or st.get('reason'))[:300])}"
+        note = stage_note(name, st)
+        if note and (st.get("status") in ("failed", "skipped", "interrupted") or st.get("plan")):
+            stages += f"<br>{e(name)} {e(st.get('status'))}: {e(note[:600])}"
         for cname, cst in (st.get("checks") or {}).items():
             if cst.get("status") in ("failed", "skipped"):
                 why = str(cst.get("error") or cst.get("reason") or "")[:300]

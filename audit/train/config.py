@@ -18,7 +18,7 @@ from audit.core.config import build_config
 from audit.core.protocols import TRAIN_PROTOCOLS
 from audit.errors import UsageError
 
-__all__ = ["TASKS", "ENGINES", "MODES", "TrainConfig", "train_config", "validate_task", "fold_key"]
+__all__ = ["TASKS", "ENGINES", "MODES", "TrainConfig", "train_config", "validate_task", "fold_key", "parse_budget"]
 
 TASKS = ("classify", "segment")
 ENGINES = ("local", "ray")
@@ -68,6 +68,10 @@ class TrainConfig:
                      "pretrained weights) or auto (the plan chooses)", MODES)
     seg_loss: str = _opt("auto", "segmentation loss: ce, dice_ce (Dice + cross-entropy) or auto (dice_ce when "
                          "the foreground is under 15% of the training pixels)", SEG_LOSSES)
+    time_budget: str | None = _opt(None, "wall time the plan should fit: seconds or e.g. 15m, 1h30m, none "
+                                   "(default: 15m on a CPU, unlimited on a GPU)")
+    auto_epochs: bool = _opt(False, "the epochs are the default, not chosen: the plan may lower them to fit "
+                             "--time-budget")
 
     def __post_init__(self) -> None:
         if self.task is not None:
@@ -92,6 +96,7 @@ class TrainConfig:
             raise UsageError(f"unknown --mode {self.mode!r}; choose one of {', '.join(MODES)}")
         if self.engine not in ENGINES:
             raise UsageError(f"unknown --engine {self.engine!r}; choose local or ray")
+        parse_budget(self.time_budget)
         v, t = self.val_fraction, self.test_fraction
         if not 0 <= v < 1 or not 0 <= t < 1 or v + t >= 1:
             raise UsageError("val_fraction and test_fraction must be in [0, 1) and sum to less than 1")
@@ -100,6 +105,34 @@ class TrainConfig:
 def train_config(**kwargs: Any) -> TrainConfig:
     """A :class:`TrainConfig` from keywords; an unknown keyword raises ``TypeError`` naming it."""
     return build_config(TrainConfig, "train", **kwargs)
+
+
+_UNLIMITED = ("none", "unlimited", "inf", "off")
+
+
+def parse_budget(text: str | float | None) -> float | None:
+    """``--time-budget`` in seconds: ``"900"``, ``"15m"``, ``"1h30m"``, ``"90s"``; ``None`` for none/unlimited/inf
+    (and for ``None``: the caller picks the default). Anything else raises :class:`UsageError`.
+
+    >>> parse_budget("15m"), parse_budget("1h30m"), parse_budget(90), parse_budget("none")
+    (900.0, 5400.0, 90.0, None)
+    """
+    if text is None:
+        return None
+    if isinstance(text, (int, float)):
+        secs = float(text)
+    else:
+        t = str(text).strip().lower()
+        if t in _UNLIMITED:
+            return None
+        m = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", t)
+        if not t or m is None:
+            raise UsageError(f"--time-budget must be seconds or like 15m, 1h30m, none; got {text!r}")
+        h, mi, se = (float(g) if g else 0.0 for g in m.groups())
+        secs = h * 3600 + mi * 60 + se
+    if not secs > 0 or not math.isfinite(secs):
+        raise UsageError(f"--time-budget must be positive, got {text!r}")
+    return secs
 
 
 def validate_task(task: str) -> str:

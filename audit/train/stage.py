@@ -106,6 +106,7 @@ def _run_training(run: RunDir, cfg: TrainConfig, on_fold_done: FoldDone | None, 
     st = _Stage(run=run, cfg=cfg, ex=ex, on_fold_done=on_fold_done, task=task, man=man, excl=excl, classes=classes,
                 device=resolve_device(cfg.device), workers=cpu_workers(cfg.workers))
     _choose_model(st)
+    _plan_time(st)
     _decode(st)
     data = _Data.build(st)
     fit_cfg, resolved = _settings(st)
@@ -136,11 +137,27 @@ def _choose_model(st: _Stage) -> None:
     _update_stage(st.run, mode=choice.mode, mode_reason=choice.why)
     if st.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
+    _set_threads(st)
+    st.n_classes = len(st.classes) if st.classes else None
+
+
+def _set_threads(st: _Stage) -> None:
     if st.device.type == "cpu":
         # tiny models gain little from a second thread and lose a lot when cores are shared (OpenMP barriers
         # wait for descheduled threads); a fixed rule also keeps CPU results reproducible run to run
         torch.set_num_threads(int(st.cfg.workers) if st.cfg.workers else (1 if st.spec.small else st.workers))
-    st.n_classes = len(st.classes) if st.classes else None
+
+
+def _plan_time(st: _Stage) -> None:
+    """The plan line (:mod:`audit.train.budget`): calibrated estimate, a cheaper plan when over the budget."""
+    from audit.train import budget
+
+    model = st.model
+    plan = budget.plan_training(st)
+    if st.model != model:
+        _set_threads(st)
+        st.notes.insert(0, f"plan: {plan['reason']}")
+    _update_stage(st.run, plan=plan, estimate_seconds=plan["estimate_seconds"])
 
 
 def _decode(st: _Stage) -> None:
@@ -279,7 +296,7 @@ def _train_folds(st: _Stage, data: _Data, folds: list, fit_cfg, resolved: dict) 
     fingerprint = str(st.run.dataset.get("fingerprint", ""))
     wid = planning.weights_id(st.cfg)
     todo: list[dict] = []
-    with Bar(sum(fit_cfg.epochs for _ in folds), f"training {st.model}") as bar:
+    with Bar(sum(fit_cfg.epochs for _ in folds), f"training {st.model}", unit="epoch") as bar:
         for fold in folds:
             key = fold_key(st.model, st.protocol, fold.seed, fold.name)
             rec = _fold_record(fold, key)
@@ -332,14 +349,53 @@ def _train_one(st: _Stage, data: _Data, job: dict, fit_cfg, bar) -> None:
             _bar.warn(f"{fold.name}: {r['warning']}")
 
     cp = data.cache_pos
+    hooks, resumed = _fit_hooks(st, fold, fit_cfg, bar, len(fold.train_idx))
     res = st.ex.fit(model, data.src, cp[fold.train_idx], cp[fold.val_idx], fit_cfg, seed=fold.seed,
-                    ckpt_path=job["ckpt"], ckpt_hash=job["h"], on_epoch=on_epoch)
-    bar.advance(fit_cfg.epochs - (res.epochs_run - (res.resumed_from or 0)))
+                    ckpt_path=job["ckpt"], ckpt_hash=job["h"], on_epoch=on_epoch, **hooks)
+    # epochs not reported by on_epoch (resumed ones are counted by on_resume; early stop skips the rest)
+    bar.advance(fit_cfg.epochs - (res.epochs_run - (res.resumed_from or 0)) - resumed[0])
     eval_idx, _, _ = _eval_rows(fold)
     extra = _embedding_capture(st, model, job)
     out = st.ex.predict(model, data.src, cp[eval_idx], fit_cfg, ids=data.ids[eval_idx],
                         paths=[st.img_paths[i] for i in cp[eval_idx]], **extra)  # Ray workers read the files
     _finish(st, data, job, res, out, minfo, round(time.perf_counter() - t0, 3))
+
+
+def _fit_hooks(st: _Stage, fold, fit_cfg, bar, n_train: int) -> tuple[dict, list]:
+    """``on_batch`` (a plain line at least every 30 s: fold, epoch, batch, img/s, eta of the stage) and
+    ``on_resume`` (one line: ``resuming fold holdout=west at epoch 12/40``), for executors whose fit takes them."""
+    import inspect
+
+    from audit.progress import format_eta
+
+    params = inspect.signature(st.ex.fit).parameters
+    takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    epochs, seed = fit_cfg.epochs, f"  seed {fold.seed}" if st.cfg.seeds > 1 else ""
+    state = {"t0": time.perf_counter(), "done": 0, "ep": None, "seen": 0}
+    resumed = [0]
+
+    def on_batch(ep, b, nb, seen):
+        if state["ep"] != ep:
+            state["done"] += state["seen"]
+            state["ep"] = ep
+        state["seen"] = seen
+        el = time.perf_counter() - state["t0"]
+        rate = (state["done"] + seen) / el if el > 0 else float("nan")
+        left = max(0, n_train - seen) + max(0, (bar.total or 0) - bar.done - 1) * n_train
+        bar.show(f"train  fold {fold.name}{seed}  epoch {ep + 1}/{epochs}  batch {b}/{nb}  {rate:.0f} img/s  "
+                 f"eta {format_eta(left / rate if rate > 0 else float('nan'))}")
+
+    def on_resume(start):
+        resumed[0] = start
+        bar.advance(start)
+        bar.say(f"resuming fold {fold.name}{seed} at epoch {start + 1}/{epochs}")
+
+    hooks: dict = {}
+    if takes_all or "on_batch" in params:
+        hooks["on_batch"] = on_batch
+    if takes_all or "on_resume" in params:
+        hooks["on_resume"] = on_resume
+    return hooks, resumed
 
 
 def _embedding_capture(st: _Stage, model, job: dict) -> dict:
@@ -444,5 +500,5 @@ def _write_outputs(st: _Stage, data: _Data, t_start: float) -> None:
         cache={"location": cache.location, "bytes": cache.nbytes, "decode_seconds": round(cache.seconds, 3),
                "reused": cache.reused, "nvjpeg": cache.gpu_decoded},
         folds=[rec for _, rec in st.slots], notes=st.notes, executor=st.ex.describe(), n_predictions=int(len(preds)),
-        train_seconds=round(time.perf_counter() - t_start, 3),
+        train_seconds=round(time.perf_counter() - t_start, 3), seconds=round(time.perf_counter() - t_start, 3),
     )

@@ -205,6 +205,18 @@ def _resumable(ckpt_path: Path | None, ckpt_hash: str, cfg: FitConfig) -> dict |
     return None
 
 
+def _restore(ck: dict, model: nn.Module, opt, sched, scaler, gen: torch.Generator, dev_gen: torch.Generator) -> None:
+    """Model, optimizer, scheduler, scaler and RNG states from an unfinished checkpoint."""
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optimizer"])
+    sched.load_state_dict(ck["scheduler"])
+    scaler.load_state_dict(ck["scaler"])
+    gen.set_state(ck["gen"])
+    if ck.get("dev_gen") is not None and dev_gen is not gen:
+        dev_gen.set_state(ck["dev_gen"])
+    torch.set_rng_state(ck["torch_rng"])
+
+
 def _epoch_order(n_train: int, labels_cpu: torch.Tensor | None, cfg: FitConfig, gen: torch.Generator,
                  groups_cpu: torch.Tensor | None = None):
     """This epoch's order of the training rows (class- or group-balanced draws with replacement when asked)."""
@@ -232,6 +244,7 @@ class _Step:
     dev_gen: torch.Generator
     notes: list
     objective: Any = None  # (logits, y, rows) -> loss; None: loss_fn (audit.mitigate sets weights / GroupDRO)
+    on_batch: Callable[[int, int, int], None] | None = None  # (batches done, batches in the epoch, images seen)
 
 
 def _train_epoch(st: _Step, src: BatchSource, rows: torch.Tensor, cfg: FitConfig):
@@ -239,7 +252,8 @@ def _train_epoch(st: _Step, src: BatchSource, rows: torch.Tensor, cfg: FitConfig
     device, n_train = src.device, len(rows)
     # the running loss stays on the device: a float() per step would wait for the GPU every step
     loss_sum, seen = torch.zeros((), device=device), 0
-    for s in range(0, n_train, cfg.batch_size):
+    n_batches = -(-n_train // cfg.batch_size)
+    for b, s in enumerate(range(0, n_train, cfg.batch_size)):
         bi = rows[s:s + cfg.batch_size]
         if len(bi) < 2 and n_train >= 2:
             continue  # BatchNorm cannot train on a batch of one
@@ -270,6 +284,8 @@ def _train_epoch(st: _Step, src: BatchSource, rows: torch.Tensor, cfg: FitConfig
         st.sched.step()
         loss_sum += loss.detach().float() * len(bi)
         seen += len(bi)
+        if st.on_batch is not None:
+            st.on_batch(b + 1, n_batches, seen)
     return loss_sum, seen
 
 
@@ -291,8 +307,11 @@ def _mitigation(cfg: FitConfig, train_idx: np.ndarray, device: torch.device):
 
 def fit(model: nn.Module, src: BatchSource, train_idx: np.ndarray, val_idx: np.ndarray, cfg: FitConfig, *,
         seed: int, ckpt_path: Path | None = None, ckpt_hash: str = "",
-        on_epoch: Callable[[int, dict], None] | None = None) -> FitResult:
-    """Train ``model`` on rows ``train_idx``; select on ``val_idx``. See the module docstring."""
+        on_epoch: Callable[[int, dict], None] | None = None,
+        on_batch: Callable[[int, int, int, int], None] | None = None,
+        on_resume: Callable[[int], None] | None = None) -> FitResult:
+    """Train ``model`` on rows ``train_idx``; select on ``val_idx`` (module docstring). Hooks: ``on_epoch(epoch,
+    record)``, ``on_batch(epoch, batches done, batches in the epoch, images seen)``, ``on_resume(first epoch to run)``."""
     device = src.device
     train_idx, groups_cpu, objective = _mitigation(cfg, np.asarray(train_idx, dtype=np.int64), device)
     val_idx = np.asarray(val_idx, dtype=np.int64)
@@ -316,17 +335,12 @@ def fit(model: nn.Module, src: BatchSource, train_idx: np.ndarray, val_idx: np.n
     resumed_from = None
     ck = _resumable(ckpt_path, ckpt_hash, cfg)
     if ck is not None:
-        raw_model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        scaler.load_state_dict(ck["scaler"])
-        gen.set_state(ck["gen"])
-        if ck.get("dev_gen") is not None and dev_gen is not gen:
-            dev_gen.set_state(ck["dev_gen"])
-        torch.set_rng_state(ck["torch_rng"])
+        _restore(ck, raw_model, opt, sched, scaler, gen, dev_gen)
         best_state, best_score, best_epoch = ck["best_state"], ck["best_score"], ck["best_epoch"]
         history, bad = ck["history"], ck["bad"]
         start = resumed_from = ck["epoch"] + 1
+        if on_resume is not None:
+            on_resume(start)
 
     compiled, notes = False, []
     if cfg.compile:
@@ -342,7 +356,8 @@ def fit(model: nn.Module, src: BatchSource, train_idx: np.ndarray, val_idx: np.n
         model.train()
         t0 = time.perf_counter()
         rows = torch.as_tensor(train_idx)[_epoch_order(n_train, labels_cpu, cfg, gen, groups_cpu)]
-        step = _Step(model, raw_model, compiled, loss_fn, opt, sched, scaler, dev_gen, notes, objective)
+        hook = (lambda b, nb, seen, _e=epoch: on_batch(_e, b, nb, seen)) if on_batch is not None else None
+        step = _Step(model, raw_model, compiled, loss_fn, opt, sched, scaler, dev_gen, notes, objective, hook)
         loss_sum, seen = _train_epoch(step, src, rows, cfg)
         model, compiled = step.model, step.compiled
         epoch_loss = float(loss_sum) / max(seen, 1)  # one device sync per epoch

@@ -34,7 +34,7 @@ from audit.views.gallery import (
     segmentation_sample,
     thumbnail,
 )
-from audit.views.overview import FINDING_PAGE, PAGES, findings_frame, overview, stage_table
+from audit.views.overview import FINDING_PAGE, PAGES, findings_frame, overview, stage_note, stage_table
 from audit.views.performance import (
     calibration_curves,
     generalization_rows,
@@ -69,6 +69,7 @@ __all__ = [
     "read_manifest_columns",
     "has_model",
     "stage_table",
+    "stage_note",
     "overview",
     "findings_frame",
     "higher_is_better",

@@ -7,10 +7,11 @@ from collections.abc import Sequence
 import pandas as pd
 
 from audit.errors import AuditError
+from audit.progress import format_eta
 from audit.rundir import RunDir
 from audit.views.tables import read, to_float
 
-__all__ = ["PAGES", "FINDING_PAGE", "stage_table", "overview", "findings_frame"]
+__all__ = ["PAGES", "FINDING_PAGE", "stage_table", "stage_note", "overview", "findings_frame"]
 
 # Page keys of the dashboard, in navigation order.
 PAGES = ("overview", "profile", "performance", "generalization", "calibration", "gallery", "slices", "compare")
@@ -54,8 +55,39 @@ FINDING_PAGE: dict[str, str] = {
 }
 
 
+def stage_note(name: str, s: dict) -> str:
+    """What a person should know about one stage beside its status: why it was interrupted (signal, time, how to
+    resume), the training plan (what was trained, the estimated vs actual wall time, why a cheaper plan was
+    chosen), or the error / skip reason."""
+    s = s or {}
+    parts = []
+    if s.get("status") == "interrupted":
+        sig, at = s.get("signal") or "a signal", s.get("interrupted_at") or s.get("finished") or "?"
+        parts.append(f"interrupted by {sig} at {at}; re-run the same command to resume (finished work is reused)")
+    elif s.get("error") or s.get("reason"):
+        parts.append(str(s.get("error") or s.get("reason")))
+    plan = s.get("plan") if isinstance(s.get("plan"), dict) else None
+    if plan:
+        line = str(plan.get("line") or "").removeprefix("plan").strip()
+        done = s.get("status") not in ("running", "interrupted", "failed")
+        est, act = s.get("estimate_seconds"), s.get("seconds") if done else None
+        timing = f"; actual {_secs(act)}" if act is not None else ""
+        parts.append(f"plan: {line}{timing}" if est is not None else f"plan: {line}")
+        if plan.get("reduced"):
+            parts.append(f"chosen because {plan.get('reason')}")
+    return " · ".join(p for p in parts if p)
+
+
+def _secs(x) -> str:
+    try:
+        return format_eta(float(x))
+    except (TypeError, ValueError):
+        return "?"
+
+
 def stage_table(run: RunDir) -> pd.DataFrame:
-    """One row per stage: status, seconds, and the error or skip reason."""
+    """One row per stage: status, seconds (the plan's estimate beside them for training), and a note (the
+    interruption, the plan, the error or skip reason: :func:`stage_note`)."""
     rows = []
     for name, s in run.stages().items():
         rows.append(
@@ -63,10 +95,11 @@ def stage_table(run: RunDir) -> pd.DataFrame:
                 "stage": str(name),
                 "status": s.get("status"),
                 "seconds": s.get("seconds"),
-                "note": s.get("error") or s.get("reason") or "",
+                "estimated seconds": s.get("estimate_seconds"),
+                "note": stage_note(str(name), s),
             }
         )
-    return pd.DataFrame(rows, columns=["stage", "status", "seconds", "note"])
+    return pd.DataFrame(rows, columns=["stage", "status", "seconds", "estimated seconds", "note"])
 
 
 def overview(run: RunDir) -> dict:
