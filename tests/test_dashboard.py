@@ -508,6 +508,8 @@ def test_duplicate_pairs_conflicts_and_leaks_first(runs):
     assert total == 3
     assert bool(pairs["label_conflict"].iloc[0]) and bool(pairs["cross_split"].iloc[1])
     assert {"a_filepath", "b_filepath", "a_split", "b_label"} <= set(pairs.columns)
+    why = [views.duplicate_reason(p) for _, p in pairs.iterrows()]
+    assert all(w.split(" duplicate: ")[0] in ("exact", "near") and len(w.split(": ", 1)[1]) > 3 for w in why), why
 
 
 def test_list_and_resolve_runs(runs, tmp_path):

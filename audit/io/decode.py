@@ -2,7 +2,8 @@
 
 :func:`scan_image` reads a file once, hashes its bytes, reads the header (format, size, mode, EXIF
 orientation), refuses decompression bombs *before* decoding, decodes, hashes the decoded RGB pixels and
-computes cheap image statistics and a 64-bit perceptual hash. :func:`scan_mask` decodes a segmentation mask,
+computes cheap image statistics, a 64-bit perceptual hash and the near-duplicate descriptors of
+:mod:`audit.io.neardesc` (a 64x64 grey thumbnail and one hash per view). :func:`scan_mask` decodes a segmentation mask,
 normalizes its encoding ({0,255}, {0,1}, palette, 1-bit) and counts class pixels and objects.
 
 Both never raise for a bad file: the problem is recorded in the returned record's ``error`` field with one
@@ -23,12 +24,13 @@ import os
 import re
 import warnings
 from collections.abc import Iterator, Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from audit.io.neardesc import THUMB_SIDE, describe_batch, phash_batch, phash_from_gray, thumbnails
 
 __all__ = [
     "IMAGE_ERRORS",
@@ -52,7 +54,6 @@ __all__ = [
 ]
 
 STATS_SIDE = 64
-THUMB_SIDE = 16
 DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own default limit
 
 IMAGE_ERRORS = (
@@ -263,12 +264,12 @@ def scan_images(items, *, max_pixels: int = DEFAULT_MAX_PIXELS, stats: bool = Tr
         for idx in by_shape.values():
             st, gray = batch_stats(np.stack([smalls[i] for i in idx]))
             hashes = phash_batch(gray)
-            thumbs = thumbnails(gray)
+            thumbs, codes = describe_batch(gray)
             for j, i in enumerate(idx):
                 for k, v in st.items():
                     recs[i][k] = float(v[j])
                 recs[i]["phash"] = int(hashes[j])
-                recs[i]["_thumb"] = thumbs[j]
+                recs[i]["_desc"] = (thumbs[j], codes[j])
     return recs
 
 
@@ -410,53 +411,6 @@ def image_stats(arr: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
     """:func:`batch_stats` for one RGB image (H x W x 3); returns plain floats and the luma image."""
     st, y = batch_stats(np.asarray(arr)[None])
     return {k: float(v[0]) for k, v in st.items()}, y[0]
-
-
-@lru_cache(maxsize=64)
-def _area_matrix(n_in: int, n_out: int = 32) -> np.ndarray:
-    """Resampling matrix (n_out x n_in) that averages the input over each output pixel's footprint."""
-    scale = n_in / n_out
-    edges = np.arange(n_out + 1) * scale
-    lo, hi = edges[:-1, None], edges[1:, None]
-    j = np.arange(n_in)[None, :]
-    overlap = np.clip(np.minimum(hi, j + 1) - np.maximum(lo, j), 0, None)
-    return overlap / overlap.sum(axis=1, keepdims=True)
-
-
-@lru_cache(maxsize=4)
-def _dct_matrix(n: int = 32) -> np.ndarray:
-    """Unnormalized DCT-II matrix, as ``scipy.fft.dct(x, type=2)``: y_k = 2 sum_n x_n cos(pi k (2n+1) / 2N)."""
-    k = np.arange(n)[:, None]
-    i = np.arange(n)[None, :]
-    return 2.0 * np.cos(np.pi * k * (2 * i + 1) / (2 * n))
-
-
-def phash_batch(gray: np.ndarray) -> np.ndarray:
-    """64-bit perceptual hashes (as ``imagehash.phash``) of a batch of grey images (B x H x W), as int64.
-
-    Area-resample to 32 x 32, unnormalized DCT-II on both axes, keep the 8 x 8 lowest frequencies, set a bit
-    where a coefficient exceeds their median. Bit order follows imagehash (row-major, first bit most
-    significant), so ``h & (2**64 - 1)`` matches ``int(str(imagehash.phash(im)), 16)`` up to resampling
-    differences (about one bit in 64 on natural images).
-    """
-    g = np.asarray(gray, dtype=np.float64)
-    g32 = _area_matrix(g.shape[1]) @ g @ _area_matrix(g.shape[2]).T
-    d8 = _dct_matrix()[:8]
-    low = (d8 @ g32 @ d8.T).reshape(g.shape[0], 64)
-    bits = low > np.median(low, axis=1, keepdims=True)
-    return np.packbits(bits, axis=1).view(">u8").ravel().astype(np.uint64).view(np.int64)
-
-
-def thumbnails(gray: np.ndarray, size: int = THUMB_SIDE) -> np.ndarray:
-    """Area-resampled ``size x size`` uint8 grey thumbnails of a batch (B x H x W): near-duplicate verification."""
-    g = np.asarray(gray, dtype=np.float64)
-    t = _area_matrix(g.shape[1], size) @ g @ _area_matrix(g.shape[2], size).T
-    return np.clip(np.rint(t), 0, 255).astype(np.uint8).reshape(g.shape[0], size * size)
-
-
-def phash_from_gray(gray: np.ndarray) -> int:
-    """:func:`phash_batch` for one grey image."""
-    return int(phash_batch(np.asarray(gray)[None])[0])
 
 
 # ----------------------------------------------------------------------------------------------------- masks

@@ -55,9 +55,9 @@ class ProfileConfig:
         ``local`` (process pool) or ``ray`` (Ray tasks; ``ray_address`` to join a cluster).
     near_radius
         Hamming radius (bits of 64) for near-duplicate candidates.
-    near_min_corr
-        Candidates are near duplicates when their 16x16 grey thumbnails also correlate at least this much
-        (Pearson; invariant to brightness and contrast changes).
+    near_dup_threshold
+        A candidate pair is a near duplicate when its aligned thumbnails agree locally at least this much (mean
+        band-pass correlation over the regions, see docs/duplicates.md; default 0.75).
     depth
         Deepest intersection of label/domain/attributes in the distribution table (2 = pairs only).
     checks
@@ -76,7 +76,7 @@ class ProfileConfig:
     engine: str = "local"
     ray_address: str | None = None
     near_radius: int = 6
-    near_min_corr: float = 0.995
+    near_dup_threshold: float = 0.75
     depth: int = 3
     checks: list[str] | None = None
     n_boot: int = 1000
@@ -92,8 +92,8 @@ class ProfileConfig:
             raise UsageError(f"engine must be 'local' or 'ray', got {self.engine!r}")
         if not 0 <= int(self.near_radius) <= 32:
             raise UsageError(f"near_radius must be between 0 and 32 bits, got {self.near_radius}")
-        if not -1.0 <= float(self.near_min_corr) <= 1.0:
-            raise UsageError(f"near_min_corr must be between -1 and 1, got {self.near_min_corr}")
+        if not 0.0 <= float(self.near_dup_threshold) <= 1.0:
+            raise UsageError(f"near_dup_threshold must be between 0 and 1, got {self.near_dup_threshold}")
         if int(self.depth) < 1:
             raise UsageError(f"depth must be >= 1, got {self.depth}")
         if int(self.n_boot) < 0:

@@ -207,14 +207,21 @@ class ImageScan(Check):
             "pixel_md5": "all" if eager else "auto",
             "pixel_md5_redecoded": redecoded,
         }
-        thumbs = np.zeros((len(recs), decode.THUMB_SIDE**2), dtype=np.uint8)
-        has_thumb = np.zeros(len(recs), dtype=bool)
-        for i, r in enumerate(recs):
-            t = r.get("_thumb")
-            if t is not None:
-                thumbs[i] = t
-                has_thumb[i] = True
-        return CheckResult(tables={"images": df}, info=info, extras={"thumbs": (thumbs, has_thumb)})
+        return CheckResult(tables={"images": df}, info=info, extras={"desc": collect_descriptors(recs)})
+
+
+def collect_descriptors(recs: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The near-duplicate descriptors of the scan records: ``(thumbs N x 64 x 64, codes N x views, present)``."""
+    from audit.io.neardesc import DESC_SIDE, N_VIEWS
+
+    thumbs = np.zeros((len(recs), DESC_SIDE, DESC_SIDE), dtype=np.uint8)
+    codes = np.zeros((len(recs), N_VIEWS), dtype=np.uint64)
+    present = np.zeros(len(recs), dtype=bool)
+    for i, r in enumerate(recs):
+        d = r.pop("_desc", None)
+        if d is not None:
+            thumbs[i], codes[i], present[i] = d[0], d[1], True
+    return thumbs, codes, present
 
 
 def fill_pixel_md5(df: pd.DataFrame, items: Sequence[tuple], *, max_pixels: int, workers: int = 1,

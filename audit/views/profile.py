@@ -174,6 +174,31 @@ def duplicate_pairs(
     return out, total
 
 
+_BASIS_WORDS = {"bytes": "byte-identical files", "pixels": "identical pixels (different encoding)",
+                "listing": "the same file listed twice", "phash": "perceptual hash only (no local check)",
+                "resave": "re-saved (same frame)"}
+
+
+def duplicate_reason(p) -> str:
+    """Why a ``duplicates.parquet`` row matched, in words: basis, similarity, regions and the evidence level."""
+    get = p.get if hasattr(p, "get") else (lambda k, d=None: getattr(p, k, d))
+    basis = str(get("basis") or "")
+    words = _BASIS_WORDS.get(basis) or " + ".join(basis.split("+")) or "unknown basis"
+    out = f"{get('kind')} duplicate: {words}"
+    sim, reg = get("similarity"), get("regions")
+    if sim is not None and pd.notna(sim) and str(get("kind")) == "near":
+        out += f"; local similarity {float(sim):.3f}"
+        if reg is not None and pd.notna(reg) and int(reg) > 0:
+            out += f" over {int(reg)} of 16 regions"
+    ev = get("evidence")
+    if ev is not None and pd.notna(ev) and str(get("kind")) == "near":
+        out += f" ({ev} evidence)"
+    conf = get("attribute_conflicts")
+    if conf is not None and pd.notna(conf) and str(conf):
+        out += "; disagree on " + ", ".join(c.removeprefix("attr.") for c in str(conf).split(","))
+    return out
+
+
 def broken_files(images: pd.DataFrame, *, limit: int = 500) -> tuple[pd.DataFrame, int]:
     """Unreadable images (and unreadable masks for segmentation) with the reason, and their total count."""
     readable = images["readable"].fillna(False).astype(bool) if "readable" in images.columns else True

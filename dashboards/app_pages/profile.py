@@ -267,8 +267,10 @@ with tabs[4], dl.guard():
                     flags.append(":red-badge[across splits]")
                 if bool(p.get("label_conflict")):
                     flags.append(":red-badge[label conflict]")
+                if str(p.get("attribute_conflicts") or ""):
+                    flags.append(":orange-badge[attribute conflict]")
                 cols[2].markdown(
-                    f"**{dl.esc(p['kind'])}** duplicate, distance {dl.fmt(p.get('distance'), 0)} bits {' '.join(flags)}  \n"
+                    f"**{dl.esc(views.duplicate_reason(p))}** {' '.join(flags)}  \n"
                     f"A: {dl.esc(p['a'])} · split {dl.esc(p.get('a_split'))} · label {dl.esc(p.get('a_label'))}  \n"
                     f"B: {dl.esc(p['b'])} · split {dl.esc(p.get('b_split'))} · label {dl.esc(p.get('b_label'))}"
                 )
