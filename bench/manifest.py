@@ -87,8 +87,8 @@ def prepare(work: Path, n: int, seed: int = 0) -> tuple[Path, dict[str, int]]:
 
 def ingest_once(table: Path, out: Path, *, checks: bool) -> dict:
     import audit.readers as readers
+    from audit.ingest import ingest
     from audit.manifest import Roles
-    from audit.pipeline import ingest
     from audit.readers import ReadOptions
 
     shutil.rmtree(out, ignore_errors=True)
@@ -135,7 +135,7 @@ def bare_stat_seconds(table: Path, root: Path) -> float:
     paths = pd.read_parquet(table, columns=["path"])["path"].tolist()
     t0 = time.perf_counter()
     for p in paths:
-        if p is None:
+        if not isinstance(p, str):  # an empty path (None or NaN from parquet)
             continue
         try:
             os.stat(os.path.join(root, p))

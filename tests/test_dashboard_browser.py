@@ -120,7 +120,32 @@ def _wait_idle(page, timeout_ms: int = 30000) -> None:
         " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.match(/Running/i)",
         timeout=timeout_ms,
     )
-    page.wait_for_timeout(500)
+    _wait_stable(page, timeout_ms)
+
+
+# True once the main container (markup size, height, charts) has not changed for 4 polls in a row: charts are
+# drawn. A condition, not a fixed sleep: on a loaded machine it simply takes more polls.
+_STABLE_JS = """() => {
+  const m = document.querySelector('[data-testid="stMain"]') || document.body;
+  const sig = m.innerHTML.length + ':' + m.scrollHeight + ':' + m.querySelectorAll('canvas, svg, img').length;
+  const w = window.__auditStable || (window.__auditStable = {sig: null, n: 0});
+  if (w.sig === sig) { w.n += 1; } else { w.sig = sig; w.n = 0; }
+  return w.n >= 4;
+}"""
+
+
+def _wait_stable(page, timeout_ms: int = 30000) -> None:
+    page.evaluate("() => { window.__auditStable = null; }")
+    page.wait_for_function(_STABLE_JS, polling=150, timeout=timeout_ms)
+
+
+def _click_tab(page, name: str) -> None:
+    """Open a tab and wait until it is the selected one and its content has settled."""
+    tab = page.get_by_role("tab", name=name)
+    tab.click()
+    page.wait_for_function("(el) => el.getAttribute('aria-selected') === 'true'", arg=tab.element_handle(),
+                           timeout=30000)
+    _wait_stable(page)
 
 
 def _screenshot(page, path: Path) -> None:
@@ -129,7 +154,7 @@ def _screenshot(page, path: Path) -> None:
         "() => { const m = document.querySelector('[data-testid=\"stMain\"]'); return m ? m.scrollHeight : 1000; }"
     )
     page.set_viewport_size({"width": 1400, "height": int(min(max(h, 900), 8000))})
-    page.wait_for_timeout(500)
+    _wait_stable(page)  # the layout reflowed to the new size
     page.screenshot(path=str(path))
     page.set_viewport_size({"width": 1400, "height": 1000})
 
@@ -178,8 +203,7 @@ def test_every_page_in_a_real_browser(server, tmp_path):
                 _screenshot(page, shots / f"dashboard-{kind}-{name}.png")
                 if kind == "classify" and name == "profile" and os.environ.get("IMGAUDIT_SCREENSHOTS"):  # docs: every tab
                     for tab in ("Intersections", "Associations", "Image statistics", "Duplicates & leakage", "Broken files", "Shortcuts"):
-                        page.get_by_role("tab", name=tab).click()
-                        page.wait_for_timeout(1200)
+                        _click_tab(page, tab)
                         if page.locator('[data-testid="stException"]').count():
                             problems.append(f"profile/{tab}: exception box")
                         slug = tab.split()[0].lower()
@@ -223,11 +247,14 @@ def docs_screenshots(run_folder: Path, out: Path, *, port: int | None = None) ->
     url = f"http://127.0.0.1:{port}"
     written = []
     try:
-        for _ in range(200):
+        deadline = time.time() + 60
+        while True:  # poll until the server answers (a condition, not a fixed wait)
             try:
                 urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
                 break
             except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError("streamlit did not become healthy in 60 s") from None
                 time.sleep(0.3)
         out.mkdir(parents=True, exist_ok=True)
         with sync_playwright() as p:
@@ -238,13 +265,11 @@ def docs_screenshots(run_folder: Path, out: Path, *, port: int | None = None) ->
             for name, title in TITLES.items():
                 page.locator('[data-testid="stSidebarNavLink"]').filter(has_text=title).first.click()
                 _wait_idle(page)
-                page.wait_for_timeout(1500)
                 _screenshot(page, out / f"dashboard-{name}.png")
                 written.append(out / f"dashboard-{name}.png")
                 if name == "profile":
                     for tab in ("Intersections", "Associations", "Duplicates & leakage"):
-                        page.get_by_role("tab", name=tab).click()
-                        page.wait_for_timeout(1500)
+                        _click_tab(page, tab)
                         _screenshot(page, out / f"dashboard-profile-{tab.split()[0].lower()}.png")
                         written.append(out / f"dashboard-profile-{tab.split()[0].lower()}.png")
             page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
@@ -252,7 +277,6 @@ def docs_screenshots(run_folder: Path, out: Path, *, port: int | None = None) ->
             _wait_idle(page)
             page.locator('[data-testid="stSidebarNavLink"]').filter(has_text=TITLES["gallery"]).first.click()
             _wait_idle(page)
-            page.wait_for_timeout(1500)
             _screenshot(page, out / "dashboard-segment-gallery.png")
             written.append(out / "dashboard-segment-gallery.png")
             browser.close()
