@@ -342,9 +342,9 @@ def test_utkface(tmp_path):
     assert (r["label"], r["attr.race"], r["attr.age"]) == ("female", "Asian", "20-29")
     assert m.loc["UTKFace/100_0_0_20170112213500903.jpg.chip.jpg", "attr.age"] == "70-120"
     assert m.loc["UTKFace/3_1_4_20161219203626546.jpg.chip.jpg", "attr.race"] == "Others"
-    bad = m.loc["UTKFace/39_1_20170116174525125.jpg.chip.jpg"]
-    assert pd.isna(bad["label"]) and pd.isna(bad["attr.race"])
-    assert any("3 of 7 files do not match" in n and "39_1_2017" in n for n in res.notes)
+    bad = m.loc["UTKFace/39_1_20170116174525125.jpg.chip.jpg"]  # two label fields: age and gender kept
+    assert (bad["label"], bad["attr.age"]) == ("female", "30-39") and pd.isna(bad["attr.race"])
+    assert any("3 of 7 files" in n and "without a 'race' field" in n and "39_1_2017" in n for n in res.notes)
     assert "attr._id" not in m.columns and "attr.id" not in m.columns
     # the in-the-wild set
     wild = tmp_path / "wild"

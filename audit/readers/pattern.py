@@ -13,7 +13,9 @@ Field names map to roles: ``label``, ``domain``, ``split``, ``group`` are those 
 starting with ``_`` are matched but not kept; every other name becomes ``attr.<name>``. The role flags say
 which field is which: ``--label race`` makes the field ``race`` the label (instead of ``attr.race``), ``--group id``
 keeps the ``id`` field as the cluster. Files whose path does not match are kept in the manifest with those roles
-missing, and reported in the notes (count and three examples), never dropped.
+missing, and reported in the notes (count and three examples), never dropped; when most files do not match, the note
+names the folder that holds the matching ones. A field in an optional group of a regex (``(?:(?P<race>\\d)_)?``)
+may be absent from a matching name: the file is kept with that field unknown, and the notes say how many and which.
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ from audit.errors import InputError, UsageError
 from audit.manifest import ATTR_PREFIX, Roles, closest, validate_manifest
 from audit.readers import Reader, ReadOptions, ReadResult, register
 
-__all__ = ["CompiledPattern", "compile_pattern", "extract_fields", "fields_to_roles", "PatternReader"]
+__all__ = [
+    "CompiledPattern", "PatternRead", "compile_pattern", "extract_fields", "fields_to_roles", "matching_folders",
+    "read_pattern", "PatternReader",
+]
 
 ROLE_FIELDS = ("label", "domain", "split", "group", "mask")
 _DEFAULT_FIELD = r"[^/]+?"
@@ -190,6 +195,93 @@ def unmatched_note(unmatched: list[str], total: int, pattern_text: str, *, what:
     )
 
 
+def matching_folders(files: list[str], unmatched: list[str]) -> list[tuple[str, int]]:
+    """Where the files that match sit: ``[(folder, n matching)]``, relative POSIX paths, most files first.
+
+    The deepest folder holding every matching file when there is one below the top (``crop_part1``); else each
+    top-level folder that holds some (``"."`` for files directly in the root)."""
+    bad = set(unmatched)
+    parents = [PurePosixPath(f).parent.parts for f in files if f not in bad]
+    if not parents:
+        return []
+    common: list[str] = []
+    for level in zip(*parents, strict=False):
+        if len(set(level)) != 1:
+            break
+        common.append(level[0])
+    if common:
+        return [("/".join(common), len(parents))]
+    counts: dict[str, int] = {}
+    for p in parents:
+        counts[p[0] if p else "."] = counts.get(p[0] if p else ".", 0) + 1
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _mostly_unmatched_hint(files: list[str], unmatched: list[str]) -> str:
+    where = matching_folders(files, unmatched)
+    if not where:
+        return ""
+    shown = ", ".join(f"{d}/ ({n:,})" for d, n in where[:3])
+    return f"; most files do not match: those that do are in {shown}"
+
+
+def _absent_field_notes(files: list[str], fields: pd.DataFrame, unmatched: list[str], mapping: dict[str, str]) -> list[str]:
+    """Notes on kept fields absent from names that match (an optional group of the regex)."""
+    if not len(files):
+        return []
+    ok = ~pd.Series(files).isin(set(unmatched)).to_numpy()
+    out = []
+    for f, col in mapping.items():
+        absent = ok & fields[f].isna().to_numpy()
+        if absent.any():
+            names = [PurePosixPath(p).name for p, a in zip(files, absent, strict=True) if a]
+            out.append(
+                f"{len(names)} of {len(files)} files match the pattern without a {f!r} field; kept with {col} "
+                f"unknown (e.g. {', '.join(repr(n) for n in names[:3])})"
+            )
+    return out
+
+
+@dataclass
+class PatternRead:
+    """What :func:`read_pattern` found: the manifest frame, the notes, every image path and the unmatched ones."""
+
+    frame: pd.DataFrame
+    notes: list[str]
+    files: list[str]
+    unmatched: list[str]
+    mapping: dict[str, str]
+
+
+def read_pattern(root: Path, pattern: CompiledPattern, roles: Roles, *, follow_symlinks: bool = True) -> PatternRead:
+    """The rows of every image under ``root`` with the fields of ``pattern`` (unmatched files kept, roles missing).
+
+    Raises :class:`InputError` when there is no image or no file matches."""
+    from audit.readers.imagefolder import list_images, skipped_note
+
+    skipped: list[str] = []
+    files = list_images(root, follow_symlinks=follow_symlinks, skipped=skipped)
+    if not files:
+        raise InputError(f"no image files under {root}")
+    files = [Path(f).as_posix() for f in files]
+    fields, unmatched = extract_fields(files, pattern)
+    mapping = fields_to_roles(pattern.fields, roles)
+    df = pd.DataFrame({"sample_id": files, "filepath": files})
+    for f, col in mapping.items():
+        df[col] = fields[f].to_numpy()
+    if len(unmatched) == len(files):
+        raise InputError(
+            f"no file under {root} matches --pattern {pattern.text!r} (e.g. {files[0]!r}); "
+            "a template without '/' matches file names, with '/' the relative path"
+        )
+    notes = [n for n in (skipped_note(skipped),) if n]
+    if unmatched:
+        hint = _mostly_unmatched_hint(files, unmatched) if 2 * len(unmatched) > len(files) else ""
+        notes.append(unmatched_note(unmatched, len(files), pattern.text) + hint)
+    notes.extend(_absent_field_notes(files, fields, unmatched, mapping))
+    return PatternRead(df, notes, files, unmatched, mapping)
+
+
 @register
 class PatternReader(Reader):
     name = "pattern"
@@ -199,33 +291,14 @@ class PatternReader(Reader):
         return bool(options.pattern) and source.is_dir()
 
     def read(self, source: Path, options: ReadOptions) -> ReadResult:
-        from audit.readers.imagefolder import list_images, skipped_note
-
         if not options.pattern:
             raise UsageError("--format pattern needs --pattern, e.g. --pattern '{label}_{_}.jpg'")
         root = Path(source)
         if not root.is_dir():
             raise InputError(f"{root} is not a folder")
         pat = compile_pattern(options.pattern)
-        skipped: list[str] = []
-        files = list_images(root, follow_symlinks=options.follow_symlinks, skipped=skipped)
-        if not files:
-            raise InputError(f"no image files under {root}")
-        files = [Path(f).as_posix() for f in files]
-        fields, unmatched = extract_fields(files, pat)
-        mapping = fields_to_roles(pat.fields, options.roles)
-        df = pd.DataFrame({"sample_id": files, "filepath": files})
-        for f, col in mapping.items():
-            df[col] = fields[f].to_numpy()
-        notes = [n for n in (skipped_note(skipped),) if n]
-        if unmatched:
-            notes.append(unmatched_note(unmatched, len(files), pat.text))
-        if len(unmatched) == len(files):
-            raise InputError(
-                f"no file under {root} matches --pattern {pat.text!r} (e.g. {files[0]!r}); "
-                "a template without '/' matches file names, with '/' the relative path"
-            )
+        got = read_pattern(root, pat, options.roles, follow_symlinks=options.follow_symlinks)
         return ReadResult(
-            manifest=validate_manifest(df, source=str(root)), root=root.resolve(), format=self.name, notes=notes,
-            extra={"pattern": pat.text, "pattern_fields": dict(mapping)},
+            manifest=validate_manifest(got.frame, source=str(root)), root=root.resolve(), format=self.name,
+            notes=got.notes, extra={"pattern": pat.text, "pattern_fields": dict(got.mapping)},
         )
