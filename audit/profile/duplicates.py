@@ -130,7 +130,7 @@ class Duplicates(Check):
         if desc is not None and len(desc[2]) == len(im) and desc[2][rep_idx].all():
             thumbs, codes, _ = desc
             st: dict = {}
-            near = near_pairs(codes, thumbs, rep_idx, threshold=threshold, stats=st,
+            near = near_pairs(codes, thumbs, rep_idx, threshold=threshold, stats=st, workers=_workers(ctx),
                               widths=im["width"].to_numpy(dtype=float, na_value=np.nan),
                               heights=im["height"].to_numpy(dtype=float, na_value=np.nan))
             return near, {"near_method": "views+local", "near_dup_threshold": threshold,
@@ -245,6 +245,13 @@ class Duplicates(Check):
             columns=["group", "split"], groups=sorted(combos.unique().tolist()),
             evidence={"groups": sorted(bad.index.astype(str).tolist())[:_IDS], "split_combinations": combos.value_counts().to_dict()},
         )]
+
+
+def _workers(ctx: Context) -> int:
+    from audit.core.system import usable_cores
+
+    w = getattr(ctx.config, "workers", None)
+    return max(1, int(w) if w else usable_cores())
 
 
 def _cat(parts: list, dtype) -> np.ndarray:

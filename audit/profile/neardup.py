@@ -322,7 +322,7 @@ def _geometric(res: dict) -> np.ndarray:
 
 def near_pairs(codes: np.ndarray, thumbs: np.ndarray, rows: np.ndarray, *, threshold: float = DEFAULT_THRESHOLD,
                widths: np.ndarray | None = None, heights: np.ndarray | None = None, seed: int = 0,
-               stats: dict | None = None) -> dict[str, np.ndarray]:
+               stats: dict | None = None, workers: int = 1) -> dict[str, np.ndarray]:
     """Verified near-duplicate pairs among ``rows`` (indices into ``codes`` / ``thumbs``).
 
     Candidates: every query view of an image (whole, centre, both mirrored) against every index view of the
@@ -370,7 +370,7 @@ def near_pairs(codes: np.ndarray, thumbs: np.ndarray, rows: np.ndarray, *, thres
     present = thumbs.reshape(len(thumbs), -1)[rows]
     background = _LocalBackground(thumbs, rows, a, b, present.mean(axis=0).reshape(thumbs.shape[1:]))
     hyp, hflip = _hypotheses(codes, ga, gb)
-    res = verify_pairs(thumbs, ga, gb, hyp, hflip, background=background)
+    res = verify_pairs(thumbs, ga, gb, hyp, hflip, background=background, workers=workers)
     flip = res["flip"]
     geometric = _geometric(res)
     small = np.zeros(len(ga), dtype=bool)
@@ -471,21 +471,18 @@ class _LocalBackground:
     def _mean(self, own: np.ndarray, partner: np.ndarray) -> np.ndarray:
         x, y = self.pos[own], self.pos[partner]
         c = self.count[x]
-        owner = np.repeat(np.arange(len(x)), c)
-        offs = np.arange(int(c.sum())) - np.repeat(np.cumsum(c) - c, c)
-        nb = self.dst[np.repeat(self.start[x], c) + offs]
-        keep = nb != y[owner]
-        owner, nb = owner[keep], nb[keep]
-        side = self.thumbs.shape[1:]
-        out = np.empty((len(x),) + side, dtype=np.float32)
-        out[:] = self.fallback
-        n = np.bincount(owner, minlength=len(x))
-        has = np.flatnonzero(n)
-        if len(has):
-            g = self.thumbs[self.rows[nb]].astype(np.float32)
-            starts = np.concatenate(([0], np.cumsum(n)[:-1]))[has]
-            k0 = self.PRIOR
-            out[has] = (np.add.reduceat(g, starts, axis=0) + k0 * self.fallback) / (n[has, None, None] + k0)
+        # A padded P x CAP gather summed along its axis (fast) rather than a reduceat over ragged runs (slow):
+        # padding and the partner itself point at thumbnail 0, whose share is subtracted afterwards.
+        col = np.arange(self.CAP)
+        valid = col[None, :] < c[:, None]
+        nb = self.dst[np.minimum(self.start[x][:, None] + col[None, :], max(len(self.dst) - 1, 0))]
+        valid &= nb != y[:, None]
+        idx = np.where(valid, self.rows[nb], 0)
+        n = valid.sum(axis=1)
+        g = self.thumbs[idx].sum(axis=1, dtype=np.uint16).astype(np.float32)
+        g -= (self.CAP - n)[:, None, None].astype(np.float32) * self.thumbs[0].astype(np.float32)
+        k0 = self.PRIOR
+        out = (g + k0 * self.fallback) / (n[:, None, None] + k0).astype(np.float32)
         # Project out, rather than subtract: remove only as much of the background as the image holds (least
         # squares), so a blur of unrelated candidates takes little away while a shared layout goes entirely.
         t = self.thumbs[self.rows[x]].astype(np.float32)
