@@ -129,3 +129,17 @@ def test_attribute_conflicts_between_copies_are_reported_per_attribute(tmp_path)
     why = duplicate_reason(row)
     assert why.startswith("near duplicate: ") and "local similarity 0." in why and why.endswith("disagree on age")
     assert duplicate_reason({"kind": "exact", "basis": "bytes"}) == "exact duplicate: byte-identical files"
+
+
+def test_ratio_test_rejects_a_match_that_does_not_stand_out_unless_the_rivals_are_copies_too():
+    from audit.profile.neardup import _distinct
+
+    ga, gb = np.array([0, 0, 3]), np.array([1, 2, 4])
+    sim = np.array([0.85, 0.80, 0.95])
+    # 0-1 at 0.85 has a rival 0-2 at 0.80 (within 0.1) and 1-2 is no candidate: a repeated texture, rejected
+    assert _distinct(ga, gb, sim, np.array([0, 2])).tolist() == [False, True]
+    # the rival is a copy of the partner too (1-2 verified at 0.9): three copies of one picture, all kept
+    ga2, gb2, sim2 = np.append(ga, 1), np.append(gb, 2), np.append(sim, 0.9)
+    assert _distinct(ga2, gb2, sim2, np.array([0, 1, 3])).all()
+    # a rival far below (0.6 against 0.85) is no objection
+    assert _distinct(ga, gb, np.array([0.85, 0.6, 0.95]), np.array([0])).all()

@@ -57,7 +57,7 @@ class ProfileConfig:
         Hamming radius (bits of 64) for near-duplicate candidates.
     near_dup_threshold
         A candidate pair is a near duplicate when its aligned thumbnails agree locally at least this much (mean
-        band-pass correlation over the regions, see docs/duplicates.md; default 0.75).
+        band-pass correlation over the regions, see docs/duplicates.md; default 0.8).
     depth
         Deepest intersection of label/domain/attributes in the distribution table (2 = pairs only).
     checks
@@ -76,7 +76,7 @@ class ProfileConfig:
     engine: str = "local"
     ray_address: str | None = None
     near_radius: int = 6
-    near_dup_threshold: float = 0.75
+    near_dup_threshold: float = 0.8
     depth: int = 3
     checks: list[str] | None = None
     n_boot: int = 1000

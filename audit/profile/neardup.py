@@ -285,7 +285,8 @@ def _expand(lo: np.ndarray, cnt: np.ndarray, order: np.ndarray):
 # ------------------------------------------------------------------------------------- crop-robust search
 CANDIDATE_RADIUS = 14  # bits of 63 between a query view and an index view
 CANDIDATE_BANDS = 24
-DEFAULT_THRESHOLD = 0.75
+ONE_WAY_RADIUS = 10  # a candidate found in one direction only must be this close (bits)
+DEFAULT_THRESHOLD = 0.8
 TOP_K = 10  # candidates kept per image (its closest by view-hash distance; a pair stays if either keeps it)
 MIN_GEOMETRIC_SIDE = 64  # smaller images have no detail to verify a crop or rotation on: same-frame only
 SAME_FRAME_GLOBAL = 0.99  # a re-encoded / rescaled / mirrored / re-toned copy: aligned thumbnails correlate
@@ -360,7 +361,16 @@ def near_pairs(codes: np.ndarray, thumbs: np.ndarray, rows: np.ndarray, *, thres
     a, b, d, qi, ii, lo, hi = (x[o] for x in (a, b, d, qi, ii, lo, hi))
     first = np.ones(len(a), dtype=bool)
     first[1:] = (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])
+    # Both directions (a's views find b's and b's find a's) or a close match: a chance collision of two unrelated
+    # images' hashes is one-sided and far (measured: 97% of chance candidates among 20k synthetic images).
+    grp = np.cumsum(first) - 1
+    both = np.zeros(int(first.sum()), dtype=bool)
+    np.logical_or.at(both, grp, a > b)
+    fwd = np.zeros(len(both), dtype=bool)
+    np.logical_or.at(fwd, grp, a < b)
     a, b, d, qi, ii = a[first], b[first], d[first], qi[first], ii[first]
+    plausible = (both & fwd) | (d <= ONE_WAY_RADIUS)
+    a, b, d, qi, ii = a[plausible], b[plausible], d[plausible], qi[plausible], ii[plausible]
     keep = _nearest(a, b, d, n, TOP_K)
     a, b, d, qi, ii = a[keep], b[keep], d[keep], qi[keep], ii[keep]
     st.update(candidates=int(len(a)), collisions=int(bs["collisions"]))

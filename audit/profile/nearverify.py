@@ -139,7 +139,7 @@ def _refine(bpa: np.ndarray, bpb: np.ndarray, params: np.ndarray, flip: np.ndarr
 
 
 def verify_pairs(thumbs: np.ndarray, ia: np.ndarray, ib: np.ndarray, params: np.ndarray, flip: np.ndarray,
-                 *, background: np.ndarray | None = None, prefilter: float = 0.15,
+                 *, background: np.ndarray | None = None, prefilter: float = 0.3,
                  batch: int = 1024, workers: int = 1) -> dict[str, np.ndarray]:
     """Pick each pair's best hypothesis, refine it and measure local agreement.
 
@@ -161,7 +161,8 @@ def verify_pairs(thumbs: np.ndarray, ia: np.ndarray, ib: np.ndarray, params: np.
         fundus camera's circular rim, the optic disc's glow) is no evidence that two images are copies.
     prefilter
         Pairs whose band-pass correlation at the best initial hypothesis (16x16) is below this are rejected
-        without refinement (similarity NaN, 0 regions).
+        without refinement (similarity NaN, 0 regions). At 0.3, 70% of the candidates of bench/duplicates.py
+        stop here and 152 of its 160 planted copies are found (0.15: 30% stop, 153 found, 2.7x the time).
     workers
         Threads verifying batches of pairs at once (numpy releases the GIL in the array work); results do not
         depend on it.
