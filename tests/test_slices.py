@@ -104,6 +104,52 @@ def test_confirm_gap_interval_and_cluster_bootstrap():
     assert clus["bootstrap"] == "groups"
 
 
+def _slice_row(**kw):
+    row = {"slice_id": "m/p/f/s0#0", "model": "m", "protocol": "p", "fold": "f", "confirmed": True,
+           "n_confirm": 120, "accuracy": 0.5, "rest_accuracy": 0.9, "gap": 0.4, "ci_low": 0.25, "ci_high": 0.55,
+           "p": 1e-6, "q": 1e-5, "description": "brightness lower (d=-1.40)", "lead_column": "brightness",
+           "lead_value": "", "lead_effect": -1.4, "labeled": False}
+    return pd.DataFrame([{**row, **kw}])
+
+
+@pytest.mark.parametrize(("change", "because"), [
+    ({}, None),
+    ({"q": 0.02}, "q=0.02 is not below 0.01"),
+    ({"ci_low": 0.08}, "low bound +8.0% is not above 10%"),
+    ({"n_confirm": 39}, "39 rows are fewer than 2 x min_n = 40"),
+    ({"lead_column": "attr.background", "lead_value": "cool", "labeled": True},
+     "labeled column attr.background=cool"),
+    ({"lead_column": "domain", "lead_value": "scanner", "labeled": True}, "labeled column domain=scanner"),
+])
+def test_critical_needs_strong_evidence_on_an_unlabeled_slice(change, because):
+    from audit.slices.stage import _findings
+
+    (f,) = _findings(_slice_row(**change), SliceConfig(min_n=20))
+    assert "q=1e-05" in f.detail or "q=0.02" in f.detail  # the numbers it fired on are in the detail
+    if because is None:
+        assert f.severity == "critical" and "Critical: q=1e-05 < 0.01" in f.detail
+        assert "brightness" in f.evidence["severity_rule"]
+    else:
+        assert f.severity == "warning" and because in f.detail, f.detail
+    assert _findings(_slice_row(confirmed=False), SliceConfig()) == []
+
+
+def test_labeled_structure_on_the_demo_is_never_critical(demo_classify, tmp_path):
+    """The bundled demo plants labeled problems only (a background shortcut, a scanner domain): slices found there
+    are explained by those columns, so none of their findings is critical."""
+    from conftest import ingest_demo
+
+    from audit.slices import run_slices
+    from audit.train import TrainConfig, run_training
+
+    run = ingest_demo(demo_classify, tmp_path / "run")
+    run_training(run, TrainConfig(epochs=2, protocol="lodo", image_size=32, model="small_cnn", device="cpu"))
+    findings = run_slices(run, SliceConfig(seed=0))
+    s = pd.read_parquet(run.path / "slices" / "slices.parquet")
+    assert all(f.severity != "critical" for f in findings), [(f.severity, f.detail) for f in findings]
+    assert s.loc[s["confirmed"], "labeled"].all(), s[["lead_column", "lead_value", "confirmed"]]
+
+
 # ------------------------------------------------------------------------------------------- end to end
 def _image(rng, label: int, artifact: bool) -> np.ndarray:
     """16 px: a coloured central square on grey noise (the class); the artifact covers it with a striped patch."""
@@ -186,10 +232,32 @@ def test_end_to_end_artifact_slice(tmp_path):
     assert best is not None, slices[["n_confirm", "accuracy", "rest_accuracy", "gap", "ci_low", "q"]]
     assert best[0] >= 0.7 and best[1] >= 0.5, best
     assert any(f.kind == "hidden_slice" for f in findings)
+    assert any(f.severity == "critical" for f in findings)  # unlabeled, large, clear: the one case for critical
+    for f in findings:  # the severity says which evidence it rests on
+        assert f.evidence["severity_rule"] in f.detail and f"q={f.evidence['q']:.2g}" in f.detail, f.detail
     for sid, g in members.groupby("slice_id"):  # a row is in one half only
         assert not g["sample_id"].duplicated().any()
     ex = pd.read_parquet(run.path / "slices" / "examples.parquet")
     assert 0 < ex.groupby("slice_id").size().max() <= 16
+
+
+def test_embedding_hook_reads_the_head_input_of_every_registered_model():
+    """For each model of the registry, the hooked layer is the one that outputs the classes (its input is the
+    penultimate representation; a segmenter's is pooled over the pixels): one float16 [n, d] per forward."""
+    import torch
+
+    from audit.slices.embed import EmbeddingHook, head_input_layer
+    from audit.train.models import MODELS, build_model
+
+    for name in MODELS:
+        model, _ = build_model(name, 5)
+        layer = head_input_layer(model)
+        assert getattr(layer, "out_features", getattr(layer, "out_channels", None)) == 5, name
+        model.eval()
+        with EmbeddingHook(model) as hook, torch.no_grad():
+            model(torch.rand(2, 3, 64, 64))
+        a = hook.array()
+        assert len(hook.batches) == 1 and a.dtype == np.float16 and a.shape[0] == 2 and a.ndim == 2, name
 
 
 # ------------------------------------------------------------------- a user's embeddings, CLI, dashboard, policy
@@ -238,6 +306,17 @@ def test_user_embeddings_cli_and_policy(fake_sliced, tmp_path):
     pd.DataFrame({"id": ["a"], "x": [1.0]}).to_parquet(bad)
     res = CliRunner().invoke(app, ["slices", str(run.path), "--embeddings", str(bad)])
     assert res.exit_code == 2 and "sample_id" in res.output
+
+
+def test_report_has_a_slices_section(fake_sliced):
+    from audit.report import write_report
+
+    run, _ = fake_sliced
+    html = write_report(run)[0].read_text()
+    s = pd.read_parquet(run.path / "slices" / "slices.parquet")
+    assert "Hidden slices" in html
+    assert f"{int(s['confirmed'].sum())} of {len(s)} candidate slice(s) confirmed" in html
+    assert str(s.loc[s["confirmed"], "slice_id"].iloc[0]) in html
 
 
 def test_rules_apply_to_new_rows(fake_sliced):

@@ -25,6 +25,10 @@ class SliceConfig:
     max_slices: int = 5  # candidates per fold
     n_boot: int = 2000
     q_bar: float = 0.05
+    # a confirmed slice's finding is critical only with strong evidence (q < critical_q, interval low bound above
+    # critical_gap, n_confirm >= 2 min_n, not explained by a labeled column); any other confirmed slice: warning
+    critical_q: float = 0.01
+    critical_gap: float = 0.10
     group: str | None = None  # cluster column (default: the manifest's "group" when present)
     embeddings: str | None = None  # a user's parquet (sample_id + vectors) instead of the stored ones
     roles: tuple[str, ...] = ("test",)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["describe_slice", "pick_examples", "KNOWN", "IMAGE_STATS"]
+__all__ = ["describe_slice", "lead_feature", "is_labeled", "pick_examples", "KNOWN", "IMAGE_STATS"]
 
 KNOWN = ("domain", "label", "split")
 IMAGE_STATS = ("brightness", "contrast", "saturation", "colorfulness", "sharpness", "entropy", "width", "height",
@@ -52,13 +52,31 @@ def _numeric(frame: pd.DataFrame, inside: np.ndarray) -> list[dict]:
     return out
 
 
+def _strong(feats: list[dict]) -> list[dict]:
+    """The features strong enough to describe a slice, in the order the description names them (a share of 1.0
+    ranks with a d of 2.5)."""
+    strong = [f for f in feats if abs(f["effect"]) >= (0.2 if f["kind"] == "share" else 0.5)]
+    return sorted(strong, key=lambda f: -abs(f["effect"]) / (1.0 if f["kind"] == "share" else 2.5))
+
+
+def lead_feature(feats: list[dict]) -> dict | None:
+    """The feature the description names first (None: nothing separates the slice)."""
+    strong = _strong(feats)
+    return strong[0] if strong else None
+
+
+def is_labeled(column: str) -> bool:
+    """A column the user already named (domain, label, split, ``attr.*``): a slice it explains is labeled
+    structure, which the per-group metrics measure too."""
+    return column in KNOWN or str(column).startswith("attr.")
+
+
 def describe_slice(frame: pd.DataFrame, inside: np.ndarray, *, top: int = 3) -> tuple[str, list[dict]]:
     """``(one-line description, every separating feature ranked by |effect|)``; ``frame`` holds the fold's rows
     with the manifest's known columns and the profile's image statistics joined on."""
     inside = np.asarray(inside, dtype=bool)
     feats = _categorical(frame, inside) + _numeric(frame, inside)
-    strong = [f for f in feats if abs(f["effect"]) >= (0.2 if f["kind"] == "share" else 0.5)]
-    strong.sort(key=lambda f: -abs(f["effect"]) / (1.0 if f["kind"] == "share" else 2.5))
+    strong = _strong(feats)
     parts = []
     for f in strong[:top]:
         if f["kind"] == "share":

@@ -15,12 +15,11 @@ import pandas as pd
 from audit.errors import InputError
 from audit.findings import Finding
 from audit.slices.core import Candidate, SliceConfig, finalize, slice_fold
-from audit.slices.describe import describe_slice, pick_examples
+from audit.slices.describe import KNOWN, describe_slice, is_labeled, lead_feature, pick_examples
 
-__all__ = ["run_slices", "fold_inputs", "KEY"]
+__all__ = ["run_slices", "fold_inputs", "severity", "KEY"]
 
 KEY = ["model", "protocol", "fold", "seed"]
-_KNOWN = ["domain", "label", "split"]
 
 
 def _correctness(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -77,7 +76,7 @@ def fold_inputs(run, cfg: SliceConfig) -> tuple[pd.DataFrame, np.ndarray, dict]:
     frame, vec, source = _vectors(run, cfg, preds)
     man = run.manifest()
     man = man.assign(sample_id=man["sample_id"].astype(str))
-    extra = [c for c in man.columns if c in _KNOWN or str(c).startswith("attr.") or c in ("filepath", "group")]
+    extra = [c for c in man.columns if c in KNOWN or str(c).startswith("attr.") or c in ("filepath", "group")]
     extra += [c for c in ([cfg.group] if cfg.group else []) if c in man.columns and c not in extra]
     if cfg.group and cfg.group not in man.columns:
         raise InputError(f"group column {cfg.group!r} is not in the manifest")
@@ -128,6 +127,7 @@ def _tables(folds) -> dict[str, pd.DataFrame]:
         for j, c in enumerate(cands):
             sid = _slice_id(meta, j)
             text, fl = describe_slice(fr, c.inside)
+            lead = lead_feature(fl) or {}
             r = c.confirmation
             rows.append({"slice_id": sid, **{k: str(meta[k]) for k in ("model", "protocol", "fold")},
                          "seed": int(meta["seed"]), "method": "error-aware kmeans (PCA, balls)",
@@ -135,7 +135,10 @@ def _tables(folds) -> dict[str, pd.DataFrame]:
                          "accuracy": r["accuracy"], "rest_accuracy": r["rest_accuracy"], "gap": r["gap"],
                          "ci_low": r["ci_low"], "ci_high": r["ci_high"], "p": r["p"], "q": c.q,
                          "confirmed": c.confirmed, "description": text, "bootstrap": r["bootstrap"],
-                         "discover_accuracy": 1 - c.discovery["error_rate"], "balls": int(len(c.rule.radii))})
+                         "discover_accuracy": 1 - c.discovery["error_rate"], "balls": int(len(c.rule.radii)),
+                         "lead_column": str(lead.get("column", "")), "lead_value": str(lead.get("value", "")),
+                         "lead_effect": float(lead.get("effect", np.nan)),
+                         "labeled": bool(lead) and is_labeled(lead["column"])})
             idx = np.flatnonzero(c.inside)
             members.append(pd.DataFrame({"slice_id": sid, "sample_id": fr["sample_id"].to_numpy()[idx],
                                          "fold": str(meta["fold"]), "seed": int(meta["seed"]),
@@ -151,20 +154,58 @@ def _tables(folds) -> dict[str, pd.DataFrame]:
             "features": pd.DataFrame(feats)}
 
 
-def _findings(slices: pd.DataFrame) -> list[Finding]:
+def _lead(r) -> str:
+    """The slice's strongest separating feature as ``column=value`` (a statistic: its name; none: "")."""
+    return f"{r.lead_column}={r.lead_value}" if r.lead_value else r.lead_column
+
+
+def severity(r, cfg: SliceConfig) -> tuple[str, str]:
+    """``(severity, why)`` of a confirmed slice's finding. Critical needs strong evidence on the confirmation half:
+    q < ``critical_q``, the interval's low bound above ``critical_gap``, at least 2 ``min_n`` rows, and a slice no
+    labeled column explains (one whose strongest separating feature is a domain, label, split or attribute is
+    labeled structure, which the per-group metrics measure too: at most a warning). A false critical costs more
+    trust than a missed warning."""
+    lead = _lead(r)
+    short = []
+    if not r.q < cfg.critical_q:
+        short.append(f"q={r.q:.2g} is not below {cfg.critical_q:g}")
+    if not r.ci_low > cfg.critical_gap:
+        short.append(f"the interval's low bound {r.ci_low:+.1%} is not above {cfg.critical_gap:.0%}")
+    if r.n_confirm < 2 * cfg.min_n:
+        short.append(f"{r.n_confirm} rows are fewer than 2 x min_n = {2 * cfg.min_n}")
+    if r.labeled:
+        short.append(f"its strongest separating feature is the labeled column {lead} (labeled structure; see the "
+                     "per-group metrics)")
+    if short:
+        return "warning", "Warning, not critical: " + "; ".join(short) + "."
+    what = f"its strongest separating feature ({lead}) is no labeled column" if r.lead_column else \
+        "no labeled column explains it"
+    return "critical", (f"Critical: q={r.q:.2g} < {cfg.critical_q:g}, interval low bound {r.ci_low:+.1%} above "
+                        f"{cfg.critical_gap:.0%}, {r.n_confirm} >= 2 x min_n = {2 * cfg.min_n} rows, and {what}.")
+
+
+def _findings(slices: pd.DataFrame, cfg: SliceConfig) -> list[Finding]:
     out = []
     for r in slices[slices["confirmed"]].itertuples() if len(slices) else []:
+        sev, why = severity(r, cfg)
+        lead = _lead(r)
+        title = (f"{r.model} errs on a discovered slice tied to {lead} ({r.fold})" if r.labeled
+                 else f"{r.model} errs on a hidden slice ({r.fold})")
         detail = (f"On the confirmation half (rows never used to find it), {r.n_confirm} images of this slice are "
                   f"{r.accuracy:.1%} accurate vs {r.rest_accuracy:.1%} for the rest: gap {r.gap:+.1%} "
-                  f"[{r.ci_low:+.1%}, {r.ci_high:+.1%}], q={r.q:.2g}. What separates it: {r.description}. "
-                  "Members in slices/members.parquet; examples on the dashboard's Slices page.")
-        sev = "critical" if r.ci_low >= 0.2 else "warning"
-        out.append(Finding(kind="hidden_slice", severity=sev, title=f"{r.model} errs on a hidden slice ({r.fold})",
-                           detail=detail, columns=["embedding"], groups=[r.slice_id], value=float(r.gap),
+                  f"[{r.ci_low:+.1%}, {r.ci_high:+.1%}], p={r.p:.2g}, q={r.q:.2g}. What separates it: "
+                  f"{r.description}. {why} Members in slices/members.parquet; examples on the dashboard's Slices "
+                  "page.")
+        out.append(Finding(kind="hidden_slice", severity=sev, title=title, detail=detail, columns=["embedding"],
+                           groups=[r.slice_id], value=float(r.gap),
                            ci=[float(r.ci_low), float(r.ci_high)], n=int(r.n_confirm), score=float(r.gap),
                            evidence={"slice_id": r.slice_id, "model": r.model, "protocol": r.protocol,
-                                     "fold": r.fold, "q": float(r.q), "accuracy": float(r.accuracy),
-                                     "rest_accuracy": float(r.rest_accuracy), "description": r.description}))
+                                     "fold": r.fold, "p": float(r.p), "q": float(r.q),
+                                     "accuracy": float(r.accuracy), "rest_accuracy": float(r.rest_accuracy),
+                                     "description": r.description, "lead_column": r.lead_column,
+                                     "labeled": bool(r.labeled), "severity_rule": why,
+                                     "critical_q": cfg.critical_q, "critical_gap": cfg.critical_gap,
+                                     "min_n": cfg.min_n}))
     return out
 
 
@@ -186,4 +227,4 @@ def run_slices(run, config: SliceConfig | None = None) -> list[Finding]:
     run.write_json("slices/summary.json", {**info, "group_column": gcol, "folds": len(folds),
                                            "candidates": int(len(slices)), "confirmed": n_conf,
                                            "config": {k: v for k, v in cfg.__dict__.items()}})
-    return _findings(slices)
+    return _findings(slices, cfg)
