@@ -1,7 +1,11 @@
 """Orchestration: ingest a dataset into a run directory and run the stages in order.
 
-Each ``*_stage`` function looks up its stage's entry point lazily, so a build without a stage (or without
-an optional extra) skips it with a clear note instead of failing. Stage entry points:
+The stages are an explicit table, :data:`STAGES`: each names its entry point and its typed, frozen config
+dataclass. ``*_stage(run, **options)`` builds the config with :func:`audit.core.config.build_config`: an option the
+config does not know is a ``TypeError`` naming it (and the closest known name), never silently dropped; ``None``
+means "the config's default". Entry points are imported when the stage runs, so ``import audit.pipeline`` stays
+light; a stage whose optional extra is missing (torch for train) is skipped with the install hint, or refused when
+the user asked for it.
 
 =========  ===========================================================================
 stage      entry point
@@ -9,22 +13,26 @@ stage      entry point
 profile    ``audit.profile.run_profile(run, config: ProfileConfig) -> list[Finding|dict]``
 train      ``audit.train.run_training(run, config: TrainConfig) -> None``
 metrics    ``audit.metrics.run_metrics(run, config: MetricsConfig) -> list[Finding|dict]``
+slices     ``audit.slices.run_slices(run, config: SliceConfig) -> list[Finding]``
 report     ``audit.report.write_report(run) -> (Path, Path)``
 =========  ===========================================================================
 """
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from audit.console import print_summary
+from audit.core.config import build_config
 from audit.errors import AuditError, StageError, UsageError
 from audit.ingest import ingest
 from audit.rundir import RunDir
 
 __all__ = [
+    "STAGES",
     "ingest",
     "profile_stage",
     "train_stage",
@@ -37,31 +45,70 @@ __all__ = [
 ]
 
 
-def _entry(module: str, attr: str):
-    """Import ``module.attr``; ``None`` when the stage is not part of this build."""
+def _profile():
+    from audit.profile import ProfileConfig, run_profile
+
+    return run_profile, ProfileConfig
+
+
+def _train():
+    from audit.train import TrainConfig, run_training
+
+    return run_training, TrainConfig
+
+
+def _metrics():
+    from audit.metrics import MetricsConfig, run_metrics
+
+    return run_metrics, MetricsConfig
+
+
+def _slices():
+    from audit.slices import SliceConfig, run_slices
+
+    return run_slices, SliceConfig
+
+
+def _report():
+    from audit.report import write_report
+
+    return write_report, None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the audit: its name and a loader of ``(entry point, config class or None)``."""
+
+    name: str
+    load: Callable[[], tuple[Callable, type | None]]
+
+
+STAGES: dict[str, Stage] = {s.name: s for s in (
+    Stage("profile", _profile), Stage("train", _train), Stage("metrics", _metrics), Stage("slices", _slices),
+    Stage("report", _report),
+)}
+
+
+def _load(run: RunDir, name: str, required: bool) -> tuple[Callable, type | None] | None:
+    """The stage's entry point and config class; ``None`` (stage marked skipped) when an optional extra is missing."""
     try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name and (e.name == module or module.startswith(e.name + ".") or e.name.startswith(module)):
-            return None
-        raise
-    return getattr(mod, attr, None)
+        return STAGES[name].load()
+    except ModuleNotFoundError as e:  # an optional dependency of the stage (torch, sklearn...), not our code
+        if e.name and e.name.split(".")[0] == "audit":
+            raise
+        _skip(run, name, f"{e.name} is not installed (pip install 'imgaudit[all]')", required)
+        return None
+
+
+def _config(cls, **kwargs):
+    """The stage's config from keyword options; ``None`` values mean the default; unknown names raise TypeError."""
+    return build_config(cls, cls.__name__, **{k: v for k, v in kwargs.items() if v is not None})
 
 
 def _skip(run: RunDir, stage: str, reason: str, required: bool) -> None:
     if required:
         raise UsageError(f"the {stage} stage is not available: {reason}")
     run.mark_stage(stage, "skipped", reason=reason)
-
-
-def _config(cls, **kwargs):
-    """Build a config dataclass from keyword arguments it knows (others are ignored, with None dropped)."""
-    import dataclasses
-
-    if dataclasses.is_dataclass(cls):
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in kwargs.items() if k in names and v is not None})
-    return cls(**{k: v for k, v in kwargs.items() if v is not None})
 
 
 def _run_stage(run: RunDir, stage: str, fn, *args) -> Any:
@@ -75,18 +122,16 @@ def _run_stage(run: RunDir, stage: str, fn, *args) -> Any:
 
 
 def profile_stage(run: RunDir, *, required: bool = False, **kwargs) -> Any:
-    fn = _entry("audit.profile", "run_profile")
-    cfg_cls = _entry("audit.profile", "ProfileConfig")
-    if fn is None or cfg_cls is None:
-        return _skip(run, "profile", "audit.profile is not built yet", required)
+    fn, cfg_cls = _load(run, "profile", required) or (None, None)
+    if fn is None:
+        return None
     return _run_stage(run, "profile", fn, run, _config(cfg_cls, **kwargs))
 
 
 def train_stage(run: RunDir, *, required: bool = False, **kwargs) -> Any:
-    fn = _entry("audit.train", "run_training")
-    cfg_cls = _entry("audit.train", "TrainConfig")
-    if fn is None or cfg_cls is None:
-        return _skip(run, "train", "audit.train is not built yet", required)
+    fn, cfg_cls = _load(run, "train", required) or (None, None)
+    if fn is None:
+        return None
     ds = run.dataset
     if not required and ds.get("task") == "classify" and not ds.get("classes"):
         return _skip(run, "train", "no label column: give --label to train a classifier", required)
@@ -96,10 +141,9 @@ def train_stage(run: RunDir, *, required: bool = False, **kwargs) -> Any:
 
 
 def metrics_stage(run: RunDir, *, required: bool = False, **kwargs) -> Any:
-    fn = _entry("audit.metrics", "run_metrics")
-    cfg_cls = _entry("audit.metrics", "MetricsConfig")
-    if fn is None or cfg_cls is None:
-        return _skip(run, "metrics", "audit.metrics is not built yet", required)
+    fn, cfg_cls = _load(run, "metrics", required) or (None, None)
+    if fn is None:
+        return None
     if not required and not run.has("predictions.parquet"):
         return _skip(run, "metrics", "no predictions.parquet (train a model first)", required)
     return _run_stage(run, "metrics", fn, run, _config(cfg_cls, **kwargs))
@@ -107,9 +151,9 @@ def metrics_stage(run: RunDir, *, required: bool = False, **kwargs) -> Any:
 
 def slices_stage(run: RunDir, *, required: bool = False, **kwargs) -> Any:
     """Slice discovery confirmed on held-out data (audit.slices); skipped without predictions or embeddings."""
-    fn, cfg_cls = _entry("audit.slices", "run_slices"), _entry("audit.slices", "SliceConfig")
-    if fn is None or cfg_cls is None:
-        return _skip(run, "slices", "audit.slices is not built yet", required)
+    fn, cfg_cls = _load(run, "slices", required) or (None, None)
+    if fn is None:
+        return None
     has_vectors = kwargs.get("embeddings") or run.has("embeddings/predict")
     if not required and not (run.has("predictions.parquet") and has_vectors):
         return _skip(run, "slices", "no predictions with stored embeddings (train a model, or pass --embeddings)",
@@ -118,9 +162,9 @@ def slices_stage(run: RunDir, *, required: bool = False, **kwargs) -> Any:
 
 
 def report_stage(run: RunDir, *, required: bool = False) -> Any:
-    fn = _entry("audit.report", "write_report")
+    fn, _ = _load(run, "report", required) or (None, None)
     if fn is None:
-        return _skip(run, "report", "audit.report is not built yet", required)
+        return None
     return _run_stage(run, "report", fn, run)
 
 

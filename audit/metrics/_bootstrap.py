@@ -23,6 +23,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import ndtri
 
+from audit.core.intervals import Z95, benjamini_hochberg, wilson_interval
+
 __all__ = [
     "wilson_interval",
     "cluster_sums",
@@ -35,40 +37,8 @@ __all__ = [
     "Z95",
 ]
 
-Z95 = float(ndtri(0.975))
 # Upper bound on the elements of one dense block of resamples (bounds peak memory to ~100 MB of float64).
 _BLOCK_ELEMENTS = 12_000_000
-
-
-def wilson_interval(successes, trials, *, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for binomial proportions (vectorized).
-
-    Parameters
-    ----------
-    successes, trials
-        Arrays (or scalars) of counts; ``trials == 0`` gives NaN bounds.
-    confidence
-        Two-sided coverage, 0.95 by default.
-
-    Returns
-    -------
-    (low, high)
-        Arrays of the broadcast shape.
-    """
-    s = np.asarray(successes, dtype=float)
-    n = np.asarray(trials, dtype=float)
-    z = float(ndtri(0.5 + confidence / 2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = s / n
-        denom = 1 + z * z / n
-        centre = (p + z * z / (2 * n)) / denom
-        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-        low = np.where(n > 0, np.clip(centre - half, 0.0, 1.0), np.nan)
-        high = np.where(n > 0, np.clip(centre + half, 0.0, 1.0), np.nan)
-    # Exact endpoints at the boundaries (floating error can leave 1e-17 outside [p, p]).
-    low = np.where(s == 0, 0.0, low) if np.ndim(low) else (0.0 if s == 0 and n > 0 else low)
-    high = np.where((s == n) & (n > 0), 1.0, high) if np.ndim(high) else (1.0 if s == n and n > 0 else high)
-    return np.asarray(low, dtype=float), np.asarray(high, dtype=float)
 
 
 def cluster_sums(
@@ -281,24 +251,6 @@ def bootstrap_pvalue(boot: np.ndarray, point, *, null: float = 0.0, alternative:
     else:
         p = 2 * norm.sf(np.abs(z))
     return np.where((k >= 20) & np.isfinite(point), np.minimum(p, 1.0), np.nan)
-
-
-def benjamini_hochberg(p: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg q-values (NaN p-values stay NaN and do not count)."""
-    p = np.asarray(p, dtype=float)
-    q = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    m = int(ok.sum())
-    if m == 0:
-        return q
-    pv = p[ok]
-    order = np.argsort(pv, kind="stable")
-    ranked = pv[order] * m / np.arange(1, m + 1)
-    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
-    out = np.empty(m)
-    out[order] = np.minimum(ranked, 1.0)
-    q[ok] = out
-    return q
 
 
 def seed_for(seed: int, *names: str) -> np.random.Generator:

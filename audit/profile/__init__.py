@@ -39,7 +39,7 @@ TABLES = ("images", "distribution", "imbalance", "associations", "residuals", "i
           "shortcuts", "masks")
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class ProfileConfig:
     """Settings of the profile stage (keyword names are what the pipeline passes).
 

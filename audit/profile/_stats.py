@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
+from audit.core.intervals import Z95, benjamini_hochberg, wilson_interval
+
 __all__ = [
     "wilson",
     "bh",
@@ -26,31 +28,16 @@ __all__ = [
     "balanced_accuracy_ci",
 ]
 
-Z95 = 1.959963984540054
 
 
 def wilson(k, n, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for proportions ``k / n`` (NaN where ``n == 0``)."""
-    k = np.asarray(k, dtype=float)
-    n = np.asarray(n, dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = k / n
-        den = 1 + z**2 / n
-        centre = (p + z**2 / (2 * n)) / den
-        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / den
-    lo = np.where(n > 0, np.clip(centre - half, 0, 1), np.nan)
-    hi = np.where(n > 0, np.clip(centre + half, 0, 1), np.nan)
-    return lo, hi
+    """Wilson score interval for proportions ``k / n`` (NaN where ``n == 0``): ``audit.core.intervals``."""
+    return wilson_interval(k, n, confidence=float(2 * _st.norm.cdf(z) - 1))
 
 
 def bh(p) -> np.ndarray:
-    """Benjamini-Hochberg q-values; NaN p-values stay NaN and do not count as tests."""
-    p = np.asarray(p, dtype=float)
-    q = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    if ok.any():
-        q[ok] = _st.false_discovery_control(np.clip(p[ok], 0, 1), method="bh")
-    return q
+    """Benjamini-Hochberg q-values; NaN p-values stay NaN and do not count as tests (``audit.core.intervals``)."""
+    return benjamini_hochberg(p)
 
 
 def codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
