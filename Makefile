@@ -17,11 +17,12 @@ PYTEST_ARGS ?=
 export RAY_USAGE_STATS_ENABLED := 0
 export FIFTYONE_DO_NOT_TRACK := true
 
-.PHONY: demo test install install-dev system-deps lint bench gpu-check clean help
+.PHONY: demo test install install-dev system-deps lint docs bench gpu-check clean help
 
 help:
 	@echo "make demo   - install into $(VENV) and run the full audit on the bundled demo data"
 	@echo "make test   - install test dependencies and run the test suite"
+	@echo "make docs   - build the documentation site into build/site (warnings are errors)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +39,11 @@ $(VENV)/.installed-all: pyproject.toml $(VENV)/.torch
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-all
 	$(PIP) install -q -e '.[all,dev]'
+	@touch $@
+
+# The documentation tools only (mkdocs-material, mkdocstrings): the API pages are read from the source, not imported.
+$(VENV)/.installed-docs: pyproject.toml | $(PY)
+	$(PIP) install -q -e '.[docs]'
 	@touch $@
 
 install: $(VENV)/.installed-all
@@ -59,7 +65,11 @@ demo: install
 lint: install-dev
 	$(VENV)/bin/ruff check audit tests dashboards bench
 
-test: install-dev system-deps lint
+# mkdocs.yml: the docs/*.md pages and the API reference from the docstrings; about 2 s, offline once installed
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+test: install-dev system-deps lint docs
 	@set +e; $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests were collected: failing"; exit 1; fi; exit $$rc
 

@@ -20,7 +20,10 @@ from typing import Any
 import pandas as pd
 
 from audit.errors import AuditError
+from audit.log import get_logger
 from audit.rundir import RunDir
+
+_log = get_logger(__name__)
 
 __all__ = ["headline", "prefer", "primary_metric", "read_optional", "PRIMARY_METRICS", "SCOPE_PREFERENCE"]
 
@@ -340,8 +343,8 @@ def headline(run: RunDir) -> dict:
             pred_models = sorted(str(m) for m in pm["model"].dropna().unique())
         except AuditError as e:
             problems.append(str(e))
-        except Exception:  # a predictions file without a model column: not worth failing the headline
-            pass
+        except Exception as e:  # a predictions file without a model column: not worth failing the headline
+            _log.debug("headline: no model names from %s/predictions.parquet (%s: %s)", run.path, type(e).__name__, e)
     groups = read_optional(run, "metrics/groups.parquet", problems)
     gen = read_optional(run, "metrics/generalization.parquet", problems)
     fair = read_optional(run, "metrics/fairness.parquet", problems)

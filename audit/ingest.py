@@ -42,7 +42,7 @@ def ingest(source, *, out: Path, format: str = "auto", options=None, seed: int =
             "classes": classes or [],
             "fingerprint": new_fp,
             "allow_outside_root": bool(options.allow_outside_root),
-            "notes": list(result.notes) + (
+            "notes": list(result.notes) + _format_notes(df) + (
                 [f"the dataset changed since this run directory was last used: cleared {', '.join(cleared)}"]
                 if cleared else []
             ),
@@ -53,6 +53,16 @@ def ingest(source, *, out: Path, format: str = "auto", options=None, seed: int =
         st["flagged"] = _flag_counts(df)
     _refuse_flagged_if_strict(run, df, options)
     return run
+
+
+def _format_notes(df) -> list[str]:
+    """HEIF/AVIF files this install cannot decode: say what to install instead of just profiling them unreadable."""
+    from audit.io.heif import unreadable_note
+
+    if "filepath" not in df.columns:
+        return []
+    note = unreadable_note(df["filepath"].dropna())
+    return [note] if note else []
 
 
 def _flag_counts(df) -> dict:

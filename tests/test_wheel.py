@@ -33,7 +33,7 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_contains_dashboard_and_recipes(wheel):
     names = zipfile.ZipFile(wheel).namelist()
-    assert "audit/cli.py" in names
+    assert "audit/cli/__init__.py" in names
     assert "audit/_dashboards/app.py" in names, "dashboards/ must ship inside the wheel"
     assert any(n.startswith("audit/_recipes/") and n.endswith(".toml") for n in names)
     assert not any(n.startswith("tests/") for n in names)

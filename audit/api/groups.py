@@ -103,7 +103,7 @@ def group_metrics(
         One feature (array/Series) or several (DataFrame, dict or 2-d array): several give intersectional groups,
         every combination of their values, empty ones included (NaN, status ``empty``) as fairlearn does.
     metrics
-        Names known to :func:`audit.metrics.group_report` (``accuracy``, ``balanced_accuracy``, ``macro_f1``,
+        Names known to ``audit.metrics.group_report`` (``accuracy``, ``balanced_accuracy``, ``macro_f1``,
         ``recall``, ``selection_rate``, ``ece``, ``brier``, ``nll``...), callables ``f(y_true, y_pred) -> float``
         (e.g. ``sklearn.metrics.f1_score``), or a dict ``{name: name_or_callable}``.
     y_prob

@@ -12,8 +12,9 @@ from audit.rundir import RunDir
 
 __all__ = ["Run", "open_run", "FINDING_COLUMNS"]
 
-#: columns of :attr:`Run.findings`, one row per finding
-FINDING_COLUMNS = ("id", "check", "severity", "title", "effect", "ci_low", "ci_high", "n", "stage", "detail")
+#: columns of ``Run.findings``, one row per finding (``interval`` is ``(ci_low, ci_high)``, None without one)
+FINDING_COLUMNS = ("id", "check", "severity", "title", "effect", "ci_low", "ci_high", "interval", "n", "stage",
+                   "detail")
 
 
 def _finding_rows(findings: list[dict]) -> pd.DataFrame:
@@ -29,6 +30,7 @@ def _finding_rows(findings: list[dict]) -> pd.DataFrame:
             "effect": f.get("value"),
             "ci_low": ci[0],
             "ci_high": ci[1],
+            "interval": (ci[0], ci[1]) if ci[0] is not None and ci[1] is not None else None,
             "n": f.get("n"),
             "stage": f.get("stage"),
             "detail": f.get("detail"),
@@ -58,10 +60,13 @@ class Run:
         self._dir = RunDir.open(path)
         self.path = self._dir.path
 
+    def __fspath__(self) -> str:  # a Run goes wherever a path does (os.fspath, subprocess arguments, Path(run))
+        return str(self.path)
+
     # ------------------------------------------------------------------ contents
     @property
     def findings(self) -> pd.DataFrame:
-        """One row per finding, most serious first: check, severity, title, effect, ci_low, ci_high, n."""
+        """One row per finding, most serious first: check, severity, title, effect, ci_low, ci_high, interval, n."""
         return _finding_rows(self._dir.findings())
 
     @property

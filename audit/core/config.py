@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
-__all__ = ["build_config", "config_fields"]
+__all__ = ["build_config", "config_fields", "unexpected_keyword"]
 
 C = TypeVar("C")
 
@@ -37,9 +38,16 @@ def build_config(cls: type[C], /, _caller: str | None = None, **kwargs: Any) -> 
     known = config_fields(cls)
     unknown = [k for k in kwargs if k not in known]
     if unknown:
-        name = _caller or cls.__name__
-        k = unknown[0]
-        near = difflib.get_close_matches(k, known, n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise TypeError(f"{name}() got an unexpected keyword argument {k!r}{hint}")
+        raise unexpected_keyword(_caller or cls.__name__, unknown[0], known)
     return cls(**kwargs)
+
+
+def unexpected_keyword(caller: str, key: str, known: Iterable[str]) -> TypeError:
+    """The ``TypeError`` Python raises for an unknown keyword, with the closest known name as a hint.
+
+    >>> unexpected_keyword("profile", "n_bot", ["n_boot", "seed"])
+    TypeError("profile() got an unexpected keyword argument 'n_bot' (did you mean 'n_boot'?)")
+    """
+    near = difflib.get_close_matches(key, list(known), n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    return TypeError(f"{caller}() got an unexpected keyword argument {key!r}{hint}")

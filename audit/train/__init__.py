@@ -19,6 +19,8 @@ Layout, one way down: :mod:`~audit.train.config` (what to train: settings, fold 
 
 from __future__ import annotations
 
+# first, before anything imports torch: without the [train] extra this raises MissingExtraError naming it
+from audit.train._requires import REQUIRED  # noqa: F401
 from audit.train.config import TASKS, TrainConfig, fold_key, train_config
 from audit.train.executors import LocalExecutor
 from audit.train.stage import run_training

@@ -26,9 +26,12 @@ import torch
 from torch import nn
 
 from audit.io.tensor_cache import IGNORE_INDEX
+from audit.log import get_logger
 from audit.train.augment import AugmentConfig, augment_batch, normalize
 from audit.train.models import forward_logits
 from audit.train.segloss import foreground_iou, make_seg_loss, stuck_message
+
+_log = get_logger(__name__)
 
 __all__ = ["FitConfig", "FitResult", "BatchSource", "fit", "predict"]
 
@@ -198,7 +201,9 @@ def _resumable(ckpt_path: Path | None, ckpt_hash: str, cfg: FitConfig) -> dict |
         return None
     try:
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)  # never unpickle code from disk
-    except Exception:  # a damaged checkpoint: start the fold again
+    except Exception as e:  # a damaged checkpoint: start the fold again
+        _log.warning("checkpoint %s is unreadable (%s: %s); training the fold from the start", ckpt_path,
+                     type(e).__name__, e)
         return None
     if ck and ck.get("hash") == ckpt_hash and not ck.get("done") and ck.get("epoch", -1) + 1 < cfg.epochs:
         return ck
