@@ -29,20 +29,12 @@ import pandas as pd
 from audit.findings import Finding
 from audit.manifest import ATTR_PREFIX, attribute_columns
 from audit.profile.base import Check, CheckResult, Context, register
+from audit.profile.exact import MAX_CLIQUE, exact_clusters
 from audit.profile.neardup import hamming_pairs, near_pairs
 
 __all__ = ["Duplicates", "MAX_CLIQUE"]
 
-MAX_CLIQUE = 50
 _IDS = 50
-
-
-def _cluster_pairs(members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    k = len(members)
-    if k <= MAX_CLIQUE:
-        i, j = np.triu_indices(k, 1)
-        return members[i], members[j]
-    return np.repeat(members[0], k - 1), members[1:]
 
 
 @register
@@ -59,39 +51,15 @@ class Duplicates(Check):
         ok = im["readable"].to_numpy(bool)
         pa, pb, kinds, basis, dist = [], [], [], [], []
         sims: list[np.ndarray] = []
-        # Exact duplicates: union of byte-identical and pixel-identical clusters.
-        parent = np.arange(n)
-
-        def find(x):
-            while parent[x] != x:
-                parent[x] = parent[parent[x]]
-                x = parent[x]
-            return x
-
-        for key, bname in (("md5", "bytes"), ("pixel_md5", "pixels")):
-            col = im[key]
-            valid = col.notna().to_numpy() & (ok | (key == "md5"))
-            valid &= ~(im["error"] == "empty_file").fillna(False).to_numpy()
-            sub = pd.Series(np.flatnonzero(valid), index=col[valid].astype(str).to_numpy())
-            for _, idx in sub.groupby(level=0, sort=True):
-                members = np.sort(idx.to_numpy())
-                if len(members) < 2:
-                    continue
-                roots = {find(x) for x in members}
-                if bname == "pixels" and len(roots) == 1:
-                    continue  # already a byte-identical cluster
-                for x in members[1:]:
-                    ra, rb = find(members[0]), find(x)
-                    if ra != rb:
-                        parent[max(ra, rb)] = min(ra, rb)
-                i, j = _cluster_pairs(members)
-                pa.append(i)
-                pb.append(j)
-                kinds.append(np.full(len(i), "exact", dtype=object))
-                basis.append(np.full(len(i), bname, dtype=object))
-                dist.append(np.zeros(len(i), dtype=np.int64))
-                sims.append(np.ones(len(i)))
-        roots = np.array([find(x) for x in range(n)])
+        # Exact duplicates: union of byte-identical and pixel-identical clusters (audit.profile.exact).
+        groups, roots = exact_clusters(im, ok)
+        for g in groups:
+            pa.append(g.i)
+            pb.append(g.j)
+            kinds.append(np.full(len(g.i), "exact", dtype=object))
+            basis.append(np.full(len(g.i), g.basis, dtype=object))
+            dist.append(np.zeros(len(g.i), dtype=np.int64))
+            sims.append(np.ones(len(g.i)))
         # Near duplicates between exact-cluster representatives.
         ph = im["phash"]
         rep = ok & ph.notna().to_numpy() & (roots == np.arange(n))
