@@ -154,7 +154,9 @@ def slices_stage(run: RunDir, *, required: bool = False, **kwargs) -> Any:
     fn, cfg_cls = _load(run, "slices", required) or (None, None)
     if fn is None:
         return None
-    has_vectors = kwargs.get("embeddings") or run.has("embeddings/predict")
+    from audit.slices.embed import has_run_embeddings
+
+    has_vectors = kwargs.get("embeddings") or has_run_embeddings(run.path)
     if not required and not (run.has("predictions.parquet") and has_vectors):
         return _skip(run, "slices", "no predictions with stored embeddings (train a model, or pass --embeddings)",
                      required)

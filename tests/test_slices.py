@@ -378,3 +378,33 @@ def test_fiftyone_saved_view_per_confirmed_slice(fake_sliced, tmp_path):
     v = ds.load_saved_view(views[0])
     assert set(v.values("audit_id")) == set(mem.loc[mem["slice_id"] == top["slice_id"], "sample_id"])
     fo.delete_dataset(name)
+
+
+def test_probe_features_serve_as_embeddings(tmp_path):
+    """--mode probe stores the frozen backbone's features (RUN/embeddings/features-<key>.*), not per-fold prediction
+    embeddings: slice discovery (and `audit run`, which would otherwise skip slices) uses them, one vector per image."""
+    import json
+
+    from audit.pipeline import slices_stage
+    from audit.rundir import RunDir
+    from audit.testing import make_fake_run
+
+    run = make_fake_run(tmp_path / "run", n=600)
+    preds = pd.read_parquet(run.path / "predictions.parquet")
+    ids = run.manifest()["sample_id"].astype(str).to_numpy()
+    wrong = set(preds.loc[preds["y_true"] != preds["y_pred"], "sample_id"].astype(str))
+    rng = np.random.default_rng(0)
+    vec = rng.normal(0, 1, (len(ids), 16)).astype(np.float32)
+    vec[np.array([s in wrong and rng.random() < 0.7 for s in ids]), :4] += 4.0
+    emb = run.path / "embeddings"
+    emb.mkdir()
+    np.save(emb / "features-abc.npy", vec[::-1])  # stored in another order than the manifest: joined by sample id
+    (emb / "features-abc.json").write_text(json.dumps({"model": "efficientnet_lite0", "sample_ids": list(ids[::-1])}))
+    rd = RunDir(run.path)
+    slices_stage(rd, seed=0, min_n=10, n_boot=500)
+    info = RunDir(run.path).info["stages"]["slices"]
+    assert info["status"] == "ok", info
+    s = pd.read_parquet(run.path / "slices" / "slices.parquet")
+    assert s["confirmed"].any()
+    summary = json.loads((run.path / "slices" / "summary.json").read_text())
+    assert "probe" in summary["embeddings"] and summary["without_vectors"] == 0

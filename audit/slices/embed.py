@@ -115,6 +115,39 @@ def load_run_embeddings(run_path: Path) -> tuple[pd.DataFrame, np.ndarray] | Non
     return pd.concat(parts, ignore_index=True), np.concatenate(arrays)
 
 
+def load_backbone_features(run_path: Path, models: list[str] | None = None) -> tuple[pd.DataFrame, np.ndarray] | None:
+    """The frozen-backbone features of ``--mode probe`` (``RUN/embeddings/features-<key>.{npy,json}``, one vector per
+    image, fold-independent) as ``(index with sample_id and row, vectors)``; None when there are none.
+
+    With several feature sets, the one of a model in ``models`` (the predictions' models) wins, then the newest.
+    """
+    import json
+
+    metas = []
+    for meta in (Path(run_path) / "embeddings").glob("features-*.json"):
+        npy = meta.with_suffix(".npy")
+        try:
+            info = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            continue
+        if npy.is_file() and isinstance(info.get("sample_ids"), list):
+            metas.append((str(info.get("model")) in (models or []), meta.stat().st_mtime, meta, npy, info))
+    if not metas:
+        return None
+    *_, meta, npy, info = max(metas, key=lambda m: (m[0], m[1]))
+    arr = np.load(npy, mmap_mode="r")
+    ids = [str(x) for x in info["sample_ids"]]
+    if len(ids) != len(arr):
+        return None  # torn: the stage then says there are no embeddings
+    return pd.DataFrame({"sample_id": ids, "row": np.arange(len(ids), dtype=np.int64)}), np.asarray(arr)
+
+
+def has_run_embeddings(run_path: Path) -> bool:
+    """Whether the run stores prediction embeddings or probe features that slice discovery can use."""
+    base = Path(run_path) / "embeddings"
+    return (base / "predict").is_dir() and any((base / "predict").glob("*.npy")) or any(base.glob("features-*.npy"))
+
+
 def load_user_embeddings(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
     """``--embeddings FILE``: ``(index with sample_id and row, float32 vectors)``; one clear InputError if unusable."""
     path = Path(path)

@@ -42,14 +42,20 @@ def _correctness(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _vectors(run, cfg: SliceConfig, preds: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, str]:
     """Predictions joined with their embedding row (``_row``); the vectors; where they came from."""
-    from audit.slices.embed import load_run_embeddings, load_user_embeddings
+    from audit.slices.embed import load_backbone_features, load_run_embeddings, load_user_embeddings
 
     if cfg.embeddings:
         index, vec = load_user_embeddings(cfg.embeddings)
         j = preds.merge(index.rename(columns={"row": "_row"}), on="sample_id", how="left")
         return j, vec, f"file {cfg.embeddings}"
     got = load_run_embeddings(run.path)
-    if got is None:
+    if got is None:  # --mode probe: the frozen backbone's features, one vector per image for every fold
+        feats = load_backbone_features(run.path, sorted(preds["model"].astype(str).unique())
+                                       if "model" in preds.columns else None)
+        if feats is not None:
+            index, vec = feats
+            j = preds.merge(index.rename(columns={"row": "_row"}), on="sample_id", how="left")
+            return j, vec, "stored (frozen backbone features of the probe)"
         raise InputError("no embeddings: this run's predictions were made before embeddings were stored, or by an "
                          "engine that does not store them; retrain, or pass --embeddings FILE")
     index, vec = got
