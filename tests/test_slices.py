@@ -408,3 +408,18 @@ def test_probe_features_serve_as_embeddings(tmp_path):
     assert s["confirmed"].any()
     summary = json.loads((run.path / "slices" / "summary.json").read_text())
     assert "probe" in summary["embeddings"] and summary["without_vectors"] == 0
+
+
+def test_a_labeled_column_explains_a_slice_even_when_a_statistic_leads():
+    """The full demo's scanner slice: brightness d=+1.82 leads the description, but domain=scanner is 100% vs 51%
+    inside/outside: labeled structure (a warning), not a hidden critical slice."""
+    from audit.slices.describe import labeled_feature, lead_feature
+
+    feats = [{"column": "brightness", "value": "", "effect": 1.82, "kind": "cohen_d"},
+             {"column": "domain", "value": "scanner", "effect": 0.49, "share_in": 1.0, "share_rest": 0.51,
+              "kind": "share"},
+             {"column": "attr.ink", "value": "navy", "effect": 0.12, "share_in": 0.6, "share_rest": 0.48,
+              "kind": "share"}]
+    assert lead_feature(feats)["column"] == "brightness"
+    assert labeled_feature(feats)["column"] == "domain"
+    assert labeled_feature([feats[0], feats[2]]) is None  # 12 points of share: not enough to explain it

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["describe_slice", "lead_feature", "is_labeled", "pick_examples", "KNOWN", "IMAGE_STATS"]
+__all__ = ["describe_slice", "lead_feature", "labeled_feature", "is_labeled", "LABELED_SHARE", "pick_examples", "KNOWN", "IMAGE_STATS"]
 
 KNOWN = ("domain", "label", "split")
 IMAGE_STATS = ("brightness", "contrast", "saturation", "colorfulness", "sharpness", "entropy", "width", "height",
@@ -63,6 +63,17 @@ def lead_feature(feats: list[dict]) -> dict | None:
     """The feature the description names first (None: nothing separates the slice)."""
     strong = _strong(feats)
     return strong[0] if strong else None
+
+
+#: a labeled column's value over-represented in a slice by this many points (share inside - share outside) makes the
+#: slice labeled structure, whatever statistic separates it more (Cohen's d and a share are not on one scale)
+LABELED_SHARE = 0.3
+
+
+def labeled_feature(feats: list[dict]) -> dict | None:
+    """The labeled column's value that separates the slice most, when it does so by at least LABELED_SHARE."""
+    lab = [f for f in feats if f["kind"] == "share" and is_labeled(f["column"]) and abs(f["effect"]) >= LABELED_SHARE]
+    return max(lab, key=lambda f: abs(f["effect"])) if lab else None
 
 
 def is_labeled(column: str) -> bool:

@@ -15,7 +15,7 @@ import pandas as pd
 from audit.errors import InputError
 from audit.findings import Finding
 from audit.slices.core import Candidate, SliceConfig, finalize, slice_fold
-from audit.slices.describe import KNOWN, describe_slice, is_labeled, lead_feature, pick_examples
+from audit.slices.describe import KNOWN, describe_slice, is_labeled, labeled_feature, lead_feature, pick_examples
 
 __all__ = ["run_slices", "fold_inputs", "severity", "KEY"]
 
@@ -109,16 +109,22 @@ def _group_col(frame: pd.DataFrame, cfg: SliceConfig) -> str | None:
 
 def _run_folds(frame: pd.DataFrame, vec: np.ndarray, cfg: SliceConfig):
     """Every fold's candidates, with the fold rows and discovery mask they refer to."""
+    from audit.progress import Bar
+
     have = frame[frame["_row"].notna()]
     gcol = _group_col(frame, cfg)
     out = []
-    for key, rows in have.groupby(KEY, sort=True, dropna=False):
-        rows = rows.reset_index(drop=True)
-        x = np.asarray(vec[rows["_row"].astype(np.int64).to_numpy()], dtype=np.float32)
-        groups = rows[gcol].astype(str).fillna("").to_numpy() if gcol else None
-        disc, cands = slice_fold(x, rows["_correct"].to_numpy(), rows["_conf"].to_numpy(),
-                                 rows["_label"].to_numpy(), cfg, key=tuple(map(str, key)), groups=groups)
-        out.append((dict(zip(KEY, key, strict=True)), rows, disc, cands))
+    folds = list(have.groupby(KEY, sort=True, dropna=False))
+    with Bar(len(folds), "slices: discover and confirm", unit="fold") as bar:
+        for key, rows in folds:
+            bar.advance(0, info="now " + " ".join(map(str, key)))
+            rows = rows.reset_index(drop=True)
+            x = np.asarray(vec[rows["_row"].astype(np.int64).to_numpy()], dtype=np.float32)
+            groups = rows[gcol].astype(str).fillna("").to_numpy() if gcol else None
+            disc, cands = slice_fold(x, rows["_correct"].to_numpy(), rows["_conf"].to_numpy(),
+                                     rows["_label"].to_numpy(), cfg, key=tuple(map(str, key)), groups=groups)
+            out.append((dict(zip(KEY, key, strict=True)), rows, disc, cands))
+            bar.advance(1)
     return out, gcol
 
 
@@ -134,6 +140,7 @@ def _tables(folds) -> dict[str, pd.DataFrame]:
             sid = _slice_id(meta, j)
             text, fl = describe_slice(fr, c.inside)
             lead = lead_feature(fl) or {}
+            by = labeled_feature(fl) or (lead if lead and is_labeled(lead["column"]) else {})
             r = c.confirmation
             rows.append({"slice_id": sid, **{k: str(meta[k]) for k in ("model", "protocol", "fold")},
                          "seed": int(meta["seed"]), "method": "error-aware kmeans (PCA, balls)",
@@ -144,7 +151,9 @@ def _tables(folds) -> dict[str, pd.DataFrame]:
                          "discover_accuracy": 1 - c.discovery["error_rate"], "balls": int(len(c.rule.radii)),
                          "lead_column": str(lead.get("column", "")), "lead_value": str(lead.get("value", "")),
                          "lead_effect": float(lead.get("effect", np.nan)),
-                         "labeled": bool(lead) and is_labeled(lead["column"])})
+                         "labeled": bool(by),
+                         "labeled_by": f"{by['column']}={by['value']}" if by else "",
+                         "labeled_share": f"{by['share_in']:.0%} vs {by['share_rest']:.0%}" if by else ""})
             idx = np.flatnonzero(c.inside)
             members.append(pd.DataFrame({"slice_id": sid, "sample_id": fr["sample_id"].to_numpy()[idx],
                                          "fold": str(meta["fold"]), "seed": int(meta["seed"]),
@@ -168,8 +177,9 @@ def _lead(r) -> str:
 def severity(r, cfg: SliceConfig) -> tuple[str, str]:
     """``(severity, why)`` of a confirmed slice's finding. Critical needs strong evidence on the confirmation half:
     q < ``critical_q``, the interval's low bound above ``critical_gap``, at least 2 ``min_n`` rows, and a slice no
-    labeled column explains (one whose strongest separating feature is a domain, label, split or attribute is
-    labeled structure, which the per-group metrics measure too: at most a warning). A false critical costs more
+    labeled column explains (one where a domain, label, split or attribute value is over-represented by at least
+    ``LABELED_SHARE`` points, or is the strongest separating feature, is labeled structure, which the per-group
+    metrics measure too: at most a warning). A false critical costs more
     trust than a missed warning."""
     lead = _lead(r)
     short = []
@@ -180,8 +190,10 @@ def severity(r, cfg: SliceConfig) -> tuple[str, str]:
     if r.n_confirm < 2 * cfg.min_n:
         short.append(f"{r.n_confirm} rows are fewer than 2 x min_n = {2 * cfg.min_n}")
     if r.labeled:
-        short.append(f"its strongest separating feature is the labeled column {lead} (labeled structure; see the "
-                     "per-group metrics)")
+        by = getattr(r, "labeled_by", "") or lead
+        share = getattr(r, "labeled_share", "")
+        short.append(f"the labeled column {by} separates it{f' ({share})' if share else ''}: labeled structure, "
+                     "which the per-group metrics measure")
     if short:
         return "warning", "Warning, not critical: " + "; ".join(short) + "."
     what = f"its strongest separating feature ({lead}) is no labeled column" if r.lead_column else \
@@ -195,7 +207,8 @@ def _findings(slices: pd.DataFrame, cfg: SliceConfig) -> list[Finding]:
     for r in slices[slices["confirmed"]].itertuples() if len(slices) else []:
         sev, why = severity(r, cfg)
         lead = _lead(r)
-        title = (f"{r.model} errs on a discovered slice tied to {lead} ({r.fold})" if r.labeled
+        tied = getattr(r, "labeled_by", "") or lead
+        title = (f"{r.model} errs on a discovered slice tied to {tied} ({r.fold})" if r.labeled
                  else f"{r.model} errs on a hidden slice ({r.fold})")
         detail = (f"On the confirmation half (rows never used to find it), {r.n_confirm} images of this slice are "
                   f"{r.accuracy:.1%} accurate vs {r.rest_accuracy:.1%} for the rest: gap {r.gap:+.1%} "
