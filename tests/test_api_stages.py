@@ -427,3 +427,14 @@ def test_core_install_in_a_fresh_venv_works_without_torch(tmp_path):
     out = subprocess.run([str(py), "-c", textwrap.dedent(code)], capture_output=True, text=True, cwd=tmp_path,
                          timeout=300, env={**os.environ, "AUDIT_NO_PROGRESS": "1"})
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
+def test_shell_completion_is_installable():
+    """``audit --install-completion`` exists; ``--show-completion bash`` prints the script it would install."""
+    exe = Path(sys.executable).with_name("audit")
+    if not exe.is_file():
+        pytest.skip("the audit console script is not installed in this environment")
+    p = subprocess.run([str(exe), "--show-completion", "bash"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "_audit_completion" in p.stdout, p.stderr
+    assert "--install-completion" in subprocess.run([str(exe), "--help"], capture_output=True, text=True,
+                                                    timeout=60).stdout

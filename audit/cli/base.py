@@ -23,7 +23,7 @@ app = typer.Typer(
     name="audit",
     help="Audit image datasets for bias and measure how models trained on them generalize.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # audit --install-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
