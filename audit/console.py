@@ -41,7 +41,8 @@ def print_summary(run: RunDir, *, stages: list[str] | None = None, console=None,
     ds = info.get("dataset", {})
     st = run.stages()
     status = ", ".join(f"{k}={v.get('status')}" for k, v in st.items())
-    console.print(f"[bold]{escape(str(run.path))}[/]  {ds.get('n', '?')} samples, task {escape(str(ds.get('task', '?')))}  "
+    console.print(f"[bold]{escape(str(run.path))}[/]  {ds.get('n', '?')} samples, "
+                  f"task {escape(str(ds.get('task', '?')))}  "
                   f"({escape(status)})")
     for note in (ds.get("notes") or [])[:5]:
         console.print(f"  [yellow]note:[/] {escape(str(note))}")
@@ -77,7 +78,8 @@ def print_summary(run: RunDir, *, stages: list[str] | None = None, console=None,
         console.print(table)
     elif not shown and not is_quiet():
         console.print("no findings from this step" if stages and findings else "no findings")
-    outputs = [p for p in ("manifest.parquet", "profile", "predictions.parquet", "metrics", "findings.json", "report.html") if run.has(p)]
+    outputs = [p for p in ("manifest.parquet", "profile", "predictions.parquet", "metrics", "findings.json",
+                           "report.html") if run.has(p)]
     console.print("outputs: " + ", ".join(escape(str(run.path / p)) for p in outputs))
     console.print("next: " + escape(_next_step(run)))
 

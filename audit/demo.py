@@ -33,12 +33,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-__all__ = ["build_classify", "build_segment", "DemoData", "CLASSIFY_ROLES", "SEGMENT_ROLES", "SEGMENT_CLASSES", "SIZE", "tree_digest"]
+__all__ = ["build_classify", "build_segment", "DemoData", "CLASSIFY_ROLES", "SEGMENT_ROLES", "SEGMENT_CLASSES", "SIZE",
+           "tree_digest"]
 
 SIZE = 32
 WARM = np.array([236, 196, 150], dtype=np.float32)
 COOL = np.array([150, 190, 232], dtype=np.float32)
-INKS = {"black": np.array([20, 20, 20], dtype=np.float32), "navy": np.array([12, 14, 70], dtype=np.float32)}  # same luminance as black: ink must not change difficulty
+INKS = {"black": np.array([20, 20, 20], dtype=np.float32),
+        "navy": np.array([12, 14, 70], dtype=np.float32)}  # same luminance as black: ink must not change difficulty
 
 CLASSIFY_ROLES = {
     "filepath": "path",

@@ -191,7 +191,8 @@ def full_audit(
     """Profile, train, metrics and report. A stage that fails is recorded and the next independent ones run."""
     failures = []
     stages = [
-        ("profile", lambda: profile_stage(run, min_n=min_n, seed=seed, workers=workers, engine=engine, ray_address=ray_address)),
+        ("profile", lambda: profile_stage(run, min_n=min_n, seed=seed, workers=workers, engine=engine,
+                                          ray_address=ray_address)),
         (
             "train",
             lambda: train_stage(
@@ -220,7 +221,8 @@ def full_audit(
     return run
 
 
-def demo(out: Path, *, task: str = "all", epochs: int | None = None, device: str = "auto", seed: int = 0, console=None) -> list[RunDir]:
+def demo(out: Path, *, task: str = "all", epochs: int | None = None, device: str = "auto", seed: int = 0,
+         console=None) -> list[RunDir]:
     """Build the demo data under ``out/data`` and run the full audit into ``out/<task>``."""
     from audit import demo as demo_data
     from audit.manifest import Roles

@@ -180,8 +180,8 @@ def main(argv=None) -> None:
                 torch.cuda.empty_cache()  # the model, optimizer and cache of this row are gone
             pk = f"{r['train']['peak_gib']:.1f}" if r["train"]["peak_gib"] is not None else "n/a"
             pname = str(prec).replace("torch.", "") if prec is not None else "fp32"
-            print(f"| {name} | {pname} | {'yes' if comp else 'no'} | {r['train']['img_s']:,.0f} | {r['train']['util']} | "
-                  f"{pk} | {r['infer']['img_s']:,.0f} | {r['infer']['util']} |", flush=True)
+            print(f"| {name} | {pname} | {'yes' if comp else 'no'} | {r['train']['img_s']:,.0f} | "
+                  f"{r['train']['util']} | {pk} | {r['infer']['img_s']:,.0f} | {r['infer']['util']} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -156,7 +156,8 @@ def _print_compare(rows: list[dict]) -> None:
     n = rows[0]["n_images"] if rows else 0
     print(f"\nProbe vs finetune vs from scratch, LODO on {n} generated images (4 shapes x 4 styles, chance 0.25), "
           "each through `run_training` (decode, folds, predictions) on this CPU:")
-    print("\n| setup | mode | size | epochs | seconds | held-out acc [95% CI] | in-domain acc [95% CI] | worst held-out |"
+    print("\n| setup | mode | size | epochs | seconds | held-out acc [95% CI] | in-domain acc [95% CI] | "
+          "worst held-out |"
           "\n|---|---|---:|---:|---:|---|---|---|")
     for r in rows:
         (h, hl, hh, hn), (i, il, ih, i_n) = r["held"], r["in"]
@@ -195,7 +196,8 @@ def main(argv=None) -> int:
         rows, t = _lodo(model, wid, a.model, a.image_size, a.per_class, a.seed)
         print(f"\nLODO probe on generated shapes ({t['images']} images, 4 classes, chance 0.25): feature pass "
               f"{t['feature_s']:.1f} s (decode included), all heads {t['heads_s']:.1f} s")
-        print("\n| held-out domain | held-out acc [95% CI] | n | in-domain acc [95% CI] | n | C |\n|---|---|---:|---|---:|---:|")
+        print("\n| held-out domain | held-out acc [95% CI] | n | in-domain acc [95% CI] | n | C |"
+              "\n|---|---|---:|---|---:|---:|")
         by = {(r["domain"], r["scope"]): r for r in rows}
         for d in sorted({r["domain"] for r in rows}):
             h, i = by[(d, "held_out")], by[(d, "in_domain")]

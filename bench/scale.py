@@ -210,7 +210,8 @@ def step(name: str, work: Path, *, n_boot: int) -> dict:
         i, j, d = hamming_pairs(h, 6)
         out["pairs"] = int(len(i))
         out["blocks"] = plan_blocks(len(h), 6)
-        dups = pd.DataFrame({"a": run.manifest()["sample_id"].to_numpy()[i], "b": run.manifest()["sample_id"].to_numpy()[j],
+        dups = pd.DataFrame({"a": run.manifest()["sample_id"].to_numpy()[i],
+                             "b": run.manifest()["sample_id"].to_numpy()[j],
                              "kind": "near", "distance": d, "cross_split": False, "label_conflict": False})
         run.write_table("profile/duplicates.parquet", dups)
     elif name == "metrics":
@@ -339,7 +340,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} usable CPUs, Python {platform.python_version()}, "
+    print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} usable CPUs, "
+          f"Python {platform.python_version()}, "
           f"torch {torch.__version__}, CUDA {'yes' if torch.cuda.is_available() else 'no'}")
     root = Path(tempfile.mkdtemp(prefix="scale-bench-"))
     try:
@@ -350,7 +352,8 @@ def main(argv: list[str] | None = None) -> None:
                 if r["work"].startswith("max"):
                     print(f"{r['work']:<28}{r['local']:>14.2e}")
                 elif r["work"].startswith("local scan of 32"):
-                    print(f"{r['work']:<28}{r['local']:>14.1f}   (mostly starting the local engine's 2 worker processes)")
+                    print(f"{r['work']:<28}{r['local']:>14.1f}   "
+                          "(mostly starting the local engine's 2 worker processes)")
                 elif r["work"].startswith("ray cluster"):
                     print(f"{r['work']:<28}{r['local']:>14.1f}   (not in the Ray figures; the local engine's process"
                           " pool start is in its figures)")
@@ -365,7 +368,8 @@ def main(argv: list[str] | None = None) -> None:
             prepare(work, n)
             print(f"{n:>10,} {'(prepare)':<10}{time.perf_counter() - t0:>9.1f}")
             for s in steps:
-                cmd = [sys.executable, __file__, "--step", s, "--n", str(n), "--work", str(work), "--n-boot", str(args.n_boot)]
+                cmd = [sys.executable, __file__, "--step", s, "--n", str(n), "--work", str(work),
+                       "--n-boot", str(args.n_boot)]
                 env = {**os.environ, "AUDIT_NO_PROGRESS": "1"}
                 p = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
                 if p.returncode != 0:
@@ -373,8 +377,8 @@ def main(argv: list[str] | None = None) -> None:
                     break
                 r = json.loads(p.stdout.strip().splitlines()[-1])
                 extra = {k: v for k, v in r.items() if k not in ("step", "seconds", "peak_rss_mb", "baseline_rss_mb")}
-                print(f"{n:>10,} {s:<10}{r['seconds']:>9.1f}{r['peak_rss_mb']:>9.0f}{r['baseline_rss_mb']:>9.0f}  {extra}",
-                      flush=True)
+                print(f"{n:>10,} {s:<10}{r['seconds']:>9.1f}{r['peak_rss_mb']:>9.0f}{r['baseline_rss_mb']:>9.0f}  "
+                      f"{extra}", flush=True)
             if not args.keep:
                 shutil.rmtree(work, ignore_errors=True)
     finally:

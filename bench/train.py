@@ -94,7 +94,8 @@ def _image_folder(run, rows, root: Path) -> Path:
     return root
 
 
-def plain_run(root: Path, model_name: str, size: int, epochs: int, batch: int, workers: int, device) -> tuple[float, int]:
+def plain_run(root: Path, model_name: str, size: int, epochs: int, batch: int, workers: int,
+              device) -> tuple[float, int]:
     """The baseline: ImageFolder + DataLoader + fp32 loop. Returns (seconds, images trained)."""
     import torchvision.transforms as T
     from torch.utils.data import DataLoader
@@ -200,11 +201,11 @@ def main(argv=None) -> None:
     rows = _usable(run)
     folder = _image_folder(run, rows, tmp / "imagefolder")
     dinfo = device_info(device)
-    print(f"machine: {platform.machine()} {dinfo.name}, {os.cpu_count()} cpus, device {device}, torch {torch.__version__}, "
-          f"threads {args.threads}")
+    print(f"machine: {platform.machine()} {dinfo.name}, {os.cpu_count()} cpus, device {device}, "
+          f"torch {torch.__version__}, threads {args.threads}")
     src_desc = "demo" if args.data == "demo" else f"{args.photo_size} px JPEG photos"
-    print(f"data: {len(rows)} {src_desc} images trained at {args.image_size} px, model {args.model}, {args.epochs} epochs, "
-          f"batch {args.batch_size}, plain DataLoader workers {args.loader_workers}")
+    print(f"data: {len(rows)} {src_desc} images trained at {args.image_size} px, model {args.model}, "
+          f"{args.epochs} epochs, batch {args.batch_size}, plain DataLoader workers {args.loader_workers}")
 
     amp = amp_dtype(device)
     amp_name = str(amp).replace("torch.", "") if amp else "fp32"
@@ -212,7 +213,8 @@ def main(argv=None) -> None:
     print(f"\n| round | plain img/s | ours ({amp_name}) img/s | ours forced fp32 img/s | ratio ours / plain |"
           "\n|---|---|---|---|---|")
     for k in range(args.rounds):
-        ts, n = plain_run(folder, args.model, args.image_size, args.epochs, args.batch_size, args.loader_workers, device)
+        ts, n = plain_run(folder, args.model, args.image_size, args.epochs, args.batch_size, args.loader_workers,
+                          device)
         tp, m = our_run(run, rows, args.model, args.image_size, args.epochs, args.batch_size, args.threads, device)
         tf, f = our_run(run, rows, args.model, args.image_size, args.epochs, args.batch_size, args.threads, device,
                         amp=False)

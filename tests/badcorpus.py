@@ -33,7 +33,8 @@ def _png_header_only(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+            + chunk(b"IEND", b""))
 
 
 def make_image_corpus(root: Path) -> dict[str, dict]:
@@ -128,8 +129,8 @@ def make_classify_dataset(root: Path, *, n_good: int = 12) -> BadDataset:
             rel = f"imgs/{dom}/g{i:02d}.png"
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_bytes(_good(100 * d + i, dark=(i % 2 == 1)))
-            rows.append({"path": rel, "label": "dog" if i % 2 else "cat", "site": dom, "bg": "grass" if i % 3 else "sand",
-                         "age": str(20 + i) if i % 4 else "unknown"})
+            rows.append({"path": rel, "label": "dog" if i % 2 else "cat", "site": dom,
+                         "bg": "grass" if i % 3 else "sand", "age": str(20 + i) if i % 4 else "unknown"})
     for k, (rel, exp) in enumerate(sorted(corpus.items())):
         rows.append({"path": f"imgs/{rel}", "label": "cat" if k % 2 else "dog", "site": "AB"[k % 2],
                      "bg": "grass", "age": f"{30 + k}.0" if k % 3 else str(30 + k)})

@@ -41,7 +41,8 @@ def test_group_metrics_equal_fairlearn_by_group_with_intersections_and_empty_gro
     empty = got.loc[("m", "old")]
     assert empty[("acc", "status")] == "empty" and empty[("acc", "n")] == 0 and np.isnan(empty[("acc", "value")])
     ok = got[got[("acc", "status")] == "ok"]
-    assert (ok[("acc", "ci_low")] <= ok[("acc", "value")]).all() and (ok[("acc", "value")] <= ok[("acc", "ci_high")]).all()
+    assert ((ok[("acc", "ci_low")] <= ok[("acc", "value")]).all()
+            and (ok[("acc", "value")] <= ok[("acc", "ci_high")]).all())
 
 
 def test_group_metrics_single_feature_series_min_n_and_recall_per_class():

@@ -1,8 +1,8 @@
 """The import graph stays one-way: no new cycles, audit/core at the bottom, no stage importing the CLI or pipeline.
 
-Every import counts, also those inside functions, and importing ``audit.x.y`` from outside ``audit.x`` counts as importing
-the package ``audit.x`` too (its ``__init__.py`` runs first). Known debts are listed below so they can only shrink: removing one
-from the code makes its entry fail here until it is deleted from the list.
+Every import counts, also those inside functions, and importing ``audit.x.y`` from outside ``audit.x`` counts as
+importing the package ``audit.x`` too (its ``__init__.py`` runs first). Known debts are listed below so they can only
+shrink: removing one from the code makes its entry fail here until it is deleted from the list.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The benchmark scripts and the compile path stay runnable: tiny settings on the CPU (slow; figures are not checked)."""
+"""The benchmark scripts and the compile path stay runnable: tiny settings on the CPU
+(slow; figures are not checked)."""
 
 from __future__ import annotations
 

@@ -125,7 +125,8 @@ def test_profile_count_rules(runs, tmp_path, name, biased_count):
     bad = only(check(runs["biased"], tmp_path, f'[[rule]]\ncheck = "{name}"\n'))
     assert bad.status == "fail" and bad.value == biased_count
     assert only(check(runs["clean"], tmp_path, f'[[rule]]\ncheck = "{name}"\n')).status == "pass"
-    assert only(check(runs["biased"], tmp_path, f'[[rule]]\ncheck = "{name}"\nmax_count = {biased_count}\n')).status == "pass"
+    assert only(check(runs["biased"], tmp_path,
+                      f'[[rule]]\ncheck = "{name}"\nmax_count = {biased_count}\n')).status == "pass"
 
 
 def test_shortcut_and_findings_rules(runs, tmp_path):
@@ -158,8 +159,10 @@ def test_profile_only_run_missing_tables(runs, tmp_path):
 
 # ---------------------------------------------------------------------------------------------- malformed policies
 BAD = [
-    ('[[rule]]\ncheck = "wrost_group"\nthreshold = 0.5\n', ["policy.toml:2", "unknown check 'wrost_group'", "worst_group"]),
-    ('[[rule]]\ncheck = "worst_group"\nop = "=>"\nthreshold = 0.5\n', ["policy.toml:3", "op = '=>'", "did you mean '>='"]),
+    ('[[rule]]\ncheck = "wrost_group"\nthreshold = 0.5\n',
+     ["policy.toml:2", "unknown check 'wrost_group'", "worst_group"]),
+    ('[[rule]]\ncheck = "worst_group"\nop = "=>"\nthreshold = 0.5\n',
+     ["policy.toml:3", "op = '=>'", "did you mean '>='"]),
     ('[[rule]]\ncheck = "ece"\nop = "=<"\nthreshold = 0.5\n', ["policy.toml:3", "op = '=<'", "did you mean '<='"]),
     ('[[rule]]\ncheck = "ece"\nop = "lte"\nthreshold = 0.5\n', ["policy.toml:3", "did you mean '<='"]),
     ('[[rule]]\ncheck = "worst_group"\nthreshold = "high"\n', ["policy.toml:3", "threshold must be a number"]),
@@ -175,7 +178,8 @@ BAD = [
     ('[[rule]]\ncheck = "worst_group"\nthreshold = 0.5\non_insufficient = "ignore"\n', ["on_insufficient"]),
     ('[policy]\nmin_m = 3\n[[rule]]\ncheck = "worst_group"\nthreshold = 0.5\n', ["policy.toml:2", "min_m", "min_n"]),
     ('[[rules]]\ncheck = "worst_group"\n', ["unknown top-level key 'rules'", "did you mean 'rule'"]),
-    ('[[rule]]\ncheck = "worst_group"\nthreshold = 0.5\n[[rule]]\ncheck = "ece"\nthreshold = 0.1\nid = "worst_group-1"\n',
+    ('[[rule]]\ncheck = "worst_group"\nthreshold = 0.5\n'
+     '[[rule]]\ncheck = "ece"\nthreshold = 0.1\nid = "worst_group-1"\n',
      ["duplicate rule id"]),
     ('[[rule]\ncheck = "x"\n', ["invalid TOML", "line 1"]),
     ("", ["no [[rule]] tables"]),

@@ -113,7 +113,8 @@ def test_summary_survives_hand_edited_findings_and_segmentation_next_step(demo_s
 
 
 def test_numeric_options_are_validated_before_anything_is_written(demo_classify, tmp_path):
-    for args in (["profile", str(demo_classify.root), "--min-n", "-5"], ["profile", str(demo_classify.root), "--near-radius", "99"],
+    for args in (["profile", str(demo_classify.root), "--min-n", "-5"],
+                 ["profile", str(demo_classify.root), "--near-radius", "99"],
                  ["profile", str(demo_classify.root), "--depth", "0"]):
         r = _audit(*args, "--out", str(tmp_path / "r"))
         assert r.returncode == 2 and "Invalid value" in r.stdout + r.stderr, args

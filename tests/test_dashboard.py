@@ -29,7 +29,8 @@ APP = REPO / "dashboards" / "app.py"
 PAGES = ["overview", "profile", "performance", "generalization", "calibration", "gallery", "compare"]
 TITLES = {
     "overview": "Overview", "profile": "Data profile", "performance": "Per-group performance",
-    "generalization": "Generalization", "calibration": "Calibration", "gallery": "Failure gallery", "compare": "Compare runs",
+    "generalization": "Generalization", "calibration": "Calibration", "gallery": "Failure gallery",
+    "compare": "Compare runs",
 }
 KINDS = ["classify", "segment", "profile"]
 
@@ -208,7 +209,8 @@ def _column_formats(df_el) -> dict:
     import json
 
     cfg = json.loads(df_el.proto.columns or "{}")
-    return {k.removeprefix("name:") if isinstance(k, str) else k: (v or {}).get("type_config", {}).get("format") for k, v in cfg.items()}
+    return {k.removeprefix("name:") if isinstance(k, str) else k: (v or {}).get("type_config", {}).get("format")
+            for k, v in cfg.items()}
 
 
 def test_compare_defaults_to_runs_of_the_same_task_with_integer_counts(runs, monkeypatch):
@@ -221,7 +223,8 @@ def test_compare_defaults_to_runs_of_the_same_task_with_integer_counts(runs, mon
     assert head.loc["samples", "A"] == "300" and head.loc["samples", "B - A"] == "0"
     assert head.loc["findings (critical)", "B"].isdigit()
     assert head.loc["overall", "metric"] == "accuracy" and head.loc["samples", "A 95% CI"] == ""
-    assert not any(".000" in str(v) for v in head.loc[["samples", "findings (critical)", "findings (warning)"]].to_numpy().ravel())
+    assert not any(".000" in str(v)
+                   for v in head.loc[["samples", "findings (critical)", "findings (warning)"]].to_numpy().ravel())
 
 
 def test_compare_from_a_run_without_a_peer_picks_two_runs_that_share_a_task(runs, monkeypatch):
@@ -250,8 +253,10 @@ def test_compare_runs_of_different_tasks_shows_no_difference(tmp_path, monkeypat
 
 
 def test_compare_headline_labels_each_side_and_never_subtracts_different_metrics():
-    ha = {"n": 10, "findings": {"critical": 1}, "overall": {"metric": "miou", "value": 0.5, "ci_low": 0.4, "ci_high": 0.6}}
-    hb = {"n": 12, "findings": {"critical": 2}, "overall": {"metric": "accuracy", "value": 0.8, "ci_low": 0.7, "ci_high": 0.9}}
+    ha = {"n": 10, "findings": {"critical": 1},
+          "overall": {"metric": "miou", "value": 0.5, "ci_low": 0.4, "ci_high": 0.6}}
+    hb = {"n": 12, "findings": {"critical": 2},
+          "overall": {"metric": "accuracy", "value": 0.8, "ci_low": 0.7, "ci_high": 0.9}}
     t = views.compare_headline(ha, hb).set_index("number")
     assert (t.loc["overall", "A_unit"], t.loc["overall", "B_unit"]) == ("miou", "accuracy")
     assert np.isnan(t.loc["overall", "delta"])
@@ -279,7 +284,8 @@ def test_fairness_rows_most_serious_first_attributes_named(runs, monkeypatch):
         _select(at, "Grouping").set_value(grouping).run()
         f = at.dataframe[-1].value
         assert set(f["attribute"]) == {"attr.background"}, grouping
-        assert (f.iloc[0]["metric"], f.iloc[0]["class"]) == ("eo_diff", "cat")  # interval [0.40, 0.70]: the most serious
+        # interval [0.40, 0.70]: the most serious
+        assert (f.iloc[0]["metric"], f.iloc[0]["class"]) == ("eo_diff", "cat")
         diffs = f[~f["metric"].str.contains("ratio")]
         assert diffs["ci_low"].is_monotonic_decreasing
         assert f["metric"].str.contains("ratio").iloc[len(diffs):].all()  # ratios after the differences
@@ -335,7 +341,8 @@ def test_gallery_scope_one_tile_per_image_and_badges(runs, monkeypatch):
     ids = [t.split(" · ")[1].split("  ")[0].strip() for t in tiles]
     assert len(ids) == len(set(ids)), ids  # one tile per image
     assert "one tile per image" in _texts(at)
-    assert any("label conflict" in t or "duplicate" in t for t in tiles) or not {"img_0010", "img_0011", "img_0012", "img_0020"} & set(ids)
+    assert (any("label conflict" in t or "duplicate" in t for t in tiles)
+            or not {"img_0010", "img_0011", "img_0012", "img_0020"} & set(ids))
 
 
 def test_failure_sample_scope_and_one_row_per_image(runs):
@@ -357,7 +364,8 @@ def test_duplicate_flags_for_gallery_badges(runs):
     import dashlib
 
     flags = dashlib.duplicate_flags(runs["classify"], ["img_0010", "img_0011", "img_0012", "img_0020", "img_0100"])
-    assert flags == {"img_0010": "label conflict", "img_0011": "label conflict", "img_0012": "duplicate", "img_0020": "duplicate"}
+    assert flags == {"img_0010": "label conflict", "img_0011": "label conflict", "img_0012": "duplicate",
+                     "img_0020": "duplicate"}
 
 
 def test_generalization_table_leads_with_the_gap_and_overview_gives_n(runs, monkeypatch):
@@ -381,7 +389,8 @@ def test_calibration_says_what_it_pools_and_explains_both_directions(runs, monke
     assert "pooled over every fold" in text and "held-out domain" in text
     assert "over-confident" in text and "under-confident" in text
     spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
-    ranges = [layer.get("encoding", {}).get("color", {}).get("scale", {}).get("range") for layer in spec.get("layer", [])]
+    ranges = [layer.get("encoding", {}).get("color", {}).get("scale", {}).get("range")
+              for layer in spec.get("layer", [])]
     assert ["#1f77b4", "#ff7f0e"] == next(r for r in ranges if r)[:2]  # distinct colours, not two blues
     # one curve per group: one row per (group, bin) of the chosen scope
     _select(at, "Scope").set_value("all").run()
@@ -404,7 +413,8 @@ def test_no_page_icon_from_the_network():
 
 # ------------------------------------------------------------------------------------------------ other fake runs
 @pytest.mark.parametrize(
-    "kw", [dict(task="classify"), dict(task="segment"), dict(task="classify", profile_only=True), dict(task="classify", hostile=True)],
+    "kw", [dict(task="classify"), dict(task="segment"), dict(task="classify", profile_only=True),
+           dict(task="classify", hostile=True)],
     ids=["classify", "segment", "profile_only", "hostile"],
 )
 def test_pages_on_audit_testing_fake_runs(tmp_path, monkeypatch, kw):
@@ -423,7 +433,8 @@ def test_group_bars_sorted_worst_first_with_empty_last():
     g = pd.DataFrame({
         "model": "m", "protocol": "lodo", "fold": "all", "scope": "ood", "by": "domain", "metric": "accuracy",
         "group": ["a", "b", "c", "d"], "value": [0.9, np.nan, 0.5, 0.7], "ci_low": [0.8, np.nan, 0.4, 0.5],
-        "ci_high": [0.95, np.nan, 0.6, 0.85], "n": [100, 0, 80, 12], "status": ["ok", "empty", "ok", "insufficient_evidence"],
+        "ci_high": [0.95, np.nan, 0.6, 0.85], "n": [100, 0, 80, 12],
+        "status": ["ok", "empty", "ok", "insufficient_evidence"],
     })
     b = views.group_bars(g, by="domain", metric="accuracy")
     assert b["group"].tolist() == ["c", "d", "a", "b"]
@@ -436,12 +447,13 @@ def test_group_bars_sorted_worst_first_with_empty_last():
 
 def test_higher_is_better():
     assert views.higher_is_better("accuracy") and views.higher_is_better("miou") and views.higher_is_better("dp_ratio")
-    assert not views.higher_is_better("ece") and not views.higher_is_better("dp_diff") and not views.higher_is_better("error_rate")
+    assert (not views.higher_is_better("ece") and not views.higher_is_better("dp_diff")
+            and not views.higher_is_better("error_rate"))
 
 
 def test_intersection_matrix_adds_missing_cells():
-    dist = pd.DataFrame({"column": "a x b", "group": ["x | 1", "x | 2", "y | 1"], "n": [50, 5, 40], "share": [0.5, 0.05, 0.4],
-                         "status": ["ok", "under_min_n", "ok"]})
+    dist = pd.DataFrame({"column": "a x b", "group": ["x | 1", "x | 2", "y | 1"], "n": [50, 5, 40],
+                         "share": [0.5, 0.05, 0.4], "status": ["ok", "under_min_n", "ok"]})
     m = views.intersection_matrix(dist, "a x b").set_index(["row", "col"])
     assert m.loc[("y", "2"), "n"] == 0 and m.loc[("y", "2"), "status"] == "empty"
     assert m.loc[("x", "2"), "status"] == "under_min_n" and len(m) == 4
@@ -463,8 +475,9 @@ def test_stat_histogram_matches_numpy():
 
 
 def test_compare_groups_mover_interval():
-    a = pd.DataFrame({"model": "m", "protocol": "p", "fold": "all", "scope": "ood", "by": "domain", "metric": "accuracy",
-                      "group": ["x", "y"], "value": [0.8, 0.6], "ci_low": [0.75, 0.5], "ci_high": [0.84, 0.7], "n": [200, 50], "status": "ok"})
+    a = pd.DataFrame({"model": "m", "protocol": "p", "fold": "all", "scope": "ood", "by": "domain",
+                      "metric": "accuracy", "group": ["x", "y"], "value": [0.8, 0.6], "ci_low": [0.75, 0.5],
+                      "ci_high": [0.84, 0.7], "n": [200, 50], "status": "ok"})
     b = a.copy()
     b["value"], b["ci_low"], b["ci_high"] = [0.9, 0.62], [0.86, 0.5], [0.93, 0.73]
     b = pd.concat([b, a.iloc[[0]].assign(group="z")])
@@ -549,7 +562,8 @@ def test_launch_missing_run_dir(tmp_path):
 
 
 def test_cli_dashboard_missing_run_exits_2(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "audit", "dashboard", str(tmp_path / "nope")], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "audit", "dashboard", str(tmp_path / "nope")], capture_output=True,
+                       text=True, timeout=120)
     assert r.returncode == 2
     assert "does not exist" in r.stderr and "Traceback" not in r.stderr
 
@@ -582,8 +596,8 @@ def test_sigterm_stops_the_streamlit_server_too(runs):
     import urllib.request
 
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "audit", "dashboard", str(runs["classify"].path), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "audit", "dashboard", str(runs["classify"].path),
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 90
         while time.time() < deadline:
@@ -670,7 +684,8 @@ def real_runs(demo_classify, demo_segment, tmp_path_factory):
 
     from audit import pipeline
 
-    for mod, attr in (("audit.profile", "run_profile"), ("audit.train", "run_training"), ("audit.metrics", "run_metrics")):
+    for mod, attr in (("audit.profile", "run_profile"), ("audit.train", "run_training"),
+                      ("audit.metrics", "run_metrics")):
         if pipeline._entry(mod, attr) is None:
             pytest.skip(f"{mod} is not built")
     torch.set_num_threads(2)

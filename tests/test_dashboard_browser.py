@@ -47,7 +47,8 @@ CHECKS = {
 
 TITLES = {
     "overview": "Overview", "profile": "Data profile", "performance": "Per-group performance",
-    "generalization": "Generalization", "calibration": "Calibration", "gallery": "Failure gallery", "compare": "Compare runs",
+    "generalization": "Generalization", "calibration": "Calibration", "gallery": "Failure gallery",
+    "compare": "Compare runs",
 }
 
 pytestmark = pytest.mark.browser
@@ -72,7 +73,8 @@ def server(tmp_path_factory):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log = open(base.parent / "streamlit.log", "w")  # noqa: SIM115 - closed in the teardown
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true", "--server.address", "127.0.0.1",
+        [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
+         "--server.address", "127.0.0.1",
          "--server.port", str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
          "--client.toolbarMode", "viewer",
          "--", "--run", str(base / "classify")],
@@ -195,14 +197,17 @@ def test_every_page_in_a_real_browser(server, tmp_path):
                     if t.lower() not in body.lower():
                         problems.append(f"{kind}/{name}: missing text {t!r}")
                 if page.locator('[data-testid="stException"]').count():
-                    problems.append(f"{kind}/{name}: exception box: {page.locator('[data-testid=stException]').first.inner_text()[:300]}")
+                    problems.append(f"{kind}/{name}: exception box: "
+                                    f"{page.locator('[data-testid=stException]').first.inner_text()[:300]}")
                 if "<img src=x" in page.content() and kind == "classify" and name == "overview":
                     # the hostile value must be visible as text, never as an element
                     if page.locator("img[src='x']").count():
                         problems.append("hostile attribute value rendered as an <img> element")
                 _screenshot(page, shots / f"dashboard-{kind}-{name}.png")
-                if kind == "classify" and name == "profile" and os.environ.get("IMGAUDIT_SCREENSHOTS"):  # docs: every tab
-                    for tab in ("Intersections", "Associations", "Image statistics", "Duplicates & leakage", "Broken files", "Shortcuts"):
+                # docs: every tab
+                if kind == "classify" and name == "profile" and os.environ.get("IMGAUDIT_SCREENSHOTS"):
+                    for tab in ("Intersections", "Associations", "Image statistics", "Duplicates & leakage",
+                                "Broken files", "Shortcuts"):
                         _click_tab(page, tab)
                         if page.locator('[data-testid="stException"]').count():
                             problems.append(f"profile/{tab}: exception box")
@@ -239,7 +244,8 @@ def docs_screenshots(run_folder: Path, out: Path, *, port: int | None = None) ->
 
     port = port or _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true", "--server.address", "127.0.0.1",
+        [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
+         "--server.address", "127.0.0.1",
          "--server.port", str(port), "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
          "--", "--run", str(Path(run_folder) / "classify")],
         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
@@ -258,7 +264,8 @@ def docs_screenshots(run_folder: Path, out: Path, *, port: int | None = None) ->
                 time.sleep(0.3)
         out.mkdir(parents=True, exist_ok=True)
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            browser = p.chromium.launch(executable_path=CHROMIUM,
+                                        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url)
             _wait_idle(page)

@@ -130,7 +130,8 @@ def test_sigkill_during_training_resumes_and_equals_uninterrupted(data, referenc
     info = json.loads((out / "run.json").read_text())
     info["stages"].pop("train")
     (out / "run.json").write_text(json.dumps(info))
-    proc = subprocess.Popen(audit_cmd("train", out, *TRAIN), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(audit_cmd("train", out, *TRAIN), env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     killed = kill_when(proc, lambda: any((out / "train" / "ckpt").glob("*.pt")))
     assert killed and stage_status(out, "train") == "running"
     assert not (out / "predictions.parquet").exists()
@@ -154,7 +155,8 @@ def held_by_another_process(path: Path):
     """A second process holding the run directory's lock (as a running `audit train` would)."""
     code = ("import sys; from audit.rundir import RunDir\n"
             f"r = RunDir({str(path)!r}).lock(); print('locked', flush=True); sys.stdin.read()")
-    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=ENV)
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                         env=ENV)
     try:
         assert p.stdout.readline().strip() == "locked"
         yield p
@@ -314,7 +316,8 @@ def test_read_only_run_directory_is_a_one_line_error_and_reads_still_work(small_
     cli("report", out)
     before = digest(out)
     with read_only_view(out, tmp_path / "ro") as ro:
-        for args in (["metrics", ro, "--n-boot", "20"], ["report", ro], ["train", ro, "--epochs", "1", "--device", "cpu"],
+        for args in (["metrics", ro, "--n-boot", "20"], ["report", ro],
+                     ["train", ro, "--epochs", "1", "--device", "cpu"],
                      ["profile", data, "--label", "label", "--out", ro]):
             res = cli(*args, code=None)
             assert res.exit_code == 2, (args[0], res.output)

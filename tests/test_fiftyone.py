@@ -220,7 +220,8 @@ def test_export_demo_classify_run(fo, classify_run):
         assert broken and set(ds.load_saved_view("broken files").values("audit_id")) == broken
         dups = classify_run.read_table("profile/duplicates.parquet")
         leak = dups[dups["cross_split"].astype(bool)]
-        assert len(leak) and set(ds.load_saved_view("split leakage").values("audit_id")) == set(leak["a"]) | set(leak["b"])
+        assert len(leak) and (set(ds.load_saved_view("split leakage").values("audit_id"))
+                              == set(leak["a"]) | set(leak["b"]))
     if classify_run.has("metrics/groups.parquet"):
         assert any(v.startswith("worst group small_cnn") for v in ds.list_saved_views())
 
@@ -298,7 +299,8 @@ def test_import_any_fiftyone_dataset_with_flags(fo, tmp_path):
         p = root / ("a" if i < 3 else "b") / f"{i}.png"
         p.parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (4, 4)).save(p)
-        s = fo.Sample(filepath=str(p), tags=["train" if i % 2 else "test"], site=f"s{i % 2}", color=None if i == 5 else "red",
+        s = fo.Sample(filepath=str(p), tags=["train" if i % 2 else "test"], site=f"s{i % 2}",
+                      color=None if i == 5 else "red",
                       ground_truth=fo.Classification(label="cat" if i < 4 else "dog"),
                       detections=fo.Detections(detections=[]))
         samples.append(s)
@@ -347,5 +349,6 @@ def test_missing_database_names_the_extra(fo, monkeypatch):
         raise RuntimeError("Could not find mongod")
 
     monkeypatch.setattr(fo, "list_datasets", boom)
-    with pytest.raises(UsageError, match=r"cannot reach FiftyOne's database \(Could not find mongod\).*imgaudit\[fiftyone\]"):
+    with pytest.raises(UsageError,
+                       match=r"cannot reach FiftyOne's database \(Could not find mongod\).*imgaudit\[fiftyone\]"):
         require_fiftyone()

@@ -81,7 +81,8 @@ def test_imagenet_head_on_sample_photos(name):
     x = normalize(torch.stack([_center_crop(img, MODELS[name].native_size) for img in data.images]))
     with torch.no_grad():
         probs = model(x).softmax(1)
-    top5 = {f.rsplit("/", 1)[-1]: [categories[i] for i in probs[j].topk(5).indices] for j, f in enumerate(data.filenames)}
+    top5 = {f.rsplit("/", 1)[-1]: [categories[i] for i in probs[j].topk(5).indices]
+            for j, f in enumerate(data.filenames)}
     buildings = {"palace", "monastery", "bell cote", "dome", "church", "castle", "stupa", "mosque", "boathouse",
                  "pagoda", "cinema", "triumphal arch", "planetarium", "throne", "altar"}
     flowers = {"daisy", "bee", "yellow lady's slipper", "rapeseed", "cardoon", "pot", "hip", "sea anemone"}
@@ -153,7 +154,8 @@ def test_probe_end_to_end_one_feature_pass_for_all_folds_and_seeds(domains, tmp_
     import pandas as pd
 
     preds = pd.concat(frames, ignore_index=True)
-    assert list(preds.columns[:len(COMMON_COLUMNS)]) == COMMON_COLUMNS and {"y_true", "y_pred", "confidence"} <= set(preds)
+    assert (list(preds.columns[:len(COMMON_COLUMNS)]) == COMMON_COLUMNS
+            and {"y_true", "y_pred", "confidence"} <= set(preds))
     test = preds[preds["role"] == "test"]
     assert set(test["test_domain"]) == set(domains["domain"]) and set(test["seed"]) == {0, 1}
     probs = test[[f"p_{c}" for c in classes]].to_numpy()
@@ -410,7 +412,8 @@ def test_segmentation_encoder_learns_above_all_background(tmp_path):
 
     table = make_segment_images(tmp_path / "seg", n=24, size=96, seed=0)
     run = _ingest(table, tmp_path / "seg", tmp_path / "run", mask=True)
-    run_training(run, train_config(device="cpu", epochs=8, image_size=96, batch_size=8, protocol="split", augment=False))
+    run_training(run, train_config(device="cpu", epochs=8, image_size=96, batch_size=8, protocol="split",
+                                   augment=False))
     assert run.info["stages"]["train"]["mode"] == "finetune"
     preds = pd.read_parquet(run.path / "predictions.parquet")
     test = preds[preds["role"] == "test"]

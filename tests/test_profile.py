@@ -43,7 +43,8 @@ def test_demo_profile_writes_every_table_and_check_status(classify_profiled):
     im = run.read_table("profile/images.parquet")
     assert len(im) == len(man) and set(im["sample_id"]) == set(man["sample_id"])
     assert set(FORMATS_IMAGES) <= set(im.columns)
-    for name in ("distribution", "imbalance", "associations", "residuals", "image_stats_shift", "duplicates", "shortcuts"):
+    for name in ("distribution", "imbalance", "associations", "residuals", "image_stats_shift", "duplicates",
+                 "shortcuts"):
         assert run.has(f"profile/{name}.parquet"), name
     checks = run.info["stages"]["profile"]["checks"]
     assert {k: v["status"] for k, v in checks.items() if k != "masks"} == {k: "ok" for k in checks if k != "masks"}

@@ -146,7 +146,8 @@ def test_batch_stats_match_reference_formulas():
         assert st_["brightness"] == pytest.approx(luma.mean() / 255, rel=1e-5)
         assert st_["contrast"] == pytest.approx(luma.std() / 255, rel=1e-4)
         mx, mn = a.max(2), a.min(2)
-        assert st_["saturation"] == pytest.approx(np.where(mx > 0, (mx - mn) / np.where(mx > 0, mx, 1), 0).mean(), rel=1e-4)
+        assert st_["saturation"] == pytest.approx(np.where(mx > 0, (mx - mn) / np.where(mx > 0, mx, 1), 0).mean(),
+                                                  rel=1e-4)
         hs = np.sqrt(rg.std() ** 2 + yb.std() ** 2) + 0.3 * np.sqrt(rg.mean() ** 2 + yb.mean() ** 2)
         assert st_["colorfulness"] == pytest.approx(hs, rel=1e-4)
         lap = ndimage.convolve(luma, np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], float))[1:-1, 1:-1]
@@ -200,7 +201,8 @@ def _bomb_png(w=100_000, h=100_000):
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+            + chunk(b"IEND", b""))
 
 
 @pytest.fixture(scope="module")
@@ -284,7 +286,8 @@ def test_bad_corpus_through_profile_keeps_every_row(bad_corpus):
     names = sorted(EXPECTED)
     m = pd.DataFrame({"sample_id": names, "filepath": names, "label": ["a", "b"] * (len(names) // 2)}).astype("string")
     m["group"] = m["sample_id"]
-    tables, findings, status = profile_frame(m, root=bad_corpus, config=ProfileConfig(max_pixels=50_000_000, n_boot=20, workers=1))
+    tables, findings, status = profile_frame(m, root=bad_corpus,
+                                             config=ProfileConfig(max_pixels=50_000_000, n_boot=20, workers=1))
     im = tables["images"].set_index("sample_id")
     assert set(im.index) == set(names)
     for name, (readable, error, _) in EXPECTED.items():
@@ -396,7 +399,8 @@ def _canon(tables, findings):
 @given(seed=st.integers(0, 2**16))
 def test_results_do_not_depend_on_row_order(seed):
     m, im = _synthetic()
-    cfg = ProfileConfig(n_boot=50, seed=3, checks=["distribution", "associations", "image_stats", "duplicates", "shortcuts"])
+    cfg = ProfileConfig(n_boot=50, seed=3,
+                        checks=["distribution", "associations", "image_stats", "duplicates", "shortcuts"])
     base_t, base_f = _canon(*profile_frame(m, config=cfg, tables={"images": im})[:2])
     perm = np.random.default_rng(seed).permutation(len(m))
     t, f = _canon(*profile_frame(m.iloc[perm].reset_index(drop=True), config=cfg,

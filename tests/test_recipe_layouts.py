@@ -268,8 +268,8 @@ def test_cli_profile_retina_layouts(tmp_path):
     drive_part(root / "DRIVE" / "datasets" / "testing", "test", ("01",))
     chase(root / "CHASEDB1" / "CHASEDB1")
     runner = CliRunner()
-    res = runner.invoke(app, ["profile", "--recipe", "retina_vessels", "--root", str(root), "--out", str(tmp_path / "r"),
-                              "--n-boot", "0"])
+    res = runner.invoke(app, ["profile", "--recipe", "retina_vessels", "--root", str(root),
+                              "--out", str(tmp_path / "r"), "--n-boot", "0"])
     assert res.exit_code == 0, res.output
     assert "Traceback" not in res.output
     bad = runner.invoke(app, ["profile", "--recipe", "retina_vessels", "--root", str(root / "DRIVE"),

@@ -168,7 +168,8 @@ def test_office_home(tmp_path):
 def _domainnet_tree(root: Path, lists: Path) -> None:
     for d in ("clipart", "infograph", "painting", "quickdraw", "real", "sketch"):
         ext = ".png" if d == "quickdraw" else ".jpg"
-        a = f"{d}/aircraft_carrier/{d}_001_000018{ext}" if d != "quickdraw" else f"{d}/aircraft_carrier/4509494895706112{ext}"
+        a = (f"{d}/aircraft_carrier/{d}_001_000018{ext}" if d != "quickdraw"
+             else f"{d}/aircraft_carrier/4509494895706112{ext}")
         z = f"{d}/zebra/{d}_345_000002{ext}" if d != "quickdraw" else f"{d}/zebra/4503599627370496{ext}"
         img(root / a)
         img(root / z)
@@ -234,10 +235,10 @@ def test_waterbirds(tmp_path):
     assert m2["filepath"].str.startswith("waterbirds_v1.0/").all() and len(m2) == 4
 
 
-# CelebA: the official folders Img/ Anno/ Eval/ (as fetched from the authors' Dropbox by public loaders) and torchvision's flat celeba/
-# folder (torchvision/datasets/celeba.py). The first lines below are the real ones; the partition boundaries are
-# the official ones (train 000001-162770, val 162771-182637, test 182638-202599). Rows 162771 and 182638 carry
-# made-up attribute values so that the test sees blond faces and every split.
+# CelebA: the official folders Img/ Anno/ Eval/ (as fetched from the authors' Dropbox by public loaders) and
+# torchvision's flat celeba/ folder (torchvision/datasets/celeba.py). The first lines below are the real ones; the
+# partition boundaries are the official ones (train 000001-162770, val 162771-182637, test 182638-202599). Rows 162771
+# and 182638 carry made-up attribute values so that the test sees blond faces and every split.
 _CELEBA_NAMES = (
     "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair Blond_Hair "
     "Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee Gray_Hair Heavy_Makeup High_Cheekbones "
@@ -246,11 +247,16 @@ _CELEBA_NAMES = (
     "Wearing_Necklace Wearing_Necktie Young "
 )
 _CELEBA_ROWS = {
-    "000001.jpg": "-1  1  1 -1 -1 -1 -1 -1 -1 -1 -1  1 -1 -1 -1 -1 -1 -1  1  1 -1  1 -1 -1  1 -1 -1  1 -1 -1 -1  1  1 -1  1 -1  1 -1 -1  1",
-    "000002.jpg": "-1 -1 -1  1 -1 -1 -1  1 -1 -1 -1  1 -1 -1 -1 -1 -1 -1 -1  1 -1  1 -1 -1  1 -1 -1 -1 -1 -1 -1  1 -1 -1 -1 -1 -1 -1 -1  1",
-    "000003.jpg": "-1 -1 -1 -1 -1 -1  1 -1 -1 -1  1 -1 -1 -1 -1 -1 -1 -1 -1 -1  1 -1 -1  1  1 -1 -1  1 -1 -1 -1 -1 -1  1 -1 -1 -1 -1 -1  1",
-    "162771.jpg": "-1 -1  1 -1 -1 -1 -1 -1 -1  1 -1 -1 -1 -1 -1 -1 -1 -1  1 -1 -1 -1 -1 -1  1 -1 -1  1 -1 -1 -1 -1  1 -1  1 -1  1  1 -1  1",
-    "182638.jpg": " 1 -1 -1 -1 -1 -1 -1 -1 -1  1 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1  1 -1 -1 -1  1 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1",
+    "000001.jpg": "-1  1  1 -1 -1 -1 -1 -1 -1 -1 -1  1 -1 -1 -1 -1 -1 -1  1  1 "
+                  "-1  1 -1 -1  1 -1 -1  1 -1 -1 -1  1  1 -1  1 -1  1 -1 -1  1",
+    "000002.jpg": "-1 -1 -1  1 -1 -1 -1  1 -1 -1 -1  1 -1 -1 -1 -1 -1 -1 -1  1 "
+                  "-1  1 -1 -1  1 -1 -1 -1 -1 -1 -1  1 -1 -1 -1 -1 -1 -1 -1  1",
+    "000003.jpg": "-1 -1 -1 -1 -1 -1  1 -1 -1 -1  1 -1 -1 -1 -1 -1 -1 -1 -1 -1 "
+                  " 1 -1 -1  1  1 -1 -1  1 -1 -1 -1 -1 -1  1 -1 -1 -1 -1 -1  1",
+    "162771.jpg": "-1 -1  1 -1 -1 -1 -1 -1 -1  1 -1 -1 -1 -1 -1 -1 -1 -1  1 -1 "
+                  "-1 -1 -1 -1  1 -1 -1  1 -1 -1 -1 -1  1 -1  1 -1  1  1 -1  1",
+    "182638.jpg": " 1 -1 -1 -1 -1 -1 -1 -1 -1  1 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1 "
+                  " 1 -1 -1 -1  1 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1",
 }
 _CELEBA_IDS = {"000001.jpg": 2880, "000002.jpg": 2937, "000003.jpg": 8692, "162771.jpg": 2880, "182638.jpg": 5805}
 
@@ -305,7 +311,8 @@ def test_celeba(tmp_path):
     names = _CELEBA_NAMES.split()
     kc.mkdir()
     (kc / "list_attr_celeba.csv").write_text(
-        "image_id," + ",".join(names) + "\n" + "".join(f"{k}," + ",".join(v.split()) + "\n" for k, v in _CELEBA_ROWS.items()))
+        "image_id," + ",".join(names) + "\n"
+        + "".join(f"{k}," + ",".join(v.split()) + "\n" for k, v in _CELEBA_ROWS.items()))
     part = {k: 0 if int(k[:6]) <= 162770 else (1 if int(k[:6]) <= 182637 else 2) for k in _CELEBA_ROWS}
     (kc / "list_eval_partition.csv").write_text("image_id,partition\n" + "".join(f"{k},{v}\n" for k, v in part.items()))
     for k in _CELEBA_ROWS:
@@ -392,7 +399,8 @@ def test_fairface(tmp_path):
 
 # Fitzpatrick 17k: fitzpatrick17k.csv header and rows as in github.com/mattgroh/fitzpatrick17k (first rows and a -1
 # row copied, url_alphanum shortened); images <md5hash>.jpg, the authors' copy in data/finalfitz17k/.
-_FITZ_HDR = "md5hash,fitzpatrick_scale,fitzpatrick_centaur,label,nine_partition_label,three_partition_label,qc,url,url_alphanum\n"
+_FITZ_HDR = ("md5hash,fitzpatrick_scale,fitzpatrick_centaur,label,nine_partition_label,three_partition_label,qc,"
+             "url,url_alphanum\n")
 _FITZ_ROWS = [
     "5e82a45bc5d78bd24ae9202d194423f8,3,3,drug induced pigmentary changes,inflammatory,non-neoplastic,,"
     "https://www.dermaamin.com/site/images/clinical-pic/m/minocycline-pigmentation/minocycline-pigmentation1.jpg,x.jpg",
@@ -424,7 +432,8 @@ def test_fitzpatrick17k(tmp_path):
     ]
     assert pd.isna(m["attr.fitzpatrick_scale"].iloc[3])  # -1 (unknown) is missing, not a group
     assert m["attr.fitzpatrick_scale"].iloc[2] == "2"
-    assert list(m["label"]) == ["non-neoplastic", "non-neoplastic", "benign", "non-neoplastic", "malignant", "non-neoplastic"]
+    assert list(m["label"]) == ["non-neoplastic", "non-neoplastic", "benign", "non-neoplastic", "malignant",
+                                "non-neoplastic"]
     assert m["attr.nine_partition_label"].iloc[4] == "malignant dermal"
     assert m.index[0] == "fitzpatrick17k/data/finalfitz17k/5e82a45bc5d78bd24ae9202d194423f8.jpg"
     # images downloaded next to the CSV

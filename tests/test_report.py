@@ -103,7 +103,8 @@ def test_hostile_labels_and_file_names_are_escaped(runs):
     assert (m["filepath"].str.contains("<img src=x onerror=alert(1)>", regex=False)).any()
     # put hostile text into findings too
     run.set_findings("extra", [{"kind": "class_imbalance", "severity": "critical", "title": HOSTILE,
-                                "detail": "<img src=x onerror=alert(3)>", "evidence": {"x": "</pre><script>x()</script>"}}])
+                                "detail": "<img src=x onerror=alert(3)>",
+                                "evidence": {"x": "</pre><script>x()</script>"}}])
     text = write_report(run)[0].read_text()
     doc = parse(text)
     _no_external(doc, text)

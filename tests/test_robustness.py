@@ -104,7 +104,8 @@ def test_image_modes_sizes_exif_and_extensions_are_described(bad_run):
     assert im.loc["imgs/modes/rgba.png", "channels"] == 4
     assert (im.loc["imgs/tiny/1x1.png", "width"], im.loc["imgs/tiny/1x1.png", "height"]) == (1, 1)
     assert im.loc["imgs/exif/rotated.jpg", "exif_orientation"] == 6
-    assert bool(im.loc["imgs/ext/png_named.jpg", "ext_mismatch"]) and im.loc["imgs/ext/png_named.jpg", "format"] == "PNG"
+    assert (bool(im.loc["imgs/ext/png_named.jpg", "ext_mismatch"])
+            and im.loc["imgs/ext/png_named.jpg", "format"] == "PNG")
     assert im.loc["imgs/bad/bomb.png", "width"] == 40000  # header read, pixels never decoded
     assert bool(im.loc["imgs/unicode dir/ïmage ünï 😀.jpg", "readable"])
 
@@ -259,7 +260,8 @@ def test_symlinks_escaping_the_root_are_flagged_inside_ones_are_fine(tmp_path):
     assert flags["link_file.png"] == "outside_root" and flags["a.png"] is None
 
 
-@pytest.mark.parametrize("content", ["", "path,label\n", "\ufeff", "path,label\n\n\n"], ids=["zero_byte", "header_only", "bom_only", "blank_lines"])
+@pytest.mark.parametrize("content", ["", "path,label\n", "\ufeff", "path,label\n\n\n"],
+                         ids=["zero_byte", "header_only", "bom_only", "blank_lines"])
 def test_empty_tables_exit_2(tmp_path, content):
     t = tmp_path / "t.csv"
     t.write_text(content, encoding="utf-8")

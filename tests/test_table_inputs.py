@@ -81,7 +81,8 @@ def test_repeated_header_column_and_unguessable_path_column_are_clear_errors(tmp
     (tmp_path / "nopath.csv").write_text("a,b\n1,2\n")
     for name, needle in (("dup.csv", "column 'label' appears more than once"),
                          ("nopath.csv", "no image path column found (looked for filepath, path")):
-        r = subprocess.run([sys.executable, "-m", "audit", "profile", str(tmp_path / name), "--out", str(tmp_path / "r")],
+        r = subprocess.run([sys.executable, "-m", "audit", "profile", str(tmp_path / name),
+                            "--out", str(tmp_path / "r")],
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 2 and needle in r.stdout + r.stderr, r.stdout + r.stderr
         assert "Traceback" not in r.stdout + r.stderr

@@ -286,8 +286,10 @@ def test_validate_predictions_fills_and_rejects():
     assert ok["y_true"].tolist() == ["0", "1"] and ok["y_pred"].tolist() == ["0", "1"]
     assert ok["model"].tolist() == ["external"] * 2 and ok["role"].tolist() == ["test"] * 2
     assert ok["test_domain"].tolist() == ["x", "y"] and np.allclose(ok["confidence"], [0.8, 0.7])
-    with pytest.raises(InputError, match=r"4 sample ids in the predictions are not in the manifest: 'q', 'r', 's' \.\.\."):
-        validate_predictions(pd.DataFrame({"sample_id": ["q", "r", "s", "t", "a"], "y_pred": ["0"] * 5}), man, ["0", "1"])
+    with pytest.raises(InputError,
+                       match=r"4 sample ids in the predictions are not in the manifest: 'q', 'r', 's' \.\.\."):
+        validate_predictions(pd.DataFrame({"sample_id": ["q", "r", "s", "t", "a"], "y_pred": ["0"] * 5}), man,
+                             ["0", "1"])
     with pytest.raises(InputError, match="not among the classes"):
         validate_predictions(pd.DataFrame({"sample_id": ["a"], "y_pred": ["7"]}), man, ["0", "1"])
     with pytest.raises(InputError, match="probabilities in"):

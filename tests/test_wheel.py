@@ -23,7 +23,9 @@ def wheel(tmp_path_factory) -> Path:
     )
     if p.returncode != 0:
         p = subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(out), str(REPO)], capture_output=True, text=True
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(out), str(REPO)],
+            capture_output=True,
+            text=True,
         )
     assert p.returncode == 0, p.stderr[-2000:]
     wheels = list(out.glob("imgaudit-*.whl"))
@@ -58,5 +60,6 @@ def test_installed_wheel_runs_outside_the_checkout(wheel, tmp_path):
     lines = out.stdout.strip().splitlines()
     assert lines[0].startswith(str(target))
     assert lines[1].startswith(str(target)) and lines[1].endswith("app.py")
-    cli = subprocess.run([sys.executable, "-m", "audit", "--help"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    cli = subprocess.run([sys.executable, "-m", "audit", "--help"], capture_output=True, text=True, cwd=tmp_path,
+                         env=env)
     assert cli.returncode == 0 and "dashboard" in cli.stdout

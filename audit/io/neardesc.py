@@ -18,8 +18,8 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-__all__ = ["THUMB_SIDE", "phash_batch", "phash_from_gray", "thumbnails", "DESC_SIDE", "VIEWS", "N_INDEX", "N_VIEWS", "desc_thumb", "view_hashes", "query_columns",
-           "window_matrix", "dct_hash"]
+__all__ = ["THUMB_SIDE", "phash_batch", "phash_from_gray", "thumbnails", "DESC_SIDE", "VIEWS", "N_INDEX", "N_VIEWS",
+           "desc_thumb", "view_hashes", "query_columns", "window_matrix", "dct_hash"]
 
 DESC_SIDE = 64
 THUMB_SIDE = 16

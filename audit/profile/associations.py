@@ -79,8 +79,8 @@ class Associations(Check):
             lo = hi = np.nan
             if n_boot > 0 and np.isfinite(v):
                 rng = ctx.rng(f"assoc|{a}|{b}|{within}")
-                bt = bootstrap_tables(ca, cb, len(cats_a), len(cats_b), clusters[mask] if clusters is not None else None,
-                                      n_boot, rng)
+                bt = bootstrap_tables(ca, cb, len(cats_a), len(cats_b),
+                                      clusters[mask] if clusters is not None else None, n_boot, rng)
                 vb = cramers_v(bt)
                 vb = vb[np.isfinite(vb)]
                 if vb.size:
@@ -123,9 +123,11 @@ class Associations(Check):
                 continue
             kind = "domain_label_shift" if (r.a, r.b) == ("domain", "label") else _KIND[r.a]
             cells = self._top_cells(resid, r.a, r.b, None)
-            what = "label distribution differs by domain" if kind == "domain_label_shift" else f"{r.a} is associated with {r.b}"
+            what = ("label distribution differs by domain" if kind == "domain_label_shift"
+                    else f"{r.a} is associated with {r.b}")
             out.append(Finding(
-                kind=kind, severity=sev, n=int(r.n), value=float(r.value), ci=[r.ci_low, r.ci_high], score=float(r.value),
+                kind=kind, severity=sev, n=int(r.n), value=float(r.value), ci=[r.ci_low, r.ci_high],
+                score=float(r.value),
                 title=f"{what}: Cramer's V {r.value:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"
                       + (f"; over-represented {', '.join(c['cell'] for c in cells)}" if cells else ""),
                 detail=f"chi2={r.chi2:.1f} (dof {r.dof}), q={r.q:.2g}, NMI={r.nmi:.3f}; bias-corrected V, "
@@ -149,7 +151,8 @@ class Associations(Check):
             s_names = strong["within"].astype(str).tolist()
             a_names = absent["within"].astype(str).tolist()
             out.append(Finding(
-                kind=_KIND[a], severity=sev, n=int(g["n"].sum()), value=vmax, ci=None, score=vmax - float(absent["value"].fillna(0).max()),
+                kind=_KIND[a], severity=sev, n=int(g["n"].sum()), value=vmax, ci=None,
+                score=vmax - float(absent["value"].fillna(0).max()),
                 title=f"{a} x {b} association holds in {', '.join(s_names)} (V up to {vmax:.2f}) but not in "
                       f"{', '.join(a_names)}: a shortcut that breaks on a held-out domain",
                 detail="Per-domain bias-corrected Cramer's V with bootstrap intervals; a model trained where the "

@@ -104,7 +104,8 @@ class Distribution(Check):
                 summ = imbalance_summary(counts.to_numpy())
                 imb_rows.append({
                     "column": name, "n_groups": ncell, **summ,
-                    "min_group": SEP_VAL.join(map(str, counts.idxmin())), "max_group": SEP_VAL.join(map(str, counts.idxmax())),
+                    "min_group": SEP_VAL.join(map(str, counts.idxmin())),
+                    "max_group": SEP_VAL.join(map(str, counts.idxmax())),
                     "n": total, "n_missing": int(len(m) - total),
                 })
                 findings += self._sparse_finding(name, combo, counts, min_n, total)

@@ -67,7 +67,8 @@ class ImageStats(Check):
                                  "ks": ksv, "p": p, "n": int(len(x)), "n_rest": int(len(y)),
                                  "mean": float(x.mean()) if len(x) else np.nan,
                                  "mean_rest": float(y.mean()) if len(y) else np.nan})
-        cols = ["by", "group", "statistic", "effect", "ci_low", "ci_high", "ks", "p", "q", "n", "n_rest", "mean", "mean_rest"]
+        cols = ["by", "group", "statistic", "effect", "ci_low", "ci_high", "ks", "p", "q", "n", "n_rest", "mean",
+                "mean_rest"]
         tab = pd.DataFrame(rows, columns=[c for c in cols if c != "q"])
         tab["q"] = bh(tab["p"].to_numpy()) if len(tab) else []
         tab = tab[cols]

@@ -47,13 +47,15 @@ class Masks(Check):
             k = int(mask.sum())
             share = k / n
             detail = {
-                "size_mismatch": "mask and image sizes differ: a loader that resizes one of them silently misaligns labels",
+                "size_mismatch": "mask and image sizes differ: a loader that resizes one of them "
+                                 "silently misaligns labels",
                 "unexpected_classes": f"values outside 0..{len(ctx.classes) - 1} (255 is treated as ignore)",
                 "color_mask": "RGB masks with colours cannot be mapped to class indices; save index (P or L) masks",
             }.get(code, "the mask could not be read")
             ex = im.loc[mask, ["sample_id", "width", "height", "mask_width", "mask_height", "mask_classes"]].head(20)
             findings.append(Finding(
-                kind="mask_mismatch", severity="critical" if share >= 0.05 else "warning", n=n, value=share, score=share,
+                kind="mask_mismatch", severity="critical" if share >= 0.05 else "warning", n=n, value=share,
+                score=share,
                 title=f"{k} mask{'s' if k > 1 else ''}: {code.replace('_', ' ')}",
                 detail=detail, columns=["mask"], groups=[code],
                 evidence={"error": code, "count": k, "sample_ids": sorted(im.loc[mask, "sample_id"].astype(str))[:50],

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["describe_slice", "lead_feature", "labeled_feature", "is_labeled", "LABELED_SHARE", "pick_examples", "KNOWN", "IMAGE_STATS"]
+__all__ = ["describe_slice", "lead_feature", "labeled_feature", "is_labeled", "LABELED_SHARE", "pick_examples", "KNOWN",
+           "IMAGE_STATS"]
 
 KNOWN = ("domain", "label", "split")
 IMAGE_STATS = ("brightness", "contrast", "saturation", "colorfulness", "sharpness", "entropy", "width", "height",

@@ -180,7 +180,8 @@ def _lite_seg(name: str) -> Callable[[int], nn.Module]:
 # lr: the random decoder needs a larger step than a classifier head (x0.3 when fine-tuning: 6e-3)
 register_model(ModelSpec("lraspp_efficientnet_lite0", "segment", _lite_seg("efficientnet_lite0"), lr=2e-2,
                          batch_size=16, packaged=True, native_size=224, weights_from="efficientnet_lite0",
-                         description="LR-ASPP on an EfficientNet-Lite0 encoder, ImageNet weights from pip (Apache-2.0)"))
+                         description="LR-ASPP on an EfficientNet-Lite0 encoder, "
+                                     "ImageNet weights from pip (Apache-2.0)"))
 
 
 def default_model(task: str, image_side: float | None) -> str:
@@ -283,7 +284,8 @@ def _state_dict_from(obj) -> dict:
                 return _state_dict_from(obj[key])
         if all(isinstance(v, torch.Tensor) for v in obj.values()):
             return obj
-    raise UsageError("the weights file does not hold a state dict (expected tensors, or a dict with 'model'/'state_dict')")
+    raise UsageError("the weights file does not hold a state dict "
+                     "(expected tensors, or a dict with 'model'/'state_dict')")
 
 
 def load_weights(model: nn.Module, path: Path, *, name: str = "model") -> dict:
@@ -303,7 +305,8 @@ def load_weights(model: nn.Module, path: Path, *, name: str = "model") -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle / zip errors of many kinds
-        raise UsageError(f"cannot read weights file {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+        raise UsageError(f"cannot read weights file {path}: "
+                         f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
     sd = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in _state_dict_from(obj).items()}
     own = model.state_dict()
     keep = {k: v for k, v in sd.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
@@ -357,7 +360,8 @@ def build_model(name: str, num_classes: int, *, task: str | None = None, weights
     elif pretrained:
         path = hub_weights_path(spec)
         if path is None:
-            raise UsageError(f"--pretrained: {name} has no pretrained torchvision weights; pass --weights PATH or drop --pretrained")
+            raise UsageError(f"--pretrained: {name} has no pretrained torchvision weights; "
+                             "pass --weights PATH or drop --pretrained")
         if not path.is_file():
             raise UsageError(
                 f"--pretrained: weights for {name} are not in torch's cache (expected {path}); nothing is downloaded "

@@ -197,7 +197,8 @@ def choose_mode(cfg: TrainConfig, task: str, side: float | None, device_type: st
     where, enc = "GPU" if gpu else "CPU", MODELS[model].weights_from
     what = f"ImageNet weights of {enc} installed: {model} fine-tuned from them (its encoder)" if enc else \
         f"ImageNet weights of {model} installed: fine-tuned from them"
-    return ModeChoice("finetune", model, True, f"{where} and {what}" + ("" if gpu else "; a probe is for classification"))
+    return ModeChoice("finetune", model, True,
+                      f"{where} and {what}" + ("" if gpu else "; a probe is for classification"))
 
 
 def choose_model(cfg: TrainConfig, task: str, side: float | None, *, native: bool = False):

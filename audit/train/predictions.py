@@ -59,7 +59,8 @@ def classify_rows(ids, probs: np.ndarray, y_true_idx: np.ndarray, classes: list[
     return pd.DataFrame(data)
 
 
-def segment_counts(pred: torch.Tensor, target: torch.Tensor, n_classes: int, ignore_index: int = 255) -> dict[str, np.ndarray]:
+def segment_counts(pred: torch.Tensor, target: torch.Tensor, n_classes: int,
+                   ignore_index: int = 255) -> dict[str, np.ndarray]:
     """Per-image, per-class pixel counts from index masks ``pred, target [B, H, W]`` (ignored pixels skipped).
 
     Returns ``inter, union, pred, true`` arrays ``[B, n_classes]`` (int64) and ``correct, valid`` ``[B]``.
@@ -85,7 +86,8 @@ def segment_counts(pred: torch.Tensor, target: torch.Tensor, n_classes: int, ign
     return out
 
 
-def segment_rows(ids, counts: dict[str, np.ndarray], mask_paths: list[str | None], n_classes: int, **common) -> pd.DataFrame:
+def segment_rows(ids, counts: dict[str, np.ndarray], mask_paths: list[str | None], n_classes: int,
+                 **common) -> pd.DataFrame:
     """One row per image from :func:`segment_counts` output (``pixel_acc`` is NaN for an all-ignored mask)."""
     data = _common(ids, **common)
     for name in ("inter", "union", "pred", "true"):

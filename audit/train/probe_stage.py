@@ -84,7 +84,8 @@ def run_probe(st: Any, data: Any, folds: list, resolved: dict) -> None:
             df, status = _fit_fold(st, data, fold, key, h, fs, y, probe_predictions, rec), "trained"
         else:
             meta = st.run.read_json(f"train/folds/{key}.json", default={}) or {}
-            rec.update(val_score=meta.get("val_score"), seconds=meta.get("seconds"), C=(meta.get("probe") or {}).get("C"))
+            rec.update(val_score=meta.get("val_score"), seconds=meta.get("seconds"),
+                       C=(meta.get("probe") or {}).get("C"))
         rec["status"] = status
         st.slots.append((df, rec))
         if st.on_fold_done:

@@ -316,7 +316,8 @@ def fit(model: nn.Module, src: BatchSource, train_idx: np.ndarray, val_idx: np.n
         on_batch: Callable[[int, int, int, int], None] | None = None,
         on_resume: Callable[[int], None] | None = None) -> FitResult:
     """Train ``model`` on rows ``train_idx``; select on ``val_idx`` (module docstring). Hooks: ``on_epoch(epoch,
-    record)``, ``on_batch(epoch, batches done, batches in the epoch, images seen)``, ``on_resume(first epoch to run)``."""
+    record)``, ``on_batch(epoch, batches done, batches in the epoch, images seen)``,
+    ``on_resume(first epoch to run)``."""
     device = src.device
     train_idx, groups_cpu, objective = _mitigation(cfg, np.asarray(train_idx, dtype=np.int64), device)
     val_idx = np.asarray(val_idx, dtype=np.int64)
