@@ -32,6 +32,7 @@ PAGE_FILES = {
     "calibration": ("app_pages/calibration.py", "Calibration", ":material/tune:"),
     "gallery": ("app_pages/gallery.py", "Failure gallery", ":material/photo_library:"),
     "slices": ("app_pages/slices.py", "Slices", ":material/scatter_plot:"),
+    "mitigation": ("app_pages/mitigation.py", "What closes the gap", ":material/healing:"),
     "compare": ("app_pages/compare.py", "Compare runs", ":material/compare_arrows:"),
 }
 SEVERITY_COLOR = {"critical": "red", "warning": "orange", "info": "blue"}

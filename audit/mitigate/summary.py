@@ -13,11 +13,12 @@ import pandas as pd
 
 from audit.errors import InputError
 from audit.mitigate.paired import SUMMARY_COLUMNS, pair_predictions, paired_metrics
+from audit.mitigate.verdict import RULE, WORST_METRICS, method_verdict
 from audit.rundir import RunDir
 
 __all__ = ["write_summary", "baseline_predictions", "build_spec", "method_verdict", "PRIMARY"]
 
-PRIMARY = ("worst_group_accuracy", "worst_group_miou")
+PRIMARY = WORST_METRICS  # the worst-group metrics the verdict reads (audit.mitigate.verdict)
 
 
 def baseline_predictions(run: RunDir, model: str | None = None, protocol: str | None = None) -> pd.DataFrame:
@@ -77,26 +78,6 @@ def build_spec(paired: pd.DataFrame, manifest: pd.DataFrame, columns: list[str],
     return spec
 
 
-def method_verdict(rows: pd.DataFrame) -> tuple[str, str]:
-    """One word (helps / no measurable effect / hurts) and one sentence for a method, from its primary metric
-    (worst-group accuracy or mIoU of the first grouping after domain, else domain) and its held-out average."""
-    def fmt(r) -> str:
-        return f"{r['diff'] * 100:+.1f} points [{r['ci_low'] * 100:+.1f}, {r['ci_high'] * 100:+.1f}]"
-
-    prim = rows[rows["metric"].isin(PRIMARY)]
-    if prim.empty:
-        return "no measurable effect", "no worst-group metric could be computed"
-    r = prim[prim["by"] != "domain"].iloc[0] if (prim["by"] != "domain").any() else prim.iloc[0]
-    word = str(r["verdict"])
-    avg = rows[rows["metric"].isin(("ood_accuracy", "ood_miou"))]
-    tail = ""
-    if len(avg):
-        a = avg.iloc[0]
-        tail = f"; held-out average {fmt(a)} ({a['verdict']})"
-    label = "worst-group accuracy" if r["metric"] == "worst_group_accuracy" else "worst-group mIoU"
-    return word, f"{word}: {label} ({r['by']}) {fmt(r)}{tail}"
-
-
 def _variant_methods(run: RunDir, records: dict) -> list[str]:
     base = run.path / "mitigations"
     found = sorted(p.name for p in base.iterdir() if (p / "predictions.parquet").is_file()) if base.is_dir() else []
@@ -143,5 +124,6 @@ def write_summary(run: RunDir, records: dict, *, columns: list[str], n_boot: int
         "groups": columns, "n_boot": n_boot, "min_n": min_n, "seed": seed, "max_drop": max_drop,
         "baseline_train_seconds": base_secs, "methods": meta,
         "pairing": "same (sample_id, fold, seed) test rows as the baseline; paired cluster bootstrap",
+        "verdict_rule": RULE,
     })
     return out

@@ -5,7 +5,9 @@ Two classes (``h``: a faint horizontal bar, ``v``: a faint vertical bar) on a ``
 ``corr`` of the images (``h`` on warm, ``v`` on cool); in ``d3`` it is independent of the class (or reversed with
 ``reverse=True``). A model that reads the background instead of the bar does well in ``d1``/``d2`` and fails the
 minority cells (``h`` on cool, ``v`` on warm), which is what worst-group accuracy over ``label x bg`` measures.
-Same seed -> identical files.
+``duplicates=N`` adds N exact copies of training-domain images (``<site>/copy_*.png``), a share ``conflict`` of them
+with the other label (label noise for ``dedup`` to remove); the other files do not change. Same seed -> identical
+files.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def _image(label: str, bg: str, size: int, contrast: float, rng: np.random.Gener
 
 
 def make_spurious(out: Path, *, per_domain: int = 120, size: int = 16, corr: float = 0.95, contrast: float = 40.0,
-                  reverse: bool = False, seed: int = 0) -> pd.DataFrame:
+                  reverse: bool = False, seed: int = 0, duplicates: int = 0, conflict: float = 0.5) -> pd.DataFrame:
     """Write PNGs under ``out`` and return the table (``path, shape, site, bg``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -53,7 +55,25 @@ def make_spurious(out: Path, *, per_domain: int = 120, size: int = 16, corr: flo
             (out / site).mkdir(exist_ok=True)
             Image.fromarray(_image(label, bg, size, contrast, rng)).save(out / rel)
             rows.append({"path": rel, "shape": label, "site": site, "bg": bg})
+    if duplicates:
+        rows += _copies(out, rows, duplicates, conflict, np.random.default_rng([seed, 1]))
     return pd.DataFrame(rows)
+
+
+def _copies(out: Path, rows: list[dict], n: int, conflict: float, rng: np.random.Generator) -> list[dict]:
+    """Byte-identical copies of ``n`` training-domain images; a share ``conflict`` relabelled."""
+    train = [r for r in rows if r["site"] != "d3"]
+    picks = rng.choice(len(train), size=min(n, len(train)), replace=False)
+    extra = []
+    for j, i in enumerate(sorted(picks)):
+        src = train[int(i)]
+        label = src["shape"]
+        if j < round(conflict * len(picks)):
+            label = "v" if label == "h" else "h"
+        rel = f"{src['site']}/copy_{j:04d}.png"
+        (out / rel).write_bytes((out / src["path"]).read_bytes())
+        extra.append({**src, "path": rel, "shape": label})
+    return extra
 
 
 def ingest_spurious(data_dir: Path, run_dir: Path, **kwargs):

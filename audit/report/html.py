@@ -27,6 +27,7 @@ from audit.report.blocks import (
     table,
     thumb,
 )
+from audit.report.mitigation import mitigation_section
 from audit.report.model_sections import (
     calibration_section,
     fairness_section,
@@ -431,6 +432,7 @@ def render_html(run: RunDir, *, h: dict | None = None) -> str:
         fairness_section(t("metrics/fairness.parquet")),
         calibration_section(t("metrics/calibration.parquet"), groups),
         slices_section(run, t("slices/slices.parquet"), t("slices/examples.parquet")),
+        mitigation_section(run),
         _provenance(run),
     ]
     body = [p for p in parts if p]

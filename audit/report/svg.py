@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from audit.core.numfmt import format_number
 
-__all__ = ["bar_chart", "interval_chart", "heatmap", "reliability", "colour"]
+__all__ = ["bar_chart", "interval_chart", "heatmap", "reliability", "colour", "tradeoff_chart"]
 
 FONT = 'font-family="system-ui,sans-serif" font-size="11"'
 BLUE, RED, GREY, INK = "#3b6ea8", "#c0392b", "#b0b0b0", "#222"
@@ -185,5 +185,70 @@ def reliability(conf: Sequence[float], acc: Sequence[float], count: Sequence[int
                 f'<circle cx="{px(c):.1f}" cy="{py(a):.1f}" r="{r:.1f}" fill="{BLUE}" fill-opacity="0.6">'
                 f"<title>confidence {_f(c)}, accuracy {_f(a)}, n={int(n)}</title></circle>"
             )
+    out.append("</svg>")
+    return "".join(out)
+
+
+def tradeoff_chart(
+    points: Sequence[tuple],
+    *,
+    x_title: str = "held-out accuracy difference",
+    y_title: str = "worst-group accuracy difference",
+    size: int = 420,
+    legend: Sequence[tuple[str, str]] = (),
+) -> str:
+    """Differences of two metrics against each other with both 95% intervals (a cross per point), axes through 0.
+
+    ``points``: rows of ``(label, x, x_low, x_high, y, y_low, y_high, colour)``; a missing value leaves the point
+    out. The upper left quadrant is a tradeoff (worst group up, average down); upper right helps on both.
+    ``legend``: ``(name, colour)`` entries drawn beside the plot (e.g. what the colours mean).
+    """
+    m, pad = 46, 12
+    s = size - m - pad
+    rx = max([abs(float(v)) for p in points for v in p[1:4] if _ok(v)] + [0.02]) * 1.1  # each axis its own range
+    ry = max([abs(float(v)) for p in points for v in p[4:7] if _ok(v)] + [0.02]) * 1.1
+
+    def px(v: float) -> float:
+        return m + s * (min(max(v, -rx), rx) + rx) / (2 * rx)
+
+    def py(v: float) -> float:
+        return pad + s * (1 - (min(max(v, -ry), ry) + ry) / (2 * ry))
+
+    h = size + 14
+    out = [
+        f'<svg class="chart" width="{size + 230}" height="{h}" viewBox="0 0 {size + 230} {h}" role="img" {FONT}>',
+        f'<rect x="{m}" y="{pad}" width="{s}" height="{s}" fill="none" stroke="#ccc"/>',
+        f'<line x1="{px(0):.1f}" x2="{px(0):.1f}" y1="{pad}" y2="{pad + s}" stroke="#999" stroke-dasharray="3,3"/>',
+        f'<line x1="{m}" x2="{m + s}" y1="{py(0):.1f}" y2="{py(0):.1f}" stroke="#999" stroke-dasharray="3,3"/>',
+        f'<text x="{m + s / 2}" y="{size + 10}" text-anchor="middle" fill="#555">{_t(x_title, 60)}</text>',
+        f'<text transform="translate(10,{pad + s / 2}) rotate(-90)" text-anchor="middle" fill="#555">'
+        f"{_t(y_title, 60)}</text>",
+        f'<text x="{m + 4}" y="{pad + 12}" fill="#999">worst group up, average down</text>',
+        f'<text x="{m + s - 4}" y="{pad + 12}" text-anchor="end" fill="#999">both up</text>',
+        f'<text x="{m + s - 4}" y="{pad + s - 4}" text-anchor="end" fill="#999">worst group down</text>',
+    ]
+    for tx, ty in zip((-rx, 0.0, rx), (-ry, 0.0, ry), strict=True):
+        out.append(f'<text x="{px(tx):.1f}" y="{pad + s + 12}" text-anchor="middle" fill="#777">{_f(tx, 2)}</text>')
+        out.append(f'<text x="{m - 4}" y="{py(ty) + 3:.1f}" text-anchor="end" fill="#777">{_f(ty, 2)}</text>')
+    for i, p in enumerate(points):
+        label, x, xl, xh, y, yl, yh, c = (list(p) + [None] * 8)[:8]
+        if not (_ok(x) and _ok(y)):
+            continue
+        c = html.escape(str(c or BLUE))
+        if _ok(xl) and _ok(xh):
+            out.append(f'<line x1="{px(xl):.1f}" x2="{px(xh):.1f}" y1="{py(y):.1f}" y2="{py(y):.1f}" '
+                       f'stroke="{c}" stroke-width="1.5"/>')
+        if _ok(yl) and _ok(yh):
+            out.append(f'<line x1="{px(x):.1f}" x2="{px(x):.1f}" y1="{py(yl):.1f}" y2="{py(yh):.1f}" '
+                       f'stroke="{c}" stroke-width="1.5"/>')
+        tip = f"{label}: x {_f(x)} [{_f(xl)}, {_f(xh)}], y {_f(y)} [{_f(yl)}, {_f(yh)}]"
+        out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="4.5" fill="{c}"><title>{html.escape(tip)}</title>'
+                   "</circle>")
+        dy = -5 if i % 2 == 0 else 13  # alternate above / below so neighbours stay readable
+        out.append(f'<text x="{px(x) + 7:.1f}" y="{py(y) + dy:.1f}" fill="{INK}">{_t(label, 20)}</text>')
+    for i, (name, c) in enumerate(legend):
+        lx = size + 80  # clear of the labels of points at the right edge
+        out.append(f'<rect x="{lx}" y="{pad + i * 16}" width="10" height="10" fill="{html.escape(str(c))}"/>'
+                   f'<text x="{lx + 14}" y="{pad + i * 16 + 9}" fill="{INK}">{_t(name, 24)}</text>')
     out.append("</svg>")
     return "".join(out)

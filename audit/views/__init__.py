@@ -16,6 +16,7 @@ One module per consumer, all re-exported here:
 - :mod:`audit.views.gallery`: failure / segmentation samples, thumbnails and overlays
 - :mod:`audit.views.compare`: two runs side by side
 - :mod:`audit.views.slices`: discovered slices, what separates them, example members (Slices page)
+- :mod:`audit.views.mitigation`: mitigation methods side by side with their verdicts ("What closes the gap")
 
 Example::
 
@@ -33,6 +34,13 @@ from audit.views.gallery import (
     overlay,
     segmentation_sample,
     thumbnail,
+)
+from audit.views.mitigation import (
+    VERDICT_RULE,
+    mitigation_diffs,
+    mitigation_meta,
+    mitigation_notes,
+    mitigation_view,
 )
 from audit.views.overview import FINDING_PAGE, PAGES, findings_frame, overview, stage_note, stage_table
 from audit.views.performance import (
@@ -58,6 +66,11 @@ from audit.views.slices import slice_examples, slice_features, slice_rows
 from audit.views.tables import has_model, list_runs, options, read, read_manifest_columns, resolve_runs, run_stamp
 
 __all__ = [
+    "mitigation_view",
+    "mitigation_diffs",
+    "mitigation_meta",
+    "mitigation_notes",
+    "VERDICT_RULE",
     "slice_rows",
     "slice_features",
     "slice_examples",

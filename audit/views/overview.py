@@ -14,7 +14,8 @@ from audit.views.tables import read, to_float
 __all__ = ["PAGES", "FINDING_PAGE", "stage_table", "stage_note", "overview", "findings_frame"]
 
 # Page keys of the dashboard, in navigation order.
-PAGES = ("overview", "profile", "performance", "generalization", "calibration", "gallery", "slices", "compare")
+PAGES = ("overview", "profile", "performance", "generalization", "calibration", "gallery", "slices", "mitigation",
+         "compare")
 
 # Which page shows the evidence of a finding kind.
 FINDING_PAGE: dict[str, str] = {
