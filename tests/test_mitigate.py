@@ -215,6 +215,23 @@ def test_groupdro_moves_weight_to_the_worse_group():
     assert float(loss.detach()) == pytest.approx(float(want.detach()), rel=1e-5)
 
 
+def test_reweight_counts_each_folds_own_training_rows():
+    """Weights come from the fold's training rows: counted over the whole run, a held-out domain where the minority
+    cell is common would dilute (here: invert) the up-weighting."""
+    from audit.train.objectives import WeightedLoss
+    from audit.train.trainer import FitConfig, _mitigation, fold_weights
+
+    groups = np.array([0] * 8 + [1] * 2 + [1] * 10)  # rows 10-19: the held-out domain, all in cell 1
+    train = np.arange(10)
+    w = fold_weights(groups, train)
+    assert w[:8] == pytest.approx([0.625] * 8) and w[8:10] == pytest.approx([2.5, 2.5])
+    assert (w[10:] == 0).all() and w[train].mean() == pytest.approx(1.0)
+    cfg = FitConfig(task="classify", n_classes=2, epochs=1, batch_size=4, lr=0.1, row_groups=groups, loss="reweight")
+    idx, _, objective = _mitigation(cfg, train, torch.device("cpu"))
+    assert isinstance(objective, WeightedLoss) and list(idx) == list(train)
+    assert objective.w.numpy()[8] == pytest.approx(2.5)
+
+
 def test_targeted_augmentations():
     from audit.train.augment import extra_augment
 

@@ -2,7 +2,8 @@
 that enter the fold hash), chosen from the run's own findings where the method needs them.
 
 * ``group_balance``: draws with replacement, equal mass per (label x group) cell (group: ``domain`` by default);
-* ``reweight``: loss weight of a row = 1 / frequency of its (label x group) cell among the usable rows (mean 1);
+* ``reweight``: loss weight of a row = 1 / frequency of its (label x group) cell among the fold's training rows
+  (mean 1; computed by the trainer per fold, since a held-out domain must not dilute the training cells' counts);
 * ``groupdro``: online GroupDRO over the same cells, step ``eta``;
 * ``augment``: grayscale + colour jitter when the profile found colour statistics (saturation, colorfulness,
   brightness, contrast) separating domains or predicting the label/domain (covariate_shift / shortcut findings),
@@ -121,13 +122,9 @@ def fit_adjuster(method: str, *, task: str, columns: list[str], eta: float, find
             elif method == "groupdro":
                 fit_cfg = replace(fit_cfg, row_groups=groups, loss="groupdro", dro_eta=float(eta))
                 info["eta"] = float(eta)
-            else:
-                counts = np.bincount(gid).astype(float)
-                w = 1.0 / counts[gid]
-                weights = np.ones(n_rows)
-                weights[cache_pos] = w / w.mean()
-                fit_cfg = replace(fit_cfg, row_weights=weights)
-                info["weight_range"] = [float(weights[cache_pos].min()), float(weights[cache_pos].max())]
+            else:  # the trainer weighs each fold's training rows by their own cell counts (trainer.fold_weights)
+                fit_cfg = replace(fit_cfg, row_groups=groups, loss="reweight")
+                info["weights"] = "1 / frequency of the row's cell among the fold's training rows (mean 1)"
         elif method == "augment":
             spec, reasons = augment_choice(findings)
             fit_cfg = replace(fit_cfg, extra_augment=tuple(spec))

@@ -17,7 +17,7 @@ import copy
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,9 @@ class FitConfig:
     row_weights: Any = None  # float per row: loss weight; rows with weight 0 are left out of training
     row_groups: Any = None  # int group id per row (>= 0): group-balanced sampling and GroupDRO
     sampling: str = "shuffle"  # "shuffle" | "group_balanced" (draws with replacement, equal mass per group)
-    loss: str = "erm"  # "erm" | "groupdro" (online GroupDRO, Sagawa et al. 2020)
+    # "erm" | "groupdro" (online GroupDRO, Sagawa et al. 2020) | "reweight" (loss weight 1 / frequency of the row's
+    # row_groups cell among the fold's own training rows, mean 1)
+    loss: str = "erm"
     dro_eta: float = 0.01  # GroupDRO step size of the exponentiated-gradient group weights
     extra_augment: tuple = ()  # ((name, probability), ...) from audit.train.augment.EXTRA_AUGMENTS
 
@@ -298,6 +300,23 @@ def _batch_loss(st: _Step, logits: torch.Tensor, y: torch.Tensor, rows: torch.Te
     return st.loss_fn(logits, y) if st.objective is None else st.objective(logits, y, rows)
 
 
+def fold_weights(row_groups, train_idx: np.ndarray) -> np.ndarray:
+    """Loss weights ``1 / count`` of each training row's group among ``train_idx`` (mean 1 over them; 0 elsewhere).
+
+    >>> fold_weights(np.array([0, 0, 0, 1, 1]), np.array([0, 1, 2, 3])).round(2).tolist()
+    [0.67, 0.67, 0.67, 2.0, 0.0]
+    """
+    if row_groups is None:
+        raise ValueError("loss='reweight' needs row_groups")
+    g = np.asarray(row_groups, dtype=np.int64)
+    w = np.zeros(len(g))
+    if len(train_idx):
+        counts = np.bincount(g[train_idx])
+        wt = 1.0 / counts[g[train_idx]]
+        w[train_idx] = wt / wt.mean()
+    return w
+
+
 def _mitigation(cfg: FitConfig, train_idx: np.ndarray, device: torch.device):
     """``(training rows, group ids for balanced sampling, objective)``; by default ``(train_idx, None, None)``.
     Rows with ``row_weights`` 0 are left out (``audit mitigate --method dedup``)."""
@@ -305,6 +324,8 @@ def _mitigation(cfg: FitConfig, train_idx: np.ndarray, device: torch.device):
 
     if cfg.row_weights is not None:
         train_idx = train_idx[np.asarray(cfg.row_weights)[train_idx] > 0]
+    if cfg.loss == "reweight":  # inverse cell frequency over this fold's training rows, not the whole run
+        cfg = replace(cfg, loss="erm", row_weights=fold_weights(cfg.row_groups, train_idx))
     groups = torch.as_tensor(np.asarray(cfg.row_groups)[train_idx], dtype=torch.long) \
         if cfg.sampling == "group_balanced" and cfg.row_groups is not None else None
     return train_idx, groups, make_objective(cfg, device, IGNORE_INDEX)
