@@ -9,6 +9,10 @@ between (30 s; ``AUDIT_PROGRESS_INTERVAL`` changes it), from a heartbeat thread 
 nothing for that long, e.g.::
 
     train  small_cnn holdout=phone seed 0  3/8 epoch  0.41 epoch/s  eta 12s  val 0.913
+
+Bars nest (``profile`` over its checks, ``profile: scanning images`` inside): on a terminal the inner one is a
+second row of the same display; in plain mode only the innermost live bar sends heartbeat lines, so a log gets
+one line per interval, from the step that is running.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ T = TypeVar("T")
 MODES = ("auto", "bar", "plain", "none")
 _QUIET = False
 _MODE: str | None = None
+_ACTIVE: list[Bar] = []  # live bars (plain or rich), outermost first
 
 
 def set_quiet(quiet: bool) -> None:
@@ -131,24 +136,28 @@ class Bar:
         self._prog = None
         self._task = None
         self._plain = False
+        self._shared = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._t0 = self._last = 0.0
+        self._r0 = (0.0, 0)  # (time, count) the rate is measured from: the start, or when the total became known
 
     # ------------------------------------------------------------------ plain lines
     def line(self) -> str:
         """The current plain progress line."""
         if self.custom is not None:
             return self.custom
-        el = time.monotonic() - self._t0
+        now = time.monotonic()
+        el = now - self._t0
         parts = [self.description]
         if self.total:
             parts.append(f"{self.done}/{self.total} {self.unit}")
         elif self.done:
             parts.append(f"{self.done} {self.unit}")
-        if self.done and el > 0:
-            rate = self.done / el
+        r_t, r_done = self._r0
+        if self.done > r_done and now > r_t:
+            rate = (self.done - r_done) / (now - r_t)
             parts.append(f"{rate:.3g} {self.unit}/s")
             if self.total:
                 parts.append(f"eta {format_eta((self.total - self.done) / rate)}")
@@ -164,6 +173,8 @@ class Bar:
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(min(interval(), 1.0)):
+            if _ACTIVE and _ACTIVE[-1] is not self:
+                continue  # a nested step is running: its own heartbeat speaks
             with self._lock:
                 if time.monotonic() - self._last >= interval():
                     self._emit(self.line())
@@ -172,7 +183,12 @@ class Bar:
     def __enter__(self) -> Bar:
         m = mode() if self.total is not None else "none"
         self._t0 = self._last = time.monotonic()
-        if m == "bar":
+        self._r0 = (self._t0, 0)
+        outer = next((b for b in reversed(_ACTIVE) if b._prog is not None), None)
+        if m == "bar" and outer is not None:  # a nested step: one more row of the live display
+            self._prog, self._shared = outer._prog, True
+            self._task = self._prog.add_task(self.description, total=self.total, info="")
+        elif m == "bar":
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -192,6 +208,8 @@ class Bar:
             self._emit(f"{self.description}  start" + (f"  0/{self.total} {self.unit}" if self.total else ""))
             self._thread = threading.Thread(target=self._heartbeat, name="audit-progress", daemon=True)
             self._thread.start()
+        if m in ("bar", "plain"):
+            _ACTIVE.append(self)
         return self
 
     def advance(self, n: int = 1, info: str | None = None) -> None:
@@ -202,6 +220,22 @@ class Bar:
             if self._prog is not None:
                 kw = {"info": info} if info is not None else {}
                 self._prog.update(self._task, advance=n, **kw)
+            elif self._plain and time.monotonic() - self._last >= interval():
+                self._emit(self.line())
+
+    def update(self, done: int, *, total: int | None = None, info: str | None = None) -> None:
+        """Set the count (and the total, once a step knows it: ``Bar(0, ...)`` starts without one)."""
+        with self._lock:
+            if total is not None and not self.total:  # the work before the total was known is not in the rate
+                self._r0 = (time.monotonic(), self.done)
+            if total is not None:
+                self.total = int(total)
+            if info is not None:
+                self.info = info
+            self.done = int(done)
+            if self._prog is not None:
+                kw = {"info": info} if info is not None else {}
+                self._prog.update(self._task, completed=self.done, total=self.total or None, **kw)
             elif self._plain and time.monotonic() - self._last >= interval():
                 self._emit(self.line())
 
@@ -247,7 +281,11 @@ class Bar:
                 self._prog.update(self._task, description=text)
 
     def __exit__(self, *exc) -> None:
-        if self._prog is not None:
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
+        if self._prog is not None and self._shared:
+            self._prog.remove_task(self._task)
+        elif self._prog is not None:
             self._prog.__exit__(*exc)
         if self._plain:
             self._stop.set()

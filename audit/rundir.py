@@ -10,7 +10,7 @@ Every stage, the dashboard and ``audit check`` go through :class:`RunDir`::
 Layout (see docs/formats.md for every column)::
 
     RUN/run.json, manifest.parquet, profile/*.parquet, predictions.parquet, metrics/*.parquet,
-    findings.json, report.html, summary.md, check/
+    findings.json, report.html, summary.md, check/, .partial/<stage>/ (finished pieces of an unfinished stage)
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import pandas as pd
 from audit.core.atomic import (
     atomic_write_bytes,
     atomic_write_json,
+    atomic_write_npz,
     atomic_write_parquet,
     atomic_write_text,
     to_json,
@@ -50,10 +51,12 @@ __all__ = [
     "STAGES",
     "package_versions",
     "release_locks",
+    "part_key",
 ]
 
 STAGES = ("manifest", "profile", "train", "metrics", "report", "check")
 RUN_JSON = "run.json"
+PARTIAL = ".partial"  # RUN/.partial/<stage>/: finished pieces of a stage that has not finished (resume)
 _INTERRUPTED = "interrupted: the process stopped before the stage finished; re-run to resume"
 FINDINGS_JSON = "findings.json"
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
@@ -451,8 +454,117 @@ class RunDir:
         atomic_write_json(self.path / FINDINGS_JSON, merged)
         return merged
 
+    # ------------------------------------------------------------------ resumable pieces of a stage
+    def write_part(self, stage: str, name: str, key: str, state: Any, *, tables: dict | None = None,
+                   arrays: dict | None = None) -> bool:
+        """Store one finished piece of a stage (a profile check, a metrics table part) under ``.partial/<stage>/``
+        with its ``key`` (:func:`part_key` of what it was computed from). Each file is written atomically and the
+        JSON that names the key last, so a piece whose JSON is there is whole. ``state`` is JSON-able (numpy
+        scalars and arrays, tuples and non-string keys are kept as they were); no pickle is ever read back.
+        Returns False (nothing stored) when ``state`` cannot be encoded."""
+        d = self.path / PARTIAL / stage
+        try:
+            text = json.dumps({"key": key, "tables": sorted(tables or {}), "arrays": sorted(arrays or {}),
+                               "state": _tag(state)})
+        except (TypeError, ValueError):
+            return False
+        with contextlib.suppress(OSError):
+            (d / f"{name}.json").unlink()
+        for t, df in (tables or {}).items():
+            atomic_write_parquet(df, d / f"{name}.{t}.parquet")
+        if arrays:
+            atomic_write_npz(d / f"{name}.npz", arrays)
+        atomic_write_text(d / f"{name}.json", text)
+        return True
+
+    def has_part(self, stage: str, name: str, key: str) -> bool:
+        """Whether a piece stored by :meth:`write_part` has this ``key`` (reads its small JSON only)."""
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            return json.loads((self.path / PARTIAL / stage / f"{name}.json").read_text()).get("key") == key
+        return False
+
+    def read_part(self, stage: str, name: str, key: str, *, arrays: bool = True) -> tuple[Any, dict, dict] | None:
+        """``(state, tables, arrays)`` of a piece stored by :meth:`write_part` with the same ``key``, else None
+        (``arrays=False``: the arrays are not read)."""
+        d = self.path / PARTIAL / stage
+        try:
+            meta = json.loads((d / f"{name}.json").read_text())
+            if meta.get("key") != key:
+                return None
+            tables = {t: pd.read_parquet(d / f"{name}.{t}.parquet") for t in meta.get("tables", [])}
+            out: dict = {}
+            if arrays and meta.get("arrays"):
+                import numpy as np
+
+                with np.load(d / f"{name}.npz", allow_pickle=False) as z:
+                    out = {a: z[a] for a in meta["arrays"]}
+            return _untag(meta["state"]), tables, out
+        except Exception:  # absent, damaged or from another version: compute it again
+            return None
+
+    def clear_parts(self, stage: str) -> None:
+        """Forget the stored pieces of a stage (called when the stage finishes)."""
+        import shutil
+
+        shutil.rmtree(self.path / PARTIAL / stage, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            (self.path / PARTIAL).rmdir()
+
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
+
+
+def part_key(*parts: Any) -> str:
+    """The key of a resumable piece: a hash of what it is computed from (config, manifest fingerprint, inputs)."""
+    import hashlib
+
+    return hashlib.sha256(to_json(list(parts), indent=None).encode()).hexdigest()[:24]
+
+
+def _tag(o: Any) -> Any:
+    """JSON-able form of ``o`` that :func:`_untag` turns back into equal objects of the same types."""
+    import numpy as np
+
+    if o is None or isinstance(o, (bool, str)) or type(o) in (int, float):
+        return o
+    if isinstance(o, np.ndarray):
+        if o.dtype.kind not in "biufU":
+            raise TypeError(f"cannot store an array of {o.dtype}")
+        return {"__nd__": o.dtype.str, "shape": list(o.shape), "v": o.ravel().tolist()}
+    if isinstance(o, np.generic):
+        if o.dtype.kind not in "biufU":
+            raise TypeError(f"cannot store a {o.dtype} scalar")
+        return {"__np__": o.dtype.str, "v": o.item()}
+    if isinstance(o, (list, tuple)):
+        items = [_tag(x) for x in o]
+        return items if isinstance(o, list) else {"__tuple__": items}
+    if isinstance(o, dict):
+        if all(isinstance(k, str) and not k.startswith("__") for k in o):
+            return {k: _tag(v) for k, v in o.items()}
+        return {"__dict__": [[_tag(k), _tag(v)] for k, v in o.items()]}
+    if o is pd.NA:
+        return {"__na__": True}
+    raise TypeError(f"cannot store a {type(o).__name__}")
+
+
+def _untag(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, list):
+        return [_untag(x) for x in o]
+    if not isinstance(o, dict):
+        return o
+    if "__nd__" in o:
+        return np.array(o["v"], dtype=np.dtype(o["__nd__"])).reshape(o["shape"])
+    if "__np__" in o:
+        return np.dtype(o["__np__"]).type(o["v"])
+    if "__tuple__" in o:
+        return tuple(_untag(x) for x in o["__tuple__"])
+    if "__dict__" in o:
+        return {_untag(k): _untag(v) for k, v in o["__dict__"]}
+    if "__na__" in o:
+        return pd.NA
+    return {k: _untag(v) for k, v in o.items()}
 
 
 def release_locks() -> None:

@@ -20,6 +20,7 @@ from audit.errors import RunDirError
 
 __all__ = [
     "atomic_write_bytes",
+    "atomic_write_npz",
     "atomic_write_text",
     "atomic_write_json",
     "atomic_write_parquet",
@@ -140,3 +141,31 @@ def atomic_write_parquet(df: pd.DataFrame, path: Path) -> None:
         raise
 
 
+
+
+def atomic_write_npz(path: Path, arrays: dict) -> None:
+    """Write arrays as an uncompressed ``.npz`` atomically, streaming to the temporary file (no copy in memory:
+    the scan's thumbnails of a million images are gigabytes)."""
+    import numpy as np
+
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise RunDirError(f"cannot write to {path.parent}: {e.strerror or e}") from None
+    try:
+        _public_mode(fd)
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise RunDirError(f"cannot write {path}: {e.strerror or e}") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -8,6 +8,8 @@ every comparison considered for a finding) and on effect sizes (thresholds in :d
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -58,10 +60,10 @@ def run_metrics(run, config) -> list[Finding]:
     dropped: dict = {}
     man = _manifest_columns(manifest)
     test, classes = _test_rows(preds, man, task, classes, notes, dropped)
-    rows: dict[str, list] = {k: [] for k in ("groups", "generalization", "fairness", "calibration", "transfer")}
-    cands: list[dict] = []  # comparisons considered for findings (p-values for BH)
-    for (model, protocol), mp in test.groupby([test["model"].astype(str), test["protocol"].astype(str)], sort=True):
-        _model_tables(mp, model, protocol, task, classes, config, man, groupings, rows, cands)
+    parts = [part for (model, protocol), mp in test.groupby([test["model"].astype(str), test["protocol"].astype(str)],
+                                                            sort=True)
+             for part in _model_parts(mp, model, protocol, task, classes, config, man, groupings)]
+    rows, cands = _run_parts(run, parts, config, task, classes, groupings)
     for name in ("groups", "transfer", "fairness", "calibration"):
         run.write_table(f"metrics/{name}.parquet", _concat(rows[name], _COLUMNS[name]))
     gen = pd.DataFrame(rows["generalization"], columns=_GEN_COLS) if rows["generalization"] else \
@@ -71,6 +73,7 @@ def run_metrics(run, config) -> list[Finding]:
     findings = findings_from(cands, config)
     findings = _sanity(run, test, task, classes, config, gen, findings)
     _record(run, config, notes, dropped, groupings, len(test), findings)
+    run.clear_parts("metrics")
     return findings
 
 
@@ -118,28 +121,99 @@ def _test_rows(preds, man, task: str, classes: list[str], notes: list[str], drop
     return test, classes
 
 
-def _model_tables(mp, model, protocol, task, classes, config, man, groupings, rows: dict, cands: list) -> None:
-    """Every table row of one (model, protocol): per fold (and pooled) and scope; findings from the pooled fold and
-    the most telling scope (out-of-domain when there is one)."""
+_TABLES = ("groups", "generalization", "fairness", "calibration", "transfer")
+
+
+def _model_parts(mp, model, protocol, task, classes, config, man, groupings) -> list[tuple[str, Callable]]:
+    """The work of one (model, protocol) as resumable parts: one per fold (and the pooled fold) with every scope,
+    then the generalization gaps and transfer matrix. Findings come from the pooled fold and the most telling scope
+    (out-of-domain when there is one). Each part is ``(name, fn(rows, cands))``."""
     pref_scope = "ood" if bool(mp["held_out"].any()) else "all"
     folds = sorted(mp["fold"].unique())
     pooled = "all" if len(folds) > 1 else folds[0]
-    for fold in folds + (["all"] if len(folds) > 1 else []):
-        fdf = mp if fold == "all" else mp[mp["fold"] == fold]
-        for scope in SCOPES:
-            sdf = fdf if scope == "all" else fdf[fdf["held_out"] == (scope == "ood")]
-            if sdf.empty:
-                continue
-            fc = cands if (fold == pooled and scope == pref_scope) else None
-            ctx = PredictionSlice(model, protocol, fold, scope, sdf, task, classes, config, man)
-            rows["groups"].append(ctx.groups(groupings, fc))
-            if task == "classify":
-                rows["fairness"].append(ctx.fairness(groupings, fc))
-                if fold == pooled:
-                    rows["calibration"].append(ctx.calibration(groupings, fc))
-    rows["generalization"].extend(generalization_rows(mp, model, protocol, folds, task, classes, config, cands))
-    if protocol == "transfer":
-        rows["transfer"].append(transfer_rows(mp, model, task, classes, config))
+
+    def fold_part(fold):
+        def run_part(rows: dict, cands: list) -> None:
+            fdf = mp if fold == "all" else mp[mp["fold"] == fold]
+            for scope in SCOPES:
+                sdf = fdf if scope == "all" else fdf[fdf["held_out"] == (scope == "ood")]
+                if sdf.empty:
+                    continue
+                fc = cands if (fold == pooled and scope == pref_scope) else None
+                ctx = PredictionSlice(model, protocol, fold, scope, sdf, task, classes, config, man)
+                rows["groups"].append(ctx.groups(groupings, fc))
+                if task == "classify":
+                    rows["fairness"].append(ctx.fairness(groupings, fc))
+                    if fold == pooled:
+                        rows["calibration"].append(ctx.calibration(groupings, fc))
+        return run_part
+
+    def gap_part(rows: dict, cands: list) -> None:
+        rows["generalization"].extend(generalization_rows(mp, model, protocol, folds, task, classes, config, cands))
+        if protocol == "transfer":
+            rows["transfer"].append(transfer_rows(mp, model, task, classes, config))
+
+    parts = [(f"{model}|{protocol}|fold {fold}", fold_part(fold)) for fold in folds + (["all"] if len(folds) > 1
+                                                                                        else [])]
+    return parts + [(f"{model}|{protocol}|gaps", gap_part)]
+
+
+def _run_parts(run, parts: list, config, task: str, classes: list, groupings) -> tuple[dict, list]:
+    """Run the parts in order with a progress line, each stored under ``RUN/.partial/metrics/`` as it finishes
+    (keyed by the settings, the manifest fingerprint and the predictions file); after an interruption the same
+    command reuses the stored parts and says so in one line."""
+    import hashlib
+
+    from audit import __version__
+    from audit.progress import Bar, message
+    from audit.rundir import part_key
+
+    pred = run.file("predictions.parquet")
+    digest = hashlib.sha256(pred.read_bytes()).hexdigest() if pred.is_file() else ""
+    cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+    base = (__version__, str(run.dataset.get("fingerprint", "")), digest, cfg, task, classes,
+            [list(g) for g in groupings])
+    keys = [f"{i:03d}" for i in range(len(parts))]
+    hashes = [part_key(*base, i, name) for i, (name, _) in enumerate(parts)]
+    ready = [run.has_part("metrics", k, h) for k, h in zip(keys, hashes, strict=True)]
+    if any(ready):
+        message(f"resuming metrics: {sum(ready)} of {len(parts)} parts reused (model x protocol x fold)")
+    rows: dict[str, list] = {k: [] for k in _TABLES}
+    cands: list[dict] = []  # comparisons considered for findings (p-values for BH)
+    with Bar(len(parts) - sum(ready), "metrics: bootstrap intervals", unit="part") as bar:  # reused: not counted
+        for (name, fn), key, h, ok in zip(parts, keys, hashes, ready, strict=True):
+            stored = run.read_part("metrics", key, h) if ok else None
+            if stored is not None:
+                r, c = _unpack(stored)
+            else:
+                bar.advance(0, info=f"now {name}")
+                r, c = {k: [] for k in _TABLES}, []
+                fn(r, c)
+                _pack(run, key, h, r, c)
+                bar.advance(1)
+            for k in _TABLES:
+                rows[k].extend(r[k])
+            cands.extend(c)
+    return rows, cands
+
+
+def _pack(run, key: str, h: str, rows: dict, cands: list) -> None:
+    """Store one finished part: its frames as parquet (None kept as None), generalization rows and candidates as
+    JSON."""
+    tables, layout = {}, {}
+    for k in ("groups", "fairness", "calibration", "transfer"):
+        layout[k] = [None if f is None else f"{k}.{i}" for i, f in enumerate(rows[k])]
+        tables.update({f"{k}.{i}": f for i, f in enumerate(rows[k]) if f is not None})
+    state = {"layout": layout, "generalization": rows["generalization"], "cands": cands}
+    with contextlib.suppress(Exception):  # a frame parquet cannot hold: computed again after an interruption
+        run.write_part("metrics", key, h, state, tables=tables)
+
+
+def _unpack(stored) -> tuple[dict, list]:
+    state, tables, _ = stored
+    rows = {k: [None if t is None else tables[t] for t in names] for k, names in state["layout"].items()}
+    rows["generalization"] = list(state["generalization"])
+    return rows, list(state["cands"])
 
 
 _GEN_COLS = [

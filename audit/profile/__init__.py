@@ -143,16 +143,18 @@ def run_profile(run, config: ProfileConfig) -> list[Finding]:
     """Profile the dataset of a run directory; write ``profile/*.parquet``; return the findings.
 
     Per-check status and timings go to ``run.json`` (``stages.profile.checks``); the resolved config to
-    ``config.profile``.
+    ``config.profile``. Each check's outputs are kept under ``RUN/.partial/profile/`` as soon as it finishes, keyed
+    by the settings and the manifest fingerprint: after an interruption the same command reuses the finished checks
+    (one line says how many) and runs the rest; the pieces are removed when the stage finishes.
     """
     if config.engine == "ray" and "images" in config.selected():
         from audit.integrations.ray_engine import init_ray
 
         init_ray(config.ray_address)  # an unreachable cluster is a usage error (exit 2), not a failed check
-    manifest = run.manifest()
-    tables, findings, status = profile_frame(
-        manifest, root=run.root, config=config, task=run.task, classes=run.classes(), abspath=run.abspath,
-    )
+    m = run.manifest().sort_values("sample_id", kind="stable").reset_index(drop=True)
+    ctx = Context(manifest=m, config=config, root=run.root, task=run.task, classes=run.classes(), abspath=run.abspath)
+    findings, status, reused = _resumable_checks(run, ctx, config.selected())
+    tables = ctx.tables
     for name in TABLES:
         rel = f"profile/{name}.parquet"
         if name in tables:
@@ -164,8 +166,76 @@ def run_profile(run, config: ProfileConfig) -> list[Finding]:
     stages = info.get("stages", {})
     prof = dict(stages.get("profile", {}))
     prof["checks"] = status
+    if reused:
+        prof["resumed"] = {"reused": reused, "of": len(status)}
     stages["profile"] = prof
     cfg = dict(info.get("config", {}))
     cfg["profile"] = asdict(config)
     run.update_info(stages=stages, config=cfg)
+    run.clear_parts("profile")
     return findings
+
+
+# Settings that change how fast the checks run, not what they find: a resumed profile may change them.
+_SPEED_ONLY = ("workers", "engine", "ray_address", "checks")
+
+
+def _resumable_checks(run, ctx: Context, names: list[str]) -> tuple[list[Finding], dict[str, dict], list[str]]:
+    """Run the checks in order, each stored as it finishes; reuse those stored with the same key."""
+    from audit import __version__
+    from audit.progress import Bar, message
+    from audit.rundir import part_key
+
+    cfg = {k: v for k, v in asdict(ctx.config).items() if k not in _SPEED_ONLY}
+    base = (__version__, str(run.dataset.get("fingerprint", "")), run.task, ctx.classes, len(ctx.manifest), cfg)
+    order = [n for n in REGISTRY if n in names]
+    keys = {n: part_key(*base, n) for n in order}
+    ready = [n for n in order if run.has_part("profile", n, keys[n])]
+    if ready:
+        message(f"resuming profile: {len(ready)} of {len(order)} checks reused ({', '.join(ready)})")
+    findings: list[Finding] = []
+    status: dict[str, dict] = {}
+    reused: list[str] = []
+    with Bar(len(order) - len(ready), "profile", unit="check") as bar:  # reused checks are not counted
+        for i, name in enumerate(order):
+            # a check's in-memory extras (the scan's thumbnails) are read back only when a later check runs again
+            part = run.read_part("profile", name, keys[name], arrays=any(n not in ready for n in order[i + 1:])) \
+                if name in ready else None
+            if part is not None:
+                f, st = _restore(ctx, part)
+                reused.append(name)
+            else:
+                bar.advance(0, info=f"now {name}")
+                before = set(ctx.extras)
+                f, st = run_checks(ctx, [name])
+                if st.get(name, {}).get("status") == "ok":
+                    extras = {k: v for k, v in ctx.extras.items() if k not in before}
+                    _store(run, ctx, name, keys[name], f, st[name], extras)
+                bar.advance(1)
+            findings.extend(f)
+            status.update(st)
+    return findings, status, reused
+
+
+def _store(run, ctx: Context, name: str, key: str, findings: list[Finding], status: dict, extras: dict) -> None:
+    """Keep one finished check: its tables (parquet), in-memory extras (arrays), findings and status (JSON)."""
+    tables = {t: ctx.tables[t] for t in status.get("tables", []) if t in ctx.tables}
+    arrays: dict = {}
+    shapes: dict[str, int] = {}  # extra -> number of arrays in its tuple (0: a single array)
+    for k, v in extras.items():
+        parts = v if isinstance(v, tuple) else (v,)
+        shapes[k] = len(parts) if isinstance(v, tuple) else 0
+        arrays.update({f"{k}.{j}": a for j, a in enumerate(parts)})
+    state = {"name": name, "findings": [asdict(f) for f in findings], "status": status, "extras": shapes}
+    run.write_part("profile", name, key, state, tables=tables, arrays=arrays)
+
+
+def _restore(ctx: Context, part) -> tuple[list[Finding], dict[str, dict]]:
+    """A stored check back in the context (its tables, and its extras when they were read), and its results."""
+    state, tables, arrays = part
+    ctx.tables.update(tables)
+    for k, n in state["extras"].items():
+        if f"{k}.0" in arrays:
+            vals = tuple(arrays[f"{k}.{j}"] for j in range(max(n, 1)))
+            ctx.extras[k] = vals if n else vals[0]
+    return [Finding(**d) for d in state["findings"]], {state["name"]: {**state["status"], "reused": True}}

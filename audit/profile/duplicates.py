@@ -96,11 +96,15 @@ class Duplicates(Check):
         desc = ctx.extras.get("desc")
         threshold = float(ctx.config.near_dup_threshold)
         if desc is not None and len(desc[2]) == len(im) and desc[2][rep_idx].all():
+            from audit.progress import Bar
+
             thumbs, codes, _ = desc
             st: dict = {}
-            near = near_pairs(codes, thumbs, rep_idx, threshold=threshold, stats=st, workers=_workers(ctx),
-                              widths=im["width"].to_numpy(dtype=float, na_value=np.nan),
-                              heights=im["height"].to_numpy(dtype=float, na_value=np.nan))
+            with Bar(0, f"profile: near duplicates of {len(rep_idx)} images", unit="pair") as bar:
+                near = near_pairs(codes, thumbs, rep_idx, threshold=threshold, stats=st, workers=_workers(ctx),
+                                  widths=im["width"].to_numpy(dtype=float, na_value=np.nan),
+                                  heights=im["height"].to_numpy(dtype=float, na_value=np.nan),
+                                  progress=lambda done, total: bar.update(done, total=total))
             return near, {"near_method": "views+local", "near_dup_threshold": threshold,
                           "near_candidates": st.get("candidates", 0), "near_collisions": st.get("collisions", 0)}
         i = j = d = np.empty(0, np.int64)

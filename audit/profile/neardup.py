@@ -323,7 +323,7 @@ def _geometric(res: dict) -> np.ndarray:
 
 def near_pairs(codes: np.ndarray, thumbs: np.ndarray, rows: np.ndarray, *, threshold: float = DEFAULT_THRESHOLD,
                widths: np.ndarray | None = None, heights: np.ndarray | None = None, seed: int = 0,
-               stats: dict | None = None, workers: int = 1) -> dict[str, np.ndarray]:
+               stats: dict | None = None, workers: int = 1, progress=None) -> dict[str, np.ndarray]:
     """Verified near-duplicate pairs among ``rows`` (indices into ``codes`` / ``thumbs``).
 
     Candidates: every query view of an image (whole, centre, both mirrored) against every index view of the
@@ -337,7 +337,8 @@ def near_pairs(codes: np.ndarray, thumbs: np.ndarray, rows: np.ndarray, *, thres
 
     Returns arrays ``i, j`` (row indices), ``distance`` (bits between the matched views), ``similarity``,
     ``regions``, ``agree``, ``basis`` (``+``-joined: crop, rescale, rotate, flip, tone; ``resave`` when
-    none) and ``evidence`` (``strong`` or ``verified``).
+    none) and ``evidence`` (``strong`` or ``verified``). ``progress(done, total)`` is called as candidate pairs are
+    verified (progress lines).
     """
     from audit.io.neardesc import N_INDEX, query_columns
     from audit.profile.nearverify import MIN_REGIONS, verify_pairs
@@ -380,7 +381,18 @@ def near_pairs(codes: np.ndarray, thumbs: np.ndarray, rows: np.ndarray, *, thres
     present = thumbs.reshape(len(thumbs), -1)[rows]
     background = _LocalBackground(thumbs, rows, a, b, present.mean(axis=0).reshape(thumbs.shape[1:]))
     hyp, hflip = _hypotheses(codes, ga, gb)
-    res = verify_pairs(thumbs, ga, gb, hyp, hflip, background=background, workers=workers)
+    import threading
+
+    done, lock = [0], threading.Lock()
+
+    def step(k: int) -> None:  # called from the verifying threads
+        with lock:
+            done[0] += k
+            if progress is not None:
+                progress(done[0], len(ga))
+
+    step(0)
+    res = verify_pairs(thumbs, ga, gb, hyp, hflip, background=background, workers=workers, progress=step)
     flip = res["flip"]
     geometric = _geometric(res)
     small = np.zeros(len(ga), dtype=bool)

@@ -140,7 +140,7 @@ def _refine(bpa: np.ndarray, bpb: np.ndarray, params: np.ndarray, flip: np.ndarr
 
 def verify_pairs(thumbs: np.ndarray, ia: np.ndarray, ib: np.ndarray, params: np.ndarray, flip: np.ndarray,
                  *, background: np.ndarray | None = None, prefilter: float = 0.3,
-                 batch: int = 1024, workers: int = 1) -> dict[str, np.ndarray]:
+                 batch: int = 1024, workers: int = 1, progress=None) -> dict[str, np.ndarray]:
     """Pick each pair's best hypothesis, refine it and measure local agreement.
 
     Parameters
@@ -166,6 +166,8 @@ def verify_pairs(thumbs: np.ndarray, ia: np.ndarray, ib: np.ndarray, params: np.
     workers
         Threads verifying batches of pairs at once (numpy releases the GIL in the array work); results do not
         depend on it.
+    progress
+        Called with the number of pairs of each batch when it is done (progress lines); None: nothing.
 
     Returns
     -------
@@ -183,7 +185,12 @@ def verify_pairs(thumbs: np.ndarray, ia: np.ndarray, ib: np.ndarray, params: np.
     out["flip"] = np.zeros(len(ia), dtype=bool)
     step = min(batch, 256) if callable(background) else batch  # per-pair backgrounds gather up to 16 thumbnails
 
-    def one(s: int) -> None:  # writes its own rows of ``out`` only
+    def one(s: int) -> None:
+        _one(s)
+        if progress is not None:
+            progress(min(step, len(ia) - s))
+
+    def _one(s: int) -> None:  # writes its own rows of ``out`` only
         sl = np.arange(s, min(s + step, len(ia)))
         if callable(background):
             bga, bgb = background(ia[sl], ib[sl])

@@ -135,11 +135,11 @@ def scan_items(items: Sequence[tuple], *, max_pixels: int, n_classes: int | None
     if engine == "ray":
         from audit.integrations.ray_engine import scan_items_ray
 
-        with Bar(n if progress else None, "profile: scanning images (ray)") as bar:
+        with Bar(n if progress else None, "profile: scanning images (ray)", unit="img") as bar:
             return scan_items_ray(items, max_pixels=max_pixels, n_classes=n_classes, chunk_size=chunk_size,
                                   pixel_md5=pixel_md5, address=ray_address, sample_ids=sample_ids,
                                   on_done=bar.advance)
-    with Bar(n if progress else None, "profile: scanning images") as bar:
+    with Bar(n if progress else None, "profile: scanning images", unit="img") as bar:
         parts = parallel_map(_scan_chunk, chunks, (max_pixels, n_classes, pixel_md5), workers=workers,
                              engine=engine, ray_address=ray_address, on_done=bar.advance)
     return [r for part in parts for r in part]
@@ -244,8 +244,12 @@ def fill_pixel_md5(df: pd.DataFrame, items: Sequence[tuple], *, max_pixels: int,
     chunk = max(8, len(paths) // max(1, workers * 4))
     chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
     w = workers if len(paths) >= 64 else 1
-    hashes = [h for part in parallel_map(_pixel_md5_chunk, chunks, (max_pixels,), workers=w, engine=engine,
-                                         ray_address=ray_address) for h in part]
+    from audit.progress import Bar
+
+    with Bar(len(paths), "profile: hashing pixels of look-alike images", unit="img") as bar:
+        parts = parallel_map(_pixel_md5_chunk, chunks, (max_pixels,), workers=w, engine=engine,
+                             ray_address=ray_address, on_done=bar.advance)
+    hashes = [h for part in parts for h in part]
     by_md5 = dict(zip(reps["md5"].tolist(), hashes, strict=True))
     df.loc[cand, "pixel_md5"] = [by_md5.get(h) for h in df.loc[cand, "md5"].tolist()]
     return len(paths)

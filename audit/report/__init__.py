@@ -21,7 +21,12 @@ __all__ = ["write_report"]
 
 def write_report(run: RunDir) -> tuple[Path, Path]:
     """Write ``RUN/report.html`` and ``RUN/summary.md``; return their paths."""
-    h = headline(run)
-    html_path = run.write_text("report.html", render_html(run, h=h))
-    md_path = run.write_text("summary.md", summary_markdown(run, h=h))
+    from audit.progress import Bar
+
+    with Bar(2, "report", unit="file") as bar:  # a start and an end line (and a heartbeat) in logs
+        h = headline(run)
+        html_path = run.write_text("report.html", render_html(run, h=h))
+        bar.advance(1, info="report.html")
+        md_path = run.write_text("summary.md", summary_markdown(run, h=h))
+        bar.advance(1, info="summary.md")
     return html_path, md_path
