@@ -438,3 +438,25 @@ def test_decode_errors_carry_no_object_addresses():
         Image.open(_io.BytesIO(b"not an image"))
     except Exception as e:  # PIL names the buffer: <_io.BytesIO object at 0x7f...>
         assert "0x" not in error_text(e) and error_text(e) == "UnidentifiedImageError: cannot identify image file"
+
+
+def test_noise_estimate_recovers_the_added_noise_at_any_image_size():
+    """Immerkaer's estimator: close to the sigma of added Gaussian noise on smooth content, ~0 without noise, and the
+    same for a large image (measured on the full-resolution central crop, not the reduced statistics image)."""
+    from PIL import Image
+
+    from audit.io.decode import noise_sigma
+
+    rng = np.random.default_rng(0)
+
+    def img(side, sigma):
+        yy, xx = np.mgrid[0:side, 0:side] / side
+        base = 60 + 120 * xx + 40 * yy  # a smooth gradient: no structure the mask keeps
+        return Image.fromarray(np.clip(base + rng.normal(0, sigma, (side, side)), 0, 255).astype(np.uint8)).convert(
+            "RGB")
+
+    assert noise_sigma(img(256, 0.0)) < 0.6  # quantization only
+    for sigma in (4.0, 12.0):
+        small, large = noise_sigma(img(200, sigma)), noise_sigma(img(1200, sigma))
+        assert small == pytest.approx(sigma, rel=0.15) and large == pytest.approx(sigma, rel=0.15)
+    assert noise_sigma(Image.new("RGB", (2, 2))) is None

@@ -23,7 +23,7 @@ from audit.profile.base import Check, CheckResult, Context, register
 
 __all__ = ["ImageStats", "STATISTICS", "D_WARNING", "D_CRITICAL"]
 
-STATISTICS = ("brightness", "contrast", "saturation", "colorfulness", "sharpness", "entropy")
+STATISTICS = ("brightness", "contrast", "saturation", "colorfulness", "sharpness", "entropy", "noise")
 D_WARNING, D_CRITICAL, Q_MAX = 0.5, 1.2, 0.05
 
 

@@ -16,8 +16,8 @@ __all__ = ["describe_slice", "lead_feature", "labeled_feature", "is_labeled", "L
            "IMAGE_STATS"]
 
 KNOWN = ("domain", "label", "split")
-IMAGE_STATS = ("brightness", "contrast", "saturation", "colorfulness", "sharpness", "entropy", "width", "height",
-               "bytes")
+IMAGE_STATS = ("brightness", "contrast", "saturation", "colorfulness", "sharpness", "entropy", "noise", "width",
+               "height", "bytes")
 
 
 def _categorical(frame: pd.DataFrame, inside: np.ndarray) -> list[dict]:
