@@ -327,17 +327,22 @@ def test_pixel_identical_files_with_different_bytes_are_exact_duplicates(tmp_pat
     Image.fromarray(arr).save(tmp_path / "a.png", compress_level=1)
     Image.fromarray(arr).save(tmp_path / "b.png", compress_level=9)
     Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "c.png")
+    # a slightly brighter copy: same phash, other statistics, so it cannot be pixel-identical: never re-decoded
+    Image.fromarray(np.clip(arr.astype(int) + 3, 0, 255).astype(np.uint8)).save(tmp_path / "d.png")
     assert (tmp_path / "a.png").read_bytes() != (tmp_path / "b.png").read_bytes()
-    names = ["a.png", "b.png", "c.png"]
-    m = pd.DataFrame({"sample_id": names, "filepath": names, "split": ["train", "test", "train"]}).astype("string")
+    names = ["a.png", "b.png", "c.png", "d.png"]
+    m = pd.DataFrame({"sample_id": names, "filepath": names,
+                      "split": ["train", "test", "train", "val"]}).astype("string")
     m["group"] = m["sample_id"]
     tables, findings, status = profile_frame(m, root=tmp_path, config=ProfileConfig(n_boot=10, workers=1))
     im = tables["images"].set_index("sample_id")
     eager = {n: decode.scan_image(tmp_path / n, pixel_md5=True)["pixel_md5"] for n in names}
     assert im.loc["a.png", "pixel_md5"] == im.loc["b.png", "pixel_md5"] == eager["a.png"]
     assert pd.isna(im.loc["c.png", "pixel_md5"])  # no phash twin: cannot be pixel-identical to anything
+    assert im.loc["d.png", "phash"] == im.loc["a.png", "phash"] and pd.isna(im.loc["d.png", "pixel_md5"])
     dup = tables["duplicates"]
-    assert dup[["a", "b", "kind", "basis"]].values.tolist() == [["a.png", "b.png", "exact", "pixels"]]
+    assert dup.loc[dup["kind"] == "exact", ["a", "b", "kind", "basis"]].values.tolist() == [
+        ["a.png", "b.png", "exact", "pixels"]]
     assert status["images"]["pixel_md5_redecoded"] == 2
     assert any(f.kind == "split_leakage" for f in findings)
 

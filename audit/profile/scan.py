@@ -224,18 +224,28 @@ def collect_descriptors(recs: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, n
     return thumbs, codes, present
 
 
+# equal for pixel-identical images (the statistics are computed from the decoded pixels)
+_IDENTITY_STATS = ("width", "height", "brightness", "contrast", "saturation", "colorfulness", "sharpness", "entropy",
+                   "noise")
+
+
 def fill_pixel_md5(df: pd.DataFrame, items: Sequence[tuple], *, max_pixels: int, workers: int = 1,
                    engine: str = "local", ray_address: str | None = None) -> int:
     """Hash the pixels of the images that could be pixel-identical to another one; returns how many were decoded.
 
-    Candidates: readable images whose phash is shared with an image of *different bytes* (identical bytes
-    already prove identical pixels). One decode per distinct md5; the result is copied to its byte twins.
+    Candidates: readable images whose phash, size and image statistics are shared with an image of *different
+    bytes* (identical bytes already prove identical pixels; identical pixels give identical statistics, so a
+    re-encoded copy whose brightness moved is no candidate). One decode per distinct md5; the result is copied to
+    its byte twins.
     """
     ok = df["readable"].to_numpy(bool) & df["phash"].notna().to_numpy()
     if ok.sum() < 2:
         return 0
-    sub = df.loc[ok, ["phash", "md5"]]
-    n_md5 = sub.groupby("phash")["md5"].transform("nunique")
+    same = ["phash", *(c for c in _IDENTITY_STATS if c in df.columns)]
+    sub = df.loc[ok, [*same, "md5"]].copy()
+    for c in same[1:]:  # rounded (a statistic computed on another machine may differ in the last bits); NaN kept
+        sub[c] = pd.to_numeric(sub[c], errors="coerce").astype(float).round(5).fillna(-1.0)
+    n_md5 = sub.groupby(same, dropna=False)["md5"].transform("nunique")
     cand = sub.index[n_md5.to_numpy() >= 2]
     if len(cand) == 0:
         return 0
