@@ -2,7 +2,8 @@
 
 The mode comes from ``--progress auto|bar|plain|none`` (:func:`set_mode`), else the ``AUDIT_PROGRESS``
 environment variable, else ``auto``: a bar when stderr is a terminal, plain lines when it is not (CI logs,
-``nohup``, ``| tee``, notebooks, cron). ``--quiet`` means ``none``, and so does ``AUDIT_NO_PROGRESS=1`` when neither is given.
+``nohup``, ``| tee``, notebooks, cron). ``--quiet`` means ``none``, and so does ``AUDIT_NO_PROGRESS=1`` when neither
+is given.
 
 Plain mode prints one line when a step starts, when it ends, and at least every :func:`interval` seconds in
 between (30 s; ``AUDIT_PROGRESS_INTERVAL`` changes it), from a heartbeat thread when the work itself reports

@@ -138,9 +138,11 @@ class RunDir:
         """Open an existing run directory; raise :class:`RunDirError` if it is not one."""
         run = cls(path)
         if not run.path.is_dir():
-            raise RunDirError(f"run directory {run.path} does not exist; create one with `audit profile DATA --out {run.path}`")
+            raise RunDirError(f"run directory {run.path} does not exist; "
+                              f"create one with `audit profile DATA --out {run.path}`")
         if not run.exists():
-            raise RunDirError(f"{run.path} is not a run directory (no run.json); create one with `audit profile DATA --out {run.path}`")
+            raise RunDirError(f"{run.path} is not a run directory (no run.json); "
+                              f"create one with `audit profile DATA --out {run.path}`")
         return run
 
     def exists(self) -> bool:

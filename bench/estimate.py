@@ -67,7 +67,8 @@ def run_case(tmp: Path, name: str, case: str, args) -> dict:
     plan = st.get("plan") or {}
     folds = [f for f in st.get("folds") or [] if isinstance(f, dict)]
     return {"case": name, "images": args.n, "file_px": int(file_px), "model": model, "train_px": int(train_px),
-            "epochs": args.epochs, "folds": plan.get("folds", len(folds)), "device": str(plan.get("device", args.device)),
+            "epochs": args.epochs, "folds": plan.get("folds", len(folds)),
+            "device": str(plan.get("device", args.device)),
             "estimate_seconds": round(est, 1), "seconds": round(actual, 1),
             "ratio": round(actual / est, 2) if est > 0 else None, "process_seconds": round(wall, 1),
             "calibration": plan.get("calibration")}

@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> None:
         for r in range(args.rounds):
             for variant in ("checks off", "with checks"):
                 res = ingest_once(table, work / "run", checks=variant == "with checks")
-                print(f"round {r + 1}  {variant:<12} ingest {res['seconds']:7.2f} s   flag_rows {res['flag_rows']:6.2f} s"
+                print(f"round {r + 1}  {variant:<12} ingest {res['seconds']:7.2f} s"
+                      f"   flag_rows {res['flag_rows']:6.2f} s"
                       f"   rows {res['rows']:,}   flagged {res['flagged']}", flush=True)
                 if variant not in best or res["seconds"] < best[variant]["seconds"]:
                     best[variant] = res

@@ -85,8 +85,9 @@ def one_seed(root: Path, seed: int, args) -> list[dict]:
         print(f"  {method:14s} {walls[method]:6.1f} s  {rec.get('error', '')}", flush=True)
 
     with run:
-        run_mitigations(run, MitigateConfig(methods=tuple(args.methods), groups=("bg",), device=args.device, eta=args.eta,
-                                            n_boot=args.n_boot, min_n=args.min_n, seed=seed), on_method=on_method)
+        run_mitigations(run, MitigateConfig(methods=tuple(args.methods), groups=("bg",), device=args.device,
+                                            eta=args.eta, n_boot=args.n_boot, min_n=args.min_n, seed=seed),
+                        on_method=on_method)
     view = mitigation_view(run)
     meta = run.read_json("mitigations/summary.json", default={})
     out = [{"seed": seed, "method": "baseline", "worst": view["worst_baseline"].iloc[0],

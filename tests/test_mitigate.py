@@ -33,7 +33,8 @@ def mitigated(tmp_path_factory):
     run = ingest_spurious(root / "data", root / "run", per_domain=40, size=16, seed=1)
     _train(run, 1)
     ids = run.manifest()["sample_id"].astype(str).tolist()
-    dups = pd.DataFrame({"a": [ids[0], ids[2], ids[50]], "b": [ids[1], ids[3], ids[90]], "kind": ["exact", "near", "exact"],
+    dups = pd.DataFrame({"a": [ids[0], ids[2], ids[50]], "b": [ids[1], ids[3], ids[90]],
+                         "kind": ["exact", "near", "exact"],
                          "cross_split": [False, False, True], "label_conflict": [False, True, False]})
     run.write_table("profile/duplicates.parquet", dups)
     run.update_info(config={"metrics": {"n_boot": 100, "min_n": 5, "depth": 1}})  # as `audit metrics` records it
@@ -82,7 +83,8 @@ def test_summary_numbers_recomputed_from_the_prediction_files(mitigated):
             held = t["held_out"].astype(bool)
             assert rows.loc[("ood_accuracy", "held_out"), name] == pytest.approx(ok[held].mean())
             assert rows.loc[("gap", "in_domain - held_out"), name] == pytest.approx(ok[~held].mean() - ok[held].mean())
-            cell = t["y_true"].astype(str) + " | " + man.loc[t["sample_id"].astype(str), "attr.bg"].astype(str).to_numpy()
+            cell = (t["y_true"].astype(str) + " | "
+                    + man.loc[t["sample_id"].astype(str), "attr.bg"].astype(str).to_numpy())
             per = ok[held].groupby(cell[held]).agg(["mean", "size"])
             worst = per.loc[per["size"] >= 5, "mean"].min()
             assert rows.loc[("worst_group_accuracy", "label x bg"), name] == pytest.approx(worst)
@@ -275,8 +277,9 @@ def test_planted_spurious_attribute_group_methods_raise_worst_group_accuracy(tmp
 def _summary_run(tmp_path, ood_ci, wg_diff):
     run = RunDir.create(tmp_path / "run")
     lo, hi = ood_ci
-    rows = [{"method": "groupdro", "metric": "ood_accuracy", "by": "held_out", "baseline": 0.8, "mitigated": 0.8 + (lo + hi) / 2,
-             "diff": (lo + hi) / 2, "ci_low": lo, "ci_high": hi, "n": 200, "p": 0.01, "verdict": ""},
+    rows = [{"method": "groupdro", "metric": "ood_accuracy", "by": "held_out", "baseline": 0.8,
+             "mitigated": 0.8 + (lo + hi) / 2, "diff": (lo + hi) / 2, "ci_low": lo, "ci_high": hi, "n": 200,
+             "p": 0.01, "verdict": ""},
             {"method": "groupdro", "metric": "worst_group_accuracy", "by": "label x bg", "baseline": 0.2,
              "mitigated": 0.2 + wg_diff, "diff": wg_diff, "ci_low": wg_diff - 0.05, "ci_high": wg_diff + 0.05, "n": 200,
              "p": 0.01, "verdict": ""}]

@@ -29,7 +29,8 @@ def _rows(method: str, wg: tuple[float, float, float], ood: tuple[float, float, 
     for metric, b, (d, lo, hi) in ((names[0], by, wg), (names[0], "domain", (0.0, -0.01, 0.01)),
                                    (names[1], "held_out", ood), (names[2], "in_domain - held_out", gap)):
         base = 0.3 if "worst" in metric else 0.8
-        verdict = "no measurable effect" if lo <= 0 <= hi else "helps" if (lo > 0) != metric.startswith("gap") else "hurts"
+        verdict = ("no measurable effect" if lo <= 0 <= hi
+                   else "helps" if (lo > 0) != metric.startswith("gap") else "hurts")
         out.append({"method": method, "metric": metric, "by": b, "baseline": base, "mitigated": base + d, "diff": d,
                     "ci_low": lo, "ci_high": hi, "n": 240, "p": 0.01, "verdict": verdict})
     return out
@@ -103,11 +104,13 @@ def test_view_one_row_per_method_with_the_shared_verdict(fake):
             assert r["verdict"] == CASES[r["method"]][2]
             assert r["train_seconds"] == 2.0 and r["time_vs_baseline"] == pytest.approx(0.5)
     g = v.set_index("method").loc["group_balance"]
-    assert (g["worst_diff"], g["worst_ci_low"], g["ood_ci_high"], g["gap_diff"]) == pytest.approx((0.2, 0.1, 0.02, -0.2))
+    assert ((g["worst_diff"], g["worst_ci_low"], g["ood_ci_high"], g["gap_diff"])
+            == pytest.approx((0.2, 0.1, 0.02, -0.2)))
     d = mitigation_diffs(fake)
     assert len(d) == len(s) and d["metric"].iloc[0] == "worst_group_accuracy" and d["metric"].iloc[-1] == "gap"
     notes = mitigation_notes(fake).set_index("method")
-    assert notes.loc["augment", "error"].endswith(HOSTILE) and "7 training rows left out" in notes.loc["dedup", "changed"]
+    assert (notes.loc["augment", "error"].endswith(HOSTILE)
+            and "7 training rows left out" in notes.loc["dedup", "changed"])
 
 
 # ---------------------------------------------------------------------------------------------- the section

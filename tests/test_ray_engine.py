@@ -185,7 +185,8 @@ def test_killed_task_is_retried_and_no_row_is_lost(ray_cluster, tmp_path):
 
 def test_worker_that_keeps_dying_is_reported_not_dropped(ray_cluster):
     frame = pd.DataFrame({"v": np.arange(10)})
-    with pytest.raises(StageError, match=r"ray engine: test failed after retries \(WorkerCrashedError: The worker died"):
+    with pytest.raises(StageError,
+                       match=r"ray engine: test failed after retries \(WorkerCrashedError: The worker died"):
         ray_engine.run_ordered(frame, _always_crash, what="test", batch_size=5, max_retries=1)
 
 
@@ -222,7 +223,7 @@ def test_missing_ray_is_a_usage_error(monkeypatch):
         ray_engine.init_ray()
 
 
-# ---------------------------------------------------------------------------------------------- audit train --engine ray
+# --------------------------------------------------------------------------------------------- audit train --engine ray
 def test_train_engine_ray_predictions_equal_local(ray_cluster, demo_classify, tmp_path):
     from typer.testing import CliRunner
 

@@ -42,7 +42,8 @@ def test_role_flags_name_the_fields(tmp_path):
     assert list(m["label"]) == ["0", "1"] and list(m["group"]) == ["111", "222"]
     assert "attr.gender" not in m.columns and "attr.race" in m.columns
     with pytest.raises(UsageError, match=r"--domain 'rase' is not a field.*did you mean 'race'"):
-        read_dataset(tmp_path, options=ReadOptions(pattern="{age}_{gender}_{race}_{id}.jpg", roles=Roles(domain="rase")))
+        read_dataset(tmp_path, options=ReadOptions(pattern="{age}_{gender}_{race}_{id}.jpg",
+                                                   roles=Roles(domain="rase")))
 
 
 def test_unmatched_files_are_kept_and_reported(tmp_path):

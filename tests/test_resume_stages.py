@@ -61,7 +61,8 @@ def test_profile_reuses_the_checks_that_finished_before_an_interruption(fake, tm
     pipeline.profile_stage(whole, **kw)
     run = _copy(fake, tmp_path / "run")
     with monkeypatch.context() as m:
-        _interrupt_on(m, Duplicates, "run")  # after images, manifest, integrity, distribution, associations, image_stats
+        # after images, manifest, integrity, distribution, associations, image_stats
+        _interrupt_on(m, Duplicates, "run")
         with pytest.raises(KeyboardInterrupt):
             pipeline.profile_stage(run, **kw)
     assert run.stage_status("profile") == "interrupted"

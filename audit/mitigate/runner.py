@@ -57,8 +57,8 @@ def train_config_of(run: RunDir, device: str = "auto"):
         raise UsageError(f"{run.path} has no finished training stage; run `audit train {run.path}` first")
     kw = {k: res[k] for k in _FROM_RESOLVED if k in res and res[k] is not None}
     aug = res.get("augment") or {}
-    kw.update(augment=bool(aug.get("enabled", True)), hflip=bool(aug.get("hflip", False)), amp=res.get("amp") is not None,
-              device=device)
+    kw.update(augment=bool(aug.get("enabled", True)), hflip=bool(aug.get("hflip", False)),
+              amp=res.get("amp") is not None, device=device)
     if res.get("seg_loss") in ("ce", "dice_ce"):
         kw["seg_loss"] = res["seg_loss"]
     if kw.get("mode") == "scratch":

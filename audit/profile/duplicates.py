@@ -143,7 +143,8 @@ class Duplicates(Check):
                 detail="Pairs in profile/duplicates.parquet (a, b, kind, basis, similarity, evidence, cross_split, "
                        "label_conflict, attribute_conflicts).",
                 columns=["filepath"], groups=[kind],
-                evidence={"pairs": int(len(sel)), "images": len(involved), "examples": sel[["a", "b", "distance"]].head(10).to_dict("records")},
+                evidence={"pairs": int(len(sel)), "images": len(involved),
+                          "examples": sel[["a", "b", "distance"]].head(10).to_dict("records")},
             ))
         cross = dup[dup["cross_split"]]
         if not cross.empty and "split" in ctx.manifest.columns:
@@ -155,7 +156,8 @@ class Duplicates(Check):
             firm = cross["evidence"].isin(["exact", "strong"]).to_numpy(bool)  # what may make leakage critical
             for c in norm:
                 s1, s2 = c.split(" | ")
-                sel = cross[((cross["split_a"] == s1) & (cross["split_b"] == s2)) | ((cross["split_a"] == s2) & (cross["split_b"] == s1))]
+                sel = cross[((cross["split_a"] == s1) & (cross["split_b"] == s2))
+                            | ((cross["split_a"] == s2) & (cross["split_b"] == s1))]
                 ids_small = set(sel["a"]) | set(sel["b"])
                 small = min(int(sizes.get(s1, 0)), int(sizes.get(s2, 0))) or 1
                 frac = len(ids_small) / 2 / small
@@ -215,7 +217,8 @@ class Duplicates(Check):
             title=f"{len(bad)} of {len(nsplit)} groups ({frac:.1%}) have samples in more than one split",
             detail="Samples of one group (patient, subject, writer...) are correlated; splitting a group leaks it.",
             columns=["group", "split"], groups=sorted(combos.unique().tolist()),
-            evidence={"groups": sorted(bad.index.astype(str).tolist())[:_IDS], "split_combinations": combos.value_counts().to_dict()},
+            evidence={"groups": sorted(bad.index.astype(str).tolist())[:_IDS],
+                      "split_combinations": combos.value_counts().to_dict()},
         )]
 
 

@@ -36,7 +36,8 @@ _DTYPES = {
     "ext_mismatch": "boolean", "width": "Int64", "height": "Int64", "aspect": "float64", "mode": "string",
     "channels": "Int64", "bit_depth": "Int64", "bytes": "Int64", "exif_orientation": "Int64",
     "brightness": "float64", "contrast": "float64", "saturation": "float64", "colorfulness": "float64",
-    "sharpness": "float64", "entropy": "float64", "noise": "float64", "md5": "string", "pixel_md5": "string", "phash": "Int64",
+    "sharpness": "float64", "entropy": "float64", "noise": "float64", "md5": "string", "pixel_md5": "string",
+    "phash": "Int64",
     "mask_readable": "bool", "mask_error": "string", "mask_width": "Int64", "mask_height": "Int64",
     "mask_classes": "string", "mask_empty": "boolean", "mask_encoding": "string",
 }

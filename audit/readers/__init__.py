@@ -149,5 +149,6 @@ def read_dataset(source: Path | str | None, *, format: str = "auto", options: Re
                                                    allow_outside_root=options.allow_outside_root,
                                                    extensions=IMAGE_EXTENSIONS)
     if result.task is None:
-        result.task = "segment" if "mask" in result.manifest.columns and result.manifest["mask"].notna().any() else "classify"
+        result.task = ("segment" if "mask" in result.manifest.columns and result.manifest["mask"].notna().any()
+                       else "classify")
     return result

@@ -59,7 +59,8 @@ def _values(ds, schema: dict, name: str, role: str) -> list:
     if kind == "segmentation":
         return ds.values(f"{name}.mask_path")
     if kind != "value":
-        raise InputError(f"field {name!r} holds {kind} labels; --{role} needs a classification, segmentation or plain field")
+        raise InputError(f"field {name!r} holds {kind} labels; "
+                         f"--{role} needs a classification, segmentation or plain field")
     vals = ds.values(name)
     if role != "attr" or not vals or not isinstance(next((v for v in vals if v is not None), None), (list, dict)):
         return vals
@@ -82,7 +83,8 @@ def read_fiftyone(name: str, options: ReadOptions) -> ReadResult:
     schema = ds.get_field_schema()
     info = dict(ds.info.get("imgaudit") or {})
     r = options.roles
-    given = any(getattr(r, k) is not None for k in ("label", "mask", "split", "domain", "group", "sample_id")) or r.attrs
+    given = (any(getattr(r, k) is not None for k in ("label", "mask", "split", "domain", "group", "sample_id"))
+             or r.attrs)
     notes: list[str] = []
     roles = Roles(filepath="__path__")
     table: dict[str, list] = {"__path__": ds.values("filepath")}

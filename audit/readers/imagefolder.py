@@ -101,4 +101,5 @@ class ImageFolderReader(Reader):
         for lv in levels:
             if lv != "_" and lv not in df.columns:
                 df[lv] = pd.NA
-        return ReadResult(manifest=validate_manifest(df, source=str(root)), root=root.resolve(), format=self.name, notes=notes)
+        return ReadResult(manifest=validate_manifest(df, source=str(root)), root=root.resolve(), format=self.name,
+                          notes=notes)

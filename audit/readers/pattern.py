@@ -225,7 +225,8 @@ def _mostly_unmatched_hint(files: list[str], unmatched: list[str]) -> str:
     return f"; most files do not match: those that do are in {shown}"
 
 
-def _absent_field_notes(files: list[str], fields: pd.DataFrame, unmatched: list[str], mapping: dict[str, str]) -> list[str]:
+def _absent_field_notes(files: list[str], fields: pd.DataFrame, unmatched: list[str],
+                        mapping: dict[str, str]) -> list[str]:
     """Notes on kept fields absent from names that match (an optional group of the regex)."""
     if not len(files):
         return []

@@ -127,7 +127,8 @@ def load_recipe(path: str | Path) -> dict:
         raise UsageError(f"cannot read recipe {path}: {e.strerror or e}") from None
     unknown = set(data) - _TOP_KEYS
     if unknown:
-        raise UsageError(f"recipe {path}: unknown section(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_TOP_KEYS))}")
+        raise UsageError(f"recipe {path}: unknown section(s) {', '.join(sorted(unknown))}; "
+                         f"known: {', '.join(sorted(_TOP_KEYS))}")
     if "parts" in data and "reader" in data:
         raise UsageError(f"recipe {path}: give either [reader] or [[parts]], not both")
     parts = data.get("parts") or ([data["reader"]] if "reader" in data else [])
@@ -288,7 +289,8 @@ def _read_table_part(folder: Path, part: dict, roles: Roles, notes: list[str]) -
         gone = [a for a in r.attrs if a not in df.columns]
         if gone:
             r.attrs = [a for a in r.attrs if a in df.columns]
-            notes.append(f"attributes {', '.join(gone)} not set: they come from an optional table that is absent ({what})")
+            notes.append(f"attributes {', '.join(gone)} not set: "
+                         f"they come from an optional table that is absent ({what})")
     if part.get("mask_path"):
         df["__mask__"] = _format_paths(df, part["mask_path"])
         r.mask = "__mask__"
@@ -308,7 +310,8 @@ def _prefix(df: pd.DataFrame, rel: str) -> pd.DataFrame:
 def _read_part(root: Path, part: dict, recipe: dict, cli: Roles, notes: list[str], idx: int) -> pd.DataFrame | None:
     folder = _find_subdir(root, part, idx)
     if folder is None:
-        notes.append(f"part {part.get('name', idx + 1)}: none of {_as_list(part.get('subdir'))} exists under {root}; skipped")
+        notes.append(f"part {part.get('name', idx + 1)}: none of {_as_list(part.get('subdir'))} exists under {root}; "
+                     "skipped")
         return None
     try:
         df, part_notes = _read_part_frame(folder, part, recipe, cli, notes)
@@ -329,7 +332,8 @@ def _read_part(root: Path, part: dict, recipe: dict, cli: Roles, notes: list[str
     return _prefix(df, rel)
 
 
-def _read_part_frame(folder: Path, part: dict, recipe: dict, cli: Roles, notes: list[str]) -> tuple[pd.DataFrame, list[str]]:
+def _read_part_frame(folder: Path, part: dict, recipe: dict, cli: Roles,
+                     notes: list[str]) -> tuple[pd.DataFrame, list[str]]:
     from audit.readers.imagefolder import ImageFolderReader
     from audit.readers.pattern import compile_pattern, read_pattern
     from audit.readers.segdir import read_segdir
@@ -381,8 +385,8 @@ def _apply_split_list(df: pd.DataFrame, folder: Path, spec: dict, notes: list[st
     df.loc[hit & free, "split"] = spec["split"]
     unknown = len(listed - set(df["filepath"].tolist()))
     if unknown:
-        notes.append(f"{unknown} paths listed in {', '.join(repr(p) for p in patterns)} are not among the images found; "
-                     "ignored")
+        notes.append(f"{unknown} paths listed in {', '.join(repr(p) for p in patterns)} "
+                     "are not among the images found; ignored")
 
 
 def _column_name(key: str, columns) -> str:
@@ -458,15 +462,18 @@ def read_recipe(recipe: dict | str | Path, root: Path, *, roles: Roles | None = 
         raise InputError(f"dataset root {root} is not a folder")
     if _cli_roles_given(cli) and all(p["format"] in ("imagefolder",) for p in recipe["parts"]):
         raise UsageError(
-            f"recipe {recipe['dataset']['name']!r} reads roles from folders; role flags (--label, --attr...) do not apply"
+            f"recipe {recipe['dataset']['name']!r} reads roles from folders; "
+            "role flags (--label, --attr...) do not apply"
         )
     notes: list[str] = []
-    frames = [df for i, p in enumerate(recipe["parts"]) if (df := _read_part(root, p, recipe, cli, notes, i)) is not None]
+    frames = [df for i, p in enumerate(recipe["parts"])
+              if (df := _read_part(root, p, recipe, cli, notes, i)) is not None]
     if not frames:
         raise InputError(f"no part of recipe {recipe['dataset']['name']!r} was found under {root}")
     df = pd.concat(frames, ignore_index=True)
     for c in df.columns:
-        if c in ("sample_id", "filepath", "mask", "label", "domain", "split", "group") or str(c).startswith(ATTR_PREFIX):
+        if (c in ("sample_id", "filepath", "mask", "label", "domain", "split", "group")
+                or str(c).startswith(ATTR_PREFIX)):
             df[c] = normalize_missing(df[c])
     # a role the command line gave to another column keeps that column's raw values
     rroles = recipe.get("roles", {})
@@ -478,7 +485,8 @@ def read_recipe(recipe: dict | str | Path, root: Path, *, roles: Roles | None = 
         odd = df["domain"].notna() & ~df["domain"].isin([str(n) for n in names])
         if odd.any():
             ex = df.loc[odd, "domain"].drop_duplicates().head(3).tolist()
-            notes.append(f"{int(odd.sum())} samples have a domain the recipe does not list (e.g. {', '.join(map(repr, ex))})")
+            notes.append(f"{int(odd.sum())} samples have a domain the recipe does not list "
+                         f"(e.g. {', '.join(map(repr, ex))})")
         absent = [n for n in names if n not in set(df["domain"].dropna())]
         if absent:
             notes.append(f"domains listed by the recipe but absent under {root}: {', '.join(map(str, absent))}")

@@ -38,7 +38,8 @@ def read_table_file(path: Path) -> pd.DataFrame:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"cannot read table {path}: {msg}") from None
     except Exception as e:  # pyarrow errors on damaged parquet
-        raise InputError(f"cannot read table {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        raise InputError(f"cannot read table {path}: "
+                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
     raise InputError(f"{path}: unsupported table extension {ext!r} (csv, tsv, parquet, jsonl)")
 
 

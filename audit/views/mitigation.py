@@ -90,7 +90,8 @@ def mitigation_notes(run: RunDir) -> pd.DataFrame:
     rows = []
     for method, rec in sorted((mitigation_meta(run).get("methods") or {}).items(), key=lambda kv: _method_key(kv[0])):
         rec = rec or {}
-        rows.append({"method": str(method), "changed": _changed(str(method), rec, run.task), "error": str(rec.get("error") or ""),
+        rows.append({"method": str(method), "changed": _changed(str(method), rec, run.task),
+                     "error": str(rec.get("error") or ""),
                      "notes": "; ".join(map(str, rec.get("notes") or []))})
     return pd.DataFrame(rows, columns=["method", "changed", "error", "notes"])
 
