@@ -119,7 +119,8 @@ def _print_train(console, s: dict) -> None:
         parts = []
         for f in folds[:8]:
             vs = f.get("val_score")
-            score = f"val {vs:.3f}" if isinstance(vs, (int, float)) else str(f.get("status", ""))
+            name = f.get("val_metric") or "score"
+            score = f"val {name} {vs:.3f}" if isinstance(vs, (int, float)) else str(f.get("status", ""))
             parts.append(f"{escape(str(f.get('fold')))}: {score}" + (f" ({f.get('status')})" if f.get("status") not in
                                                                        (None, "trained") else ""))
         more = f" (+{len(folds) - 8} more)" if len(folds) > 8 else ""
@@ -176,7 +177,8 @@ def _next_step(run: RunDir) -> str:
         return f"{a} train {p}   (then {a} metrics {p}; or explore now: {a} dashboard {p})"
     if run.has("predictions.parquet") and not run.finished("metrics"):
         return f"{a} metrics {p}" + ("   (the metrics are older than the predictions)"
-                                     if run.stage_status("metrics") == "stale" else "")
+                                     if run.stage_status("metrics") == "stale"
+                                     else "   (per-group metrics, and the sanity check: did the model learn?)")
     if not run.has("report.html") or run.stage_status("report") == "stale":
         return f"{a} report {p}   or   {a} dashboard {p}"
     return f"{a} dashboard {p}   (or open {p}/report.html; gate CI with {a} init-policy {p})"

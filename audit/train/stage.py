@@ -18,6 +18,7 @@ from audit.rundir import RunDir
 from audit.train import planning
 from audit.train.config import TrainConfig, fold_key, validate_task
 from audit.train.executors import LocalExecutor
+from audit.train.trainer import score_name
 
 __all__ = ["run_training"]
 
@@ -466,7 +467,8 @@ def _finish(st: _Stage, data: _Data, job: dict, res, out: torch.Tensor, minfo: d
         "val_score": res.best_score, "history": res.history, "seconds": secs, "selection": res.selection,
         "resumed_from": res.resumed_from, "weights": minfo.get("weights"), "notes": res.notes,
     })
-    rec.update(status=status, best_epoch=res.best_epoch, val_score=res.best_score, seconds=secs,
+    rec.update(status=status, best_epoch=res.best_epoch, val_score=res.best_score,
+               val_metric=score_name(st.task, st.n_classes), seconds=secs,
                epochs_run=res.epochs_run, train_images_per_s=round(res.images_per_s, 1), selection=res.selection)
     if res.notes:
         rec["notes"] = res.notes

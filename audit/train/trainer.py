@@ -33,7 +33,7 @@ from audit.train.segloss import foreground_iou, make_seg_loss, stuck_message
 
 _log = get_logger(__name__)
 
-__all__ = ["FitConfig", "FitResult", "BatchSource", "fit", "predict"]
+__all__ = ["FitConfig", "FitResult", "BatchSource", "fit", "predict", "score_name"]
 
 _PREDICT_FLUSH_BYTES = 256 * 2**20
 
@@ -141,11 +141,21 @@ def _state_of(model: nn.Module) -> dict:
     return {k: v.detach().to("cpu", copy=True) for k, v in raw.state_dict().items()}
 
 
+def score_name(task: str, n_classes: int | None) -> str:
+    """The validation score that selects the epoch: accuracy; foreground IoU for binary segmentation (a model that
+    predicts background everywhere scores 0, not the background-dominated mIoU of about 0.5); mIoU otherwise."""
+    if task == "classify":
+        return "accuracy"
+    return "fg_iou" if n_classes == 2 else "miou"
+
+
 def _score(task: str, stats: dict) -> float:
     if task == "classify":
         return stats["correct"] / stats["n"] if stats["n"] else float("nan")
     inter, union = stats["inter"], stats["union"]
     present = union > 0
+    if len(union) == 2 and union[1] > 0:  # binary: the foreground's IoU (see score_name)
+        return float(inter[1] / union[1])
     return float((inter[present] / union[present]).mean()) if present.any() else float("nan")
 
 
