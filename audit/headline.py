@@ -272,6 +272,17 @@ def _degenerate(run: RunDir, problems: list[str]) -> list[dict]:
             for m, g in bad.groupby(bad["model"].astype(str), sort=True)]
 
 
+def _interpretable(df: pd.DataFrame | None, bad: set[str], *, keep_overall: bool = False) -> pd.DataFrame | None:
+    """``df`` without the rows of degenerate models (issue 25: never report a gap on a model that learned nothing);
+    ``keep_overall`` keeps their ``by == "overall"`` rows (the overall number is a fact, not a gap)."""
+    if df is None or not bad or "model" not in df.columns:
+        return df
+    drop = df["model"].astype(str).isin(bad)
+    if keep_overall and "by" in df.columns:
+        drop &= df["by"].astype(str) != "overall"
+    return df[~drop.to_numpy()]
+
+
 def _finding_counts(run: RunDir, problems: list[str]) -> dict:
     try:
         findings = run.findings()
@@ -303,8 +314,9 @@ def headline(run: RunDir) -> dict:
         ``n_insufficient_groups``, ``largest_gap``, ``largest_fairness_gap``, ``biggest_association``,
         ``n_unreadable``, ``findings`` (counts by severity + ``total``), ``stages`` (name -> status),
         ``overall_balanced`` (balanced accuracy beside the overall accuracy when classes are imbalanced),
-        ``degenerate_models`` (models that did not beat a trivial baseline: their gaps are not interpretable) and
-        ``problems`` (tables that could not be read). Model fields are ``None`` (or empty) for a
+        ``degenerate_models`` (models that did not beat a trivial baseline: their gaps are not interpretable, so
+        ``worst_group``, ``largest_gap`` and ``largest_fairness_gap`` never come from them; ``withheld_models`` names
+        them) and ``problems`` (tables that could not be read). Model fields are ``None`` (or empty) for a
         profile-only run. Worst group and overall prefer pooled folds (``fold == "all"``) and
         out-of-domain scope; only groups with status ``ok`` (n >= min_n) compete for the worst group.
     """
@@ -350,7 +362,9 @@ def headline(run: RunDir) -> dict:
     fair = read_optional(run, "metrics/fairness.parquet", problems)
     assoc = read_optional(run, "profile/associations.parquet", problems)
 
-    worst, overall, n_insuff = _worst_group(groups, task)
+    degenerate = _degenerate(run, problems)
+    bad = {d["model"] for d in degenerate}
+    worst, overall, n_insuff = _worst_group(_interpretable(groups, bad, keep_overall=True), task)
     metric = (worst or overall or {}).get("metric")
 
     counts = _finding_counts(run, problems)
@@ -370,13 +384,14 @@ def headline(run: RunDir) -> dict:
         "overall": overall,
         "worst_group": worst,
         "n_insufficient_groups": n_insuff if groups is not None else None,
-        "largest_gap": _largest_gap(gen, task),
-        "largest_fairness_gap": _largest_fairness(fair),
+        "largest_gap": _largest_gap(_interpretable(gen, bad), task),
+        "largest_fairness_gap": _largest_fairness(_interpretable(fair, bad)),
         "biggest_association": _biggest_association(assoc),
         "n_unreadable": n_unreadable,
         "findings": counts,
         "stages": stages,
         "overall_balanced": _balanced_overall(groups, overall, manifest),
-        "degenerate_models": _degenerate(run, problems),
+        "degenerate_models": degenerate,
+        "withheld_models": sorted(bad),
         "problems": problems,
     }

@@ -34,6 +34,7 @@ import difflib
 import hashlib
 import os
 import stat
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,28 +262,43 @@ def validate_manifest(df: pd.DataFrame, *, source: str = "the input", ids_from_p
     return canonical_order(df)
 
 
-def _path_key(paths: pd.Series) -> tuple[pd.Series, bool]:
-    """The lexical identity of a path (``./a.png`` and ``a.png`` are one file; NA stays NA), and whether any path
-    differed from it."""
+def _path_key(paths: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """The lexical identity of a path (``./a.png`` and ``a.png`` are one file; NA stays NA), and the positions of
+    the paths that differ from it (few: ``../x.png`` is its own normal form)."""
     key = paths.astype("string")
     # only paths with '.', '..' or empty components, or a trailing '/', can differ from their normal form
-    odd = key.str.contains(r"(?:^|/)\.\.?(?:/|$)|//|/$", regex=True).fillna(False).to_numpy(bool)
-    if odd.any():
+    odd = np.flatnonzero(key.str.contains(r"(?:^|/)\.\.?(?:/|$)|//|/$", regex=True).fillna(False).to_numpy(bool))
+    if not len(odd):
+        return key, odd
+    raw = key.iloc[odd].tolist()
+    norm = [os.path.normpath(p) for p in raw]
+    changed = np.array([a != b for a, b in zip(raw, norm, strict=True)], dtype=bool)
+    if changed.any():
         key = key.copy()
-        key[odd] = [os.path.normpath(p) for p in key[odd].tolist()]
-    return key, bool(odd.any())
+        key.iloc[odd[changed]] = [b for b, c in zip(norm, changed, strict=True) if c]
+    return key, odd[changed]
 
 
 def _listings(paths: pd.Series, sid: pd.Series, *, ids_from_paths: bool = False):
-    """``(path key, later listing of a file, repeated id)``: one hashing pass when the ids are the paths."""
-    key, odd = _path_key(paths)
+    """``(path key, later listing of a file, repeated id)``: one hashing pass when the ids are the paths.
+
+    When the ids are the paths, a listing is a repeated id, except around the few paths whose normal form differs
+    (``./a.png``): only the rows sharing those normal forms are compared again, so a 1M-row table with a handful of
+    such paths still costs one hashing pass over the ids."""
+    key, changed = _path_key(paths)
     has = key.notna().to_numpy()
     dup_sid = sid.duplicated(keep="first").to_numpy()
-    if not odd and (ids_from_paths or bool((sid[has] == key[has]).all())):
+    if ids_from_paths or bool((sid[has] == paths[has]).all()):
         listing = dup_sid & has
-        if listing.any() and (~has).any():  # a path spelled like an empty row's id is a repeated id, not a listing
-            pos = np.flatnonzero(listing)
-            listing[pos[key.iloc[pos].isin(sid[~has]).to_numpy()]] = False
+        # keys where a repeated id and a repeated file may differ: normalized paths, and the ids given to empty
+        # rows (a path spelled "(row 3: empty path)" repeats that id, not a file); rows with those keys are
+        # compared on the key among themselves
+        special = set(key.iloc[changed].tolist())
+        if listing.any() and (~has).any():
+            special |= set(sid[~has].tolist())
+        if special:
+            near = np.flatnonzero(key.isin(special).fillna(False).to_numpy(bool) & has)
+            listing[near] = key.iloc[near].duplicated(keep="first").to_numpy()
     else:
         listing = key.duplicated(keep="first").to_numpy() & has
     return key, listing, dup_sid
@@ -374,7 +390,7 @@ def flag_rows(df: pd.DataFrame, root: Path, *, allow_outside_root: bool = False,
     ``outside_root`` too. The returned stats feed :func:`fingerprint` so that no file is stat-ed twice; rows not
     stat-ed get ``(-1, -1)`` (missing), ``(-2, -2)`` (no path) or ``(-3, -3)`` (outside the root).
     """
-    exts = {e.lower() for e in extensions} if extensions is not None else None
+    exts = tuple(sorted({e.lower() for e in extensions})) if extensions is not None else None
     real_root = os.path.realpath(root)
     prefix = real_root.rstrip(os.sep) + os.sep
     dir_ok: dict[str, bool] = {}
@@ -390,51 +406,61 @@ def flag_rows(df: pd.DataFrame, root: Path, *, allow_outside_root: bool = False,
         real = os.path.realpath(full)
         return allow_outside_root or real == real_root or real.startswith(prefix)
 
+    # ".png"-like extensions: a name ending in one is that extension (splitext's answer) unless it starts with a dot
+    simple = exts is not None and all(e.startswith(".") and e.count(".") == 1 for e in exts)
+
+    def bad_ext(low: str) -> bool:
+        return os.path.splitext(low.rpartition(os.sep)[2])[1] not in exts
+
     paths = df["filepath"].to_numpy(dtype=object, na_value=None)
-    flags: list[str | None] = [None] * len(paths)
-    stats = np.full((len(paths), 2), -1, dtype=np.int64)
-    lstat, S_ISLNK, S_ISDIR, S_ISREG = os.lstat, stat.S_ISLNK, stat.S_ISDIR, stat.S_ISREG
+    n = len(paths)
+    flags: dict[int, str] = {}  # row -> flag: few rows, so no per-row list of None to turn into a column
+    sizes, mtimes = array("q", [-1]) * n, array("q", [-1]) * n  # read back by numpy without a copy
+    # The per-row loop of a 1M-row manifest: plain string operations (no os.path call), one lstat, one dict
+    # lookup for the folder; everything else happens only on the rare rows with a problem.
+    lstat, IFMT, IFREG, IFDIR, IFLNK = os.lstat, 0o170000, stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK
+    sep, dotdir = os.sep, os.sep + "."
     for i, p in enumerate(paths):
         if p is None:
-            flags[i] = "empty_path"
-            stats[i] = -2
+            flags[i], sizes[i], mtimes[i] = "empty_path", -2, -2
             continue
-        full = p if os.path.isabs(p) else os.path.join(real_root, p)
-        if not inside_dir(os.path.dirname(full)):
-            flags[i] = "outside_root"
-            stats[i] = -3
+        full = p if p.startswith(sep) else prefix + p
+        d = full[:full.rfind(sep)] or sep
+        ok = dir_ok.get(d)
+        if not (ok if ok is not None else inside_dir(d)):
+            flags[i], sizes[i], mtimes[i] = "outside_root", -3, -3
             continue
         try:
             st = lstat(full)
-            if S_ISLNK(st.st_mode):
+            if st.st_mode & IFMT == IFLNK:
                 if not inside(full):
-                    flags[i] = "outside_root"
-                    stats[i] = -3
+                    flags[i], sizes[i], mtimes[i] = "outside_root", -3, -3
                     continue
                 st = os.stat(full)
-        except FileNotFoundError:
-            flags[i] = "missing_file"
-            continue
-        except NotADirectoryError:
+        except (FileNotFoundError, NotADirectoryError):
             flags[i] = "missing_file"
             continue
         except OSError:  # permissions and the like: left to the profile, which records io_error
             continue
-        mode = st.st_mode
-        if S_ISDIR(mode):
-            flags[i] = "directory"
-        elif not S_ISREG(mode):
-            flags[i] = "not_a_file"
-        elif exts is not None and os.path.splitext(p)[1].lower() not in exts:
-            flags[i] = "unsupported_extension"
-        stats[i, 0], stats[i, 1] = st.st_size, st.st_mtime_ns
+        fmt = st.st_mode & IFMT
+        if fmt != IFREG:
+            flags[i] = "directory" if fmt == IFDIR else "not_a_file"
+        elif exts is not None:
+            low = p.lower()
+            # the common case in three C calls; names starting with a dot (or odd extensions) go to splitext
+            if not (simple and low.endswith(exts) and dotdir not in low and low[0] != ".") and bad_ext(low):
+                flags[i] = "unsupported_extension"
+        sizes[i], mtimes[i] = st.st_size, st.st_mtime_ns
+    stats = np.column_stack([np.frombuffer(sizes, dtype=np.int64), np.frombuffer(mtimes, dtype=np.int64)])
     if "mask" in df.columns and not allow_outside_root:
         for i, p in enumerate(df["mask"].to_numpy(dtype=object, na_value=None)):
-            if p is not None and flags[i] is None:
-                full = p if os.path.isabs(p) else os.path.join(real_root, p)
-                if not inside_dir(os.path.dirname(full)) or os.path.islink(full) and not inside(full):
+            if p is not None and i not in flags:
+                full = p if p.startswith(sep) else prefix + p
+                if not inside_dir(full[:full.rfind(sep)] or sep) or os.path.islink(full) and not inside(full):
                     flags[i] = "outside_root"
-    new = pd.Series(flags, index=df.index, dtype="string")
+    new = pd.Series(pd.NA, index=df.index, dtype="string")
+    if flags:
+        new.iloc[list(flags)] = list(flags.values())
     if "flag" in df.columns:  # keep the lexical flags (duplicate listing / id) where no file problem was found
         old = df["flag"]
         new = new.fillna(old.where(~old.isin(_FS_FLAGS)))

@@ -160,9 +160,11 @@ def test_export_full_fake_run(fo, tmp_path):
     worst = [f for f in run.findings() if f["kind"] == "worst_group"]
     wviews = [v for v in views if v.startswith("worst group")]
     assert len(wviews) == len(worst) == 1
-    by, grp = worst[0]["columns"][0], worst[0]["groups"][0]
-    col = "label" if by == "label" else by
-    assert len(ds.load_saved_view(wviews[0])) == int((m[col] == grp).sum()) > 0
+    by, grp = worst[0]["columns"][0], worst[0]["groups"][0]  # possibly an intersection: "domain x attr.b" / "s | w"
+    member = np.ones(len(m), bool)
+    for col, val in zip(by.split(" x "), grp.split(" | "), strict=True):
+        member &= (m[col.strip()] == val.strip()).fillna(False).to_numpy(bool)
+    assert len(ds.load_saved_view(wviews[0])) == int(member.sum()) > 0
     info = ds.info["imgaudit"]
     assert info["run"] == str(run.path.resolve()) and info["notes"] == []
 
@@ -194,11 +196,11 @@ def test_export_demo_classify_run(fo, classify_run):
     from audit import pipeline
     from audit.integrations.fiftyone import export_run
 
-    real_profile = pipeline._entry("audit.profile", "run_profile") is not None
+    real_profile = hasattr(pipeline, "profile_stage")  # the profile stage is always built now
     if real_profile:
         pipeline.profile_stage(classify_run, required=True, min_n=30, seed=0, workers=1)
     preds = add_classify_predictions(classify_run)
-    if pipeline._entry("audit.metrics", "run_metrics") is not None:
+    if hasattr(pipeline, "metrics_stage"):
         pipeline.metrics_stage(classify_run, required=True, min_n=30, seed=0, n_boot=100)
     classify_run.unlock()
     name = export_run(classify_run, name="demo-classify")

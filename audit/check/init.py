@@ -14,7 +14,7 @@ import pandas as pd
 
 from audit.check.bounds import bounds_warning
 from audit.check.policy import PolicyError, parse_policy
-from audit.check.rules import evaluate
+from audit.check.rules import MODEL_CHECKS, degenerate_models, evaluate
 from audit.check.verdict import RuleContext, fmt
 from audit.errors import UsageError
 from audit.headline import primary_metric
@@ -144,7 +144,12 @@ class _Starter:
         ]
 
     def rule(self, comment: str, **kv) -> bool:
-        """Write a rule (True), or a comment instead when it could never fail (False)."""
+        """Write a rule (True), or a comment instead when it could never fail (False). A model rule on a run whose
+        model learned nothing is a warning (check never passes it on that model): the starter still passes."""
+        bad = degenerate_models(self.probe._context(None)) if kv.get("check") in MODEL_CHECKS else []
+        if bad and kv.get("severity", "error") == "error":
+            kv = {**kv, "severity": "warn"}
+            comment += f"; a warning while {', '.join(bad)} learned nothing usable: make it an error after retraining"
         lines = _rule_lines(kv)
         w = bounds_warning(parse_policy("\n".join(lines) + "\n", "starter.toml").rules[0])
         if w:  # never write a rule that gates nothing

@@ -20,7 +20,13 @@ from audit.errors import AuditError, RunDirError
 from audit.findings import KINDS
 from audit.headline import SCOPE_PREFERENCE, prefer, primary_metric
 
-__all__ = ["evaluate", "EVALUATORS"]
+__all__ = ["evaluate", "EVALUATORS", "MODEL_CHECKS", "degenerate_models"]
+
+#: checks that judge a model's numbers (groups, gaps, fairness, calibration, slices). On a model that learned nothing
+#: (``degenerate`` in metrics/sanity.parquet) those numbers are noise around a constant: such a rule never passes
+#: on it (issue 25), it fails (or warns, per its severity) saying why.
+MODEL_CHECKS = frozenset({"worst_group", "group_metric", "ece", "fairness", "generalization_gap", "regression",
+                          "max_slice_gap"})
 
 
 def _num(v: Any) -> float:
@@ -521,6 +527,31 @@ EVALUATORS: dict[str, Callable[[Rule, RuleContext], RuleResult]] = {
 }
 
 
+def degenerate_models(ctx: RuleContext, rule: Rule | None = None) -> list[str]:
+    """Models of the run that learned nothing (metrics/sanity.parquet), restricted to the rule's ``model`` and
+    ``protocol`` when it names them."""
+    s = ctx.table("metrics/sanity.parquet")
+    if s is None or s.empty or not {"model", "status"} <= set(s.columns):
+        return []
+    s = s[s["status"].astype(str) == "degenerate"]
+    for key in ("model", "protocol"):
+        wanted = rule.params.get(key) if rule is not None else None
+        if wanted is not None and key in s.columns:
+            s = s[s[key].astype(str).isin([wanted] if isinstance(wanted, str) else list(wanted))]
+    return sorted(set(s["model"].astype(str)))
+
+
+def _not_interpretable(res: RuleResult, rule: Rule, ctx: RuleContext) -> RuleResult:
+    """A model rule on a degenerate model: never a pass (a gap of 0 on a constant model is not "no gap")."""
+    bad = degenerate_models(ctx, rule)
+    if not bad or res.status == "skip":
+        return res
+    res.status = "fail" if res.status == "fail" else failing_status(rule)
+    res.message = (f"not interpretable: {', '.join(bad)} learned nothing usable (degenerate_model finding, "
+                   f"metrics/sanity.parquet); retrain before judging it; {res.message}")
+    return res
+
+
 def evaluate(rule: Rule, ctx: RuleContext, *, strict: bool = False) -> RuleResult:
     """Evaluate one rule. Policy errors (names absent from the run) propagate; other problems are recorded.
 
@@ -528,7 +559,8 @@ def evaluate(rule: Rule, ctx: RuleContext, *, strict: bool = False) -> RuleResul
     (``audit init-policy`` must not silently leave a rule out).
     """
     try:
-        return EVALUATORS[rule.check](rule, ctx)
+        res = EVALUATORS[rule.check](rule, ctx)
+        return _not_interpretable(res, rule, ctx) if rule.check in MODEL_CHECKS else res
     except (PolicyError, AuditError):
         raise
     except Exception as e:  # a table that does not follow docs/formats.md: record it, keep checking the others

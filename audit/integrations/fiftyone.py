@@ -132,6 +132,37 @@ def _abs(run: RunDir, rel) -> str | None:
         return None
 
 
+# flags whose path FiftyOne must not be given: never opened (outside the root), or not an image file it could accept
+_PLACEHOLDER_FLAGS = frozenset({"empty_path", "outside_root", "directory", "not_a_file", "unsupported_extension"})
+
+
+def _sample_paths(run: RunDir, m: pd.DataFrame, media_type=None) -> tuple[list[str], list[str]]:
+    """(relative path as listed, path FiftyOne gets) per row. A row flagged at ingest with no usable image path
+    (issue 23: empty, outside the root, a folder, a device, not an image extension) gets a placeholder image path
+    inside the root, ``.audit-unresolved/<row>.png``: FiftyOne refuses a sample whose media type is not an image,
+    and such a file is never opened; so does any other path ``media_type`` (FiftyOne's) does not call an image
+    (a missing ``.txt`` file). ``audit_filepath`` and ``flag`` keep the truth."""
+    rels = ["" if p is None else str(p) for p in m["filepath"].to_numpy(dtype=object, na_value=None)]
+    flags = m["flag"].to_numpy(dtype=object, na_value=None) if "flag" in m.columns else [None] * len(m)
+    unresolved = Path(run.root) / ".audit-unresolved"
+    paths = []
+    for k, (rel, flag) in enumerate(zip(rels, flags, strict=True)):
+        full = None if flag in _PLACEHOLDER_FLAGS or not rel else _abs(run, rel)
+        if full is not None and media_type is not None and media_type(full) != "image":
+            full = None
+        paths.append(full or str(unresolved / f"{k}.png"))
+    return rels, paths
+
+
+def _media_type():
+    """FiftyOne's media-type guess for a path (by extension), or None when this FiftyOne has none."""
+    try:
+        from fiftyone.core.media import get_media_type
+    except ImportError:  # pragma: no cover - a FiftyOne without the helper
+        return None
+    return get_media_type
+
+
 def _export_manifest(run: RunDir, ds, fo, m: pd.DataFrame, ids: list[str]) -> dict[str, str]:
     task = run.task
     if task == "segment" and "mask" in m.columns:
@@ -522,9 +553,7 @@ def export_run(run: RunDir | str | Path, *, name: str | None = None, launch: boo
                 ds.delete_evaluation(key["eval_key"])
         prev = {"views": prev.get("views", [])}
     ids = m["sample_id"].astype(str).tolist()
-    rels = m["filepath"].astype(str).tolist()
-    # a row flagged outside_root (or without a path) is never opened: FiftyOne gets a placeholder inside the root
-    paths = [_abs(run, p) or str(Path(run.root) / ".audit-unresolved" / str(k)) for k, p in enumerate(rels)]
+    rels, paths = _sample_paths(run, m, _media_type())
     sync = _sync_samples(ds, fo, ids, paths, rels)
     fields = _export_manifest(run, ds, fo, m, ids)
     if run.task == "segment" and run.classes():

@@ -6,7 +6,8 @@ each trained model is compared, on its in-domain test rows (held-out rows when i
 
 * classification: the majority-class predictor (accuracy = the largest class share) and chance (balanced accuracy
   = 1/K). The model *beats its baseline* when the lower end of its accuracy interval (Wilson) is above the
-  majority share, or the lower end of its balanced-accuracy interval (row bootstrap) is above 1/K;
+  majority share, or the lower end of its balanced-accuracy interval (row bootstrap) is above 1/K (a fold whose
+  test rows hold one class only cannot be judged against these baselines: only a dead class flags it);
 * segmentation: all-background (foreground IoU 0) and all-foreground (IoU = the class's pixel share). The model
   beats its baseline when the lower end of its per-class IoU interval (image bootstrap) is above both, for every
   foreground class present.
@@ -76,7 +77,9 @@ def _classify_rows(key: dict, df: pd.DataFrame, classes: list[str], rng: np.rand
         bal_b = np.nanmean(np.where(tot > 0, cor / tot, np.nan), axis=1)
         recall = counts[:, 1] / counts.sum(1)
     bal = float(np.nanmean(recall))
-    beats = (float(lo) > shares.max()) or (_pct(bal_b, 0.025) > chance)
+    # one class present: the majority predictor is perfect and chance is 1, so no model can beat them and "does not
+    # beat its baseline" is no evidence; only a dead class (recall 0 on MIN_PRESENT samples) can flag such a fold
+    beats = k < 2 or (float(lo) > shares.max()) or (_pct(bal_b, 0.025) > chance)
     rows = [
         {**key, "metric": "accuracy", "class": "", "value": acc, "ci_low": float(lo), "ci_high": float(hi),
          "baseline": float(shares.max()), "baseline_name": f"majority class {major!r}", "n": n},

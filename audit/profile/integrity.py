@@ -178,6 +178,34 @@ def _listing_diffs(m: pd.DataFrame, first_of: pd.Series) -> tuple[dict[str, int]
     return {c: k for c, k in counts.items() if k}, examples
 
 
+def _listing_conflicts(m: pd.DataFrame) -> list[Finding]:
+    """Listings of one file that give it two values of an attribute or the domain: an ``attribute_conflict``, like a
+    byte-identical copy that disagrees (issue 23; labels and splits are judged with the copies, in duplicates)."""
+    extra = m["listing_of"].notna().to_numpy(bool)
+    firsts = m.drop_duplicates("sample_id").set_index("sample_id")
+    out = []
+    for col in [c for c in m.columns if str(c).startswith(ATTR_PREFIX)] + (["domain"] if "domain" in m else []):
+        mine = m.loc[extra, col].astype("string")
+        first = pd.Series(firsts[col].astype("string").reindex(m.loc[extra, "listing_of"].astype(str)).to_numpy(),
+                          index=mine.index, dtype="string")
+        hit = (mine.notna() & first.notna() & (mine.fillna("") != first.fillna(""))).to_numpy(bool)
+        if not hit.any():
+            continue
+        rows = m.loc[extra].loc[hit]
+        k, label = int(hit.sum()), str(col).removeprefix(ATTR_PREFIX)
+        pairs = [{"a": str(a), "b": str(b), "kind": "exact", "basis": "listing"}
+                 for a, b in rows[["listing_of", "sample_id"]].head(_EVIDENCE_IDS).itertuples(index=False)]
+        out.append(Finding(
+            kind="attribute_conflict", severity="warning", n=k, value=float(k), score=float(k),
+            title=f"{k} file listing{'s' if k > 1 else ''} disagree{'' if k > 1 else 's'} with the file's first "
+                  f"listing on {label}",
+            detail=f"The same file is listed with two values of {label}; at most one is right. Pairs: manifest "
+                   "columns listing_of and sample_id.",
+            columns=[str(col)], groups=["exact"], evidence={"attribute": str(col), "pairs": pairs, "id_extra": "listing"},
+        ))
+    return out
+
+
 @register
 class ManifestRows(Check):
     name = "manifest"
@@ -224,6 +252,7 @@ class ManifestRows(Check):
                 columns=["filepath"] + list(diffs), groups=["duplicate_listing"],
                 evidence={"files": files, "extra_rows": int(extra.sum()), "disagree": diffs, "examples": ex},
             ))
+            out += _listing_conflicts(m)
         for code, (what, fix) in _ROW_FLAGS.items():
             mask = flag.eq(code).fillna(False).to_numpy(bool)
             if not mask.any():
