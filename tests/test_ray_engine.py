@@ -64,7 +64,22 @@ def test_profile_ray_equals_local(ray_cluster, demo_classify, tmp_path):
                                   out["ray"].read_table("profile/duplicates.parquet"))
     checks = out["ray"].info["stages"]["profile"]["checks"]["images"]
     assert checks["workers"] == "ray" and checks["ray"]["cpus"] == 2.0
-    assert checks["pixel_md5_redecoded"] > 0  # the second Ray pipeline (map_chunks) ran too
+
+
+def test_pixel_hashes_of_look_alikes_through_ray(ray_cluster, tmp_path):
+    """The second Ray pipeline (map_chunks): pixel hashes of files that may be pixel-identical to another file."""
+    from PIL import Image
+
+    from audit.profile.scan import fill_pixel_md5, scan_items
+
+    arr = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(tmp_path / "a.png", compress_level=1)
+    Image.fromarray(arr).save(tmp_path / "b.png", compress_level=9)  # other bytes, the same pixels
+    Image.fromarray(255 - arr).save(tmp_path / "c.png")
+    items = [(str(tmp_path / n), None, None, None) for n in ("a.png", "b.png", "c.png")]
+    df = pd.DataFrame(scan_items(items, max_pixels=10**8, workers=1, progress=False))
+    assert fill_pixel_md5(df, items, max_pixels=10**8, workers=2, engine="ray") == 2
+    assert df.loc[0, "pixel_md5"] == df.loc[1, "pixel_md5"] and pd.isna(df.loc[2, "pixel_md5"])
 
 
 def test_scan_rows_come_back_in_manifest_order(ray_cluster, demo_classify):
