@@ -15,7 +15,8 @@ from audit.rundir import RunDir, argv
 __all__ = ["ingest"]
 
 
-def ingest(source, *, out: Path, format: str = "auto", options=None, seed: int = 0, command: list[str] | None = None) -> RunDir:
+def ingest(source, *, out: Path, format: str = "auto", options=None, seed: int = 0,
+           command: list[str] | None = None) -> RunDir:
     """Read ``source`` into a manifest and write ``out/manifest.parquet`` and ``out/run.json``."""
     from audit.manifest import fingerprint
     from audit.readers import ReadOptions, read_dataset

@@ -142,7 +142,8 @@ def test_a_mask_leaving_the_root_flags_its_row_outside_root(tmp_path):
     os.symlink(tmp_path / "out.png", d / "m" / "ln.png")
     os.symlink(tmp_path, d / "up")
     t = pd.DataFrame({"path": ["0.png", "1.png", "2.png", "3.png", "0.png", None],
-                      "mask": ["m/0.png", "../out.png", "m/ln.png", "up/out.png", str(tmp_path / "out.png"), "m/1.png"]})
+                      "mask": ["m/0.png", "../out.png", "m/ln.png", "up/out.png", str(tmp_path / "out.png"),
+                               "m/1.png"]})
     man = build_manifest(t, Roles(filepath="path", mask="mask"))
     out, _ = flag_rows(man, d, extensions=IMAGE_EXTENSIONS)
     assert out["flag"].astype(object).where(out["flag"].notna(), None).tolist() == [

@@ -54,7 +54,8 @@ def require_fiftyone():
     try:
         import fiftyone as fo
     except Exception as e:  # ImportError, or a broken install raising something else at import
-        raise UsageError(_MSG_NO_FO.format(err=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")) from None
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise UsageError(_MSG_NO_FO.format(err=f"{type(e).__name__}: {first}")) from None
     try:
         fo.list_datasets()
     except Exception as e:  # mongod missing, cannot start, or unreachable URI
@@ -443,7 +444,8 @@ def _worst_groups(run: RunDir) -> list[dict]:
     g = g.dropna(subset=["value"])
     for (model, by), sub in g.groupby(["model", "by"], sort=True):
         w = sub.loc[sub["value"].idxmin()]
-        out.append({"by": by, "group": str(w["group"]), "model": model, "value": float(w["value"]), "n": _py(w.get("n")),
+        out.append({"by": by, "group": str(w["group"]), "model": model, "value": float(w["value"]),
+                    "n": _py(w.get("n")),
                     "title": f"worst {by} group for {model}: {w['group']} ({metric} {w['value']:.2f})"})
     return out
 

@@ -86,7 +86,8 @@ class Integrity(Check):
             k = int(bomb.sum())
             out.append(Finding(
                 kind="oversized_image", severity="warning", n=n, value=k / n, score=k / n,
-                title=f"{k} image{'s' if k > 1 else ''} above max_pixels={ctx.config.max_pixels:,} refused without decoding",
+                title=(f"{k} image{'s' if k > 1 else ''} above max_pixels={ctx.config.max_pixels:,} refused "
+                       "without decoding"),
                 detail="Possible decompression bombs; raise --max-pixels only for trusted data.",
                 columns=["filepath"], groups=["decompression_bomb"],
                 evidence={"count": k, "sample_ids": ids(bomb), "max_pixels": int(ctx.config.max_pixels)},
@@ -122,7 +123,8 @@ class Integrity(Check):
     def _mode_mix(ctx: Context, im: pd.DataFrame, ok) -> list[Finding]:
         if ok.sum() == 0:
             return []
-        kind = im.loc[ok, "mode"].astype(str) + im.loc[ok, "bit_depth"].map(lambda b: "" if b in (8, None) or pd.isna(b) else f"/{int(b)}bit")
+        kind = im.loc[ok, "mode"].astype(str) + im.loc[ok, "bit_depth"].map(
+            lambda b: "" if b in (8, None) or pd.isna(b) else f"/{int(b)}bit")
         counts = kind.value_counts()
         if len(counts) < 2:
             return []
@@ -201,7 +203,8 @@ def _listing_conflicts(m: pd.DataFrame) -> list[Finding]:
                   f"listing on {label}",
             detail=f"The same file is listed with two values of {label}; at most one is right. Pairs: manifest "
                    "columns listing_of and sample_id.",
-            columns=[str(col)], groups=["exact"], evidence={"attribute": str(col), "pairs": pairs, "id_extra": "listing"},
+            columns=[str(col)], groups=["exact"],
+            evidence={"attribute": str(col), "pairs": pairs, "id_extra": "listing"},
         ))
     return out
 
