@@ -34,7 +34,6 @@ _API = {
     "open_run": "audit.api.run",
     "group_metrics": "audit.api.groups",
     "PolicyResult": "audit.api.policy",
-    "CheckResult": "audit.api.policy",
     "profile": "audit.api.stages",
     "train": "audit.api.stages",
     "metrics": "audit.api.stages",

@@ -10,7 +10,7 @@ import pandas as pd
 
 from audit.api._common import RunLike, _keywords, _path
 
-__all__ = ["check", "PolicyResult", "CheckResult", "RULE_COLUMNS"]
+__all__ = ["check", "PolicyResult", "RULE_COLUMNS"]
 
 #: columns of ``PolicyResult.rules`` and ``PolicyResult.failures``, one row per policy rule
 RULE_COLUMNS = ("id", "rule", "severity", "status", "message", "value", "threshold", "op", "group", "ci_low",
@@ -131,7 +131,3 @@ def check(
     gate = run_check(path, Path(os.fspath(policy)), baseline=base, junit=Path(junit) if junit else None,
                      github=github, console=None)
     return PolicyResult(gate)
-
-
-#: the name issue 19 gave it; the same class (``audit.profile.CheckResult`` is a profile check's output)
-CheckResult = PolicyResult
