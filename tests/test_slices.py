@@ -423,3 +423,49 @@ def test_a_labeled_column_explains_a_slice_even_when_a_statistic_leads():
     assert lead_feature(feats)["column"] == "brightness"
     assert labeled_feature(feats)["column"] == "domain"
     assert labeled_feature([feats[0], feats[2]]) is None  # 12 points of share: not enough to explain it
+
+
+def test_check_tracks_a_baselines_slices_on_a_later_run(fake_sliced, tmp_path):
+    """`audit check NEW --baseline OLD` with tracked_slices: OLD's confirmed slices applied to NEW in the same
+    (user-given) embedding space; a later model that fixed the slice passes, the same model fails."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from audit.cli import app
+    from audit.slices.track import track_slices
+
+    run, _ = fake_sliced
+    same = track_slices(run.path, run.path, n_boot=300)
+    assert len(same) and (same["gap"] > 0.1).all() and (same["ci_low"] > 0).all()
+    fixed = tmp_path / "fixed"
+    shutil.copytree(run.path, fixed)
+    preds = pd.read_parquet(fixed / "predictions.parquet")
+    preds["y_pred"] = preds["y_true"]  # the later model gets every image right
+    preds.to_parquet(fixed / "predictions.parquet")
+    later = track_slices(run.path, fixed, n_boot=300)
+    assert (later["gap"].abs() < 1e-9).all() and list(later["slice_id"]) == list(same["slice_id"])
+    pol = tmp_path / "p.toml"
+    pol.write_text('[[rule]]\nid = "tracked"\ncheck = "tracked_slices"\nthreshold = 0.05\n')
+    assert CliRunner().invoke(app, ["check", str(fixed), "--policy", str(pol), "--baseline", str(run.path)]
+                              ).exit_code == 0
+    res = CliRunner().invoke(app, ["check", str(run.path), "--policy", str(pol), "--baseline", str(run.path)])
+    assert res.exit_code == 1, res.output
+    assert CliRunner().invoke(app, ["check", str(fixed), "--policy", str(pol)]).exit_code == 0  # no baseline: skip
+
+
+def test_tracking_refuses_a_retrained_networks_own_embeddings(fake_sliced, tmp_path):
+    import json
+    import shutil
+
+    from audit.errors import InputError
+    from audit.slices.track import track_slices
+
+    run, _ = fake_sliced
+    base = tmp_path / "base"
+    shutil.copytree(run.path, base)
+    rules = json.loads((base / "slices" / "rules.json").read_text())
+    rules["embeddings"] = "stored (penultimate layer)"
+    (base / "slices" / "rules.json").write_text(json.dumps(rules))
+    with pytest.raises(InputError, match="another space"):
+        track_slices(base, run.path)

@@ -177,6 +177,15 @@ CHECKS: dict[str, tuple[dict[str, Param], str | None, str]] = {
         "<=",
         "accuracy gap (rest - slice) of each discovered slice, from slices/slices.parquet",
     ),
+    "tracked_slices": (
+        {
+            **_THRESH,
+            "confirmed_only": Param("bool", True, doc="only the slices the baseline confirmed"),
+            "n_boot": Param("int", 2000, doc="bootstrap resamples of each gap's interval"),
+        },
+        "<=",
+        "accuracy gap (rest - slice) of the --baseline run's saved slices applied to this run (same embedding space)",
+    ),
     # mitigation experiments (issue 21): mitigations/summary.parquet
     "mitigation_tradeoff": (
         {

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from audit.check.policy import PolicyError, Rule, _hint
+from audit.check.tracked import eval_tracked_slices
 from audit.check.verdict import Item, RuleContext, RuleResult, failing_status, judge, missing
 from audit.core.directions import lower_is_better
 from audit.errors import AuditError, RunDirError
@@ -26,7 +27,7 @@ __all__ = ["evaluate", "EVALUATORS", "MODEL_CHECKS", "degenerate_models"]
 #: (``degenerate`` in metrics/sanity.parquet) those numbers are noise around a constant: such a rule never passes
 #: on it (issue 25), it fails (or warns, per its severity) saying why.
 MODEL_CHECKS = frozenset({"worst_group", "group_metric", "ece", "fairness", "generalization_gap", "regression",
-                          "max_slice_gap"})
+                          "max_slice_gap", "tracked_slices"})
 
 
 def _num(v: Any) -> float:
@@ -523,6 +524,7 @@ EVALUATORS: dict[str, Callable[[Rule, RuleContext], RuleResult]] = {
     "findings": eval_findings,
     "regression": eval_regression,
     "max_slice_gap": eval_slice_gap,
+    "tracked_slices": eval_tracked_slices,
     "mitigation_tradeoff": eval_mitigation,
 }
 
