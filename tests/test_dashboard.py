@@ -684,10 +684,8 @@ def real_runs(demo_classify, demo_segment, tmp_path_factory):
 
     from audit import pipeline
 
-    for mod, attr in (("audit.profile", "run_profile"), ("audit.train", "run_training"),
-                      ("audit.metrics", "run_metrics")):
-        if pipeline._entry(mod, attr) is None:
-            pytest.skip(f"{mod} is not built")
+    for name in ("profile", "train", "metrics"):  # every stage is part of the package: fail loudly if one is not
+        pipeline.STAGES[name].load()
     torch.set_num_threads(2)
     base = tmp_path_factory.mktemp("real")
     out = {}
@@ -712,7 +710,10 @@ def test_every_page_on_real_demo_runs(real_runs, kind, monkeypatch):
     for page in PAGES:
         _visit(at, page)
         el = _elements(at)
-        assert not at.error or page == "profile", (page, [e.value for e in at.error])  # profile: broken files
+        # profile: the demo's broken files; any page: a model that learned nothing in 1 epoch at 16 px is said
+        honest = ("learned nothing usable", "did not beat a trivial baseline")  # the sanity check, issue 25
+        unexpected = [e.value for e in at.error if not any(h in str(e.value) for h in honest)]
+        assert not unexpected or page == "profile", (page, unexpected)
         if page == "profile":
             assert el["vega_lite_chart"] >= 4
             assert el["image"] >= 2 or kind == "segment"  # the classification demo plants duplicate pairs
