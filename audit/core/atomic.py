@@ -51,8 +51,9 @@ def _public_mode(fd_or_path) -> None:
         os.chmod(fd_or_path, 0o666 & ~_umask())
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+def _atomic_stream(path: Path, write) -> None:
+    """Call ``write(f)`` on a temporary file in the folder of ``path``, fsync it and rename it to ``path``; on any
+    failure the temporary file is removed (an OSError becomes a RunDirError naming the path)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,7 +63,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         _public_mode(fd)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -70,6 +71,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise RunDirError(f"cannot write {path}: {e.strerror or e}") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    _atomic_stream(path, lambda f: f.write(data))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -148,24 +158,4 @@ def atomic_write_npz(path: Path, arrays: dict) -> None:
     the scan's thumbnails of a million images are gigabytes)."""
     import numpy as np
 
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:
-        raise RunDirError(f"cannot write to {path.parent}: {e.strerror or e}") from None
-    try:
-        _public_mode(fd)
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise RunDirError(f"cannot write {path}: {e.strerror or e}") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    _atomic_stream(path, lambda f: np.savez(f, **arrays))
