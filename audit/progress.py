@@ -32,6 +32,7 @@ MODES = ("auto", "bar", "plain", "none")
 _QUIET = False
 _MODE: str | None = None
 _ACTIVE: list[Bar] = []  # live bars (plain or rich), outermost first
+_ACTIVE_LOCK = threading.Lock()  # a heartbeat decides and speaks under it, so a bar nested meanwhile silences it
 
 
 def set_quiet(quiet: bool) -> None:
@@ -174,11 +175,12 @@ class Bar:
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(min(interval(), 1.0)):
-            if _ACTIVE and _ACTIVE[-1] is not self:
-                continue  # a nested step is running: its own heartbeat speaks
-            with self._lock:
-                if time.monotonic() - self._last >= interval():
-                    self._emit(self.line())
+            with _ACTIVE_LOCK:
+                if _ACTIVE and _ACTIVE[-1] is not self:
+                    continue  # a nested step is running: its own heartbeat speaks
+                with self._lock:
+                    if time.monotonic() - self._last >= interval():
+                        self._emit(self.line())
 
     # ------------------------------------------------------------------ context
     def __enter__(self) -> Bar:
@@ -206,11 +208,14 @@ class Bar:
             self._task = self._prog.add_task(self.description, total=self.total, info="")
         elif m == "plain":
             self._plain = True
+            with _ACTIVE_LOCK:  # registered before its first line: from here on an outer heartbeat stays quiet
+                _ACTIVE.append(self)
             self._emit(f"{self.description}  start" + (f"  0/{self.total} {self.unit}" if self.total else ""))
             self._thread = threading.Thread(target=self._heartbeat, name="audit-progress", daemon=True)
             self._thread.start()
-        if m in ("bar", "plain"):
-            _ACTIVE.append(self)
+        if m == "bar":
+            with _ACTIVE_LOCK:
+                _ACTIVE.append(self)
         return self
 
     def advance(self, n: int = 1, info: str | None = None) -> None:
@@ -282,8 +287,6 @@ class Bar:
                 self._prog.update(self._task, description=text)
 
     def __exit__(self, *exc) -> None:
-        if self in _ACTIVE:
-            _ACTIVE.remove(self)
         if self._prog is not None and self._shared:
             self._prog.remove_task(self._task)
         elif self._prog is not None:
@@ -297,3 +300,6 @@ class Bar:
             count = f"{self.done}/{self.total} {self.unit}" if self.total else f"{self.done} {self.unit}"
             with self._lock:
                 self._emit(f"{self.description}  {end}  {count} in {el}")
+        with _ACTIVE_LOCK:  # only after its last line: an outer heartbeat never lands between its lines
+            if self in _ACTIVE:
+                _ACTIVE.remove(self)
