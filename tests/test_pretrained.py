@@ -401,8 +401,10 @@ def test_segmentation_encoder_loads_every_packaged_key():
 
 @pytest.mark.slow
 def test_segmentation_encoder_learns_above_all_background(tmp_path):
-    """Fine-tuned on 48 generated images (2 styles, random split), the shape class gets a real IoU on the test images
-    and the mean IoU beats predicting background everywhere (seen: IoU 0.85 / 0.51 against 0.82 / 0)."""
+    """Fine-tuned on 96 generated images (2 styles, random split: 62 train), the shape class gets a real IoU on the
+    test images and the mean IoU beats predicting background everywhere (seen with seeds 0 and 1: IoU 0.92 / 0.63
+    and 0.94 / 0.69 against 0.82 / 0). With 48 images and 8 epochs (32 optimizer steps) the randomly initialized
+    decoder had not converged (fg IoU 0.2-0.4 from one seed to the next): too few steps, not a broken encoder."""
     _need("efficientnet_lite0")
     import pandas as pd
 
@@ -410,9 +412,9 @@ def test_segmentation_encoder_learns_above_all_background(tmp_path):
     from audit.train.config import train_config
     from audit.train.synthetic import make_segment_images
 
-    table = make_segment_images(tmp_path / "seg", n=24, size=96, seed=0)
+    table = make_segment_images(tmp_path / "seg", n=48, size=96, seed=0)
     run = _ingest(table, tmp_path / "seg", tmp_path / "run", mask=True)
-    run_training(run, train_config(device="cpu", epochs=8, image_size=96, batch_size=8, protocol="split",
+    run_training(run, train_config(device="cpu", epochs=16, image_size=96, batch_size=8, protocol="split",
                                    augment=False))
     assert run.info["stages"]["train"]["mode"] == "finetune"
     preds = pd.read_parquet(run.path / "predictions.parquet")
@@ -420,5 +422,5 @@ def test_segmentation_encoder_learns_above_all_background(tmp_path):
     iou = {c: test[f"inter_{c}"].sum() / test[f"union_{c}"].sum() for c in (0, 1)}
     bg_only = test["true_0"].sum() / (test["true_0"].sum() + test["true_1"].sum())  # IoU_0 of all-background
     assert set(preds["model"]) == {"lraspp_efficientnet_lite0"}
-    assert iou[1] > 0.3, iou
-    assert (iou[0] + iou[1]) / 2 > bg_only / 2 + 0.1, (iou, bg_only)
+    assert iou[1] > 0.45, iou
+    assert (iou[0] + iou[1]) / 2 > bg_only / 2 + 0.2, (iou, bg_only)
