@@ -187,6 +187,9 @@ class Bar:
         m = mode() if self.total is not None else "none"
         self._t0 = self._last = time.monotonic()
         self._r0 = (self._t0, 0)
+        if m in ("bar", "plain"):
+            with _ACTIVE_LOCK:  # registered before its first line: from here on an outer heartbeat stays quiet
+                _ACTIVE.append(self)
         outer = next((b for b in reversed(_ACTIVE) if b._prog is not None), None)
         if m == "bar" and outer is not None:  # a nested step: one more row of the live display
             self._prog, self._shared = outer._prog, True
@@ -208,14 +211,9 @@ class Bar:
             self._task = self._prog.add_task(self.description, total=self.total, info="")
         elif m == "plain":
             self._plain = True
-            with _ACTIVE_LOCK:  # registered before its first line: from here on an outer heartbeat stays quiet
-                _ACTIVE.append(self)
             self._emit(f"{self.description}  start" + (f"  0/{self.total} {self.unit}" if self.total else ""))
             self._thread = threading.Thread(target=self._heartbeat, name="audit-progress", daemon=True)
             self._thread.start()
-        if m == "bar":
-            with _ACTIVE_LOCK:
-                _ACTIVE.append(self)
         return self
 
     def advance(self, n: int = 1, info: str | None = None) -> None:

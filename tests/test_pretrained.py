@@ -404,7 +404,8 @@ def test_segmentation_encoder_learns_above_all_background(tmp_path):
     """Fine-tuned on 96 generated images (2 styles, random split: 62 train), the shape class gets a real IoU on the
     test images and the mean IoU beats predicting background everywhere (seen with seeds 0 and 1: IoU 0.92 / 0.63
     and 0.94 / 0.69 against 0.82 / 0). With 48 images and 8 epochs (32 optimizer steps) the randomly initialized
-    decoder had not converged (fg IoU 0.2-0.4 from one seed to the next): too few steps, not a broken encoder."""
+    decoder had not converged (fg IoU 0.2-0.4 from one learning rate or seed to the next): too few steps, not a
+    broken encoder."""
     _need("efficientnet_lite0")
     import pandas as pd
 
