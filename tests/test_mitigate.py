@@ -11,7 +11,11 @@ import torch
 from typer.testing import CliRunner
 
 from audit.errors import InputError
-from audit.metrics.fairness import demographic_parity_difference
+from audit.metrics.fairness import (
+    demographic_parity_difference,
+    equal_opportunity_difference,
+    equalized_odds_difference,
+)
 from audit.mitigate import METHODS, MitigateConfig, pair_predictions, paired_metrics, run_mitigations
 from audit.mitigate.paired import KEY, verdict
 from audit.mitigate.summary import baseline_predictions
@@ -89,8 +93,11 @@ def test_summary_numbers_recomputed_from_the_prediction_files(mitigated):
             worst = per.loc[per["size"] >= 5, "mean"].min()
             assert rows.loc[("worst_group_accuracy", "label x bg"), name] == pytest.approx(worst)
             bg = man.loc[t["sample_id"].astype(str), "attr.bg"].astype(str).to_numpy()
-            dp = demographic_parity_difference(t["y_true"].astype(str), t["y_pred"].astype(str), sensitive=bg, min_n=5)
-            assert rows.loc[("dp_diff", "bg"), name] == pytest.approx(dp)
+            yt, yp = t["y_true"].astype(str), t["y_pred"].astype(str)
+            for metric, lib in (("dp_diff", demographic_parity_difference), ("eop_diff", equal_opportunity_difference),
+                                ("eo_diff", equalized_odds_difference)):
+                want = lib(yt, yp, sensitive=bg, min_n=5)
+                assert rows.loc[(metric, "bg"), name] == pytest.approx(want, nan_ok=True), (m, name, metric)
         r = rows.loc[("ood_accuracy", "held_out")]
         assert r["diff"] == pytest.approx(r["mitigated"] - r["baseline"])
         assert r["ci_low"] <= r["diff"] <= r["ci_high"] and 0 <= r["p"] <= 1
@@ -121,6 +128,45 @@ def _correlated(n=600, seed=0):
     spec = {"ood": np.ones(n, bool), "ind": np.zeros(n, bool), "groups": [], "fair": [], "classes": ["0", "1"],
             "cluster": df["sample_id"].to_numpy()}
     return df, spec, ok_b, ok_m
+
+
+def _fair_frame(n_b: int, pos_b: int, seed=0):
+    """Group a: 60 rows, half positives; group b: ``n_b`` rows, ``pos_b`` of them positives."""
+    rng = np.random.default_rng(seed)
+    n = 60 + n_b
+    y = np.r_[np.tile(["0", "1"], 30), ["1"] * pos_b + ["0"] * (n_b - pos_b)]
+    grp = np.r_[np.zeros(60, int), np.ones(n_b, int)]
+    other = np.where(y == "0", "1", "0")
+    pb = np.where(rng.random(n) < 0.7, y, other)
+    pm = np.where(rng.random(n) < 0.8, y, other)
+    df = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "fold": "f", "seed": 0, "role": "test",
+                       "y_true_b": y, "y_true_m": y, "y_pred_b": pb, "y_pred_m": pm})
+    spec = {"ood": np.ones(n, bool), "ind": np.zeros(n, bool), "groups": [], "fair": [("bg", grp, 2)],
+            "classes": ["0", "1"], "cluster": df["sample_id"].to_numpy()}
+    return df, spec, np.array(["a", "b"])[grp]
+
+
+@pytest.mark.parametrize("n_b, pos_b, undefined", [
+    (3, 1, ("dp_diff", "eop_diff", "eo_diff")),  # group b below min_n: one eligible group for every gap
+    (20, 0, ("eop_diff", "eo_diff")),  # group b has no positives: one group with a TPR
+    (20, 10, ()),
+])
+def test_fairness_gap_with_one_eligible_group_is_nan_not_zero(n_b, pos_b, undefined):
+    df, spec, bg = _fair_frame(n_b, pos_b)
+    out = paired_metrics(df, spec, task="classify", n_boot=200, seed=0, min_n=5).set_index("metric")
+    libs = {"dp_diff": demographic_parity_difference, "eop_diff": equal_opportunity_difference,
+            "eo_diff": equalized_odds_difference}
+    for metric, lib in libs.items():
+        r = out.loc[metric]
+        for col, sfx in (("baseline", "_b"), ("mitigated", "_m")):
+            want = lib(df["y_true" + sfx], df["y_pred" + sfx], sensitive=bg, min_n=5)
+            assert r[col] == pytest.approx(want, nan_ok=True), (metric, col)
+        if metric in undefined:
+            assert np.isnan([r["baseline"], r["mitigated"], r["diff"], r["ci_low"], r["ci_high"]]).all(), metric
+            assert r["verdict"] == "not measurable"
+        else:
+            assert np.isfinite([r["baseline"], r["mitigated"], r["ci_low"], r["ci_high"]]).all(), metric
+            assert r["ci_low"] < r["ci_high"] and r["verdict"] != "not measurable"
 
 
 def test_paired_interval_is_narrower_than_unpaired_on_correlated_predictions():
@@ -175,6 +221,7 @@ def test_verdict_words():
     assert verdict("gap", -0.05, -0.01) == "helps"  # a smaller gap is better
     assert verdict("worst_group_accuracy", -0.01, 0.02) == "no measurable effect"
     assert verdict("dp_diff", float("nan"), float("nan")) == "no measurable effect"
+    assert verdict("dp_diff", float("nan"), float("nan"), float("nan"), 0.1) == "not measurable"
 
 
 # ---------------------------------------------------------------------------------------------- trainer hooks
@@ -246,6 +293,61 @@ def test_targeted_augmentations():
     assert torch.equal(extra_augment(x, (("sharpen", 0.0),), g), x)
     with pytest.raises(ValueError, match="unknown augmentation"):
         extra_augment(x, (("swirl", 1.0),), g)
+
+
+def _profile_findings() -> list[dict]:
+    """Findings as the profile writes them (its own checks build them from fake tables), as in findings.json."""
+    from audit.profile.image_stats import ImageStats
+    from audit.profile.shortcuts import Shortcuts
+
+    shift = pd.DataFrame([
+        # d3 differs in saturation (and a little in contrast): a colour covariate shift
+        {"by": "domain", "group": "d3", "statistic": "saturation", "effect": 1.6, "ci_low": 1.3, "ci_high": 1.9,
+         "ks": 0.6, "p": 1e-9, "q": 1e-8, "n": 120, "n_rest": 240, "mean": 0.6, "mean_rest": 0.3},
+        {"by": "domain", "group": "d3", "statistic": "contrast", "effect": 0.7, "ci_low": 0.5, "ci_high": 0.9,
+         "ks": 0.3, "p": 1e-4, "q": 1e-3, "n": 120, "n_rest": 240, "mean": 0.4, "mean_rest": 0.3},
+        # d1 differs only in entropy: neither colour nor sharpness, chooses nothing
+        {"by": "domain", "group": "d1", "statistic": "entropy", "effect": -0.9, "ci_low": -1.1, "ci_high": -0.7,
+         "ks": 0.4, "p": 1e-6, "q": 1e-5, "n": 120, "n_rest": 240, "mean": 5.0, "mean_rest": 6.0},
+    ])
+    found = ImageStats._findings(shift, min_n=30)
+    imp = pd.Series({"sharpness": 0.7, "entropy": 0.2, "brightness": 0.1})
+    found.append(Shortcuts._finding("label", "image_stats", 0.9, 0.85, 0.95, 0.5, 0.8, 360, ["sharpness", "entropy"],
+                                    imp, ["0", "1"]))
+    # a shortcut through file properties is no image statistic: no augmentation undoes it
+    found.append(Shortcuts._finding("domain", "file_properties", 0.95, 0.9, 0.99, 0.33, 0.9, 360, ["ext=.png"],
+                                    pd.Series({"ext=.png": 1.0}), ["d1", "d2", "d3"]))
+    assert [f.kind for f in found] == ["covariate_shift", "covariate_shift", "shortcut", "shortcut"]
+    return [f.to_dict() for f in found]
+
+
+def test_augment_choice_from_colour_and_sharpness_findings():
+    from audit.mitigate.methods import augment_choice
+
+    findings = _profile_findings()
+    by_id = {f["id"]: f for f in findings}
+    spec, reasons = augment_choice(findings)
+    assert spec == [("grayscale", 0.5), ("color_jitter", 0.8), ("blur", 0.4), ("sharpen", 0.3)]
+    assert [r["chosen"] for r in reasons] == [["grayscale", "color_jitter"], ["blur", "sharpen"]]
+    colour, sharp = reasons[0]["because"], reasons[1]["because"]
+    assert len(colour) == 1 and colour[0]["kind"] == "covariate_shift"
+    assert colour[0]["statistics"] == ["contrast", "saturation"]
+    assert colour[0]["title"] == by_id[colour[0]["finding"]]["title"] and "domain=d3" in colour[0]["title"]
+    assert "saturation" in colour[0]["title"]
+    assert len(sharp) == 1 and sharp[0]["kind"] == "shortcut" and sharp[0]["statistics"] == ["sharpness"]
+    assert sharp[0]["title"] == by_id[sharp[0]["finding"]]["title"] and "sharpness" in sharp[0]["title"]
+    chosen_by = {r["finding"] for r in colour + sharp}
+    assert all(by_id[i]["kind"] in ("covariate_shift", "shortcut") for i in chosen_by) and len(chosen_by) == 2
+
+
+def test_augment_choice_without_findings_chooses_nothing():
+    from audit.mitigate.methods import augment_choice
+
+    assert augment_choice([]) == ([], [])
+    entropy_only = [f for f in _profile_findings() if "entropy" in f["title"] and f["kind"] == "covariate_shift"]
+    files_only = [f for f in _profile_findings() if f["evidence"].get("features") == "file_properties"]
+    assert len(entropy_only) == 1 and len(files_only) == 1
+    assert augment_choice(entropy_only + files_only) == ([], [])
 
 
 def test_cli_usage_errors(mitigated, tmp_path):

@@ -195,15 +195,19 @@ def _fair(t: np.ndarray, n_g: int, k: int, metric: str, min_n: int, point: np.nd
     ok_pos, ok_neg = ok_n & (fp0[..., 2] >= min_n), ok_n & ((fp0[..., 0] - fp0[..., 2]) >= min_n)
 
     def spread(r, ok):  # over groups -> (..., k)
+        # a difference needs two eligible groups (at the point estimate, the same in every resample); with fewer
+        # it is undefined, NaN as in audit.metrics.fairness, never 0 (a 0 would read as parity)
         r = np.where(ok, r, np.nan)
-        return _nanreduce(np.nanmax, r, -2) - _nanreduce(np.nanmin, r, -2)
+        d = _nanreduce(np.nanmax, r, -2) - _nanreduce(np.nanmin, r, -2)
+        return np.where(ok.sum(axis=-2) >= 2, d, np.nan)
 
     if metric == "dp_diff":
         per = spread(rate_sel, ok_n)
     elif metric == "eop_diff":
         per = spread(tpr, ok_pos)
-    else:
-        per = np.fmax(spread(tpr, ok_pos), spread(fpr, ok_neg))
+    else:  # equalized odds: the larger of the TPR and FPR differences, undefined when either is
+        t_d, f_d = spread(tpr, ok_pos), spread(fpr, ok_neg)
+        per = np.where(np.isnan(t_d) | np.isnan(f_d), np.nan, np.fmax(t_d, f_d))
     per = per[..., -1:] if k == 2 else per
     return _nanreduce(np.nanmax, per, -1)
 
@@ -292,13 +296,17 @@ def paired_metrics(paired: pd.DataFrame, spec: dict, *, task: str, n_boot: int =
         rows.append({"metric": metric, "by": by, "baseline": vb, "mitigated": vm, "diff": d, "ci_low": float(lo[0]),
                      "ci_high": float(hi[0]), "n": int(n), "p": float(p[0])})
     out = pd.DataFrame(rows, columns=[c for c in SUMMARY_COLUMNS if c not in ("method", "verdict")])
-    out["verdict"] = [verdict(r.metric, r.ci_low, r.ci_high) for r in out.itertuples()]
+    out["verdict"] = [verdict(r.metric, r.ci_low, r.ci_high, r.baseline, r.mitigated) for r in out.itertuples()]
     return out
 
 
-def verdict(metric: str, ci_low: float, ci_high: float) -> str:
+def verdict(metric: str, ci_low: float, ci_high: float, baseline: float = 0.0, mitigated: float = 0.0) -> str:
     """``helps`` / ``hurts`` when the paired interval excludes 0 (in the metric's better / worse direction),
-    else ``no measurable effect`` (also when there is no interval)."""
+    ``not measurable`` when the metric itself is undefined for either model (NaN ``baseline`` or ``mitigated``:
+    e.g. a fairness gap with fewer than two groups of ``min_n``), else ``no measurable effect`` (also when there
+    is no interval)."""
+    if not (np.isfinite(baseline) and np.isfinite(mitigated)):
+        return "not measurable"
     if not (np.isfinite(ci_low) and np.isfinite(ci_high)) or ci_low <= 0 <= ci_high:
         return "no measurable effect"
     better_up = not lower_is_better(metric)

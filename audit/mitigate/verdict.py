@@ -55,6 +55,9 @@ def primary_rows(rows: pd.DataFrame) -> tuple[pd.Series | None, pd.Series | None
 
 
 def _points(r: pd.Series) -> str:
+    if not (math.isfinite(_num(r.get("baseline", 0.0))) and math.isfinite(_num(r.get("mitigated", 0.0)))
+            and math.isfinite(_num(r["diff"]))):
+        return "not measurable (undefined for the baseline or the variant, e.g. no group with n >= min_n)"
     return (f"{_num(r['diff']) * 100:+.1f} points [{_num(r['ci_low']) * 100:+.1f}, "
             f"{_num(r['ci_high']) * 100:+.1f}]")
 
