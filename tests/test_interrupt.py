@@ -7,22 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import pytest
 
-
-def _wait_for(cond, timeout: float, what: str, proc=None):
-    """Poll ``cond`` until it is true (no fixed sleep decides the outcome)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = cond()
-        if v:
-            return v
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the process ended (rc={proc.returncode}) before {what}")
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from waiting import wait_for  # noqa: E402
 
 
 def _stage(run, name):
@@ -41,7 +31,7 @@ def test_a_signal_during_training_records_interrupted_at_once_and_exits_128_plus
                              "--epochs", "200", "--image-size", "32", "--workers", "1"],
                             stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        _wait_for(lambda: _stage(run, "train").get("status") == "running", 120, "train to start", proc)
+        wait_for(lambda: _stage(run, "train").get("status") == "running", 120, "train to start", proc, exited="raise")
         proc.send_signal(sig)
         rc = proc.wait(timeout=60)
     finally:

@@ -10,10 +10,14 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from audit import progress
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from waiting import wait_for  # noqa: E402
 
 ETA = re.compile(r"^(?P<stage>\S.*?)  (?P<done>\d+)/(?P<total>\d+) (?P<unit>\w+)  [\d.e+-]+ (?P=unit)/s  eta \S+")
 
@@ -23,18 +27,6 @@ def _env(**extra) -> dict:
     return {**env, "AUDIT_PROGRESS_INTERVAL": "0.05", **extra}
 
 
-def _wait_for(cond, timeout: float, what: str, proc=None):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = cond()
-        if v:
-            return v
-        if proc is not None and proc.poll() is not None:
-            return cond()
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
 def _run_logged(args: list[str], log, env: dict, *, until=None) -> tuple[int, str]:
     """Run ``python -m audit ARGS`` with stdout and stderr to ``log`` (a file: not a terminal); with ``until``, wait
     until the log satisfies it while the command runs (or has ended), then for the end."""
@@ -42,7 +34,7 @@ def _run_logged(args: list[str], log, env: dict, *, until=None) -> tuple[int, st
         proc = subprocess.Popen([sys.executable, "-m", "audit", *args], stdout=f, stderr=subprocess.STDOUT, env=env)
         try:
             if until is not None:
-                _wait_for(lambda: until(log.read_text()), 240, "a progress line", proc)
+                wait_for(lambda: until(log.read_text()), 240, "a progress line", proc)
             rc = proc.wait(timeout=300)
         finally:
             if proc.poll() is None:
@@ -109,7 +101,7 @@ def test_nested_plain_bars_heartbeat_from_the_innermost_only(monkeypatch, capsys
         outer.advance(1)
         with progress.Bar(10, "outer: inner", unit="img") as inner:
             inner.advance(4)
-            _wait_for(lambda: (seen.extend(capsys.readouterr().err.splitlines()) or
+            wait_for(lambda: (seen.extend(capsys.readouterr().err.splitlines()) or
                                sum(ln.startswith("outer: inner  4/10 img") for ln in seen) >= 3), 30, "heartbeats")
         outer.advance(1)
     seen += capsys.readouterr().err.splitlines()
@@ -143,9 +135,9 @@ def test_a_bar_without_a_total_gets_one_later(monkeypatch, capsys):
 
     with progress.Bar(0, "pairs", unit="pair") as bar:
         t0 = time.monotonic()
-        _wait_for(lambda: time.monotonic() - t0 > 0.06, 5, "the interval")
+        wait_for(lambda: time.monotonic() - t0 > 0.06, 5, "the interval")
         bar.update(5, total=20)
-        _wait_for(heartbeat_with_total, 10, "a heartbeat line with the total")
+        wait_for(heartbeat_with_total, 10, "a heartbeat line with the total")
     err.extend(capsys.readouterr().err.splitlines())
     assert err[0] == "pairs  start"
     assert err[-1].startswith("pairs  done  5/20 pair in ")
