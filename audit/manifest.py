@@ -393,13 +393,16 @@ def flag_rows(df: pd.DataFrame, root: Path, *, allow_outside_root: bool = False,
     exts = tuple(sorted({e.lower() for e in extensions})) if extensions is not None else None
     real_root = os.path.realpath(root)
     prefix = real_root.rstrip(os.sep) + os.sep
-    dir_ok: dict[str, bool] = {}
+    # folder -> True (allowed, its own real path), False (outside the root) or its real path (allowed but spelled
+    # otherwise: '..', '.', '//', a symlinked folder): the files in such a folder get a resolved key below
+    dir_ok: dict[str, bool | str] = {}
 
-    def inside_dir(d: str) -> bool:
+    def inside_dir(d: str) -> bool | str:
         ok = dir_ok.get(d)
         if ok is None:
             real = os.path.realpath(d)
-            ok = dir_ok[d] = allow_outside_root or real == real_root or real.startswith(prefix)
+            ok = allow_outside_root or real == real_root or real.startswith(prefix)
+            ok = dir_ok[d] = (real if ok and real != d else ok)
         return ok
 
     def inside(full: str) -> bool:
@@ -416,6 +419,7 @@ def flag_rows(df: pd.DataFrame, root: Path, *, allow_outside_root: bool = False,
     n = len(paths)
     flags: dict[int, str] = {}  # row -> flag: few rows, so no per-row list of None to turn into a column
     sizes, mtimes = array("q", [-1]) * n, array("q", [-1]) * n  # read back by numpy without a copy
+    real_of: dict[int, str] = {}  # row -> its real path, for the few rows whose path string is not their real path
     # The per-row loop of a 1M-row manifest: plain string operations (no os.path call), one lstat, one dict
     # lookup for the folder; everything else happens only on the rare rows with a problem.
     lstat, IFMT, IFREG, IFDIR, IFLNK = os.lstat, 0o170000, stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK
@@ -427,16 +431,20 @@ def flag_rows(df: pd.DataFrame, root: Path, *, allow_outside_root: bool = False,
         full = p if p.startswith(sep) else prefix + p
         d = full[:full.rfind(sep)] or sep
         ok = dir_ok.get(d)
-        if not (ok if ok is not None else inside_dir(d)):
+        if ok is None:
+            ok = inside_dir(d)
+        if not ok:
             flags[i], sizes[i], mtimes[i] = "outside_root", -3, -3
             continue
         try:
             st = lstat(full)
             if st.st_mode & IFMT == IFLNK:
-                if not inside(full):
+                real = os.path.realpath(full)
+                if not (allow_outside_root or real == real_root or real.startswith(prefix)):
                     flags[i], sizes[i], mtimes[i] = "outside_root", -3, -3
                     continue
                 st = os.stat(full)
+                real_of[i] = real
         except (FileNotFoundError, NotADirectoryError):
             flags[i] = "missing_file"
             continue
@@ -451,6 +459,8 @@ def flag_rows(df: pd.DataFrame, root: Path, *, allow_outside_root: bool = False,
             if not (simple and low.endswith(exts) and dotdir not in low and low[0] != ".") and bad_ext(low):
                 flags[i] = "unsupported_extension"
         sizes[i], mtimes[i] = st.st_size, st.st_mtime_ns
+        if ok is not True and i not in real_of:  # a folder spelled otherwise than its real path (rare)
+            real_of[i] = ok.rstrip(sep) + full[len(d):]
     stats = np.column_stack([np.frombuffer(sizes, dtype=np.int64), np.frombuffer(mtimes, dtype=np.int64)])
     if "mask" in df.columns and not allow_outside_root:
         for i, p in enumerate(df["mask"].to_numpy(dtype=object, na_value=None)):
@@ -458,18 +468,63 @@ def flag_rows(df: pd.DataFrame, root: Path, *, allow_outside_root: bool = False,
                 full = p if p.startswith(sep) else prefix + p
                 if not inside_dir(full[:full.rfind(sep)] or sep) or os.path.islink(full) and not inside(full):
                     flags[i] = "outside_root"
+    # with --allow-outside-root only: there a ``../`` path, a symlink leading out and an absolute path can name one
+    # file, which the lexical check cannot see; inside the root the lexical check is the documented behaviour
+    real_of = {i: r for i, r in real_of.items() if i not in flags} if allow_outside_root else {}
+    return _with_flags(df, flags, real_of, prefix), stats
+
+
+def _with_flags(df: pd.DataFrame, flags: dict[int, str], real_of: dict[int, str], prefix: str) -> pd.DataFrame:
+    """The manifest with column ``flag``: the file flags of :func:`flag_rows`, the lexical flags already there
+    (duplicate listing / id) where no file problem was found, and listings found on the resolved path."""
     new = pd.Series(pd.NA, index=df.index, dtype="string")
     if flags:
         new.iloc[list(flags)] = list(flags.values())
-    if "flag" in df.columns:  # keep the lexical flags (duplicate listing / id) where no file problem was found
+    if "flag" in df.columns:
         old = df["flag"]
         new = new.fillna(old.where(~old.isin(_FS_FLAGS)))
     out = df.copy()
+    if real_of:
+        new = _resolved_listings(out, new, real_of, prefix)
     if new.notna().any():
         out["flag"] = new.astype("string")
     elif "flag" in out.columns:
         out = out.drop(columns="flag")
-    return canonical_order(out), stats
+    return canonical_order(out)
+
+
+def _resolved_listings(df: pd.DataFrame, flag: pd.Series, real_of: dict[int, str], prefix: str) -> pd.Series:
+    """Listings of one file under several path strings (``../x.png``, a symlink to it, its absolute path): rows
+    whose path is not their real path (``real_of``: row -> real path) are compared on the real path with each other
+    and with the rows spelling that real path directly (relative to the root, or absolute). Every later row of such
+    a file becomes a ``duplicate_listing`` with ``listing_of`` = the file's first row, as the lexical check does
+    (which sees only the path strings). Only rows opened without a problem take part. ``df`` gets ``listing_of``
+    in place; the returned flags add the new listings. The cost is one ``isin`` over the paths, and only when some
+    row's path is not its real path."""
+    spell: dict[str, str] = {}
+    for r in set(real_of.values()):
+        spell[r] = r
+        if r.startswith(prefix):
+            spell[r[len(prefix):]] = r
+    fp = df["filepath"].astype("string")
+    ok = ~flag.isin(_FS_FLAGS).fillna(False).to_numpy(bool)
+    key = {int(i): spell[fp.iloc[i]] for i in np.flatnonzero(fp.isin(list(spell)).fillna(False).to_numpy(bool) & ok)}
+    key.update(real_of)  # positions -> real path
+    rows = pd.Series(key).sort_index()
+    rows = rows[rows.duplicated(keep=False)]
+    if rows.empty:
+        return flag
+    pos = rows.index.to_numpy()
+    first = rows.groupby(rows, sort=False).transform(lambda g: g.index[0]).to_numpy()
+    later = pos[first != pos]
+    sid = df["sample_id"].astype("string")
+    of = (df["listing_of"].astype("string").copy() if "listing_of" in df.columns
+          else pd.Series(pd.NA, index=df.index, dtype="string"))
+    of.iloc[later] = sid.iloc[first[first != pos]].to_numpy()
+    df["listing_of"] = of
+    flag = flag.copy()
+    flag.iloc[later] = flag.iloc[later].fillna("duplicate_listing").to_numpy()
+    return flag
 
 
 def flagged_rows_error(df: pd.DataFrame, *, limit: int = 200) -> InputError | None:

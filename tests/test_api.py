@@ -45,6 +45,42 @@ def test_group_metrics_equal_fairlearn_by_group_with_intersections_and_empty_gro
             and (ok[("acc", "value")] <= ok[("acc", "ci_high")]).all())
 
 
+@pytest.mark.parametrize("case", ["int_float", "float_int", "int8_float32_series", "bool_int", "categorical_object"])
+def test_group_metrics_equal_fairlearn_when_y_true_and_y_pred_have_different_dtypes(case):
+    """Equal values are the same class across dtypes (1 == 1.0 == np.int64(1)), as in fairlearn's MetricFrame."""
+    fairlearn = pytest.importorskip("fairlearn.metrics")
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+    yt, yp, sf = _data(5)
+    names = np.array(["x", "y", "z"], dtype=object)
+    yt, yp = {
+        "int_float": (yt, yp.astype(float)),
+        "float_int": (yt.astype(float), yp),
+        "int8_float32_series": (yt.astype(np.int8), pd.Series(yp.astype(np.float32))),
+        "bool_int": (yt > 0, (yp > 0).astype(np.int64)),
+        "categorical_object": (pd.Categorical(names[yt]), names[yp]),
+    }[case]
+    got = audit.group_metrics(yt, yp, sensitive_features=sf, n_boot=0,
+                              metrics={"acc": "accuracy", "bal": "balanced_accuracy"})
+    mf = fairlearn.MetricFrame(metrics={"acc": accuracy_score, "bal": balanced_accuracy_score},
+                               y_true=yt, y_pred=yp, sensitive_features=sf)
+    for name in ("acc", "bal"):
+        ours = got[name]["value"]
+        ref = mf.by_group[name].reindex(ours.index)
+        np.testing.assert_allclose(ours.to_numpy(float), ref.to_numpy(float), rtol=1e-12, equal_nan=True)
+    assert (got[("acc", "value")].dropna() > 0.5).all()  # not the 0 of comparing "1" with "1.0"
+
+
+def test_group_metrics_label_names_are_by_value_and_distinct_values_stay_apart():
+    got = audit.group_metrics(np.array([1, 2, 2, 1]), np.array([1.0, 2.0, 1.0, 1.0]), sensitive_features=list("aabb"),
+                              metrics=["recall"], n_boot=0)
+    assert set(got.columns.get_level_values("metric")) == {"recall.1", "recall.2"}
+    mixed = audit.group_metrics([1, "1", 2], [1, "1", 2], sensitive_features=list("aab"),
+                                metrics=["accuracy", "recall"], n_boot=0)
+    assert mixed[("accuracy", "value")].tolist() == [1.0, 1.0]
+    assert {"recall.1 (int)", "recall.1 (str)", "recall.2"} <= set(mixed.columns.get_level_values("metric"))
+
+
 def test_group_metrics_single_feature_series_min_n_and_recall_per_class():
     yt, yp, sf = _data(3, n=120)
     got = audit.group_metrics(pd.Series(yt), pd.Series(yp), sensitive_features=sf["sex"],

@@ -301,6 +301,31 @@ runpy.run_module("audit", run_name="__main__")
     assert "pip install 'imgaudit[train]'" in p.stderr and "Traceback" not in p.stderr
 
 
+def test_run_without_torch_records_the_train_failure_in_run_json(tmp_path):
+    """The StageError says "details in run.json": the train stage, refused before it opened (no torch), is there."""
+    table = _tiny_table(tmp_path / "data", n=60)
+    code = _NO_TORCH + f"""
+import json
+import audit
+from audit.errors import StageError
+try:
+    audit.run({str(table)!r}, out="run", label="label", domain="site", epochs=1, workers=1)
+except StageError as e:
+    assert "details in" in str(e) and "run.json" in str(e), e
+else:
+    raise AssertionError("run passed without torch")
+stages = json.load(open("run/run.json"))["stages"]
+print(json.dumps(stages))
+"""
+    p = _python(code, cwd=tmp_path, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    stages = json.loads(p.stdout.strip().splitlines()[-1])
+    assert stages["train"]["status"] == "failed", stages
+    assert "pip install 'imgaudit[train]'" in stages["train"]["error"]
+    assert stages["metrics"]["status"] == "skipped" and stages["profile"]["status"] == "ok"
+    assert stages["report"]["status"] == "ok"
+
+
 def test_import_of_the_non_training_stages_imports_no_torch(tmp_path):
     code = """
         import sys

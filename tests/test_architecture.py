@@ -14,6 +14,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "audit"
+# the size limits of the house (../shared/tools/house.py counts the same way)
+MAX_FUNCTION_LINES = 100
+MAX_MODULE_LINES = 600
 
 # Cycles still open, each as the sorted tuple of its modules (none today: keep it so).
 KNOWN_CYCLES: set[tuple[str, ...]] = set()
@@ -142,3 +145,23 @@ def test_the_graph_sees_function_level_and_relative_imports(graph):
     # audit.api.groups imports audit.metrics inside a function: it must be an edge
     assert "audit.metrics" in graph["audit.api.groups"]
     assert "audit.core.atomic" in graph["audit.rundir"]
+
+
+def test_no_function_over_100_lines_and_no_module_over_600():
+    """As ``../shared/tools/house.py`` counts: a function from its ``def`` line to its last line (decorators left
+    out, nested functions counted on their own too), a module by its newline characters; every ``*.py`` file under
+    audit/ and dashboards/."""
+    long_fns, big = [], []
+    for root in (ROOT / "audit", ROOT / "dashboards"):
+        for p in sorted(root.rglob("*.py")):
+            src = p.read_text(encoding="utf-8")
+            where = p.relative_to(ROOT)
+            for node in ast.walk(ast.parse(src)):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    n = node.end_lineno - node.lineno + 1
+                    if n > MAX_FUNCTION_LINES:
+                        long_fns.append(f"{where}:{node.lineno} {node.name} ({n} lines)")
+            if src.count("\n") > MAX_MODULE_LINES:
+                big.append(f"{where} ({src.count(chr(10))} lines)")
+    assert not long_fns, f"functions over {MAX_FUNCTION_LINES} lines: {long_fns}"
+    assert not big, f"modules over {MAX_MODULE_LINES} lines: {big}"

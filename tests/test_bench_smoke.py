@@ -34,6 +34,15 @@ def test_train_bench_runs_on_cpu():
     assert "ratio ours / plain" in out and "| best |" in out
 
 
+def test_slices_bench_scale_runs_on_cpu(tmp_path):
+    """bench/slices.py --scale: one fold of 20,000 planted rows (PCA, minibatch k-means, bootstrap) in seconds."""
+    import json
+
+    out = _bench("slices.py", "--seeds", "0", "--scale", "20000", "--json", str(tmp_path / "s.json"))
+    scale = json.loads((tmp_path / "s.json").read_text())["scale"]
+    assert "scale" in out and scale["rows"] == 20000 and scale["candidates"] >= 1 and scale["seconds"] > 0
+
+
 def test_compile_trains_on_cpu(demo_classify, tmp_path):
     from audit.train import TrainConfig, run_training
 

@@ -75,6 +75,17 @@ def test_an_all_background_segmenter_is_named_early_and_flagged(tmp_path):
     assert "foreground IoU on the validation rows is still 0 after 2 epoch(s)" in " ".join(res.output.split())
     folds = json.loads((out / "run.json").read_text())["stages"]["train"]["folds"]
     assert folds and all(any("foreground IoU" in n for n in f.get("notes", [])) for f in folds)
+    # the sanity check runs after `audit train` itself: a train-stage finding, in the terminal, never "no findings"
+    text = " ".join(res.output.split())
+    assert "no findings from this step" not in text and "degenerate_model" in text
+    train_found = [f for f in _findings(out) if f.get("stage") == "train" and f["kind"] == "degenerate_model"]
+    assert len(train_found) == 1 and train_found[0]["severity"] == "critical"
+    assert "never segmented" in train_found[0]["detail"] and "holdout=" in train_found[0]["detail"]
+    info = json.loads((out / "run.json").read_text())["stages"]["train"]["sanity"]
+    assert info["degenerate_models"] == ["small_unet"] and info["per_pixel_prior"]
+    tsan = pd.read_parquet(out / "train" / "sanity.parquet")
+    assert tsan["degenerate"].all() and tsan["baseline_name"].str.contains("per-pixel prior").all()
+    assert (out / "train" / "prior.parquet").is_file()
     res = cli("metrics", out, "--n-boot", "100")
     kinds = {f["kind"] for f in _findings(out) if f.get("stage") == "metrics"}
     assert "degenerate_model" in kinds and not GAPS & kinds
@@ -92,6 +103,8 @@ def test_an_all_background_segmenter_is_named_early_and_flagged(tmp_path):
 def test_a_real_small_segmenter_that_learns_passes_without_the_finding(tmp_path):
     out = _profiled(tmp_path, visible=True)
     cli("train", out, "--epochs", "3", *FAST)
+    assert not [f for f in _findings(out) if f["kind"] == "degenerate_model"]  # the check after training passes it
+    assert json.loads((out / "run.json").read_text())["stages"]["train"]["sanity"]["degenerate_models"] == []
     cli("metrics", out, "--n-boot", "100")
     assert "degenerate_model" not in {f["kind"] for f in _findings(out)}
     sanity = pd.read_parquet(out / "metrics" / "sanity.parquet")
@@ -129,16 +142,21 @@ def test_check_never_passes_a_gap_rule_on_a_degenerate_model(tmp_path):
     assert all(r["message"].startswith("not interpretable: small_cnn learned nothing usable") for r in rules)
 
 
-def test_a_starter_policy_on_a_degenerate_run_warns_and_still_passes_it(tmp_path):
+def test_a_starter_policy_on_a_degenerate_run_fails_it_on_the_degenerate_model_rule(tmp_path):
     run, const = _degenerate_fake_run(tmp_path)
     cli("metrics", run.path, "--predictions", const, "--n-boot", "100")
     pol = tmp_path / "starter.toml"
     cli("init-policy", run.path, "--out", pol)
     text = pol.read_text()
-    assert "a warning while small_cnn learned nothing usable" in text
-    cli("check", run.path, "--policy", pol)  # the starter passes on the run it was made from
-    rules = json.loads((run.path / "check" / "result.json").read_text())["rules"]
-    flagged = [r for r in rules if r["message"].startswith("not interpretable")]
+    assert "a warning while small_cnn learned nothing usable" in text  # the gap rules: warnings on this model
+    # a CI gate set up on a model that learned nothing must not go green: no-degenerate-model is an error
+    block = text.split('id = "no-degenerate-model"', 1)[1].split("[[rule]]", 1)[0]
+    assert 'severity = "warn"' not in block
+    assert "FAILS this rule until the model is retrained" in text
+    cli("check", run.path, "--policy", pol, code=1)
+    rules = {r["id"]: r for r in json.loads((run.path / "check" / "result.json").read_text())["rules"]}
+    assert rules["no-degenerate-model"]["status"] == "fail"
+    flagged = [r for r in rules.values() if r["message"].startswith("not interpretable")]
     assert flagged and all(r["status"] == "warn" for r in flagged)
 
 

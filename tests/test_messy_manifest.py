@@ -216,3 +216,62 @@ def test_dashboard_profile_page_shows_the_flagged_rows(messy, monkeypatch):
     assert not at.exception, [x.value for x in at.exception]
     warn = " ".join(w.value for w in at.warning)
     assert "9 flagged manifest rows" in warn and "outside\\_root (3)" in warn  # markdown-escaped
+
+
+def test_metrics_on_external_predictions_leave_the_flagged_rows_out(messy, tmp_path):
+    """An external predictions file covering every manifest row: the flagged rows (never opened, a second listing
+    with the other listing's label, a missing file, ...) are left out as training leaves them out, counted by flag
+    in run.json and named in one note line; every other row is scored."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(messy[4], out)
+    man = pd.read_parquet(out / "manifest.parquet")
+    pred = pd.DataFrame({"sample_id": man["sample_id"].astype(str), "y_pred": "a"})
+    pred.to_csv(tmp_path / "pred.csv", index=False)
+    res = cli("metrics", out, "--predictions", tmp_path / "pred.csv", "--n-boot", "50")
+    flagged = man["flag"].dropna().value_counts().to_dict()
+    assert sum(flagged.values()) == 9
+    st = json.loads((out / "run.json").read_text())["stages"]["metrics"]
+    assert st["dropped"]["flagged"] == flagged
+    notes = [n for n in st["notes"] if "flagged at ingest" in n]
+    assert len(notes) == 1 and "duplicate_listing 2" in notes[0] and "outside_root 3" in notes[0]
+    text = " ".join(res.output.split())
+    assert text.count("flagged at ingest were left out") == 1, res.output
+    usable = man[man["flag"].isna() & man["label"].notna()]
+    assert st["rows"] == len(usable)
+    g = pd.read_parquet(out / "metrics" / "groups.parquet")
+    by_label = g[(g["by"] == "label") & (g["metric"] == "accuracy") & (g["scope"] == "all")]
+    assert by_label.set_index("group")["n"].astype(int).to_dict() == usable["label"].value_counts().to_dict()
+
+
+def test_one_file_under_several_path_strings_is_one_file_listed_several_times(messy, tmp_path):
+    """With --allow-outside-root the ``../`` path, the symlink leading out and the absolute path name one file:
+    the listings are found on the resolved path (the lexical check sees three strings), the later two are
+    ``duplicate_listing`` rows of the first; so is a symlink to a listed file inside the root (with the flag; without
+    it, listings stay lexical)."""
+    base, table = messy[0], messy[1]
+    out = tmp_path / "r"
+    cli("profile", table, *FLAGS, "--out", out, "--allow-outside-root", "--workers", "1", "--check", "manifest")
+    man = pd.read_parquet(out / "manifest.parquet").set_index("filepath", drop=False)
+    first = "../outside.png"
+    for fp in ("data/link.png", str(base / "outside.png")):
+        assert man.loc[fp, "flag"] == "duplicate_listing" and man.loc[fp, "listing_of"] == first, fp
+    assert pd.isna(man.loc[first, "flag"])
+    run = json.loads((out / "run.json").read_text())
+    assert run["stages"]["manifest"]["flagged"]["duplicate_listing"] == 4  # good_00#2, good_01#2 and these two
+    (d,) = [f for f in _findings(out) if f["kind"] == "duplicate_listing"]
+    assert d["evidence"]["files"] == 3 and d["evidence"]["extra_rows"] == 4
+    # inside the root too (with the flag): a symlink to a listed file, and a folder symlink
+    ds = tmp_path / "in"
+    (ds / "img").mkdir(parents=True)
+    for k in range(3):
+        (ds / "img" / f"{k}.png").write_bytes(_good(k))
+    os.symlink(ds / "img" / "0.png", ds / "alias.png")
+    os.symlink(ds / "img", ds / "same")
+    (ds / "t.csv").write_text("path,label\nimg/0.png,a\nimg/1.png,b\nalias.png,b\nsame/1.png,b\nimg/2.png,a\n")
+    cli("profile", ds / "t.csv", "--path-col", "path", "--label", "label", "--out", tmp_path / "r2",
+        "--allow-outside-root", "--check", "manifest")
+    m2 = pd.read_parquet(tmp_path / "r2" / "manifest.parquet")
+    assert m2["flag"].fillna("").tolist() == ["", "", "duplicate_listing", "duplicate_listing", ""]
+    assert m2["listing_of"].fillna("").tolist() == ["", "", "img/0.png", "img/1.png", ""]

@@ -90,3 +90,100 @@ def test_a_small_foreground_trains_with_dice_ce_and_says_so(tmp_path):
     folds = info["stages"]["train"]["folds"]
     hist = json.loads(next((run / "train" / "folds").glob("*.json")).read_text())["history"]
     assert folds and all("val_fg_iou" in h for h in hist)
+
+
+class _Background(torch.nn.Module):
+    """A segmenter stuck on background: a 1x1 conv whose background bias dwarfs everything it can learn."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 2, 1)
+        with torch.no_grad():
+            self.conv.bias.copy_(torch.tensor([50.0, -50.0]))
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def _masks(n=8, size=16):
+    imgs = torch.full((n, 3, size, size), 100, dtype=torch.uint8)
+    masks = torch.zeros(n, size, size, dtype=torch.uint8)
+    masks[:, :4, :] = 1
+    return imgs, masks
+
+
+def test_without_validation_rows_no_val_score_is_stored_and_the_stuck_warning_uses_training_batches():
+    from audit.train.trainer import BatchSource, FitConfig, fit
+
+    imgs, masks = _masks()
+    src = BatchSource(imgs, masks, torch.device("cpu"))
+    cfg = FitConfig(task="segment", n_classes=2, epochs=3, batch_size=4, lr=1e-6)
+    torch.manual_seed(0)
+    res = fit(_Background(), src, np.arange(8), np.array([], dtype=np.int64), cfg, seed=0)
+    # the selection rank (the epoch index) is never passed off as a score: no validation rows, no val score
+    assert res.best_score is None and res.best_epoch == 2
+    assert res.selection.startswith("last epoch")
+    assert all("val_score" not in h for h in res.history)
+    assert all(h["train_fg_iou"] == 0.0 for h in res.history)
+    warned = [h for h in res.history if h.get("warning")]
+    assert [h["epoch"] for h in warned] == [1]  # after 2 epochs, once
+    assert "training batches" in warned[0]["warning"] and "background everywhere" in warned[0]["warning"]
+    assert any(n.startswith("foreground IoU") for n in res.notes)
+
+
+def test_the_console_prints_no_val_rows_instead_of_a_score(tmp_path):
+    from rich.console import Console
+
+    from audit.console import _print_train
+
+    con = Console(record=True, width=200)
+    _print_train(con, {"model": "m", "protocol": "lodo", "n_rows": 8, "n_used": 8, "folds": [
+        {"fold": "holdout=P", "val_score": None, "val_metric": "fg_iou", "status": "trained", "n_val": 0},
+        {"fold": "holdout=Q", "val_score": 0.25, "val_metric": "fg_iou", "status": "trained", "n_val": 4}]})
+    text = con.export_text()
+    assert "holdout=P: no val rows (last epoch)" in text and "holdout=Q: val fg_iou 0.250" in text
+    assert "2.000" not in text
+
+
+def test_groupdro_q_is_checkpointed_and_a_resumed_fit_continues_with_it(tmp_path):
+    from audit.train.objectives import GroupDRO
+    from audit.train.trainer import BatchSource, FitConfig, fit
+
+    g = torch.Generator().manual_seed(0)
+    n = 32
+    imgs = (torch.rand(n, 3, 8, 8, generator=g) * 255).to(torch.uint8)
+    y = torch.randint(0, 2, (n,), generator=g)
+    groups = np.r_[np.zeros(24, np.int64), np.ones(8, np.int64)]
+    src = BatchSource(imgs, y, torch.device("cpu"))
+    cfg = FitConfig(task="classify", n_classes=2, epochs=4, batch_size=8, lr=1e-2, loss="groupdro",
+                    row_groups=groups, dro_eta=0.5)
+    tr, va = np.arange(n), np.arange(24, 32)
+
+    def model():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))
+
+    full = fit(model(), src, tr, va, cfg, seed=3)
+
+    def boom(epoch, rec):
+        if epoch == 1:
+            raise RuntimeError("killed")
+
+    ckpt = tmp_path / "f.pt"
+    with pytest.raises(RuntimeError):
+        fit(model(), src, tr, va, cfg, seed=3, ckpt_path=ckpt, ckpt_hash="h", on_epoch=boom)
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+    q = saved["objective"]["q"]
+    assert q.shape == (2,) and float(q.sum()) == pytest.approx(1.0)
+    assert not torch.allclose(q, torch.full((2,), 0.5))  # q moved during the first epochs: it must be kept
+    res = fit(model(), src, tr, va, cfg, seed=3, ckpt_path=ckpt, ckpt_hash="h")
+    assert res.resumed_from == 2
+    # the same q after the resume: the same losses and weights as the uninterrupted fit
+    assert [h["train_loss"] for h in res.history] == pytest.approx([h["train_loss"] for h in full.history], rel=1e-6)
+    for k, v in full.best_state.items():
+        assert torch.allclose(v, res.best_state[k]), k
+    dro = GroupDRO(groups, 0.5, "classify", torch.device("cpu"))
+    dro.load_state_dict({"q": q})
+    assert torch.equal(dro.q, q)
+    with pytest.raises(ValueError):
+        dro.load_state_dict({"q": torch.ones(3) / 3})

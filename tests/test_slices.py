@@ -469,3 +469,131 @@ def test_tracking_refuses_a_retrained_networks_own_embeddings(fake_sliced, tmp_p
     (base / "slices" / "rules.json").write_text(json.dumps(rules))
     with pytest.raises(InputError, match="another space"):
         track_slices(base, run.path)
+
+
+def test_an_image_statistic_of_the_planted_slice_reaches_its_description(tmp_path):
+    """The planted slice's images are noisier (profile column ``noise``): the confirmed slice's features name
+    noise with a large Cohen's d, and its description says so."""
+    from audit.slices import run_slices
+    from audit.testing import make_fake_run
+
+    run = make_fake_run(tmp_path / "run", n=600)
+    preds = pd.read_parquet(run.path / "predictions.parquet")
+    rng = np.random.default_rng(0)
+    ids = run.manifest()["sample_id"].astype(str).to_numpy()
+    wrong = set(preds.loc[preds["y_true"] != preds["y_pred"], "sample_id"].astype(str))
+    hot = np.array([s in wrong and rng.random() < 0.7 for s in ids])
+    vec = rng.normal(0, 1, (len(ids), 16))
+    vec[hot, :4] += 4.0
+    pd.DataFrame({"sample_id": ids, "vector": list(vec.astype(np.float32))}).to_parquet(tmp_path / "emb.parquet")
+    im = pd.read_parquet(run.path / "profile" / "images.parquet")
+    noisy = im["sample_id"].astype(str).isin(set(ids[hot])).to_numpy()
+    im["noise"] = np.where(noisy, 12.0, 3.0) + rng.normal(0, 0.5, len(im))
+    im.to_parquet(run.path / "profile" / "images.parquet")
+    run_slices(run, SliceConfig(seed=0, min_n=10, n_boot=300, embeddings=str(tmp_path / "emb.parquet")))
+    s = pd.read_parquet(run.path / "slices" / "slices.parquet")
+    feats = pd.read_parquet(run.path / "slices" / "features.parquet")
+    assert s["confirmed"].any()
+    for sid in s.loc[s["confirmed"], "slice_id"]:
+        f = feats[(feats["slice_id"] == sid) & (feats["column"] == "noise")]
+        assert len(f) == 1 and f["kind"].item() == "cohen_d" and f["effect"].item() > 1.0, f
+        assert f["mean_in"].item() > f["mean_rest"].item()
+    assert s.loc[s["confirmed"], "description"].str.contains("noise higher").any(), s["description"].tolist()
+
+
+def test_tables_keep_their_columns_without_candidates(tmp_path, monkeypatch):
+    """No candidate at all: slices/members/examples/features.parquet are written with their documented columns."""
+    import audit.slices.stage as stage
+    from audit.slices import run_slices
+    from audit.testing import make_fake_run
+
+    run = make_fake_run(tmp_path / "run", n=120)
+    ids = run.manifest()["sample_id"].astype(str).to_numpy()
+    vec = np.random.default_rng(0).normal(0, 1, (len(ids), 8)).astype(np.float32)
+    pd.DataFrame({"sample_id": ids, "vector": list(vec)}).to_parquet(tmp_path / "emb.parquet")
+    monkeypatch.setattr(stage, "slice_fold", lambda x, *a, **k: (np.zeros(len(x), bool), []))
+    assert run_slices(run, SliceConfig(seed=0, min_n=10, n_boot=50, embeddings=str(tmp_path / "emb.parquet"))) == []
+    for name, schema in stage.SCHEMAS.items():
+        t = pd.read_parquet(run.path / "slices" / f"{name}.parquet")
+        assert len(t) == 0 and list(t.columns) == [c for c, _ in schema], (name, list(t.columns))
+    s = pd.read_parquet(run.path / "slices" / "slices.parquet")
+    assert {"slice_id", "model", "protocol", "fold", "method", "n_discover", "n_confirm", "accuracy",
+            "rest_accuracy", "gap", "ci_low", "ci_high", "p", "q", "confirmed", "description"} <= set(s.columns)
+    assert s["confirmed"].dtype == bool and s["gap"].dtype == np.float64
+
+
+# ------------------------------------------------------------------ embeddings from the DDP and Ray engines
+def _small_demo(demo_classify, out, per_domain=80):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from conftest import ingest_demo
+
+    run = ingest_demo(demo_classify, out)
+    man = run.manifest()
+    run.write_manifest(man.groupby("domain", group_keys=False).head(per_domain).reset_index(drop=True))
+    return run
+
+
+def _embeddings_match_the_predictions(run):
+    """Every fold stored its vectors, one per prediction row in the same order: the fold's own head (its last
+    Linear, from the finished checkpoint) applied to the stored vector gives back the stored probabilities."""
+    import torch
+
+    from audit.slices.embed import head_input_layer
+    from audit.train.models import build_model
+
+    preds = pd.read_parquet(run.path / "predictions.parquet")
+    classes = [str(c) for c in run.classes()]
+    base = run.path / "embeddings" / "predict"
+    keys = sorted(p.stem for p in (run.path / "train" / "folds").glob("*.parquet"))
+    assert keys and sorted(p.stem for p in base.glob("*.npy")) == keys
+    for key in keys:
+        fold = pd.read_parquet(run.path / "train" / "folds" / f"{key}.parquet")
+        idx = pd.read_parquet(base / f"{key}.parquet")
+        vec = np.load(base / f"{key}.npy")
+        assert vec.dtype == np.float16 and len(vec) == len(fold) == len(idx)
+        assert idx["sample_id"].tolist() == fold["sample_id"].tolist()
+        model, _ = build_model("small_cnn", len(classes))
+        model.load_state_dict(torch.load(run.path / "train" / "ckpt" / f"{key}.pt", weights_only=True)["model"])
+        head = head_input_layer(model)
+        with torch.no_grad():
+            p = torch.softmax(head(torch.from_numpy(vec.astype(np.float32))), 1).numpy()
+        np.testing.assert_allclose(p, fold[[f"p_{c}" for c in classes]].to_numpy(), atol=0.02)
+    assert len(preds) == sum(len(pd.read_parquet(base / f"{k}.parquet")) for k in keys)
+
+
+def test_ddp_ranks_store_the_embeddings_of_every_prediction(demo_classify, tmp_path):
+    """--distributed 2 (gloo, CPU): each rank records its rows' vectors; rank 0 stores them in row order."""
+    from typer.testing import CliRunner
+
+    from audit.cli import app
+
+    run = _small_demo(demo_classify, tmp_path / "ddp")
+    r = CliRunner().invoke(app, ["--quiet", "train", str(run.path), "--distributed", "2", "--model", "small_cnn",
+                                 "--protocol", "split", "--epochs", "1", "--image-size", "32", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    _embeddings_match_the_predictions(run)
+
+
+def test_ray_parallel_folds_store_the_embeddings_of_every_prediction(demo_classify, tmp_path):
+    """--engine ray on a real 2-CPU local cluster: every fold's vectors, computed on the driver from the fold's
+    checkpoint, in the order of its predictions."""
+    ray = pytest.importorskip("ray")
+    import os
+
+    from audit.train import TrainConfig, run_training
+
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    if ray.is_initialized():  # pragma: no cover - another module left one running
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        run = _small_demo(demo_classify, tmp_path / "ray", per_domain=60)
+        run_training(run, TrainConfig(model="small_cnn", protocol="lodo", epochs=1, image_size=32, device="cpu",
+                                      engine="ray"))
+    finally:
+        ray.shutdown()
+    assert run.info["stages"]["train"]["executor"]["training"] == "ray tasks, one per fold"
+    _embeddings_match_the_predictions(run)

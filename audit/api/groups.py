@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -53,6 +54,35 @@ def _combined(df: pd.DataFrame) -> tuple[pd.Categorical, pd.Index, list[tuple]]:
     return cat, index, combos
 
 
+def _label_name(v) -> str:
+    """A label's name: numbers by value (``1``, ``1.0`` and ``np.int64(1)`` all give ``"1"``), the rest ``str``."""
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, numbers.Real):
+        f = float(v)
+        if np.isfinite(f) and f.is_integer():
+            return str(int(f))
+    return str(v)
+
+
+def _joint_labels(y_true, y_pred) -> tuple[pd.Series, pd.Series]:
+    """Both label arrays as strings, equal values (by Python ``==``, across dtypes) giving equal strings.
+
+    The union of the values is factorized jointly, so an int ``y_true`` and a float ``y_pred`` (or a Categorical and an
+    object array) name the same class the same way. Missing values stay missing (``group_report`` refuses them).
+    """
+    yt = np.asarray(y_true, dtype=object).reshape(-1)
+    yp = np.asarray(y_pred, dtype=object).reshape(-1)
+    codes, uniq = pd.factorize(np.concatenate([yt, yp]))
+    names = [_label_name(v) for v in uniq]
+    seen = pd.Series(names).value_counts().to_dict()
+    # distinct values with one printed form (1 and "1"): keep them apart by naming the type too
+    names = [f"{name} ({type(v).__name__})" if seen[name] > 1 else name for name, v in zip(names, uniq, strict=True)]
+    lookup = np.array(names + [None], dtype=object)  # code -1 (missing) -> None
+    out = lookup[codes]
+    return pd.Series(out[: len(yt)], dtype=object), pd.Series(out[len(yt):], dtype=object)
+
+
 def _status(n: np.ndarray, min_n: int) -> np.ndarray:
     return np.where(n == 0, "empty", np.where(n < min_n, "insufficient_evidence", "ok"))
 
@@ -98,7 +128,8 @@ def group_metrics(
     Parameters
     ----------
     y_true, y_pred
-        Labels (arrays, lists or Series; compared as strings for named metrics).
+        Labels (arrays, lists, Series or Categoricals). Named metrics compare them by value across dtypes, as
+        fairlearn does: an int ``y_true`` and a float ``y_pred`` agree where ``1 == 1.0``.
     sensitive_features
         One feature (array/Series) or several (DataFrame, dict or 2-d array): several give intersectional groups,
         every combination of their values, empty ones included (NaN, status ``empty``) as fairlearn does.
@@ -145,7 +176,8 @@ def group_metrics(
     named = [(k, m) for k, m in items if isinstance(m, str)]
     columns: dict[tuple[str, str], list] = {}
     if named:
-        rep = group_report(y_true=yt.astype(str), y_pred=yp.astype(str), sensitive=pd.Series(cat, name="group"),
+        lt, lp = _joint_labels(yt, yp)
+        rep = group_report(y_true=lt, y_pred=lp, sensitive=pd.Series(cat, name="group"),
                            metrics=[m for _, m in named], y_prob=y_prob, n_boot=n_boot, min_n=min_n, seed=seed,
                            confidence=ci)
         frame = rep.to_frame(include_overall=False)

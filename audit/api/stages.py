@@ -318,9 +318,7 @@ def train(
     if distributed:
         from audit.train.ddp import train_distributed
 
-        keep = ("task", "model", "protocol", "epochs", "batch_size", "lr", "image_size", "device", "seeds", "seed",
-                "weights", "pretrained", "compile", "balanced", "workers", "mode")
-        train_distributed(rd.path, distributed, engine=cfg.engine, **{k: getattr(cfg, k) for k in keep})
+        train_distributed(rd.path, distributed, cfg)  # every field of cfg reaches the ranks
     else:
         try:
             pipeline.train_stage(rd, required=True, **_as_dict(cfg))

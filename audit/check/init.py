@@ -2,7 +2,9 @@
 
 The starter passes on the run it was made from (a ratchet): rules that already hold are errors with a
 margin; profile rules the data already violates are written as warnings with a comment, so CI can start
-gating today and be tightened as the data is fixed.
+gating today and be tightened as the data is fixed. One exception: ``no-degenerate-model`` is always an error,
+so a starter made from a run whose model learned nothing fails on that run (a gate set up on a model that
+learned nothing must not go green; its gap rules are warnings there, as check never passes them on it).
 """
 
 from __future__ import annotations
@@ -372,10 +374,12 @@ def _degenerate_rule(s: _Starter) -> None:
         return
     c = int(res.value or 0)
     what = "models no better than their trivial baseline (degenerate_model)"
+    # always an error, also on a run whose model is degenerate now: a CI gate set up on a model that learned
+    # nothing must not go green (issue 25); `audit check` fails on this run until the model is retrained
     if c == 0:
         s.rule(f"{what}: now 0", **kv)
     else:
-        s.rule(f"{what}: now {c}: retrain (see the finding), then make this an error", **kv, severity="warn")
+        s.rule(f"{what}: now {c}: this run FAILS this rule until the model is retrained (see the finding)", **kv)
 
 
 def _slice_rule(s: _Starter) -> None:

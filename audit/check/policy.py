@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from audit.core.directions import lower_is_better
 from audit.errors import UsageError
 
 __all__ = ["Policy", "Rule", "PolicyError", "CHECKS", "OPS", "load_policy", "parse_policy"]
@@ -439,9 +440,8 @@ def _parse_rule(raw: Any, i: int, line: int, text: str, path: Path, defaults: di
         )
     op = vals.get("op") or default_op
     if op is None and "op" in allowed:
-        # group_metric / fairness: direction depends on the metric
-        metric = str(vals.get("metric", ""))
-        op = "<=" if (metric.endswith("_diff") or metric in ("ece", "brier", "nll", "error_rate")) else ">="
+        # group_metric / fairness: the metric's direction (the one rule of audit.core.directions)
+        op = "<=" if lower_is_better(str(vals.get("metric", ""))) else ">="
     params = {k: v for k, v in vals.items() if k not in _COMMON and k not in ("op", "threshold", "bound")}
     if "max_count" in params:
         vals["threshold"] = float(params["max_count"])

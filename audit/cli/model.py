@@ -66,40 +66,21 @@ def train(
     from audit.rundir import RunDir
 
     rd = RunDir.open(run_dir)
-    if distributed:  # docs/scale.md: torchrun -m audit.train.ddp, one process per GPU
-        from audit.train.ddp import train_distributed
-
-        train_distributed(rd.path, distributed, engine=engine.value, task=task.value if task else None, model=model,
-                          protocol=protocol.value, epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
-                          device=device, seeds=seeds, seed=seed, weights=weights, pretrained=pretrained,
-                          compile=compile, balanced=balanced, workers=workers, mode=mode)
-        console.print_summary(rd, stages=["train"], console=summary_console(stderr=json_out))
-        return run_document(rd.path, command="train") if json_out else None
-    pipeline.train_stage(
-        rd,
-        required=True,
-        task=task.value if task else None,
-        model=model,
-        protocol=protocol.value,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        image_size=image_size,
-        device=device,
-        seeds=seeds,
-        seed=seed,
-        weights=weights,
-        pretrained=pretrained,
-        compile=compile,
-        balanced=balanced,
-        workers=workers,
-        engine=engine.value,
-        ray_address=ray_address,
-        mode=mode,
-        seg_loss=seg_loss,
-        time_budget=time_budget,
+    options = dict(
+        task=task.value if task else None, model=model, protocol=protocol.value, epochs=epochs,
+        batch_size=batch_size, lr=lr, image_size=image_size, device=device, seeds=seeds, seed=seed, weights=weights,
+        pretrained=pretrained, compile=compile, balanced=balanced, workers=workers, engine=engine.value,
+        ray_address=ray_address, mode=mode, seg_loss=seg_loss, time_budget=time_budget,
         auto_epochs=is_default("epochs"),
     )
+    if distributed:  # docs/scale.md: torchrun -m audit.train.ddp, one process per GPU
+        from audit.train.config import train_config
+        from audit.train.ddp import train_distributed
+
+        # the same TrainConfig a local run builds (None: the default), every field of it passed to the ranks
+        train_distributed(rd.path, distributed, train_config(**{k: v for k, v in options.items() if v is not None}))
+    else:
+        pipeline.train_stage(rd, required=True, **options)
     console.print_summary(rd, stages=["train"], console=summary_console(stderr=json_out))
     return run_document(rd.path, command="train") if json_out else None
 

@@ -98,7 +98,7 @@ EXT_FORMATS = {
     "DDS": {"dds"},
     "QOI": {"qoi"},
     "AVIF": {"avif"},
-    "HEIF": {"heic", "heif"},
+    "HEIF": {"heic", "heif", "hif"},
 }
 
 # Magic numbers of formats we recognize even when PIL cannot open the (damaged) file.

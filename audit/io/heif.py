@@ -4,6 +4,9 @@ Pillow decodes AVIF itself when its wheel is built with libavif (``PIL.features.
 the pillow-heif plugin. :func:`enable` registers pillow-heif's opener once per process; importing :mod:`audit.io`
 calls it, so the profile's worker processes (which import :mod:`audit.io.decode`) can read HEIF too. Without the
 plugin such files are profiled as unreadable (``not_an_image``) and :func:`unreadable_note` says what to install.
+:data:`HEIF_EXTENSIONS` and :data:`AVIF_EXTENSIONS` are the one list of these suffixes:
+``audit.readers.IMAGE_EXTENSIONS`` includes them, so folders and tables of such files are always read (decoded or
+noted), never skipped.
 """
 
 from __future__ import annotations

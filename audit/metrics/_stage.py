@@ -104,6 +104,7 @@ def _test_rows(preds, man, task: str, classes: list[str], notes: list[str], drop
     test = df[df["role"].astype(str) == "test"]
     if test.empty:
         raise InputError(_MSG_NO_TEST)
+    test = _drop_flagged(test, notes, dropped)
     if task == "classify":
         if not classes:
             classes = V.natural_sorted(pd.concat([test["y_true"], test["y_pred"]]).dropna())
@@ -119,6 +120,25 @@ def _test_rows(preds, man, task: str, classes: list[str], notes: list[str], drop
     if test.empty:
         raise InputError(_MSG_NO_TEST)
     return test, classes
+
+
+def _drop_flagged(test: pd.DataFrame, notes: list[str], dropped: dict) -> pd.DataFrame:
+    """Leave out the predictions on rows flagged at ingest (manifest column ``flag``: outside the root, a missing
+    file, a second listing of one file, ...), as training does (train/excluded.parquet): such a row was never a
+    usable sample, and a second listing would count one image twice (with the label of the other listing).
+    ``dropped["flagged"]`` counts the left-out predictions by flag; one note line says so."""
+    if "flag" not in test.columns:
+        return test
+    fl = test["flag"].astype("string")
+    bad = fl.notna().to_numpy()
+    if not bad.any():
+        return test
+    counts = {str(k): int(v) for k, v in fl[bad].value_counts(sort=True).items()}
+    dropped["flagged"] = counts
+    note = (f"{int(bad.sum())} test predictions on rows flagged at ingest were left out ("
+            + ", ".join(f"{k} {v}" for k, v in counts.items()) + "; manifest.parquet column flag)")
+    notes.append(note)  # printed with the stage's other notes by audit.console (stages do not print)
+    return test[~bad]
 
 
 _TABLES = ("groups", "generalization", "fairness", "calibration", "transfer")
@@ -244,14 +264,25 @@ def _sanity(run, test, task, classes, config, gen, findings: list[Finding]) -> l
     model that learned nothing, and mark its generalization rows not interpretable."""
     from audit.metrics.sanity import WITHHELD_KINDS, degenerate_findings, model_sanity
 
-    table = model_sanity(test, task, classes, seed=config.seed)
+    prior = run.read_table("train/prior.parquet", required=False)  # the per-pixel prior of the training masks
+    table = model_sanity(test, task, classes, seed=config.seed, prior=prior)
     run.write_table("metrics/sanity.parquet", table)
     bad_findings, bad = degenerate_findings(table)
+    _supersede_train_sanity(run)
     gen = gen.copy()
     gen["interpretable"] = ~gen["model"].astype(str).isin(bad) if len(gen) else pd.Series(dtype=bool)
     run.write_table("metrics/generalization.parquet", gen)
     kept = [f for f in findings if not (f.kind in WITHHELD_KINDS and str(f.evidence.get("model")) in bad)]
     return bad_findings + kept
+
+
+
+def _supersede_train_sanity(run) -> None:
+    """The metrics stage's sanity check replaces the one ``audit train`` recorded on the same predictions (stage
+    ``train``, "after training: ..."): one degenerate_model finding per model in findings.json, not two."""
+    train = [f for f in run.findings() if f.get("stage") == "train"]
+    if any(f.get("kind") == "degenerate_model" for f in train):
+        run.set_findings("train", [f for f in train if f.get("kind") != "degenerate_model"])
 
 
 def _concat(frames: list[pd.DataFrame], cols: list[str]) -> pd.DataFrame:

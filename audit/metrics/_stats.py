@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from audit.core.directions import higher_is_better
+
 __all__ = ["Data", "MetricSpec", "BLOCKS", "block_entries", "DEFAULT_BINS"]
 
 DEFAULT_BINS = 15
@@ -262,7 +264,10 @@ class MetricSpec:
     """One metric: which block it reads and how it turns summed statistics into a value.
 
     ``compute(S)`` and ``count(S)`` map ``(..., width)`` sums to ``(...)``; ``proportion(S)`` (optional) gives
-    ``(successes, trials)`` so a Wilson interval applies; ``higher_is_better`` orients worst/best.
+    ``(successes, trials)`` so a Wilson interval applies; ``higher_is_better`` orients worst/best. It comes from
+    :mod:`audit.core.directions` (the one rule check, views and pages use too): left out it is derived from
+    ``name``, and a value that disagrees with that rule raises ``ValueError`` (declare a new lower-is-better
+    metric with ``register_metric(..., lower_is_better=True)``).
     ``row_count(d)`` (optional) gives each row's contribution to ``count`` (shape ``(n,)``): which rows the
     statistic counts, so ``n`` can count distinct samples when a sample has several rows (seeds, folds): a
     sample counts once in a group when any of its rows there counts (see :func:`row_counts`).
@@ -273,9 +278,19 @@ class MetricSpec:
     compute: Callable[[np.ndarray], np.ndarray]
     count: Callable[[np.ndarray], np.ndarray]
     proportion: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
-    higher_is_better: bool = True
+    higher_is_better: bool | None = None  # None: audit.core.directions' answer for name (always a bool after init)
     description: str = ""
     row_count: Callable[[Data], np.ndarray] | None = None
+
+    def __post_init__(self) -> None:
+        rule = higher_is_better(self.name)
+        if self.higher_is_better is None:
+            object.__setattr__(self, "higher_is_better", rule)
+        elif bool(self.higher_is_better) != rule:
+            raise ValueError(
+                f"metric {self.name!r}: higher_is_better={self.higher_is_better} disagrees with "
+                f"audit.core.directions (higher_is_better={rule}); register the metric with "
+                f"register_metric(..., lower_is_better={not self.higher_is_better}) or leave the flag out")
 
 
 def _all_rows(d: Data) -> np.ndarray:

@@ -2,8 +2,11 @@
 
 
 
+import math
+
 import numpy as np
 
+from audit.core.numfmt import format_number
 from audit.findings import Finding
 from audit.metrics._bootstrap import benjamini_hochberg
 from audit.metrics.defaults import FAIRNESS_MARGIN, Q_MAX, THRESHOLDS
@@ -25,7 +28,9 @@ def findings_from(cands: list[dict], config) -> list[Finding]:
 
 
 def _fmt(x) -> str:
-    return "nan" if x is None or not np.isfinite(x) else f"{x:.3f}"
+    """Three decimals, whole numbers included (``1.000``); ``nan`` for a missing, NaN or infinite value."""
+    finite = x is not None and bool(np.isfinite(x))
+    return format_number(x if finite else None, 3, missing="nan", thousands=False, whole_from=math.inf)
 
 
 def _finding(c: dict, config) -> Finding | None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from audit.core.directions import declare_direction
 from audit.errors import UsageError
 from audit.metrics._stats import (
     Data,
@@ -65,10 +66,18 @@ class MetricDef:
 _REGISTRY: dict[str, MetricDef] = {}
 
 
-def register_metric(name: str, *, task: str, needs_probs: bool = False) -> Callable[[Builder], Builder]:
-    """Decorator registering ``builder`` under ``name`` (re-registering a name replaces it)."""
+def register_metric(name: str, *, task: str, needs_probs: bool = False,
+                    lower_is_better: bool | None = None) -> Callable[[Builder], Builder]:
+    """Decorator registering ``builder`` under ``name`` (re-registering a name replaces it).
+
+    ``lower_is_better`` None: the direction :mod:`audit.core.directions` gives ``name`` (``ece``, ``*_diff``,
+    ``*_gap``... lower; everything else higher); True or False records it there for a name the rule does not know,
+    so the specs, check, views and pages all read the same direction.
+    """
     if task not in ("classify", "segment"):
         raise UsageError(f"task must be 'classify' or 'segment' (got {task!r})")
+    if lower_is_better is not None:
+        declare_direction(name, lower_is_better=lower_is_better)
 
     def deco(builder: Builder) -> Builder:
         _REGISTRY[name] = MetricDef(name, task, builder, needs_probs)
@@ -108,12 +117,12 @@ def primary_segment_metric(n_classes: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- classification
-def _ratio(name: str, block: str, description: str, *, higher: bool = True, proportion: bool = False) -> Builder:
-    """A metric that is ``S[0] / S[1]`` of its block (accuracy, top-k, Brier, NLL)."""
+def _ratio(name: str, block: str, description: str, *, proportion: bool = False) -> Builder:
+    """A metric that is ``S[0] / S[1]`` of its block (accuracy, top-k, Brier, NLL); direction from the name."""
     def build(d: Data, pos_label: int | None) -> list[MetricSpec]:
         prop = (lambda S: (S[..., 0], S[..., 1])) if proportion else None
         return [MetricSpec(name.format(k=d.top_k), block, lambda S: _div(S[..., 0], S[..., 1]), lambda S: S[..., 1],
-                           prop, higher_is_better=higher, description=description.format(k=d.top_k),
+                           prop, description=description.format(k=d.top_k),
                            row_count=_all_rows)]
     return build
 
@@ -155,13 +164,12 @@ register_metric("top_k", task="classify", needs_probs=True)(
 @register_metric("ece", task="classify", needs_probs=True)
 def _ece(d: Data, pos_label: int | None) -> list[MetricSpec]:
     return [MetricSpec("ece", "calib", ece_from_bins, lambda S: S.reshape(S.shape[:-1] + (-1, 3))[..., 0].sum(axis=-1),
-                       higher_is_better=False, description="expected calibration error (top label)",
+                       description="expected calibration error (top label)",
                        row_count=_all_rows)]
 
 
-register_metric("brier", task="classify", needs_probs=True)(_ratio("brier", "brier", "Brier score", higher=False))
-register_metric("nll", task="classify", needs_probs=True)(_ratio("nll", "nll", "negative log-likelihood",
-                                                                 higher=False))
+register_metric("brier", task="classify", needs_probs=True)(_ratio("brier", "brier", "Brier score"))
+register_metric("nll", task="classify", needs_probs=True)(_ratio("nll", "nll", "negative log-likelihood"))
 
 
 @register_metric("selection_rate", task="classify")

@@ -8,18 +8,20 @@ each trained model is compared, on its in-domain test rows (held-out rows when i
   = 1/K). The model *beats its baseline* when the lower end of its accuracy interval (Wilson) is above the
   majority share, or the lower end of its balanced-accuracy interval (row bootstrap) is above 1/K (a fold whose
   test rows hold one class only cannot be judged against these baselines: only a dead class flags it);
-* segmentation: all-background (foreground IoU 0) and all-foreground (IoU = the class's pixel share). The model
-  beats its baseline when the lower end of its per-class IoU interval (image bootstrap) is above both, for every
-  foreground class present.
+* segmentation: all-background (foreground IoU 0), all-foreground (IoU = the class's pixel share) and, when the
+  training masks are known (``prior=``, from :func:`pixel_prior` / :func:`prior_counts`: the train stage passes
+  them), the *per-pixel prior*: at every pixel of the prediction grid, the class most frequent there in the fold's
+  training masks (for a binary task: foreground where at least half of the training masks are foreground), the
+  "average layout" a model can predict without looking at the image. The model beats its baseline when the lower
+  end of its per-class IoU interval (image bootstrap) is above the largest of them, for every foreground class
+  present.
 
 A class is *dead* when its recall (classification) or IoU (segmentation) is exactly 0 although it is present in at
-least :data:`MIN_PRESENT` test samples (:data:`MIN_IMAGES` images). A model that does not beat its baseline, or
-has at least half of its classes dead, is **degenerate**: one critical ``degenerate_model`` finding per model,
-naming the folds, the class and the baseline, and every generalization, worst-group, fairness and calibration
-finding of that model is withheld (its gaps are not interpretable; ``metrics/generalization.parquet`` says so in
-``interpretable``). A model that beats its baseline but has a dead class gets a *warning* ``degenerate_model``
-naming the class, and its findings stand: a false critical on a model that works would cost more trust than it
-saves.
+least :data:`MIN_PRESENT` test samples (:data:`MIN_IMAGES` images; below those counts a 0 is no evidence). A model
+that does not beat its baseline, **or** has a dead class, is **degenerate** (issue 25): one critical
+``degenerate_model`` finding per model, naming the folds, the class (how often present, 0 recognized) and the
+baseline with its interval, and every generalization, worst-group, fairness and calibration finding of that model
+is withheld (its gaps are not interpretable; ``metrics/generalization.parquet`` says so in ``interpretable``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ import pandas as pd
 from audit.core.intervals import wilson_interval
 from audit.findings import Finding
 
-__all__ = ["MIN_PRESENT", "SANITY_COLUMNS", "model_sanity", "degenerate_findings", "WITHHELD_KINDS"]
+__all__ = ["MIN_PRESENT", "SANITY_COLUMNS", "model_sanity", "degenerate_findings", "WITHHELD_KINDS", "pixel_prior",
+           "prior_counts", "PRIOR_KEYS"]
 
 #: a class must be present in at least this many test samples for "recall 0" / "IoU 0" to count as evidence
 MIN_PRESENT = 10
@@ -42,7 +45,12 @@ N_BOOT = 400
 WITHHELD_KINDS = frozenset({"generalization_gap", "worst_group", "group_disparity", "fairness_violation",
                             "miscalibration", "insufficient_evidence"})
 SANITY_COLUMNS = ["model", "protocol", "fold", "seed", "scope", "metric", "class", "value", "ci_low", "ci_high",
-                  "baseline", "baseline_name", "n", "degenerate", "status", "reason"]
+                  "baseline", "baseline_name", "n", "degenerate", "status", "reason", "baseline_ci_low",
+                  "baseline_ci_high"]
+#: the columns that join a :func:`prior_counts` table to the test rows
+PRIOR_KEYS = ["model", "protocol", "fold", "seed", "sample_id"]
+#: mask value of unlabelled pixels (audit.io.tensor_cache.IGNORE_INDEX)
+IGNORE = 255
 
 
 def _pct(a: np.ndarray, q: float) -> float:
@@ -80,23 +88,30 @@ def _classify_rows(key: dict, df: pd.DataFrame, classes: list[str], rng: np.rand
     # one class present: the majority predictor is perfect and chance is 1, so no model can beat them and "does not
     # beat its baseline" is no evidence; only a dead class (recall 0 on MIN_PRESENT samples) can flag such a fold
     beats = k < 2 or (float(lo) > shares.max()) or (_pct(bal_b, 0.025) > chance)
+    blo, bhi = wilson_interval(int(round(shares.max() * n)), n)  # the majority share measured on these rows
     rows = [
         {**key, "metric": "accuracy", "class": "", "value": acc, "ci_low": float(lo), "ci_high": float(hi),
-         "baseline": float(shares.max()), "baseline_name": f"majority class {major!r}", "n": n},
+         "baseline": float(shares.max()), "baseline_name": f"majority class {major!r}", "n": n,
+         "baseline_ci_low": float(blo), "baseline_ci_high": float(bhi)},
         {**key, "metric": "balanced_accuracy", "class": "", "value": bal, "ci_low": _pct(bal_b, 0.025),
-         "ci_high": _pct(bal_b, 0.975), "baseline": chance, "baseline_name": f"chance (1/{k})", "n": n},
+         "ci_high": _pct(bal_b, 0.975), "baseline": chance, "baseline_name": f"chance (1/{k})", "n": n,
+         "baseline_ci_low": chance, "baseline_ci_high": chance},
     ]
+    versus = (f"accuracy {acc:.3f} [{float(lo):.3f}, {float(hi):.3f}] vs the majority class {major!r} "
+              f"{shares.max():.3f} [{float(blo):.3f}, {float(bhi):.3f}]")
     reasons = [] if beats else [
-        f"accuracy {acc:.3f} [{float(lo):.3f}, {float(hi):.3f}] is not above the majority class {major!r} "
-        f"({shares.max():.3f}) and balanced accuracy {bal:.3f} is not above chance ({chance:.3f})"]
+        f"{versus}: not above it, and balanced accuracy {bal:.3f} [{_pct(bal_b, 0.025):.3f}, "
+        f"{_pct(bal_b, 0.975):.3f}] is not above chance ({chance:.3f})"]
     for j, c in enumerate(present):
         m = int(counts[j].sum())
         rl, rh = wilson_interval(int(counts[j, 1]), m)
         rows.append({**key, "metric": "recall", "class": c, "value": float(recall[j]), "ci_low": float(rl),
-                     "ci_high": float(rh), "baseline": 0.0, "baseline_name": "never predicting the class", "n": m})
+                     "ci_high": float(rh), "baseline": 0.0, "baseline_name": "never predicting the class", "n": m,
+                     "baseline_ci_low": 0.0, "baseline_ci_high": 0.0})
         if counts[j, 1] == 0 and m >= MIN_PRESENT:
-            reasons.append(f"class {c!r} is never recognized: recall 0 of {m} (95% CI [0, {float(rh):.3f}])")
-    return _close(rows, reasons, beats=beats, n_dead=len(reasons) - (not beats), n_classes=k)
+            reasons.append(f"class {c!r} is never recognized: present in {m} test samples, 0 recognized (recall 0, "
+                           f"95% CI [0, {float(rh):.3f}]; {versus})")
+    return _close(rows, reasons, beats=beats, n_dead=len(reasons) - (not beats))
 
 
 def _segment_rows(key: dict, df: pd.DataFrame, classes: list[str], rng: np.random.Generator) -> list[dict]:
@@ -105,7 +120,9 @@ def _segment_rows(key: dict, df: pd.DataFrame, classes: list[str], rng: np.rando
     inter = np.stack([df[f"inter_{i}"].to_numpy(float) for i in range(n_cls)], 1)
     union = np.stack([df[f"union_{i}"].to_numpy(float) for i in range(n_cls)], 1)
     true = np.stack([df[f"true_{i}"].to_numpy(float) for i in range(n_cls)], 1)
-    total = true.sum()
+    has_prior = all(f"prior_inter_{i}" in df.columns for i in range(n_cls)) and \
+        not df[[f"prior_inter_{i}" for i in range(n_cls)]].isna().any().any()
+    total = true.sum(1)  # labelled pixels per image
     rows, reasons = [], []
     for c in range(1, n_cls) if n_cls > 1 else range(n_cls):
         present = int((true[:, c] > 0).sum())
@@ -113,40 +130,82 @@ def _segment_rows(key: dict, df: pd.DataFrame, classes: list[str], rng: np.rando
             continue
         with np.errstate(invalid="ignore", divide="ignore"):
             iou = inter[:, c].sum() / union[:, c].sum()
-        boot = _image_boot(rng, inter[:, c], union[:, c])
-        prior = float(true[:, c].sum() / total) if total else 0.0  # IoU of predicting class c everywhere
-        lo = _pct(boot, 0.025)
+        # one set of image resamples for the model and its baselines: the same images in each draw
+        pairs = [(inter[:, c], union[:, c]), (true[:, c], total)]  # model; all-c (IoU = the class's share)
+        if has_prior:
+            pairs.append((df[f"prior_inter_{c}"].to_numpy(float), df[f"prior_union_{c}"].to_numpy(float)))
+        boots = _image_boot(rng, pairs)
+        lo = _pct(boots[0], 0.025)
+        share = float(true[:, c].sum() / total.sum()) if total.sum() else 0.0  # IoU of predicting c everywhere
+        cands = [(share, boots[1], f"all-{names[c]}")]
+        if has_prior:
+            pi, pu = pairs[2][0].sum(), pairs[2][1].sum()
+            cands.append((float(pi / pu) if pu else 0.0, boots[2], "per-pixel prior of the training masks"))
+        base, bboot, bname = max(cands, key=lambda t: t[0])
+        blo, bhi = _pct(bboot, 0.025), _pct(bboot, 0.975)
+        if not np.isfinite(blo):
+            blo = bhi = base
+        name = f"all-background (0) / all-{names[c]} ({share:.3f})" + \
+            (f" / per-pixel prior ({cands[1][0]:.3f})" if has_prior else "")
         rows.append({**key, "metric": "iou", "class": names[c], "value": float(iou), "ci_low": lo,
-                     "ci_high": _pct(boot, 0.975), "baseline": prior,
-                     "baseline_name": f"all-background (0) / all-{names[c]} ({prior:.3f})", "n": present})
+                     "ci_high": _pct(boots[0], 0.975), "baseline": base, "baseline_name": name, "n": present,
+                     "baseline_ci_low": blo, "baseline_ci_high": bhi})
+        versus = f"best baseline: {bname} IoU {base:.3f} [{blo:.3f}, {bhi:.3f}]; all-background IoU 0"
         if inter[:, c].sum() == 0 and present >= MIN_IMAGES:
-            reasons.append(f"class {names[c]!r} is never segmented: IoU 0 on {present} image(s) that contain it "
-                           f"(all-background baseline)")
-        elif present >= MIN_IMAGES and not lo > prior:
-            reasons.append(f"{names[c]!r} IoU {iou:.3f} (95% CI low {lo:.3f}) is not above predicting "
-                           f"{names[c]!r} everywhere ({prior:.3f})")
-    n_fg = len(rows)
-    return _close(rows, reasons, beats=not reasons, n_dead=len(reasons), n_classes=max(n_fg, 1))
+            reasons.append(f"class {names[c]!r} is never segmented: present in {present} test image(s) "
+                           f"({int(true[:, c].sum())} pixels), 0 pixels recognized (IoU 0; {versus})")
+        elif present >= MIN_IMAGES and not lo > base:
+            reasons.append(f"{names[c]!r} IoU {iou:.3f} [{lo:.3f}, {_pct(boots[0], 0.975):.3f}] is not above the "
+                           f"{versus}")
+    return _close(rows, reasons, beats=not reasons, n_dead=len(reasons))
 
 
-def _image_boot(rng: np.random.Generator, inter: np.ndarray, union: np.ndarray) -> np.ndarray:
-    """IoU of ``N_BOOT`` image resamples, drawn in blocks so memory stays bounded (~40 MB) whatever the count."""
-    n = len(inter)
+def _image_boot(rng: np.random.Generator, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    """Ratios ``sum(num) / sum(den)`` of ``N_BOOT`` image resamples, one array per ``(num, den)`` pair, all on the
+    same resamples; drawn in blocks so memory stays bounded (~40 MB) whatever the count."""
+    n = len(pairs[0][0])
     step = max(1, 5_000_000 // max(n, 1))
-    out = []
+    out: list[list[np.ndarray]] = [[] for _ in pairs]
     for start in range(0, N_BOOT, step):
         w = rng.multinomial(n, np.full(n, 1 / n), size=min(step, N_BOOT - start)).astype(np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
-            out.append((w @ inter) / (w @ union))
-    return np.concatenate(out)
+            for o, (num, den) in zip(out, pairs, strict=True):
+                o.append((w @ num) / (w @ den))
+    return [np.concatenate(o) for o in out]
 
 
-def _close(rows: list[dict], reasons: list[str], *, beats: bool, n_dead: int, n_classes: int) -> list[dict]:
-    """``degenerate`` when the model does not beat its baseline or at least half its classes are dead;
-    ``partial`` when it beats its baseline but some present class is never recognized (a warning, gaps kept)."""
+def pixel_prior(train_masks, n_classes: int) -> np.ndarray:
+    """The per-pixel prior of a fold's training masks (``[N, H, W]`` class indices, :data:`IGNORE` unlabelled, at
+    the prediction resolution): at each pixel the class most frequent there (ties and pixels no mask labels go to
+    background, class 0). For a binary task: foreground where more than half of the labelled training masks are
+    foreground, the 0.5 threshold of the foreground frequency map. Returns the ``[H, W]`` index map."""
+    m = np.asarray(train_masks)
+    if m.ndim != 3 or not len(m):
+        raise ValueError("pixel_prior needs a non-empty [N, H, W] stack of training masks")
+    freq = np.stack([(m == c).sum(0) for c in range(n_classes)])  # [C, H, W] counts
+    return freq.argmax(0).astype(np.int64)  # argmax takes the first of equal counts: background wins ties
+
+
+def prior_counts(prior: np.ndarray, test_masks, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image ``(inter, union)`` ``[M, C]`` of predicting the ``prior`` map (:func:`pixel_prior`) on each test
+    mask (``[M, H, W]``, same grid; :data:`IGNORE` pixels left out)."""
+    t = np.asarray(test_masks)
+    valid = t != IGNORE
+    inter = np.zeros((len(t), n_classes), np.int64)
+    union = np.zeros((len(t), n_classes), np.int64)
+    for c in range(n_classes):
+        pc, tc = (prior == c)[None] & valid, (t == c) & valid
+        inter[:, c] = (pc & tc).sum((1, 2))
+        union[:, c] = (pc | tc).sum((1, 2))
+    return inter, union
+
+
+def _close(rows: list[dict], reasons: list[str], *, beats: bool, n_dead: int) -> list[dict]:
+    """``degenerate`` when the model does not beat its baseline or a class present in enough test samples is never
+    recognized (issue 25: one dead class is enough; the minimum-support thresholds keep that evidence strong)."""
     text = "; ".join(reasons[:3]) + (f"; and {len(reasons) - 3} more class(es) likewise" if len(reasons) > 3 else "")
-    degenerate = (not beats) or (n_dead > 0 and 2 * n_dead >= n_classes)
-    status = "degenerate" if degenerate else ("partial" if n_dead else "ok")
+    degenerate = (not beats) or n_dead > 0
+    status = "degenerate" if degenerate else "ok"
     for r in rows:
         r["degenerate"] = degenerate
         r["status"] = status
@@ -154,11 +213,13 @@ def _close(rows: list[dict], reasons: list[str], *, beats: bool, n_dead: int, n_
     return rows
 
 
-def model_sanity(test: pd.DataFrame, task: str, classes: list[str], *, seed: int = 0) -> pd.DataFrame:
+def model_sanity(test: pd.DataFrame, task: str, classes: list[str], *, seed: int = 0,
+                 prior: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (model, protocol, fold, seed, metric[, class]) with value, interval, baseline, degenerate flag.
 
     ``test`` is the test rows of the predictions table. Scope ``id`` (in-domain) when a fold has in-domain test rows,
-    else ``all``.
+    else ``all``. ``prior`` (segmentation, optional): per test image the ``prior_inter_<c>`` / ``prior_union_<c>``
+    counts of the per-pixel prior baseline (:func:`prior_counts`), keyed by :data:`PRIOR_KEYS`.
     """
     rng = np.random.default_rng(seed)
     rows: list[dict] = []
@@ -166,6 +227,12 @@ def model_sanity(test: pd.DataFrame, task: str, classes: list[str], *, seed: int
     t = test.copy()
     if "seed" not in t.columns:
         t["seed"] = 0
+    if prior is not None and len(prior) and task == "segment":
+        pcols = [c for c in prior.columns if c.startswith("prior_")]
+        left = t[PRIOR_KEYS].astype(str)
+        right = prior[PRIOR_KEYS].astype(str).assign(**{c: prior[c].to_numpy() for c in pcols})
+        t = t.drop(columns=[c for c in pcols if c in t.columns])
+        t[pcols] = left.merge(right, on=PRIOR_KEYS, how="left")[pcols].to_numpy()
     for vals, g in t.groupby([t[k].astype(str) for k in keys], sort=True):
         inside = g[~g["held_out"].astype(bool)]
         scope, sdf = ("id", inside) if len(inside) else ("all", g)
@@ -177,34 +244,36 @@ def model_sanity(test: pd.DataFrame, task: str, classes: list[str], *, seed: int
 
 
 def degenerate_findings(sanity: pd.DataFrame) -> tuple[list[Finding], set[str]]:
-    """One critical ``degenerate_model`` finding per degenerate model (its gap findings are then withheld), one
-    warning per model that only misses some classes (gaps kept), and the set of degenerate model names."""
+    """One critical ``degenerate_model`` finding per degenerate model (its gap findings are then withheld) and the
+    set of degenerate model names."""
     out: list[Finding] = []
     models: set[str] = set()
-    for (model, protocol), g in sanity[sanity["status"] != "ok"].groupby(["model", "protocol"], sort=True):
+    bad = sanity[sanity["degenerate"].astype(bool)] if len(sanity) else sanity
+    for (model, protocol), g in bad.groupby(["model", "protocol"], sort=True):
         every = sanity[(sanity["model"] == model) & (sanity["protocol"] == protocol)].drop_duplicates(["fold", "seed"])
-        crit = g[g["degenerate"]]
-        part = crit if len(crit) else g
-        folds = part.drop_duplicates(["fold", "seed"])
+        folds = g.drop_duplicates(["fold", "seed"])
         first = folds.iloc[0]
         where = ", ".join(f"{r.fold} (seed {r.seed})" for r in folds.itertuples())
-        head = part[part["metric"].isin(["accuracy", "iou"])].iloc[0]
+        head = g[g["metric"].isin(["accuracy", "iou"])].iloc[0]
+        bci = [_num(head.get("baseline_ci_low")), _num(head.get("baseline_ci_high"))]
         ev = {"model": str(model), "protocol": str(protocol), "folds": folds["fold"].tolist(),
-              "baseline": float(head.baseline), "baseline_name": str(head.baseline_name), "reason": str(first.reason),
-              "min_present": MIN_PRESENT, "id_extra": f"{model}|{protocol}"}
-        if len(crit):
-            models.add(str(model))
-            title = (f"{model} learned nothing usable in {len(folds)} of {len(every)} fold(s): gaps and group "
-                     f"findings of this model are withheld")
-            detail = (f"{where}: {first.reason}. Train longer, use a pretrained backbone or a loss for rare classes; "
-                      f"the generalization, fairness and worst-group numbers of this model are not interpretable.")
-            severity = "critical"
-        else:
-            title = f"{model} never recognizes some classes in {len(folds)} of {len(every)} fold(s)"
-            detail = (f"{where}: {first.reason}. The model beats its baseline otherwise, so its gaps are reported; "
-                      f"numbers for these classes mean little.")
-            severity = "warning"
-        out.append(Finding("degenerate_model", severity, title, detail=detail, columns=["model"], groups=[str(model)],
-                           value=float(head.value), ci=[float(head.ci_low), float(head.ci_high)], n=int(head.n),
-                           score=1.0 if len(crit) else 0.5, evidence=ev))
+              "baseline": float(head.baseline), "baseline_ci": bci, "baseline_name": str(head.baseline_name),
+              "reason": str(first.reason), "min_present": MIN_PRESENT, "min_images": MIN_IMAGES,
+              "id_extra": f"{model}|{protocol}"}
+        models.add(str(model))
+        title = (f"{model} learned nothing usable in {len(folds)} of {len(every)} fold(s): gaps and group "
+                 f"findings of this model are withheld")
+        detail = (f"{where}: {first.reason}. Train longer, use a pretrained backbone or a loss for rare classes; "
+                  f"the generalization, fairness and worst-group numbers of this model are not interpretable.")
+        out.append(Finding("degenerate_model", "critical", title, detail=detail, columns=["model"],
+                           groups=[str(model)], value=float(head.value), ci=[float(head.ci_low), float(head.ci_high)],
+                           n=int(head.n), score=1.0, evidence=ev))
     return out, models
+
+
+def _num(v) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if np.isfinite(f) else None

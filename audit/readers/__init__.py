@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from audit.errors import InputError, UsageError
+from audit.io.heif import AVIF_EXTENSIONS, HEIF_EXTENSIONS
 from audit.manifest import Roles, flag_rows
 
 __all__ = [
@@ -35,9 +36,12 @@ __all__ = [
     "available_formats",
 ]
 
+# HEIF/HEIC and AVIF are listed whether or not this install can decode them: a folder or table of them is read, and
+# without pillow-heif (or a Pillow with AVIF) the files are profiled as unreadable with a note saying what to install
+# (audit.io.heif.unreadable_note), never skipped silently.
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".jfif"}
-)
+) | HEIF_EXTENSIONS | AVIF_EXTENSIONS
 TABLE_EXTENSIONS = frozenset({".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson", ".json"})
 
 

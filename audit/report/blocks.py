@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit.report.markdown import fmt_num
+from audit.report.markdown import fmt_num, metric_label
 from audit.rundir import RunDir
 
 __all__ = [
@@ -82,6 +82,8 @@ def table(
                 cells.append(f'<td class="num">{num(v)}</td>')
             else:
                 s = "" if v is None or v is pd.NA else str(v)
+                if c == "metric":
+                    s = metric_label(s)  # "mIoU (background included)", never a bare "miou"
                 cells.append(f"<td>{e(s[:200])}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</table>")

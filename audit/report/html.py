@@ -27,6 +27,7 @@ from audit.report.blocks import (
     table,
     thumb,
 )
+from audit.report.markdown import metric_label
 from audit.report.mitigation import mitigation_section
 from audit.report.model_sections import (
     calibration_section,
@@ -81,7 +82,7 @@ def _overview(run: RunDir, h: dict) -> str:
     if o:
         cards.append(
             card(
-                f"overall {o['metric']}",
+                f"overall {e(metric_label(o['metric']))}",
                 num(o["value"]),
                 f"95% CI {ci(o['ci_low'], o['ci_high'])}, n={num(o['n'])} ({e(o.get('scope'))})",
             )
@@ -89,7 +90,7 @@ def _overview(run: RunDir, h: dict) -> str:
     if w:
         cards.append(
             card(
-                f"worst group {w['metric']}",
+                f"worst group {e(metric_label(w['metric']))}",
                 num(w["value"]),
                 f"{e(w['by'])} = {e(w['group'])}<br>95% CI {ci(w['ci_low'], w['ci_high'])}, n={num(w['n'])}",
             )

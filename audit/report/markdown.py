@@ -9,7 +9,16 @@ from audit.core.numfmt import format_number
 from audit.headline import headline
 from audit.rundir import RunDir
 
-__all__ = ["md_escape", "summary_markdown", "fmt_ci", "fmt_num", "fmt_value_ci", "headline_rows"]
+__all__ = ["md_escape", "summary_markdown", "fmt_ci", "fmt_num", "fmt_value_ci", "headline_rows", "metric_label"]
+
+#: how a metric name is shown where it could be misread (issue 25: mIoU averages the background class in, so on a
+#: small foreground it is about 0.5 for a model that predicts background everywhere)
+METRIC_LABELS = {"miou": "mIoU (background included)"}
+
+
+def metric_label(name: Any) -> str:
+    """The displayed name of a metric: ``miou`` says that the background class is included."""
+    return METRIC_LABELS.get(str(name), "" if name is None else str(name))
 
 
 def md_escape(text: Any, limit: int = 300) -> str:
@@ -58,7 +67,7 @@ def headline_rows(h: dict, esc=md_escape) -> list[tuple[str, str]]:
     if o:
         rows.append(
             (
-                f"overall {esc(o['metric'])} ({esc(o.get('scope') or 'all')})",
+                f"overall {esc(metric_label(o['metric']))} ({esc(o.get('scope') or 'all')})",
                 f"{fmt_value_ci(o['value'], o['ci_low'], o['ci_high'])}, n={fmt_num(o['n'])}",
             )
         )
@@ -73,7 +82,7 @@ def headline_rows(h: dict, esc=md_escape) -> list[tuple[str, str]]:
     if w:
         rows.append(
             (
-                f"worst group ({esc(w['metric'])})",
+                f"worst group ({esc(metric_label(w['metric']))})",
                 f"{esc(w['by'])} = {esc(w['group'])}: "
                 f"{fmt_value_ci(w['value'], w['ci_low'], w['ci_high'])}, n={fmt_num(w['n'])}",
             )
@@ -82,7 +91,7 @@ def headline_rows(h: dict, esc=md_escape) -> list[tuple[str, str]]:
     if g:
         rows.append(
             (
-                "largest generalization gap",
+                "largest generalization gap" + (f" ({esc(metric_label(g['metric']))})" if g.get("metric") else ""),
                 f"{fmt_value_ci(g['gap'], g['ci_low'], g['ci_high'])} on held-out {esc(g['test_domain'])} "
                 f"(in {fmt_num(g['in_domain'])}, out {fmt_num(g['out_domain'])}, n_out={fmt_num(g['n_out'])})",
             )
@@ -92,7 +101,7 @@ def headline_rows(h: dict, esc=md_escape) -> list[tuple[str, str]]:
         rows.append(
             (
                 "largest fairness gap",
-                f"{esc(f['metric'])} {fmt_value_ci(f['value'], f['ci_low'], f['ci_high'])} "
+                f"{esc(metric_label(f['metric']))} {fmt_value_ci(f['value'], f['ci_low'], f['ci_high'])} "
                 f"across {esc(f['attribute'])}",
             )
         )

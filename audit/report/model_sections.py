@@ -8,6 +8,7 @@ import pandas as pd
 
 from audit.headline import SCOPE_PREFERENCE, prefer, primary_metric
 from audit.report.blocks import MAX_GROUPS, e, section, table
+from audit.report.markdown import metric_label
 from audit.report.svg import heatmap, interval_chart, reliability
 
 __all__ = ["sanity_section", "group_metrics_section", "generalization_section", "fairness_section",
@@ -47,8 +48,8 @@ def group_metrics_section(groups: pd.DataFrame | None, task: str) -> str:
     if metric is None:
         return ""
     body = [
-        f"<p class='note'>Primary metric <b>{e(metric)}</b> with 95% intervals; grey = fewer samples than min_n "
-        "(no verdict). Dashed line: overall value.</p>"
+        f"<p class='note'>Primary metric <b>{e(metric_label(metric))}</b> with 95% intervals; grey = fewer samples "
+        "than min_n (no verdict). Dashed line: overall value.</p>"
     ]
     g = groups[groups["metric"] == metric]
     if "fold" in g.columns and (g["fold"] == "all").any():
@@ -93,7 +94,7 @@ def generalization_section(gen: pd.DataFrame | None, transfer: pd.DataFrame | No
         lab = (f"{r.get('model', '')} " if multi else "") + f"held-out {r['test_domain']}"
         rows.append((f"{lab}: in", r["in_domain"], r.get("in_ci_low"), r.get("in_ci_high"), r.get("n_in"), False))
         rows.append((f"{lab}: out", r["out_domain"], r.get("out_ci_low"), r.get("out_ci_high"), r.get("n_out"), "alt"))
-    shown = html.escape(str(metric or "the metric"))
+    shown = html.escape(metric_label(metric) if metric else "the metric")
     withheld = sorted(gen.loc[~gen["interpretable"].astype("boolean").fillna(True), "model"].astype(str).unique()) \
         if "interpretable" in gen.columns else []
     warn = (f"<p class='note'><b>Not interpretable:</b> {e(', '.join(withheld))} did not beat a trivial baseline "

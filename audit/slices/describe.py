@@ -2,8 +2,8 @@
 
 Categorical columns (domain, label, split, ``attr.*``): the value whose share differs most between the slice and
 the rest, with the difference of shares as its effect (``+0.62``: 62 points more common inside). Image statistics
-(``profile/images.parquet``: brightness, contrast, saturation, colorfulness, sharpness, entropy, width, height,
-bytes): Cohen's d of slice vs rest. The description lists the strongest few (|effect| >= 0.2 for shares, >= 0.5
+(``profile/images.parquet``: brightness, contrast, saturation, colorfulness, sharpness, entropy, noise, width,
+height, bytes): Cohen's d of slice vs rest. The description lists the strongest few (|effect| >= 0.2 for shares, >= 0.5
 for d), and 16 examples (errors first, then correct ones) are picked for the gallery.
 """
 

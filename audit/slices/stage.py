@@ -132,6 +132,40 @@ def _slice_id(meta: dict, j: int) -> str:
     return f"{meta['model']}/{meta['protocol']}/{meta['fold']}/s{meta['seed']}#{j}"
 
 
+#: the columns of each table (docs/formats.md), written even when there is no candidate: ``(name, dtype)``
+SCHEMAS = {
+    "slices": [("slice_id", "object"), ("model", "object"), ("protocol", "object"), ("fold", "object"),
+               ("seed", "int64"), ("method", "object"), ("n_discover", "int64"), ("n_confirm", "int64"),
+               ("accuracy", "float64"), ("rest_accuracy", "float64"), ("gap", "float64"), ("ci_low", "float64"),
+               ("ci_high", "float64"), ("p", "float64"), ("q", "float64"), ("confirmed", "bool"),
+               ("description", "object"), ("bootstrap", "object"), ("discover_accuracy", "float64"),
+               ("balls", "int64"), ("lead_column", "object"), ("lead_value", "object"), ("lead_effect", "float64"),
+               ("labeled", "bool"), ("labeled_by", "object"), ("labeled_share", "object")],
+    "members": [("slice_id", "object"), ("sample_id", "object"), ("fold", "object"), ("seed", "int64"),
+                ("half", "object")],
+    "examples": [("slice_id", "object"), ("sample_id", "object"), ("filepath", "object"), ("correct", "bool"),
+                 ("rank", "int64")],
+    "features": [("slice_id", "object"), ("column", "object"), ("value", "object"), ("kind", "object"),
+                 ("effect", "float64"), ("share_in", "float64"), ("share_rest", "float64"), ("mean_in", "float64"),
+                 ("mean_rest", "float64")],
+}
+
+
+def _with_schema(name: str, frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The frames concatenated, every documented column present (first, in order; extra columns after), and typed
+    empty columns when there is no row."""
+    schema = SCHEMAS[name]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in schema})
+    out = pd.concat(frames, ignore_index=True)
+    cols = [c for c, _ in schema]
+    for c, t in schema:
+        if c not in out.columns:
+            out[c] = np.nan if t == "float64" else None
+    return out[cols + [c for c in out.columns if c not in cols]]
+
+
 def _tables(folds) -> dict[str, pd.DataFrame]:
     """slices, members, examples and features tables from the finished candidates."""
     rows, members, examples, feats = [], [], [], []
@@ -163,10 +197,8 @@ def _tables(folds) -> dict[str, pd.DataFrame]:
             ex["filepath"] = ex["sample_id"].map(dict(zip(fr["sample_id"], paths, strict=True)))
             examples.append(ex.assign(slice_id=sid))
             feats.extend({"slice_id": sid, **f} for f in fl)
-    cols = ["slice_id", "sample_id", "fold", "seed", "half"]
-    return {"slices": pd.DataFrame(rows), "members": pd.concat(members) if members else pd.DataFrame(columns=cols),
-            "examples": pd.concat(examples) if examples else pd.DataFrame(columns=["slice_id", "sample_id"]),
-            "features": pd.DataFrame(feats)}
+    return {"slices": _with_schema("slices", [pd.DataFrame(rows)]), "members": _with_schema("members", members),
+            "examples": _with_schema("examples", examples), "features": _with_schema("features", [pd.DataFrame(feats)])}
 
 
 def _lead(r) -> str:

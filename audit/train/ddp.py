@@ -188,20 +188,43 @@ class DDPExecutor:
         return res
 
     def predict(self, model: nn.Module, src: Any, rows: np.ndarray, cfg: Any, *, paths: Sequence | None = None,
-                ids: Sequence | None = None) -> torch.Tensor:
-        """:func:`audit.train.trainer.predict` with the rows dealt out to the ranks; the full result on every rank."""
+                ids: Sequence | None = None, capture: Any = None) -> torch.Tensor:
+        """:func:`audit.train.trainer.predict` with the rows dealt out to the ranks; the full result on every rank.
+
+        Every rank records the penultimate embeddings of its rows (:class:`audit.slices.embed.EmbeddingHook`; only
+        rank 0 is handed a ``capture``, so the others cannot know whether it is wanted, and the vectors are small);
+        they are gathered with the predictions and put into rank 0's ``capture`` in row order, so
+        ``RUN/embeddings/predict`` is written as by a local run."""
+        from audit.slices.embed import EmbeddingHook
         from audit.train.trainer import predict
 
         raw = getattr(model, "module", model)
         rows = np.asarray(rows, dtype=np.int64)
         mine = rows[self.rank :: self.world]
-        out = predict(raw, src, mine, cfg).cpu().numpy()
-        parts = self._all_gather(out)
+        hook = EmbeddingHook(raw)
+        out = predict(raw, src, mine, cfg, capture=hook).cpu().numpy()
+        emb = hook.array()
+        parts = self._all_gather((out, emb if emb is not None and len(emb) == len(mine) else None))
         n = len(rows)
-        full = np.empty((n, *parts[0].shape[1:]), dtype=parts[0].dtype)
-        for r, part in enumerate(parts):
+        full = np.empty((n, *parts[0][0].shape[1:]), dtype=parts[0][0].dtype)
+        for r, (part, _) in enumerate(parts):
             full[r :: self.world] = part
+        if capture is not None and hasattr(capture, "batches"):
+            capture.batches = _gathered_embeddings(parts, n, self.world)
         return torch.from_numpy(full)
+
+
+def _gathered_embeddings(parts: list[tuple], n: int, world: int) -> list:
+    """The ranks' embeddings interleaved back into row order (rank ``r`` predicted rows ``r::world``): one float16
+    tensor ``[n, d]`` in a list, or ``[]`` when a rank with rows recorded none (no embeddings are then stored)."""
+    embs = [e for (out, e) in parts if len(out)]
+    if not embs or any(e is None for e in embs):
+        return []
+    full = np.empty((n, embs[0].shape[1]), dtype=np.float16)
+    for r, (out, e) in enumerate(parts):
+        if len(out):
+            full[r :: world] = e
+    return [torch.from_numpy(full)]
 
 
 # ---------------------------------------------------------------------------------------------- entry point
@@ -232,15 +255,30 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _flags(flags: dict) -> list[str]:
-    """:func:`main`'s command line for TrainConfig keywords (``None`` and defaults of switches left out)."""
+def _flags(flags: Any) -> list[str]:
+    """:func:`main`'s command line for a :class:`~audit.train.config.TrainConfig` (or a mapping of its fields).
+
+    Every field whose value differs from its default becomes a flag, so nothing set on the config is lost on the
+    way to the ranks; a key that is no field of the config (nor ``timeout``) raises ``TypeError`` naming it.
+    """
+    import dataclasses
+
+    from audit.core.config import unexpected_keyword
+
+    values = dataclasses.asdict(flags) if dataclasses.is_dataclass(flags) else dict(flags)
+    actions = {a.dest: a for a in _parser()._actions if a.option_strings and a.dest != "help"}
+    for k in values:
+        if k not in actions:
+            raise unexpected_keyword("ddp._flags", k, actions)
     opts: list[str] = []
-    for a in _parser()._actions:
-        v = flags.get(a.dest)
-        if not a.option_strings or a.dest == "help" or v is None:
+    for dest, a in actions.items():
+        if dest not in values:
+            continue
+        v = values[dest]
+        if v is None or v == a.default:
             continue
         if isinstance(a, argparse.BooleanOptionalAction):
-            opts += [] if v else [f"--no-{a.dest.replace('_', '-')}"]
+            opts += [] if v else [f"--no-{dest.replace('_', '-')}"]
         elif a.nargs == 0:  # store_true
             opts += [a.option_strings[0]] if v else []
         else:
@@ -323,35 +361,37 @@ def launch(run_dir: Path | str, nproc: int, options: Sequence[str] = (), *, time
     return subprocess.run(cmd, env=env, timeout=timeout, check=False).returncode
 
 
-def _preflight(run_dir: Path | str, flags: dict) -> None:
+def _preflight(run_dir: Path | str, cfg: Any) -> None:
     """The settings checks every rank would fail on, done once before starting processes (exit code 2)."""
     from audit.rundir import RunDir
-    from audit.train.config import train_config, validate_task
+    from audit.train.config import validate_task
     from audit.train.models import MODELS, build_model
 
     run = RunDir.open(run_dir)
-    cfg = train_config(**{k: v for k, v in flags.items() if v is not None})
     validate_task(cfg.task or run.task)
     if cfg.model and cfg.model not in MODELS:
         build_model(cfg.model, 2)  # raises the UsageError with the closest names
 
 
-def train_distributed(run_dir: Path | str, nproc: int, *, engine: str = "local", **flags: Any) -> None:
-    """``audit train RUN --distributed N ...``: :func:`launch` with the train command's flags.
+def train_distributed(run_dir: Path | str, nproc: int, cfg: Any) -> None:
+    """``audit train RUN --distributed N ...``: :func:`launch` with every setting of ``cfg``.
 
-    ``flags`` are :class:`~audit.train.TrainConfig` names (``epochs=2, model="resnet18"``); ``None``/``False``
-    are left out. Raises :class:`~audit.errors.StageError` when torchrun fails.
+    ``cfg`` is the :class:`~audit.train.TrainConfig` a local run would use (the CLI and the API build it); each
+    field that differs from its default is passed to the ranks (:func:`_flags`). Raises
+    :class:`~audit.errors.StageError` when torchrun fails.
     """
     from audit.errors import StageError, UsageError
+    from audit.train.config import TrainConfig
 
-    if engine != "local":
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"train_distributed() needs a TrainConfig, got {type(cfg).__name__}")
+    if cfg.engine != "local":
         raise UsageError("--distributed trains and predicts on the DDP ranks; --engine ray is for inference from a "
                          "single training process: use one of them")
-    if flags.get("mode") == "probe":
+    if cfg.mode == "probe":
         raise UsageError("--mode probe runs in one process (one feature pass, seconds per fold): drop --distributed")
-    _preflight(run_dir, flags)
-    opts = _flags(flags)
-    rc = launch(run_dir, nproc, opts)
+    _preflight(run_dir, cfg)
+    rc = launch(run_dir, nproc, _flags(cfg))
     if rc != 0:
         raise StageError(f"distributed training failed (torchrun exit code {rc}); the ranks' errors are printed above "
                          f"and the train stage in {Path(run_dir) / 'run.json'}")

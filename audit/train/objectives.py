@@ -5,7 +5,8 @@ as ``objective(logits, targets, rows)``:
 
 * :class:`WeightedLoss`: the mean of ``w_i * loss_i`` (loss reweighting; the weights have mean 1 over the rows);
 * :class:`GroupDRO`: online GroupDRO (Sagawa et al. 2020, Algorithm 1): per-group mean losses in the batch, group
-  weights ``q_g <- q_g * exp(eta * loss_g)`` renormalized, loss ``sum_g q_g * loss_g``; ``q`` lives for the whole fit.
+  weights ``q_g <- q_g * exp(eta * loss_g)`` renormalized, loss ``sum_g q_g * loss_g``; ``q`` lives for the whole fit
+  (saved in the epoch checkpoint, so a resumed fit continues with the same ``q``).
 
 Per-sample losses are cross-entropy (segmentation: per-image mean pixel cross-entropy over non-ignored pixels).
 """
@@ -49,6 +50,16 @@ class GroupDRO:
         self.n_groups = int(g.max()) + 1 if len(g) else 1
         self.q = torch.full((self.n_groups,), 1.0 / self.n_groups, device=device)
         self.eta, self.task, self.ignore_index = float(eta), task, ignore_index
+
+    def state_dict(self) -> dict:
+        """What a resumed fit needs to continue with the same group weights (saved in the epoch checkpoint)."""
+        return {"q": self.q.detach().to("cpu", copy=True)}
+
+    def load_state_dict(self, state: dict) -> None:
+        q = torch.as_tensor(state["q"], dtype=self.q.dtype)
+        if q.shape != self.q.shape:
+            raise ValueError(f"GroupDRO state has {q.numel()} groups, this fit has {self.n_groups}")
+        self.q = q.to(self.q.device)
 
     def __call__(self, logits: torch.Tensor, y: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         losses = per_sample_loss(logits, y, self.task, self.ignore_index)

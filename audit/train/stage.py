@@ -123,6 +123,9 @@ def _run_training(run: RunDir, cfg: TrainConfig, on_fold_done: FoldDone | None, 
     else:
         _train_folds(st, data, folds, fit_cfg, resolved)
     _write_outputs(st, data, t_start)
+    from audit.train.sanity_hook import sanity_after_training
+
+    sanity_after_training(st, data, folds)  # issue 25: did the model learn? stage "train" findings
 
 
 def _choose_model(st: _Stage) -> None:
@@ -412,7 +415,31 @@ def _embedding_capture(st: _Stage, model, job: dict) -> dict:
 
 
 def _train_parallel(st: _Stage, data: _Data, todo: list[dict], fit_cfg, bar) -> None:
-    """Folds as parallel tasks on a cluster (--engine ray): each trains and predicts its fold on one worker."""
+    """Folds as parallel tasks on a cluster (--engine ray): each trains and predicts its fold on one worker.
+
+    A task returns its predictions and fit record, not the weights; the fold's penultimate embeddings
+    (``RUN/embeddings/predict``, for ``audit slices``) are computed here, on the driver, from the fold's finished
+    checkpoint (the selected weights) with the same capture as a local run: one more inference pass over the fold's
+    evaluation rows. A fold whose checkpoint the driver cannot read (not written, another node's disk) stores
+    none, and the slices stage says which folds lack vectors."""
+    from audit.slices.embed import EmbeddingHook
+    from audit.train.models import build_model
+    from audit.train.trainer import predict
+
+    def embed(job: dict) -> None:
+        try:
+            ck = torch.load(job["ckpt"], map_location="cpu", weights_only=True) if job["ckpt"].is_file() else {}
+            if not (st.ex.is_main and ck.get("done") and ck.get("hash") == job["h"] and ck.get("model")):
+                return
+            model, _ = build_model(st.model, st.n_classes, task=st.task, weights=st.cfg.weights,
+                                   pretrained=st.cfg.pretrained)
+            model.load_state_dict(ck["model"])
+            hook = EmbeddingHook(model)
+            predict(model, data.src, cp[_eval_rows(job["fold"])[0]], fit_cfg, capture=hook)
+            job["embed"] = hook
+        except Exception as e:  # embeddings are an extra: never fail a trained fold for them
+            st.notes.append(f"fold {job['key']}: no embeddings stored ({type(e).__name__}: {e})"[:300])
+
     bar.set_description(f"{st.model}: {len(todo)} folds in parallel")
     cp = data.cache_pos
     specs = [{"key": j["key"], "seed": j["fold"].seed, "train": cp[j["fold"].train_idx],
@@ -424,6 +451,7 @@ def _train_parallel(st: _Stage, data: _Data, todo: list[dict], fit_cfg, bar) -> 
     for key, res, out, minfo, secs in st.ex.run_folds(specs, images=st.cache.images, targets=data.targets,
                                                       build=build, fit_cfg=fit_cfg):
         bar.advance(fit_cfg.epochs)
+        embed(by_key[key])
         _finish(st, data, by_key[key], res, out, minfo, secs)
 
 

@@ -6,8 +6,8 @@ are never passed in. ``predict`` runs inference on any rows. On CUDA: AMP (bf16 
 with loss scaling), channels_last, non-blocking copies from pinned memory (or no copies at all when the
 cache lives on the GPU), optional ``torch.compile``. On CPU: fp32, channels_last, seeded and deterministic.
 
-A checkpoint is written after every epoch (model, optimizer, scheduler, RNG states, best weights) so a
-killed fold resumes from its last finished epoch.
+A checkpoint is written after every epoch (model, optimizer, scheduler, RNG states, best weights, the
+objective's state such as GroupDRO's group weights) so a killed fold resumes from its last finished epoch.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class FitConfig:
 class FitResult:
     best_state: dict
     best_epoch: int
-    best_score: float
+    best_score: float | None  # None: no validation rows (the last epoch is selected; there is no val score)
     history: list[dict]
     epochs_run: int
     resumed_from: int | None
@@ -262,6 +262,9 @@ class _Step:
     notes: list
     objective: Any = None  # (logits, y, rows) -> loss; None: loss_fn (audit.mitigate sets weights / GroupDRO)
     on_batch: Callable[[int, int, int], None] | None = None  # (batches done, batches in the epoch, images seen)
+    # segmentation without validation rows: the confusion counts (k*k, on the device) of the training batches'
+    # predictions, for the early "foreground IoU still 0" warning; None: not tracked
+    train_conf: torch.Tensor | None = None
 
 
 def _train_epoch(st: _Step, src: BatchSource, rows: torch.Tensor, cfg: FitConfig):
@@ -293,7 +296,10 @@ def _train_epoch(st: _Step, src: BatchSource, rows: torch.Tensor, cfg: FitConfig
             st.notes.append(f"torch.compile failed ({type(e).__name__}); trained eagerly")
             st.model, st.compiled = st.raw_model, False
             with _autocast(device, cfg.amp_dtype):
-                loss = _batch_loss(st, forward_logits(st.model, x).float(), y.long(), bi)
+                logits = forward_logits(st.model, x)
+                loss = _batch_loss(st, logits.float(), y.long(), bi)
+        if st.train_conf is not None:
+            _count_pixels(st.train_conf, logits, y, cfg.n_classes)
         st.opt.zero_grad(set_to_none=True)
         st.scaler.scale(loss).backward()
         st.scaler.step(st.opt)
@@ -304,6 +310,38 @@ def _train_epoch(st: _Step, src: BatchSource, rows: torch.Tensor, cfg: FitConfig
         if st.on_batch is not None:
             st.on_batch(b + 1, n_batches, seen)
     return loss_sum, seen
+
+
+def _count_pixels(conf: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, k: int) -> None:
+    """Add a training batch's (true, predicted) pixel counts to ``conf`` (no gradient, no GPU sync)."""
+    with torch.no_grad():
+        valid = y != IGNORE_INDEX
+        pred = logits.detach().argmax(1)
+        conf += torch.bincount((y[valid].long() * k + pred[valid]).flatten(), minlength=k * k)
+
+
+def _train_fg_iou(conf: torch.Tensor, k: int) -> float:
+    """Foreground IoU of the training batches' predictions (counts from :func:`_count_pixels`)."""
+    cm = conf.view(k, k).cpu().numpy()
+    tp = np.diag(cm)
+    return foreground_iou(tp, cm.sum(0) + cm.sum(1) - tp)
+
+
+def _stuck_warning(cfg: FitConfig, epoch: int, val: dict | None, train_conf: torch.Tensor | None,
+                   rec: dict) -> str | None:
+    """The early warning when the foreground IoU is still 0: on the validation rows, or, when the fold has none,
+    on the training batches (their predictions under augmentation, counted as they were trained on)."""
+    if cfg.task != "segment":
+        return None
+    if val is not None:
+        rec["val_fg_iou"] = foreground_iou(val["inter"], val["union"])
+        return stuck_message(epoch, rec["val_fg_iou"])
+    if train_conf is None:
+        return None
+    rec["train_fg_iou"] = _train_fg_iou(train_conf, cfg.n_classes)
+    warn = stuck_message(epoch, rec["train_fg_iou"])
+    return warn.replace("on the validation rows", "on the training batches (this fold has no validation rows)") \
+        if warn else None
 
 
 def _batch_loss(st: _Step, logits: torch.Tensor, y: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -341,6 +379,19 @@ def _mitigation(cfg: FitConfig, train_idx: np.ndarray, device: torch.device):
     return train_idx, groups, make_objective(cfg, device, IGNORE_INDEX)
 
 
+def _epoch_checkpoint(ckpt_hash: str, epoch: int, raw_model, opt, sched, scaler, gen, dev_gen, objective, *,
+                      best: tuple, history: list, bad: int) -> dict:
+    """What an unfinished fold's checkpoint holds after ``epoch``: everything :func:`fit` needs to go on
+    identically (weights, optimizer, scheduler, scaler, RNG states, the selection so far, GroupDRO's ``q``)."""
+    best_state, best_score, best_epoch = best
+    return {"hash": ckpt_hash, "epoch": epoch, "done": False, "model": _state_of(raw_model),
+            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+            "gen": gen.get_state(), "dev_gen": dev_gen.get_state() if dev_gen is not gen else None,
+            "torch_rng": torch.get_rng_state(), "best_state": best_state, "best_score": best_score,
+            "best_epoch": best_epoch, "history": history, "bad": bad,
+            "objective": objective.state_dict() if hasattr(objective, "state_dict") else None}
+
+
 def fit(model: nn.Module, src: BatchSource, train_idx: np.ndarray, val_idx: np.ndarray, cfg: FitConfig, *,
         seed: int, ckpt_path: Path | None = None, ckpt_hash: str = "",
         on_epoch: Callable[[int, dict], None] | None = None,
@@ -373,6 +424,8 @@ def fit(model: nn.Module, src: BatchSource, train_idx: np.ndarray, val_idx: np.n
     ck = _resumable(ckpt_path, ckpt_hash, cfg)
     if ck is not None:
         _restore(ck, raw_model, opt, sched, scaler, gen, dev_gen)
+        if ck.get("objective") is not None and hasattr(objective, "load_state_dict"):
+            objective.load_state_dict(ck["objective"])  # GroupDRO's q: the resumed fit goes on with the same weights
         best_state, best_score, best_epoch = ck["best_state"], ck["best_score"], ck["best_epoch"]
         history, bad = ck["history"], ck["bad"]
         start = resumed_from = ck["epoch"] + 1
@@ -394,27 +447,27 @@ def fit(model: nn.Module, src: BatchSource, train_idx: np.ndarray, val_idx: np.n
         t0 = time.perf_counter()
         rows = torch.as_tensor(train_idx)[_epoch_order(n_train, labels_cpu, cfg, gen, groups_cpu)]
         hook = (lambda b, nb, seen, _e=epoch: on_batch(_e, b, nb, seen)) if on_batch is not None else None
-        step = _Step(model, raw_model, compiled, loss_fn, opt, sched, scaler, dev_gen, notes, objective, hook)
+        train_conf = torch.zeros(cfg.n_classes ** 2, dtype=torch.long, device=device) \
+            if cfg.task == "segment" and not len(val_idx) else None
+        step = _Step(model, raw_model, compiled, loss_fn, opt, sched, scaler, dev_gen, notes, objective, hook,
+                     train_conf)
         loss_sum, seen = _train_epoch(step, src, rows, cfg)
         model, compiled = step.model, step.compiled
         epoch_loss = float(loss_sum) / max(seen, 1)  # one device sync per epoch
         dt = time.perf_counter() - t0
-        train_seconds += dt
-        train_images += seen
+        train_seconds, train_images = train_seconds + dt, train_images + seen
         val = _evaluate(model, src, val_idx, cfg, loss_fn) if len(val_idx) else None
         rec = {"epoch": epoch, "train_loss": epoch_loss, "seconds": round(dt, 3),
                "images_per_s": round(seen / dt, 1) if dt > 0 else None}
         if val is not None:
             rec.update(val_loss=val["loss"], val_score=val["score"])
-            if cfg.task == "segment":
-                rec["val_fg_iou"] = foreground_iou(val["inter"], val["union"])
-                warn = stuck_message(epoch, rec["val_fg_iou"])
-                if warn and not any(n.startswith("foreground IoU") for n in notes):
-                    notes.append(warn)
-                    rec["warning"] = warn
             score = val["score"] if not np.isnan(val["score"]) else -float("inf")
         else:
-            score = float(epoch)  # no validation rows: the last epoch is selected
+            score = float(epoch)  # no validation rows: the last epoch is selected (a rank, never stored as a score)
+        warn = _stuck_warning(cfg, epoch, val, train_conf, rec)
+        if warn and not any(n.startswith("foreground IoU") for n in notes):
+            notes.append(warn)
+            rec["warning"] = warn
         history.append(rec)
         if score > best_score or best_state is None:
             best_score, best_epoch, best_state, bad = score, epoch, _state_of(raw_model), 0
@@ -422,11 +475,9 @@ def fit(model: nn.Module, src: BatchSource, train_idx: np.ndarray, val_idx: np.n
             bad += 1
         stop = cfg.patience is not None and bad >= cfg.patience
         if ckpt_path is not None and epoch + 1 < cfg.epochs and not stop:
-            _save_atomic({"hash": ckpt_hash, "epoch": epoch, "done": False, "model": _state_of(raw_model),
-                          "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-                          "gen": gen.get_state(), "dev_gen": dev_gen.get_state() if dev_gen is not gen else None,
-                          "torch_rng": torch.get_rng_state(), "best_state": best_state, "best_score": best_score,
-                          "best_epoch": best_epoch, "history": history, "bad": bad}, Path(ckpt_path))
+            _save_atomic(_epoch_checkpoint(ckpt_hash, epoch, raw_model, opt, sched, scaler, gen, dev_gen, objective,
+                                           best=(best_state, best_score, best_epoch), history=history, bad=bad),
+                         Path(ckpt_path))
         if on_epoch is not None:
             on_epoch(epoch, rec)
         if stop:
@@ -437,7 +488,8 @@ def fit(model: nn.Module, src: BatchSource, train_idx: np.ndarray, val_idx: np.n
     if ckpt_path is not None:
         _save_atomic({"hash": ckpt_hash, "done": True, "epoch": epoch, "model": best_state, "best_epoch": best_epoch,
                       "best_score": best_score, "history": history}, Path(ckpt_path))
-    return FitResult(best_state=best_state, best_epoch=best_epoch, best_score=float(best_score), history=history,
+    return FitResult(best_state=best_state, best_epoch=best_epoch,
+                     best_score=float(best_score) if len(val_idx) else None, history=history,
                      epochs_run=len(history), resumed_from=resumed_from, train_seconds=train_seconds,
                      train_images=train_images, selection=selection, compiled=compiled, notes=notes)
 

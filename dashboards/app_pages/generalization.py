@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from audit import views
+from audit.report.markdown import metric_label
 
 run = dl.current_run()
 st.title("Generalization")
@@ -35,7 +36,7 @@ with dl.guard():
             protocol = dl.select("Protocol", views.options(gen, "protocol"), key="gn_protocol", prefer=["lodo"])
         with c[2]:
             metric = dl.select("Metric", views.options(gen, "metric"), key="gn_metric",
-                               prefer=["accuracy", "fg_dice", "miou"])
+                               prefer=["accuracy", "fg_dice", "miou"], format_func=metric_label)
         if "interpretable" in gen.columns:
             sel = gen[gen["model"].astype(str) == str(model)] if model is not None else gen
             if len(sel) and not sel["interpretable"].astype("boolean").fillna(True).all():
@@ -60,7 +61,7 @@ with dl.guard():
                 ),
             )
             pts = base.mark_point(filled=True, size=70).encode(
-                x=alt.X("value:Q", title=f"{metric} (95% interval)", scale=alt.Scale(zero=False)),
+                x=alt.X("value:Q", title=f"{metric_label(metric)} (95% interval)", scale=alt.Scale(zero=False)),
                 tooltip=[
                     "test_domain:N",
                     "kind:N",
@@ -70,7 +71,7 @@ with dl.guard():
                 ],
             )
             err = base.mark_errorbar(ticks=True).encode(
-                x=alt.X("ci_low:Q", title=f"{metric} (95% interval)"), x2="ci_high:Q"
+                x=alt.X("ci_low:Q", title=f"{metric_label(metric)} (95% interval)"), x2="ci_high:Q"
             )
             st.altair_chart(
                 (err + pts).properties(height=dl.rows_height(len(order), per=56, extra=120)), width="stretch"
@@ -147,7 +148,8 @@ with dl.guard():
             tmodel = dl.select("Model", views.options(transfer, "model"), key="gn_t_model")
         with c[1]:
             tmetric = dl.select(
-                "Metric", views.options(transfer, "metric"), key="gn_t_metric", prefer=["accuracy", "miou"]
+                "Metric", views.options(transfer, "metric"), key="gn_t_metric", prefer=["accuracy", "miou"],
+                format_func=metric_label,
             )
         t = views.transfer_matrix(transfer, model=tmodel, metric=tmetric)
         t["text"] = [dl.fmt(v, 2) for v in t["value"]]
@@ -159,7 +161,7 @@ with dl.guard():
                 y="train_domain",
                 color="value",
                 text="text",
-                color_title=tmetric or "value",
+                color_title=metric_label(tmetric) if tmetric else "value",
                 scheme="greens",
                 stroke_col="diagonal",
                 tooltip=[

@@ -3,6 +3,8 @@
 import dashlib as dl
 import streamlit as st
 
+from audit.report.markdown import metric_label
+
 run = dl.current_run()
 st.title("Overview")
 st.caption(dl.esc(run.path))
@@ -34,7 +36,7 @@ with dl.guard():
     with cols[0]:
         if worst:
             st.metric(
-                f"Worst group ({dl.esc(worst['metric'])})",
+                f"Worst group ({dl.esc(metric_label(worst['metric']))})",
                 dl.fmt(worst.get("value")),
                 delta=(
                     f"{dl.fmt(worst['value'] - overall['value'])} vs overall"
@@ -54,7 +56,7 @@ with dl.guard():
     with cols[1]:
         gap = h.get("largest_gap")
         if gap:
-            st.metric(f"Largest generalization gap ({dl.esc(gap.get('metric'))})", dl.fmt(gap.get("gap")))
+            st.metric(f"Largest generalization gap ({dl.esc(metric_label(gap.get('metric')))})", dl.fmt(gap.get("gap")))
             st.caption(
                 f"held out {dl.esc(gap.get('test_domain'))}: in {dl.fmt(gap.get('in_domain'))} vs out "
                 f"{dl.fmt(gap.get('out_domain'))} · 95% CI {dl.fmt_ci(gap.get('ci_low'), gap.get('ci_high'))} · "
@@ -77,7 +79,7 @@ with dl.guard():
             st.caption("needs the profile stage")
     with cols[3]:
         if overall:
-            st.metric(f"Overall ({dl.esc(overall['metric'])})", dl.fmt(overall.get("value")))
+            st.metric(f"Overall ({dl.esc(metric_label(overall['metric']))})", dl.fmt(overall.get("value")))
             st.caption(
                 f"95% CI {dl.fmt_ci(overall.get('ci_low'), overall.get('ci_high'))} · "
                 f"n={dl.fmt(overall.get('n'), 0, missing='?')}"

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from audit import views
+from audit.report.markdown import metric_label
 
 run = dl.current_run()
 st.title("Per-group performance")
@@ -58,6 +59,7 @@ with dl.guard():
             views.options(g, "metric"),
             key="pg_metric",
             prefer=["accuracy", "miou", "balanced_accuracy", "macro_f1"],
+            format_func=metric_label,
         )
     if not by or not metric:
         st.info("No per-group rows for this selection.")
@@ -77,17 +79,17 @@ with dl.guard():
     shown = bars.head(top)
     higher = views.higher_is_better(metric)
     lo_hi = (0.0, 1.0) if shown["ci_high"].max(skipna=True) <= 1.0 and shown["ci_low"].min(skipna=True) >= 0 else None
-    chart = dl.ci_bars(shown, x_title=f"{metric} (95% interval)", domain=lo_hi)
+    chart = dl.ci_bars(shown, x_title=f"{metric_label(metric)} (95% interval)", domain=lo_hi)
     if not overall.empty and overall["value"].notna().any():
         ov = overall.iloc[0]
         rule = (
             alt.Chart(pd.DataFrame({"v": [float(ov["value"])]}))
             .mark_rule(color="#2b8a3e", strokeDash=[4, 3])
-            .encode(x=alt.X("v:Q", title=f"{metric} (95% interval)"))
+            .encode(x=alt.X("v:Q", title=f"{metric_label(metric)} (95% interval)"))
         )
         chart = chart + rule
         st.caption(
-            f"Overall {dl.esc(metric)} {dl.fmt(ov['value'])} {dl.fmt_ci(ov['ci_low'], ov['ci_high'])}, "
+            f"Overall {dl.esc(metric_label(metric))} {dl.fmt(ov['value'])} {dl.fmt_ci(ov['ci_low'], ov['ci_high'])}, "
             f"n={dl.fmt(ov['n'], 0, missing='?')} (green dashed line). Sorted worst-first "
             f"({'lowest' if higher else 'highest'} first)."
         )
