@@ -33,7 +33,7 @@ _API = {
     "Run": "audit.api.run",
     "open_run": "audit.api.run",
     "group_metrics": "audit.api.groups",
-    "PolicyResult": "audit.api.policy",
+    "CheckResult": "audit.api.policy",
     "profile": "audit.api.stages",
     "train": "audit.api.stages",
     "metrics": "audit.api.stages",

@@ -1,25 +1,44 @@
-"""The console: everything a command prints when it is done (the summary of a run, the demo's closing lines).
+"""The console: everything a command prints when it is done (the summary of a run, the gate's verdict, the
+findings table, the model and format lists, errors, the demo's lines).
 
-Stages compute and return; this module, ``audit.progress`` (progress lines and bars) and ``audit.check.output``
-(the gate's verdict) are the only places that print. On a terminal rich renders colour; elsewhere (CI logs, files)
-the same text comes out plain.
+Stages compute and return results; this module prints them. On a terminal rich renders colour; elsewhere (CI logs,
+files) the same text comes out plain. The one other module that writes to the terminal is :mod:`audit.progress`,
+which owns the live progress bars and progress lines while a stage runs.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from audit.rundir import RunDir
+if TYPE_CHECKING:  # annotations only: importing the console stays light (``audit --version``, error lines)
+    from audit.rundir import RunDir
 
-__all__ = ["make_console", "print_summary", "print_demo_done", "audit_command"]
+__all__ = ["make_console", "print_error", "echo", "print_summary", "print_demo_done", "print_demo_step",
+           "show_gate", "print_findings", "print_models", "print_formats", "print_dashboard_address",
+           "audit_command"]
 
 
-def make_console(*, stderr: bool = False):
-    """The rich console commands print with (no syntax highlighting of numbers and paths, no soft wrapping)."""
+def make_console(*, stderr: bool = False, soft_wrap: bool = False):
+    """The rich console commands print with (no syntax highlighting of numbers and paths; no soft wrapping unless
+    asked: one-line messages such as errors wrap softly)."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False, stderr=stderr)
+    return Console(highlight=False, soft_wrap=soft_wrap, stderr=stderr)
+
+
+def print_error(message: str) -> None:
+    """``error: MESSAGE`` on stderr (red on a terminal)."""
+    from rich.markup import escape
+
+    make_console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}")
+
+
+def echo(line: str, *, err: bool = False) -> None:
+    """One plain line on stdout (or stderr), never wrapped or styled: for lists meant to be read by scripts too."""
+    print(line, file=sys.stderr if err else sys.stdout, flush=True)
 
 
 _SEV_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
@@ -28,13 +47,12 @@ _SEV_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 def print_summary(run: RunDir, *, stages: list[str] | None = None, console=None, top: int = 8) -> None:
     """The short terminal summary every command ends with: what the stage did, the headline numbers with their
     intervals, top findings, outputs and the next command."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     from audit.progress import is_quiet
 
-    console = console or Console()
+    console = console or make_console()
     info = run.info
     findings = run.findings()
     shown = [f for f in findings if f.get("stage") in stages] if stages else findings
@@ -55,6 +73,9 @@ def print_summary(run: RunDir, *, stages: list[str] | None = None, console=None,
             console.print(f"  [yellow]{escape(name)} is stale: {escape(str(s.get('reason', '')))}[/]")
     if stages and "train" in stages and isinstance(st.get("train"), dict) and st["train"].get("status") == "ok":
         _print_train(console, st["train"])
+    if stages and "metrics" in stages and isinstance(st.get("metrics"), dict):
+        for note in (st["metrics"].get("notes") or [])[:4]:  # rows left out, metrics skipped: said, not hidden
+            console.print(f"  [yellow]note:[/] {escape(str(note))}")
     if not is_quiet():
         _print_headline(run, console, stages)
     if shown and not is_quiet():
@@ -120,7 +141,12 @@ def _print_train(console, s: dict) -> None:
         for f in folds[:8]:
             vs = f.get("val_score")
             name = f.get("val_metric") or "score"
-            score = f"val {name} {vs:.3f}" if isinstance(vs, (int, float)) else str(f.get("status", ""))
+            if isinstance(vs, (int, float)):
+                score = f"val {name} {vs:.3f}"
+            elif f.get("n_val") == 0 and f.get("status") in ("trained", "resumed", "reused"):
+                score = "no val rows (last epoch)"  # nothing to select on: never a score
+            else:
+                score = str(f.get("status", ""))
             parts.append(f"{escape(str(f.get('fold')))}: {score}" + (f" ({f.get('status')})" if f.get("status") not in
                                                                        (None, "trained") else ""))
         more = f" (+{len(folds) - 8} more)" if len(folds) > 8 else ""
@@ -184,11 +210,18 @@ def _next_step(run: RunDir) -> str:
     return f"{a} dashboard {p}   (or open {p}/report.html; gate CI with {a} init-policy {p})"
 
 
-def print_demo_done(runs: list[RunDir], console=None) -> None:
-    from rich.console import Console
+def print_demo_step(console, what: str) -> None:
+    """One line of the demo's progress (``demo building ...``); nothing without a console."""
     from rich.markup import escape
 
-    console = console or Console()
+    if console is not None:
+        console.print(f"[bold]demo[/] {escape(what)}")
+
+
+def print_demo_done(runs: list[RunDir], console=None) -> None:
+    from rich.markup import escape
+
+    console = console or make_console()
     for run in runs:
         print_summary(run, console=console)
         console.print()
@@ -200,3 +233,114 @@ def print_demo_done(runs: list[RunDir], console=None) -> None:
             console.print(f"or the static report: {escape(str(runs[0].path / 'report.html'))}")
 
 
+_GATE_STYLE = {"pass": "green", "fail": "bold red", "warn": "yellow", "skip": "dim"}
+
+
+def show_gate(res, rows: list[tuple[str, str, str, str, str]], *, console=None) -> None:
+    """Print the result of ``audit check`` (a :class:`audit.check.GateResult`) with its table ``rows``
+    (:func:`audit.check.output.gate_rows`: status, rule id, value, threshold, detail; worst first).
+
+    On ``console`` (rich): an error on stderr, policy warnings, notes, the workflow annotations (plain lines on
+    stdout, where GitHub reads them), a failure to write the outputs, the table of rules and the verdict. Without
+    a console only the annotations and a failure to write the outputs are printed (plain).
+    """
+    from rich.markup import escape
+
+    if res.error is not None:
+        if console is not None:
+            print_error(res.error)
+        return
+    if console is not None:
+        for w in res.warnings:
+            console.print(f"[bold yellow]warning:[/] {escape(w)}", soft_wrap=True)
+        for note in res.notes:
+            console.print(f"[dim]{escape(note)}[/]")
+    for line in res.annotations:
+        print(line, flush=True)
+    if res.output_error is not None:
+        if console is not None:
+            console.print(f"[bold yellow]warning:[/] {escape(res.output_error)}")
+        else:
+            print(f"warning: {res.output_error}", file=sys.stderr)
+    if console is not None:
+        _print_gate_table(rows, passed=res.passed, console=console, outputs=res.outputs)
+
+
+def _print_gate_table(rows, *, passed: bool, console, outputs: dict[str, str]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="audit check", title_justify="left")
+    for c in ("status", "rule", "value", "threshold", "detail"):
+        table.add_column(c, overflow="fold")
+    for status, rule_id, value, threshold, detail in rows:
+        table.add_row(f"[{_GATE_STYLE.get(status, '')}]{status}[/]", escape(rule_id), value, threshold, escape(detail))
+    console.print(table)
+    n_fail = sum(r[0] == "fail" for r in rows)
+    n_warn = sum(r[0] == "warn" for r in rows)
+    if passed:
+        console.print(f"[bold green]PASSED[/] ({n_warn} warning(s))")
+    else:
+        console.print(f"[bold red]FAILED[/]: {n_fail} rule(s) failed, {n_warn} warning(s)")
+    if outputs:
+        console.print("outputs: " + ", ".join(escape(v) for v in outputs.values()))
+
+
+def print_findings(df, *, total: int, console=None) -> None:
+    """The table of ``audit findings`` (all rows of ``df``, a :attr:`audit.api.Run.findings` frame, already
+    filtered; ``total``: how many the run has)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from audit.core.numfmt import format_number
+    from audit.report.markdown import fmt_value_ci
+
+    con = console or make_console()
+    if df.empty:
+        con.print("no findings" + (f" at this filter ({total} in all)" if total else ""))
+        return
+    title = f"findings ({len(df)}" + (f" of {total})" if len(df) < total else ")")
+    table = Table(title=title, title_justify="left")
+    for col, kw in (("severity", {"no_wrap": True}), ("check", {"no_wrap": True}), ("title", {"overflow": "fold"}),
+                    ("effect [95% CI]", {"overflow": "fold"}), ("n", {"justify": "right"}),
+                    ("why", {"overflow": "fold"})):
+        table.add_column(col, **kw)
+    for r in df.itertuples(index=False):
+        sev = "" if r.severity is None else str(r.severity)
+        style = _SEV_STYLE.get(sev)
+        lo, hi = (None if _missing(x) else x for x in (r.ci_low, r.ci_high))
+        effect = "" if _missing(r.effect) else fmt_value_ci(r.effect, lo, hi)
+        n = "" if _missing(r.n) else format_number(int(r.n))
+        table.add_row(f"[{style}]{escape(sev)}[/]" if style else escape(sev), escape(str(r.check or "")),
+                      escape(str(r.title or "")), escape(effect), escape(n), escape(str(r.detail or "")))
+    con.print(table)
+
+
+def _missing(v) -> bool:
+    import pandas as pd
+
+    return v is None or bool(pd.isna(v))
+
+
+def print_models(rows: list[dict]) -> None:
+    """``audit models``: one plain line per model (name, task, where its pretrained weights are or how to get them);
+    ``rows`` as :func:`audit.train.models.weights_available` returns them."""
+    for row in rows:
+        if row["available"]:
+            weights = f"weights: {row['source']} ({row['path']})"
+        elif row["how"]:
+            weights = f"no weights here: {row['how']}"
+        else:
+            weights = "no pretrained weights exist" if row["source"] is None else "no weights here"
+        echo(f"{row['name']:30s} {row['task']:9s} {weights}")
+
+
+def print_formats(formats: list[tuple[str, str]]) -> None:
+    """``audit formats``: one plain line per input format (name, description)."""
+    for name, description in formats:
+        echo(f"{name:12s} {description}")
+
+
+def print_dashboard_address(path: Path, url: str) -> None:
+    """The line ``audit dashboard`` prints before the server starts."""
+    echo(f"imgaudit dashboard for {path}: {url}   (Ctrl+C to stop)")

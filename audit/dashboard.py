@@ -90,6 +90,7 @@ def launch(run_dir: Path | str, *, port: int = 8501, host: str = "127.0.0.1") ->
     UsageError
         The run directory is missing or not one, streamlit is not installed, or the port is unusable.
     """
+    from audit.console import print_dashboard_address
     from audit.views import resolve_runs
 
     if not 1 <= int(port) <= 65535:
@@ -103,7 +104,7 @@ def launch(run_dir: Path | str, *, port: int = 8501, host: str = "127.0.0.1") ->
     app = find_app()
     _check_port(host, int(port))
     shown = f"[{host}]" if ":" in host else host
-    print(f"imgaudit dashboard for {path}: http://{shown}:{port}   (Ctrl+C to stop)", flush=True)
+    print_dashboard_address(path, f"http://{shown}:{port}")
     return _run_server(streamlit_command(app, path, port=int(port), host=host))
 
 

@@ -170,6 +170,14 @@ def report_stage(run: RunDir, *, required: bool = False) -> Any:
     return _run_stage(run, "report", fn, run)
 
 
+def _record_failure(run: RunDir, name: str, before: dict, error: str) -> None:
+    """A stage that failed before its ``RunDir.stage`` block opened (a missing extra such as torch, a bad option)
+    left no record of this attempt: write one (``failed`` with the error), so "details in run.json" holds."""
+    now = (run.info.get("stages") or {}).get(name) or {}
+    if now == before or now.get("status") not in ("failed", "interrupted"):
+        run.mark_stage(name, "failed", error=error)
+
+
 def full_audit(
     run: RunDir,
     *,
@@ -206,15 +214,18 @@ def full_audit(
         ("report", lambda: report_stage(run)),
     ]
     for name, fn in stages:
+        before = dict((run.info.get("stages") or {}).get(name) or {})
         try:
             fn()
         except AuditError as e:
             failures.append((name, str(e)))
+            _record_failure(run, name, before, str(e))
             if name == "train":
                 run.mark_stage("metrics", "skipped", reason="training failed")
                 continue
         except Exception as e:  # recorded in run.json by RunDir.stage; keep going with the others
             failures.append((name, f"{type(e).__name__}: {e}"))
+            _record_failure(run, name, before, f"{type(e).__name__}: {e}")
     if failures:
         msg = "; ".join(f"{n}: {m}" for n, m in failures)
         raise StageError(f"stages failed ({msg}); details in {run.path / 'run.json'}")
@@ -225,6 +236,7 @@ def demo(out: Path, *, task: str = "all", epochs: int | None = None, device: str
          console=None) -> list[RunDir]:
     """Build the demo data under ``out/data`` and run the full audit into ``out/<task>``."""
     from audit import demo as demo_data
+    from audit.console import print_demo_step
     from audit.manifest import Roles
     from audit.readers import ReadOptions
 
@@ -232,8 +244,7 @@ def demo(out: Path, *, task: str = "all", epochs: int | None = None, device: str
     tasks = ["classify", "segment"] if task == "all" else [task]
     runs = []
     for t in tasks:
-        if console is not None:
-            console.print(f"[bold]demo[/] building the {t} dataset under {out / 'data' / t}")
+        print_demo_step(console, f"building the {t} dataset under {out / 'data' / t}")
         data = (demo_data.build_classify if t == "classify" else demo_data.build_segment)(out / "data" / t, seed=seed)
         r = data.roles
         opts = ReadOptions(
@@ -248,8 +259,7 @@ def demo(out: Path, *, task: str = "all", epochs: int | None = None, device: str
             ds = run.dataset
             ds["classes"] = data.classes
             run.update_info(dataset=ds)
-        if console is not None:
-            console.print(f"[bold]demo[/] running the full audit into {run.path}")
+        print_demo_step(console, f"running the full audit into {run.path}")
         ep = epochs if epochs is not None else (6 if t == "classify" else 6)
         full_audit(run, task=t, epochs=ep, device=device, seed=seed, min_n=30, image_size=32)
         runs.append(run)

@@ -76,7 +76,7 @@ def test_api_tour_example_runs_end_to_end_on_the_demo_data(tmp_path):
     assert (tmp_path / "run" / "report.html").is_file()
     result = json.loads((tmp_path / "run" / "check" / "result.json").read_text())
     assert {r["id"] for r in result["rules"]} == {"no-unreadable-files", "worst-group-accuracy"}
-    assert "PolicyResult(passed=False, exit_code=1" in p.stdout  # the demo plants unreadable files
+    assert "CheckResult(passed=False, exit_code=1" in p.stdout  # the demo plants unreadable files
 
 
 # ------------------------------------------------------------------------------------------- keywords
@@ -171,7 +171,7 @@ def test_stage_subpackages_are_callable_and_stay_subpackages(tmp_path):
         check = audit.check                            # first use of the name, then an import of the subpackage
         from audit.check import run_check
         assert audit.check is check and callable(check) and check.run_check is run_check
-        assert callable(audit.report) and audit.run and audit.Run and audit.PolicyResult
+        assert callable(audit.report) and audit.run and audit.Run and audit.CheckResult
         print("ok")
     """
     p = _python(code, cwd=tmp_path)

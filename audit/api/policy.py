@@ -1,4 +1,4 @@
-"""``audit.check``: a run against a fairness / bias policy, as a Python object (``PolicyResult``)."""
+"""``audit.check``: a run against a fairness / bias policy, as a Python object (``CheckResult``)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import pandas as pd
 
 from audit.api._common import RunLike, _keywords, _path
 
-__all__ = ["check", "PolicyResult", "RULE_COLUMNS"]
+__all__ = ["check", "CheckResult", "RULE_COLUMNS"]
 
-#: columns of ``PolicyResult.rules`` and ``PolicyResult.failures``, one row per policy rule
+#: columns of ``CheckResult.rules`` and ``CheckResult.failures``, one row per policy rule
 RULE_COLUMNS = ("id", "rule", "severity", "status", "message", "value", "threshold", "op", "group", "ci_low",
                 "ci_high", "n", "line")
 
 
-class PolicyResult:
+class CheckResult:
     """The verdict of ``audit.check``: did the run satisfy the policy, and which rules failed.
 
     Attributes
@@ -70,10 +70,10 @@ class PolicyResult:
 
     def __repr__(self) -> str:
         if self.error is not None:
-            return f"PolicyResult(exit_code=2, error={self.error!r})"
+            return f"CheckResult(exit_code=2, error={self.error!r})"
         counts = self.rules["status"].value_counts()
         st = " ".join(f"{s}={int(counts.get(s, 0))}" for s in ("pass", "fail", "warn", "skip"))
-        return f"PolicyResult(passed={self.passed}, exit_code={self.exit_code}, {st})"
+        return f"CheckResult(passed={self.passed}, exit_code={self.exit_code}, {st})"
 
     def _repr_html_(self) -> str:
         esc = html.escape
@@ -96,7 +96,7 @@ def check(
     baseline: RunLike | None = None,
     junit: str | os.PathLike | None = None,
     github: bool = False,
-) -> PolicyResult:
+) -> CheckResult:
     """Evaluate a fairness / bias policy (TOML, docs/policy.md) against a run (``audit check``).
 
     Never raises for a bad policy or run: those give ``exit_code`` 2 and ``error``, as the CLI exits 2.
@@ -116,7 +116,7 @@ def check(
 
     Returns
     -------
-    PolicyResult
+    CheckResult
         ``passed``, ``exit_code``, ``failures`` (a DataFrame) and every rule's verdict in ``rules``.
 
     Examples
@@ -125,9 +125,11 @@ def check(
     >>> result.passed, result.failures[["id", "message"]]       # doctest: +SKIP
     """
     from audit.check import run_check
+    from audit.check.output import show
 
     path = _path(run)
     base = None if baseline is None else _path(baseline)
     gate = run_check(path, Path(os.fspath(policy)), baseline=base, junit=Path(junit) if junit else None,
-                     github=github, console=None)
-    return PolicyResult(gate)
+                     github=github)
+    show(gate)  # no console: only the workflow annotations (github) and a failure to write the outputs
+    return CheckResult(gate)

@@ -27,6 +27,7 @@ from audit.rundir import RunDir, atomic_write_text, to_json
 
 __all__ = [
     "run_check",
+    "show",
     "init_policy",
     "GateResult",
     "RuleResult",
@@ -46,7 +47,6 @@ def run_check(
     baseline: Path | None = None,
     junit: Path | None = None,
     github: bool = False,
-    console=None,
     write: bool = True,
 ) -> GateResult:
     """Evaluate a policy against a run directory.
@@ -63,16 +63,14 @@ def run_check(
         Also write the JUnit XML here (it is always written to ``RUN/check/junit.xml``).
     github
         Append the summary to ``$GITHUB_STEP_SUMMARY`` and print workflow annotations.
-    console
-        A rich console to show the result on (:func:`audit.check.output.show`); None: only the workflow
-        annotations (``github``) and a failure to write the outputs are printed, as plain lines.
     write
         Write ``RUN/check/*`` (False for :func:`audit.testing.assert_policy`).
 
     Returns
     -------
     GateResult
-        Never raises for bad input: an invalid policy or run gives ``exit_code`` 2 and ``error``.
+        Never raises for bad input: an invalid policy or run gives ``exit_code`` 2 and ``error``. Prints
+        nothing: :func:`audit.check.output.show` hands it to :mod:`audit.console`.
     """
     t0 = time.perf_counter()
     try:
@@ -83,7 +81,7 @@ def run_check(
         ctx = RuleContext(run, pol, base)
         results = [evaluate(rule, ctx) for rule in pol.rules]
     except AuditError as e:
-        return show(GateResult(exit_code=2, error=str(e)), console)
+        return GateResult(exit_code=2, error=str(e))
     failed = any(r.status == "fail" for r in results)
     res = GateResult(exit_code=1 if failed else 0, rules=results, warnings=policy_warnings(pol))
     if write or junit is not None or github:
@@ -94,7 +92,7 @@ def run_check(
         except AuditError as e:
             # the verdict stands; say loudly that the files could not be written
             res.output_error = str(e)
-    return show(res, console)
+    return res
 
 
 def policy_warnings(pol: Policy) -> list[str]:

@@ -1,16 +1,16 @@
-"""Outputs of ``audit check``: result.json, JUnit XML, Markdown summary, GitHub annotations, terminal table."""
+"""Outputs of ``audit check``: JUnit XML, Markdown summary, GitHub annotations and the rows of the terminal table
+(printed by :mod:`audit.console`)."""
 
 from __future__ import annotations
 
 import os
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from audit.check.verdict import GateResult, RuleResult, fmt
 from audit.report.markdown import md_escape
 
-__all__ = ["junit_xml", "summary_md", "github_annotations", "show", "print_console", "MAX_ANNOTATIONS"]
+__all__ = ["junit_xml", "summary_md", "github_annotations", "gate_rows", "show", "MAX_ANNOTATIONS"]
 
 MAX_ANNOTATIONS = 10
 _ICON = {"pass": "✅ pass", "fail": "❌ fail", "warn": "⚠️ warn", "skip": "⏭️ skip"}
@@ -141,61 +141,22 @@ def append_step_summary(text: str) -> Path | None:
     return Path(p)
 
 
-def show(res: GateResult, console=None) -> GateResult:
-    """Print a check result: the only place ``audit check`` prints. Returns ``res``.
-
-    On ``console`` (rich): an error on stderr, policy warnings, notes, the workflow annotations (plain lines on
-    stdout, where GitHub reads them), a failure to write the outputs, the table of rules and the verdict. Without
-    a console only the annotations and a failure to write the outputs are printed (plain).
-    """
-    from rich.markup import escape
-
-    if res.error is not None:
-        if console is not None:
-            from rich.console import Console
-
-            Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(res.error)}")
-        return res
-    if console is not None:
-        for w in res.warnings:
-            console.print(f"[bold yellow]warning:[/] {escape(w)}", soft_wrap=True)
-        for note in res.notes:
-            console.print(f"[dim]{escape(note)}[/]")
-    for line in res.annotations:
-        print(line, flush=True)
-    if res.output_error is not None:
-        if console is not None:
-            console.print(f"[bold yellow]warning:[/] {escape(res.output_error)}")
-        else:
-            print(f"warning: {res.output_error}", file=sys.stderr)
-    if console is not None:
-        print_console(res.rules, passed=res.passed, console=console, outputs=res.outputs)
-    return res
-
-
-def print_console(results: list[RuleResult], *, passed: bool, console, outputs: dict[str, str]) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    style = {"pass": "green", "fail": "bold red", "warn": "yellow", "skip": "dim"}
-    table = Table(title="audit check", title_justify="left")
-    for c in ("status", "rule", "value", "threshold", "detail"):
-        table.add_column(c, overflow="fold")
+def gate_rows(results: list[RuleResult]) -> list[tuple[str, str, str, str, str]]:
+    """The terminal table of a check, worst first: (status, rule id, value, threshold, detail) as text."""
     order = {"fail": 0, "warn": 1, "skip": 2, "pass": 3}
-    for r in sorted(results, key=lambda r: order.get(r.status, 9)):
-        table.add_row(
-            f"[{style.get(r.status, '')}]{r.status}[/]",
-            escape(r.id),
-            fmt(r.value),
-            f"{r.op or ''} {fmt(r.threshold)}",
-            escape(r.message),
-        )
-    console.print(table)
-    n_fail = sum(r.status == "fail" for r in results)
-    n_warn = sum(r.status == "warn" for r in results)
-    if passed:
-        console.print(f"[bold green]PASSED[/] ({n_warn} warning(s))")
-    else:
-        console.print(f"[bold red]FAILED[/]: {n_fail} rule(s) failed, {n_warn} warning(s)")
-    if outputs:
-        console.print("outputs: " + ", ".join(escape(v) for v in outputs.values()))
+    return [
+        (r.status, r.id, fmt(r.value), f"{r.op or ''} {fmt(r.threshold)}", r.message)
+        for r in sorted(results, key=lambda r: order.get(r.status, 9))
+    ]
+
+
+def show(res: GateResult, console=None) -> GateResult:
+    """Hand a check result to the console, which prints it (:func:`audit.console.show_gate`). Returns ``res``.
+
+    With ``console`` (rich): errors, warnings, notes, annotations, the table and the verdict. Without: only the
+    workflow annotations and a failure to write the outputs, as plain lines.
+    """
+    from audit.console import show_gate
+
+    show_gate(res, gate_rows(res.rules), console=console)
+    return res

@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from audit import __version__
+from audit.core.protocols import ENGINES, TASKS, TRAIN_PROTOCOLS
 from audit.errors import AuditError
 
 __all__ = ["app", "fiftyone_app", "handle_errors", "Task", "DemoTask", "Protocol", "Engine", "summary_console",
@@ -33,32 +34,16 @@ app.add_typer(fiftyone_app, name="fiftyone")
 _STATE: dict = {"debug": False, "quiet": False, "error": None}
 
 
-class Task(StrEnum):
-    classify = "classify"
-    segment = "segment"
+#: ``--task`` choices (and ``audit demo``'s, plus ``all``): the one list of :mod:`audit.core.protocols`
+Task = StrEnum("Task", {t: t for t in TASKS})
+DemoTask = StrEnum("DemoTask", {**{t: t for t in TASKS}, "all": "all"})
 
 
-class DemoTask(StrEnum):
-    classify = "classify"
-    segment = "segment"
-    all = "all"
+#: ``--protocol`` choices: the one list of :mod:`audit.core.protocols`
+Protocol = StrEnum("Protocol", {p: p for p in TRAIN_PROTOCOLS})
 
 
-class Protocol(StrEnum):
-    lodo = "lodo"
-    split = "split"
-    transfer = "transfer"
-
-
-class Engine(StrEnum):
-    local = "local"
-    ray = "ray"
-
-
-def _err(msg: str) -> None:
-    from rich.console import Console
-
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {msg}", markup=True)
+Engine = StrEnum("Engine", {e: e for e in ENGINES})
 
 
 def handle_errors(fn):
@@ -110,7 +95,9 @@ def _fail(msg: str, code: int):
     """Print the one-line error, remember it for ``--json`` and exit with ``code``."""
     line = msg.splitlines()[0] if msg else msg
     _STATE["error"] = line
-    _err(_escape(line))
+    from audit.console import print_error
+
+    print_error(line)
     raise typer.Exit(code) from None
 
 
@@ -132,15 +119,11 @@ def _call(fn, *args, **kwargs):
         release_locks()
 
 
-def _escape(s: str) -> str:
-    from rich.markup import escape
-
-    return escape(s.splitlines()[0] if s else s)
-
-
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"imgaudit {__version__}")
+        from audit.console import echo
+
+        echo(f"imgaudit {__version__}")
         raise typer.Exit(0)
 
 
@@ -168,10 +151,11 @@ def _main(
 
 
 def summary_console(*, stderr: bool = False):
-    """The rich console a command prints its summary on (stderr under ``--json``: stdout holds the document)."""
-    from rich.console import Console
+    """The console a command prints its summary on (stderr under ``--json``: stdout holds the document): the one
+    factory :func:`audit.console.make_console`."""
+    from audit.console import make_console
 
-    return Console(highlight=False, soft_wrap=False, stderr=stderr)
+    return make_console(stderr=stderr)
 
 
 def is_default(param: str) -> bool:

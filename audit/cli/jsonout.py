@@ -1,6 +1,6 @@
 """``--json``: one JSON document on stdout, everything else a command prints on stderr.
 
-The documents hold what the Python objects hold (``audit.Run``: path, stages, findings; ``PolicyResult``: passed,
+The documents hold what the Python objects hold (``audit.Run``: path, stages, findings; ``CheckResult``: passed,
 exit_code, failures), with NaN and infinities as ``null`` so that every document is strict JSON. A command that
 fails still prints one document, ``{"error": "...", "exit_code": N}``, and exits with its usual code.
 """
@@ -167,7 +167,7 @@ def filter_findings(df, *, severity: str | None = None, checks: list[str] | None
 
 
 def check_document(result, *, run_dir: Path, policy: Path) -> dict:
-    """``audit check --json``: the verdict as ``audit.check`` returns it (``PolicyResult``)."""
+    """``audit check --json``: the verdict as ``audit.check`` returns it (``CheckResult``)."""
     return {
         "command": "check",
         "path": str(run_dir),

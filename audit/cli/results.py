@@ -47,13 +47,14 @@ def check(
 ) -> dict | None:
     """Gate CI on a fairness / bias policy: exit 0 pass, 1 a rule failed, 2 invalid policy or run."""
     from audit.check import run_check
+    from audit.check.output import show
 
-    result = run_check(run_dir, policy, baseline=baseline, junit=junit, github=github,
-                       console=summary_console(stderr=json_out))
+    result = show(run_check(run_dir, policy, baseline=baseline, junit=junit, github=github),
+                  summary_console(stderr=json_out))
     if json_out:  # the document carries the gate's exit code; --json exits with it
-        from audit.api.policy import PolicyResult
+        from audit.api.policy import CheckResult
 
-        return check_document(PolicyResult(result), run_dir=run_dir, policy=policy)
+        return check_document(CheckResult(result), run_dir=run_dir, policy=policy)
     raise typer.Exit(result.exit_code)
 
 
@@ -67,15 +68,13 @@ def init_policy(
 ) -> dict | None:
     """Write a starter policy from a run's current values with sensible margins."""
     from audit.check import init_policy as _init
+    from audit.console import echo
     from audit.rundir import RunDir
 
     rd = RunDir.open(run_dir)
     path = _init(rd, out, force=force)
-    typer.echo(f"wrote {path}; gate CI with: audit check {run_dir} --policy {path}")
+    echo(f"wrote {path}; gate CI with: audit check {run_dir} --policy {path}")
     return policy_document(path, run_dir=rd.path) if json_out else None
-
-
-_SEV_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
 @app.command()
@@ -91,6 +90,7 @@ def findings(
     """List a run's findings, most serious first: severity, check, title, effect [95% CI], n and why."""
     from audit.api.run import Run
     from audit.cli.jsonout import filter_findings, findings_document
+    from audit.console import print_findings
     from audit.rundir import RunDir
 
     rd = RunDir.open(run_dir)
@@ -98,40 +98,5 @@ def findings(
     if json_out:
         return findings_document(rd.path, severity=level, checks=list(checks) if checks else None)
     df = filter_findings(Run(rd.path).findings, severity=level, checks=list(checks) if checks else None)
-    _print_findings(df, total=len(rd.findings()))
+    print_findings(df, total=len(rd.findings()))
     return None
-
-
-def _print_findings(df, *, total: int) -> None:
-    """The findings table (all rows: this command is where the whole list is read)."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    from audit.core.numfmt import format_number
-    from audit.report.markdown import fmt_value_ci
-
-    con = summary_console()
-    if df.empty:
-        con.print("no findings" + (f" at this filter ({total} in all)" if total else ""))
-        return
-    title = f"findings ({len(df)}" + (f" of {total})" if len(df) < total else ")")
-    table = Table(title=title, title_justify="left")
-    for col, kw in (("severity", {"no_wrap": True}), ("check", {"no_wrap": True}), ("title", {"overflow": "fold"}),
-                    ("effect [95% CI]", {"overflow": "fold"}), ("n", {"justify": "right"}),
-                    ("why", {"overflow": "fold"})):
-        table.add_column(col, **kw)
-    for r in df.itertuples(index=False):
-        sev = "" if r.severity is None else str(r.severity)
-        style = _SEV_STYLE.get(sev)
-        lo, hi = (None if _missing(x) else x for x in (r.ci_low, r.ci_high))
-        effect = "" if _missing(r.effect) else fmt_value_ci(r.effect, lo, hi)
-        n = "" if _missing(r.n) else format_number(int(r.n))
-        table.add_row(f"[{style}]{escape(sev)}[/]" if style else escape(sev), escape(str(r.check or "")),
-                      escape(str(r.title or "")), escape(effect), escape(n), escape(str(r.detail or "")))
-    con.print(table)
-
-
-def _missing(v) -> bool:
-    import pandas as pd
-
-    return v is None or bool(pd.isna(v))

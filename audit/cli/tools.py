@@ -47,28 +47,23 @@ def demo(
 @app.command()
 def models() -> None:
     """List the model names `--model` accepts and which have pretrained weights on this machine."""
+    from audit.console import echo, print_models
+
     try:
         from audit.train.models import weights_available
     except ImportError:
-        typer.echo("the training stage is not installed in this build")
+        echo("the training stage is not installed in this build")
         raise typer.Exit(1) from None
-    for row in weights_available():
-        if row["available"]:
-            weights = f"weights: {row['source']} ({row['path']})"
-        elif row["how"]:
-            weights = f"no weights here: {row['how']}"
-        else:
-            weights = "no pretrained weights exist" if row["source"] is None else "no weights here"
-        typer.echo(f"{row['name']:30s} {row['task']:9s} {weights}")
+    print_models(weights_available())
 
 
 @app.command()
 def formats() -> None:
     """List the input formats `--format` accepts."""
+    from audit.console import print_formats
     from audit.readers import READERS, available_formats
 
-    for name in available_formats():
-        typer.echo(f"{name:12s} {READERS[name].description}")
+    print_formats([(name, READERS[name].description) for name in available_formats()])
 
 
 @fiftyone_app.command("export")
@@ -79,8 +74,9 @@ def fiftyone_export(
     launch: Annotated[bool, typer.Option("--launch", help="Open the FiftyOne App on the dataset.")] = False,
 ) -> None:
     """Export a run to a persistent FiftyOne dataset (samples, predictions, evaluations, saved views)."""
+    from audit.console import echo
     from audit.integrations.fiftyone import export_run
     from audit.rundir import RunDir
 
     ds_name = export_run(RunDir.open(run_dir), name=name, launch=launch)
-    typer.echo(f"exported to FiftyOne dataset {ds_name!r}; open it with: audit fiftyone export {run_dir} --launch")
+    echo(f"exported to FiftyOne dataset {ds_name!r}; open it with: audit fiftyone export {run_dir} --launch")

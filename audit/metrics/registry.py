@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from audit.core.directions import declare_direction
+from audit.core.protocols import TASKS
 from audit.errors import UsageError
 from audit.metrics._stats import (
     Data,
@@ -74,7 +75,7 @@ def register_metric(name: str, *, task: str, needs_probs: bool = False,
     ``*_gap``... lower; everything else higher); True or False records it there for a name the rule does not know,
     so the specs, check, views and pages all read the same direction.
     """
-    if task not in ("classify", "segment"):
+    if task not in TASKS:
         raise UsageError(f"task must be 'classify' or 'segment' (got {task!r})")
     if lower_is_better is not None:
         declare_direction(name, lower_is_better=lower_is_better)

@@ -17,6 +17,7 @@ import contextlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from audit.core.protocols import ENGINES
 from audit.errors import UsageError
 from audit.findings import Finding
 from audit.profile import (  # noqa: F401  (importing registers the checks)
@@ -29,9 +30,9 @@ from audit.profile import (  # noqa: F401  (importing registers the checks)
     scan,
     shortcuts,
 )
-from audit.profile.base import REGISTRY, Check, CheckResult, Context, register, run_checks
+from audit.profile.base import REGISTRY, Check, CheckOutput, Context, register, run_checks
 
-__all__ = ["ProfileConfig", "run_profile", "profile_frame", "REGISTRY", "Check", "CheckResult", "Context", "register",
+__all__ = ["ProfileConfig", "run_profile", "profile_frame", "REGISTRY", "Check", "CheckOutput", "Context", "register",
            "TABLES"]
 
 # Every table a check may write, so stale files of a check that failed or was skipped are removed.
@@ -88,7 +89,7 @@ class ProfileConfig:
             raise UsageError(f"min_n must be >= 1, got {self.min_n}")
         if self.workers is not None and int(self.workers) < 1:
             raise UsageError(f"workers must be >= 1, got {self.workers}")
-        if self.engine not in ("local", "ray"):
+        if self.engine not in ENGINES:
             raise UsageError(f"engine must be 'local' or 'ray', got {self.engine!r}")
         if not 0 <= int(self.near_radius) <= 32:
             raise UsageError(f"near_radius must be between 0 and 32 bits, got {self.near_radius}")

@@ -18,7 +18,7 @@ import pandas as pd
 
 from audit.findings import Finding
 from audit.profile._stats import bh, bootstrap_tables, chi2_test, codes, contingency, cramers_v, nmi, residuals
-from audit.profile.base import Check, CheckResult, Context, register
+from audit.profile.base import Check, CheckOutput, Context, register
 
 __all__ = ["Associations", "V_INFO", "V_WARNING", "V_CRITICAL", "Q_MAX"]
 
@@ -55,7 +55,7 @@ class Associations(Check):
                 pairs.append(("domain", "label"))
         return pairs
 
-    def run(self, ctx: Context) -> CheckResult:
+    def run(self, ctx: Context) -> CheckOutput:
         m = ctx.manifest
         n_boot = int(ctx.config.n_boot)
         clusters = m["group"].astype(str).to_numpy() if "group" in m.columns else None
@@ -103,7 +103,7 @@ class Associations(Check):
                                                 "std_residual", "lift"])
         resid["within"] = resid["within"].astype("string")
         findings = self._findings(assoc, resid)
-        return CheckResult(tables={"associations": assoc, "residuals": resid}, findings=findings)
+        return CheckOutput(tables={"associations": assoc, "residuals": resid}, findings=findings)
 
     @staticmethod
     def _top_cells(resid: pd.DataFrame, a: str, b: str, within, k: int = 3) -> list[dict]:

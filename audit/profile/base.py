@@ -21,11 +21,11 @@ import pandas as pd
 from audit.findings import Finding
 from audit.manifest import attribute_columns
 
-__all__ = ["Check", "CheckResult", "Context", "REGISTRY", "register", "run_checks"]
+__all__ = ["Check", "CheckOutput", "Context", "REGISTRY", "register", "run_checks"]
 
 
 @dataclass
-class CheckResult:
+class CheckOutput:
     """What a check returns: tables (name -> DataFrame, written to ``profile/<name>.parquet``) and findings."""
 
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
@@ -89,7 +89,7 @@ class Check:
             return f"not applicable to task {ctx.task!r}"
         return None
 
-    def run(self, ctx: Context) -> CheckResult:  # pragma: no cover - abstract
+    def run(self, ctx: Context) -> CheckOutput:  # pragma: no cover - abstract
         raise NotImplementedError
 
 

@@ -20,7 +20,7 @@ from scipy import stats as _st
 
 from audit.findings import Finding
 from audit.profile._stats import wilson
-from audit.profile.base import Check, CheckResult, Context, register
+from audit.profile.base import Check, CheckOutput, Context, register
 
 __all__ = ["Distribution", "imbalance_summary", "MAX_CELLS"]
 
@@ -60,7 +60,7 @@ class Distribution(Check):
             return "no label, domain, split or attribute column"
         return super().skip_reason(ctx)
 
-    def run(self, ctx: Context) -> CheckResult:
+    def run(self, ctx: Context) -> CheckOutput:
         m = ctx.manifest
         min_n = int(ctx.config.min_n)
         rows, imb_rows = [], []
@@ -118,7 +118,7 @@ class Distribution(Check):
         dist["group"] = dist["group"].astype("string")
         imb = pd.DataFrame(imb_rows)
         info = {"skipped_intersections": skipped} if skipped else {}
-        return CheckResult(tables={"distribution": dist, "imbalance": imb}, findings=findings, info=info)
+        return CheckOutput(tables={"distribution": dist, "imbalance": imb}, findings=findings, info=info)
 
     @staticmethod
     def _imbalance_finding(ctx: Context, col: str, vc: pd.Series, summ: dict) -> list[Finding]:

@@ -28,7 +28,7 @@ import pandas as pd
 
 from audit.findings import Finding
 from audit.manifest import ATTR_PREFIX, attribute_columns
-from audit.profile.base import Check, CheckResult, Context, register
+from audit.profile.base import Check, CheckOutput, Context, register
 from audit.profile.exact import MAX_CLIQUE, exact_clusters
 from audit.profile.neardup import hamming_pairs, near_pairs
 
@@ -44,7 +44,7 @@ class Duplicates(Check):
     description = "exact and near duplicates, split leakage, group leakage, label conflicts"
     requires = ("images",)
 
-    def run(self, ctx: Context) -> CheckResult:
+    def run(self, ctx: Context) -> CheckOutput:
         im = ctx.images
         m = ctx.manifest
         n = len(m)
@@ -88,7 +88,7 @@ class Duplicates(Check):
         findings += self._group_leakage(ctx)
         info = {"exact_pairs": int((out["kind"] == "exact").sum()), "near_pairs": int(len(near["i"])),
                 "near_radius": int(ctx.config.near_radius), "representatives": int(len(rep_idx)), **near_info}
-        return CheckResult(tables={"duplicates": out}, findings=findings, info=info)
+        return CheckOutput(tables={"duplicates": out}, findings=findings, info=info)
 
     @staticmethod
     def _near(ctx: Context, im: pd.DataFrame, rep: np.ndarray, rep_idx: np.ndarray) -> tuple[dict, dict]:

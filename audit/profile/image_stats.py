@@ -19,7 +19,7 @@ from scipy import stats as _st
 
 from audit.findings import Finding
 from audit.profile._stats import bh, smd, smd_ci
-from audit.profile.base import Check, CheckResult, Context, register
+from audit.profile.base import Check, CheckOutput, Context, register
 
 __all__ = ["ImageStats", "STATISTICS", "D_WARNING", "D_CRITICAL"]
 
@@ -39,7 +39,7 @@ class ImageStats(Check):
             return "no domain or attribute column"
         return super().skip_reason(ctx)
 
-    def run(self, ctx: Context) -> CheckResult:
+    def run(self, ctx: Context) -> CheckOutput:
         im = ctx.images
         m = ctx.manifest
         ok = im["readable"].to_numpy(bool)
@@ -72,7 +72,7 @@ class ImageStats(Check):
         tab = pd.DataFrame(rows, columns=[c for c in cols if c != "q"])
         tab["q"] = bh(tab["p"].to_numpy()) if len(tab) else []
         tab = tab[cols]
-        return CheckResult(tables={"image_stats_shift": tab}, findings=self._findings(tab, int(ctx.config.min_n)))
+        return CheckOutput(tables={"image_stats_shift": tab}, findings=self._findings(tab, int(ctx.config.min_n)))
 
     @staticmethod
     def _findings(tab: pd.DataFrame, min_n: int) -> list[Finding]:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from audit.findings import Finding
 from audit.manifest import ATTR_PREFIX
-from audit.profile.base import Check, CheckResult, Context, register
+from audit.profile.base import Check, CheckOutput, Context, register
 
 __all__ = ["Integrity", "ManifestRows"]
 
@@ -44,7 +44,7 @@ class Integrity(Check):
     description = "unreadable/missing files, decompression bombs, mode mixes, EXIF orientation, extension mismatch"
     requires = ("images",)
 
-    def run(self, ctx: Context) -> CheckResult:
+    def run(self, ctx: Context) -> CheckOutput:
         im = ctx.images
         n = len(im)
         out: list[Finding] = []
@@ -117,7 +117,7 @@ class Integrity(Check):
                 columns=["ext", "format"], groups=sorted(set(pairs)),
                 evidence={"count": k, "sample_ids": ids(mism), "pairs": pairs.value_counts().to_dict()},
             ))
-        return CheckResult(findings=out)
+        return CheckOutput(findings=out)
 
     @staticmethod
     def _mode_mix(ctx: Context, im: pd.DataFrame, ok) -> list[Finding]:
@@ -215,7 +215,7 @@ class ManifestRows(Check):
     order = 5
     description = "rows flagged at ingest: outside the root, listed twice, empty path, folder, unsupported extension"
 
-    def run(self, ctx: Context) -> CheckResult:
+    def run(self, ctx: Context) -> CheckOutput:
         m = ctx.manifest
         n = len(m)
         out: list[Finding] = []
@@ -272,4 +272,4 @@ class ManifestRows(Check):
                 columns=["filepath"], groups=[code],
                 evidence={"flag": code, "count": k, "examples": examples(mask), **exts},
             ))
-        return CheckResult(findings=out, info={"flagged": {str(k): int(v) for k, v in flag.value_counts().items()}})
+        return CheckOutput(findings=out, info={"flagged": {str(k): int(v) for k, v in flag.value_counts().items()}})

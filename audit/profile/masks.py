@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from audit.findings import Finding
-from audit.profile.base import Check, CheckResult, Context, register
+from audit.profile.base import Check, CheckOutput, Context, register
 
 __all__ = ["Masks"]
 
@@ -35,7 +35,7 @@ class Masks(Check):
             return "no mask column"
         return super().skip_reason(ctx)
 
-    def run(self, ctx: Context) -> CheckResult:
+    def run(self, ctx: Context) -> CheckOutput:
         im = ctx.images
         m = ctx.manifest
         n = len(im)
@@ -74,7 +74,7 @@ class Masks(Check):
                 evidence={"count": k, "sample_ids": sorted(im.loc[empty, "sample_id"].astype(str))[:50]},
             ))
         table = self._table(ctx, im, m, readable & ~err.fillna("").str.contains("color_mask").to_numpy(bool))
-        return CheckResult(tables={"masks": table}, findings=findings)
+        return CheckOutput(tables={"masks": table}, findings=findings)
 
     def _table(self, ctx: Context, im: pd.DataFrame, m: pd.DataFrame, ok: np.ndarray) -> pd.DataFrame:
         idx = np.flatnonzero(ok & im["mask_class_ids"].notna().to_numpy())

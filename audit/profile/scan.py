@@ -24,7 +24,7 @@ from audit.core.system import usable_cores
 from audit.errors import InputError, UsageError
 from audit.io import decode
 from audit.manifest import UNOPENED_FLAGS
-from audit.profile.base import Check, CheckResult, Context, register
+from audit.profile.base import Check, CheckOutput, Context, register
 
 __all__ = ["ImageScan", "scan_items", "parallel_map", "IMAGE_COLUMNS", "MASK_COLUMNS"]
 
@@ -168,7 +168,7 @@ class ImageScan(Check):
     description = "decode every image once; header, integrity, hashes and cheap statistics per image"
     provides = ("images",)
 
-    def run(self, ctx: Context) -> CheckResult:
+    def run(self, ctx: Context) -> CheckOutput:
         import time
 
         cfg = ctx.config
@@ -208,7 +208,7 @@ class ImageScan(Check):
             "pixel_md5": "all" if eager else "auto",
             "pixel_md5_redecoded": redecoded,
         }
-        return CheckResult(tables={"images": df}, info=info, extras={"desc": collect_descriptors(recs)})
+        return CheckOutput(tables={"images": df}, info=info, extras={"desc": collect_descriptors(recs)})
 
 
 def collect_descriptors(recs: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

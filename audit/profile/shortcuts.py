@@ -25,7 +25,7 @@ import pandas as pd
 
 from audit.findings import Finding
 from audit.profile._stats import balanced_accuracy_ci
-from audit.profile.base import Check, CheckResult, Context, register
+from audit.profile.base import Check, CheckOutput, Context, register
 
 __all__ = ["Shortcuts", "LIFT_MIN", "LIFT_CRITICAL", "MAX_ROWS", "feature_sets"]
 
@@ -68,7 +68,7 @@ class Shortcuts(Check):
             return "no domain, label or attribute column to predict"
         return super().skip_reason(ctx)
 
-    def run(self, ctx: Context) -> CheckResult:
+    def run(self, ctx: Context) -> CheckOutput:
         from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, StratifiedKFold
         from sklearn.tree import DecisionTreeClassifier
 
@@ -135,7 +135,7 @@ class Shortcuts(Check):
                     findings.append(f)
         cols = ["target", "features", "balanced_accuracy", "ci_low", "ci_high", "chance", "n", "folds", "lift",
                 "n_classes", "top_features", "grouped", "dropped_classes"]
-        return CheckResult(tables={"shortcuts": pd.DataFrame(rows, columns=cols)}, findings=findings)
+        return CheckOutput(tables={"shortcuts": pd.DataFrame(rows, columns=cols)}, findings=findings)
 
     @staticmethod
     def _finding(target, fname, bacc, lo, hi, chance, lift, n, top, imp, cats) -> Finding | None:

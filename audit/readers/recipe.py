@@ -55,6 +55,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from audit.core.protocols import TASKS
 from audit.errors import InputError, UsageError
 from audit.manifest import ATTR_PREFIX, Roles, build_manifest, closest, normalize_missing, validate_manifest
 from audit.readers import Reader, ReadOptions, ReadResult, register
@@ -157,7 +158,7 @@ def load_recipe(path: str | Path) -> dict:
     ds = data.setdefault("dataset", {})
     ds.setdefault("name", Path(path).stem)
     task = ds.get("task", "classify")
-    if task not in ("classify", "segment"):
+    if task not in TASKS:
         raise UsageError(f"recipe {path}: dataset.task must be classify or segment, not {task!r}")
     return data
 

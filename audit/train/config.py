@@ -15,13 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from audit.core.config import build_config
-from audit.core.protocols import TRAIN_PROTOCOLS
+from audit.core.protocols import ENGINES, TASKS, TRAIN_PROTOCOLS
 from audit.errors import UsageError
 
 __all__ = ["TASKS", "ENGINES", "MODES", "TrainConfig", "train_config", "validate_task", "fold_key", "parse_budget"]
 
-TASKS = ("classify", "segment")
-ENGINES = ("local", "ray")
 SEG_LOSSES = ("auto", "ce", "dice_ce")
 MODES = ("auto", "probe", "finetune")  # how pretrained weights are used (docs/pretrained.md)
 
