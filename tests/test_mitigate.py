@@ -409,3 +409,18 @@ def test_starter_policy_gates_mitigations(mitigated):
 
     run, _, _ = mitigated
     assert 'check = "mitigation_tradeoff"' in starter_policy(run)
+
+
+def test_cli_prints_one_verdict_line_per_method_and_the_summary(tmp_path):
+    """`audit mitigate` returns its lines from the stage and the CLI prints them (audit.console)."""
+    from audit.cli import app
+
+    run = ingest_spurious(tmp_path / "data", tmp_path / "run", per_domain=20, size=16, seed=3)
+    _train(run, 1)
+    r = CliRunner().invoke(app, ["mitigate", str(run.path), "--method", "reweight", "--groups", "bg", "--device",
+                                 "cpu", "--n-boot", "50"])
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.startswith(("reweight ", "summary: "))]
+    assert len(lines) == 2 and lines[1].endswith("summary.parquet"), r.output
+    verdict = RunDir(run.path).read_json("mitigations/summary.json")["methods"]["reweight"]["sentence"]
+    assert lines[0].split(None, 1)[1] == verdict

@@ -152,6 +152,8 @@ def mitigate(
     n_boot: Annotated[Optional[int], typer.Option("--n-boot", min=0, help="Paired bootstrap resamples.")] = None,
 ) -> None:
     """Retrain with each mitigation under the run's own settings; compare with the baseline on the same images."""
+    from audit.console import echo
     from audit.mitigate.runner import mitigate_command
 
-    mitigate_command(run_dir, method, groups=groups, eta=eta, device=device, n_boot=n_boot, echo=typer.echo)
+    for line in mitigate_command(run_dir, method, groups=groups, eta=eta, device=device, n_boot=n_boot):
+        echo(line)

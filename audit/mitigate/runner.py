@@ -137,15 +137,15 @@ def run_mitigations(run: RunDir, cfg: MitigateConfig, *, on_method: Callable[[st
 
 
 def mitigate_command(run_dir: Path, methods: list[str], *, groups: list[str] | None = None, eta: float = 0.1,
-                     device: str = "auto", n_boot: int | None = None, echo: Callable[[str], None] = print) -> None:
-    """``audit mitigate``: lock the run, train the variants, print one verdict line per method."""
+                     device: str = "auto", n_boot: int | None = None) -> list[str]:
+    """``audit mitigate``: lock the run, train the variants; return one verdict line per method and the summary's
+    path (the CLI prints them through :mod:`audit.console`)."""
     run = RunDir.open(run_dir)
     cfg = MitigateConfig(methods=tuple(methods or ()), groups=tuple(groups or ()), eta=eta, device=device,
                          n_boot=n_boot)
     with RunDir(run.path):
         run_mitigations(run, cfg)
     meta = run.read_json("mitigations/summary.json", default={}) or {}
-    for method, rec in (meta.get("methods") or {}).items():
-        line = rec.get("sentence") or f"failed: {rec.get('error')}"
-        echo(f"{method:14s} {line}")
-    echo(f"summary: {run.path / 'mitigations' / 'summary.parquet'}")
+    lines = [f"{method:14s} {rec.get('sentence') or 'failed: ' + str(rec.get('error'))}"
+             for method, rec in (meta.get("methods") or {}).items()]
+    return [*lines, f"summary: {run.path / 'mitigations' / 'summary.parquet'}"]
