@@ -167,7 +167,24 @@ def prepare(work: Path, n: int, n_images: int = 256) -> None:
     """Write the synthetic input table and tiny images under ``work`` (not timed)."""
     work.mkdir(parents=True, exist_ok=True)
     rels = tiny_images(work / "data", k=n_images)
-    synth_table(n, rels).to_parquet(work / "data" / "table.parquet", index=False)
+    synth_table(n, listing_paths(work / "data", rels, n)).to_parquet(work / "data" / "table.parquet", index=False)
+
+
+def listing_paths(folder: Path, rels: list[str], n: int) -> list[str]:
+    """``n`` distinct paths under ``folder``, hard links to the ``rels`` in turn: every row of the table names its
+    own file (a file listed twice is one sample, evaluated once), while only ``len(rels)`` images are written."""
+    import os
+
+    out = []
+    for i in range(n):
+        rel = f"rows/{i // 10_000:03d}/{i:07d}.png"
+        p = folder / rel
+        if i % 10_000 == 0:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        if not p.exists():
+            os.link(folder / rels[i % len(rels)], p)
+        out.append(rel)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- the steps
