@@ -578,8 +578,8 @@ def test_ddp_ranks_store_the_embeddings_of_every_prediction(demo_classify, tmp_p
 
 
 def test_ray_parallel_folds_store_the_embeddings_of_every_prediction(demo_classify, tmp_path):
-    """--engine ray on a real 2-CPU local cluster: every fold's vectors, computed on the driver from the fold's
-    checkpoint, in the order of its predictions."""
+    """--engine ray on a real 2-CPU local cluster: every fold's vectors, captured in its Ray task during the same
+    inference pass as its predictions, in their order."""
     ray = pytest.importorskip("ray")
     import os
 

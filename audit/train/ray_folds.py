@@ -35,14 +35,17 @@ __all__ = ["RayFolds", "train_fold"]
 
 
 def train_fold(images: np.ndarray, targets: np.ndarray, spec: dict, build: dict, fit_cfg: Any,
-               threads: int | None = None) -> tuple[str, Any, torch.Tensor, dict, float]:
+               threads: int | None = None) -> tuple[str, Any, torch.Tensor, dict, float, np.ndarray | None]:
     """Train and predict one fold (the body of a Ray task; also callable in-process).
 
-    Returns ``(key, fit_result_without_weights, predictions, model_info, seconds)``.
+    Returns ``(key, fit_result_without_weights, predictions, model_info, seconds, embeddings)``: the penultimate
+    embeddings of the predicted rows are captured during that same inference pass (``audit slices``; None when the
+    model has no head input to hook).
     """
     import warnings
 
     from audit.io.gpu import amp_dtype
+    from audit.slices.embed import EmbeddingHook
     from audit.train.models import build_model
     from audit.train.trainer import BatchSource, fit, predict
 
@@ -72,9 +75,10 @@ def train_fold(images: np.ndarray, targets: np.ndarray, spec: dict, build: dict,
             ckpt = None
     res = fit(model, src, spec["train"], spec["val"], cfg, seed=int(spec["seed"]), ckpt_path=ckpt,
               ckpt_hash=spec["hash"])
-    out = predict(model, src, spec["eval"], cfg)
+    hook = EmbeddingHook(model)
+    out = predict(model, src, spec["eval"], cfg, capture=hook)
     res.best_state = {}  # the weights stay in the checkpoint; only the record travels back
-    return spec["key"], res, out, minfo, round(time.perf_counter() - t0, 3)
+    return spec["key"], res, out, minfo, round(time.perf_counter() - t0, 3), hook.array()
 
 
 class RayFolds(RayInference):
@@ -105,7 +109,7 @@ class RayFolds(RayInference):
         return d
 
     def run_folds(self, specs: list[dict], *, images: torch.Tensor, targets: torch.Tensor, build: dict,
-                  fit_cfg: Any) -> Iterator[tuple[str, Any, torch.Tensor, dict, float]]:
+                  fit_cfg: Any) -> Iterator[tuple[str, Any, torch.Tensor, dict, float, np.ndarray | None]]:
         """Train ``specs`` (one dict per fold) as Ray tasks; yield each fold's result as it finishes."""
         import ray
 

@@ -415,31 +415,9 @@ def _embedding_capture(st: _Stage, model, job: dict) -> dict:
 
 
 def _train_parallel(st: _Stage, data: _Data, todo: list[dict], fit_cfg, bar) -> None:
-    """Folds as parallel tasks on a cluster (--engine ray): each trains and predicts its fold on one worker.
-
-    A task returns its predictions and fit record, not the weights; the fold's penultimate embeddings
-    (``RUN/embeddings/predict``, for ``audit slices``) are computed here, on the driver, from the fold's finished
-    checkpoint (the selected weights) with the same capture as a local run: one more inference pass over the fold's
-    evaluation rows. A fold whose checkpoint the driver cannot read (not written, another node's disk) stores
-    none, and the slices stage says which folds lack vectors."""
-    from audit.slices.embed import EmbeddingHook
-    from audit.train.models import build_model
-    from audit.train.trainer import predict
-
-    def embed(job: dict) -> None:
-        try:
-            ck = torch.load(job["ckpt"], map_location="cpu", weights_only=True) if job["ckpt"].is_file() else {}
-            if not (st.ex.is_main and ck.get("done") and ck.get("hash") == job["h"] and ck.get("model")):
-                return
-            model, _ = build_model(st.model, st.n_classes, task=st.task, weights=st.cfg.weights,
-                                   pretrained=st.cfg.pretrained)
-            model.load_state_dict(ck["model"])
-            hook = EmbeddingHook(model)
-            predict(model, data.src, cp[_eval_rows(job["fold"])[0]], fit_cfg, capture=hook)
-            job["embed"] = hook
-        except Exception as e:  # embeddings are an extra: never fail a trained fold for them
-            st.notes.append(f"fold {job['key']}: no embeddings stored ({type(e).__name__}: {e})"[:300])
-
+    """Folds as parallel tasks on a cluster (--engine ray): each trains and predicts its fold on one worker, and
+    captures the fold's penultimate embeddings (``RUN/embeddings/predict``, for ``audit slices``) during that same
+    inference pass."""
     bar.set_description(f"{st.model}: {len(todo)} folds in parallel")
     cp = data.cache_pos
     specs = [{"key": j["key"], "seed": j["fold"].seed, "train": cp[j["fold"].train_idx],
@@ -448,10 +426,10 @@ def _train_parallel(st: _Stage, data: _Data, todo: list[dict], fit_cfg, bar) -> 
     build = {"name": st.model, "n_classes": st.n_classes, "task": st.task, "weights": st.cfg.weights,
              "pretrained": st.cfg.pretrained}
     by_key = {j["key"]: j for j in todo}
-    for key, res, out, minfo, secs in st.ex.run_folds(specs, images=st.cache.images, targets=data.targets,
-                                                      build=build, fit_cfg=fit_cfg):
+    for key, res, out, minfo, secs, vectors in st.ex.run_folds(specs, images=st.cache.images, targets=data.targets,
+                                                               build=build, fit_cfg=fit_cfg):
         bar.advance(fit_cfg.epochs)
-        embed(by_key[key])
+        by_key[key]["vectors"] = vectors
         _finish(st, data, by_key[key], res, out, minfo, secs)
 
 
@@ -484,11 +462,12 @@ def _finish(st: _Stage, data: _Data, job: dict, res, out: torch.Tensor, minfo: d
     fold, key, rec = job["fold"], job["key"], job["rec"]
     df = _fold_frame(st, data, fold, key, out)
     st.run.write_table(f"train/folds/{key}.parquet", df)
-    if job.get("embed") is not None:  # RUN/embeddings/predict/<key>.{npy,parquet}
+    # RUN/embeddings/predict/<key>.{npy,parquet}: from this process's capture hook, or from a Ray fold task
+    vectors = job["embed"].array() if job.get("embed") is not None else job.get("vectors")
+    if vectors is not None and st.ex.is_main:
         from audit.slices.embed import write_fold_embeddings
 
-        write_fold_embeddings(st.run, key, job["embed"].array(),
-                              df[["sample_id", "model", "protocol", "fold", "seed", "role"]])
+        write_fold_embeddings(st.run, key, vectors, df[["sample_id", "model", "protocol", "fold", "seed", "role"]])
     status = "resumed" if res.resumed_from is not None else "trained"
     st.run.write_json(f"train/folds/{key}.json", {
         "hash": job["h"], "fold": fold.name, "seed": fold.seed, "best_epoch": res.best_epoch,
