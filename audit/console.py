@@ -256,12 +256,12 @@ def show_gate(res, rows: list[tuple[str, str, str, str, str]], *, console=None) 
         for note in res.notes:
             console.print(f"[dim]{escape(note)}[/]")
     for line in res.annotations:
-        print(line, flush=True)
+        echo(line)
     if res.output_error is not None:
         if console is not None:
             console.print(f"[bold yellow]warning:[/] {escape(res.output_error)}")
         else:
-            print(f"warning: {res.output_error}", file=sys.stderr)
+            echo(f"warning: {res.output_error}", err=True)
     if console is not None:
         _print_gate_table(rows, passed=res.passed, console=console, outputs=res.outputs)
 
