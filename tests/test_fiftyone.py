@@ -174,6 +174,8 @@ def test_reexport_is_idempotent_and_round_trips(fo, tmp_path):
     from audit.testing import make_fake_run
 
     run = make_fake_run(tmp_path / "run", task="classify", n=60, seed=3)
+    if default_name(run) in fo.list_datasets():  # a database left by an earlier, killed session: start clean
+        fo.delete_dataset(default_name(run))
     name = export_run(run)
     assert name == default_name(run)
     before = snapshot(fo.load_dataset(name))
