@@ -1,6 +1,7 @@
 """Generated images for the near-duplicate benchmark and tests: varied procedural scenes, transformed copies and
-hard negatives (similar scenes that are not copies; homogeneous "fundus-like" images with the same circular
-layout and colours and a different fine vessel tree). numpy + PIL only, deterministic in the seed.
+hard negatives (similar scenes that are not copies; different scenes on one periodic texture; homogeneous
+"fundus-like" images with the same circular layout and colours and a different fine vessel tree). numpy + PIL
+only, deterministic in the seed.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
-__all__ = ["scene", "similar_scene", "fundus", "TRANSFORMS", "transform"]
+__all__ = ["scene", "similar_scene", "texture_twins", "fundus", "TRANSFORMS", "transform"]
 
 
 def _gradient(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
@@ -43,7 +44,8 @@ def _layout(rng: np.random.Generator) -> dict:
 
 def _render(lay: dict, w: int, h: int) -> Image.Image:
     base = _gradient(np.random.default_rng(lay["bg"]), w, h)
-    base = base + _texture(np.random.default_rng(lay["tex"]), w, h)[..., None]
+    sx, sy = lay.get("tex_shift", (0, 0))  # the texture's phase: drawn larger and cut
+    base = base + _texture(np.random.default_rng(lay["tex"]), w + sx, h + sy)[sy:, sx:, None]
     im = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
     d = ImageDraw.Draw(im)
     s = max(w, h)
@@ -83,6 +85,24 @@ def similar_scene(rng: np.random.Generator, lay: dict, w: int = 256, h: int = 25
                        rot + rng.uniform(-40, 40)))
     new["shapes"] = shapes
     return _render(new, w, h)
+
+
+def texture_twins(rng: np.random.Generator, w: int = 256, h: int = 256) -> tuple[Image.Image, Image.Image]:
+    """Two different scenes on one background: the same colour gradient and periodic texture (stripes or checker,
+    same frequency and angle, another phase), other (few, small) shapes, other noise. The stripes agree in every
+    region they show, so a local test that counts agreeing regions pairs them unless it discounts content that
+    repeats itself (how 100,000 generated scenes produced 328 false pairs)."""
+    seed = int(rng.integers(2**31))
+    while int(np.random.default_rng(seed).integers(3)) == 2:  # stripes or checker, not blotches
+        seed = int(rng.integers(2**31))
+    def shapes():  # a few small shapes: the texture fills most of the frame
+        return [(int(rng.integers(4)), rng.uniform(0.1, 0.9, 2), rng.uniform(0.05, 0.15, 2),
+                 tuple(int(c) for c in rng.integers(0, 256, 3)), float(rng.uniform(0, 180)))
+                for _ in range(int(rng.integers(2, 5)))]
+
+    a = dict(_layout(rng), tex=seed, shapes=shapes())
+    b = dict(a, shapes=shapes(), noise=rng.integers(2**31), tex_shift=tuple(int(v) for v in rng.integers(0, 64, 2)))
+    return _render(a, w, h), _render(b, w, h)
 
 
 def fundus(rng: np.random.Generator, size: int = 256) -> Image.Image:

@@ -8,6 +8,8 @@ One generated set (:mod:`bench.dupdata`, numpy + PIL, deterministic in the seed)
   crop + rescale + JPEG 60): the positives;
 * for ``--lookalikes`` of them a similar scene (same background, palette and texture kind, shapes moved): hard
   negatives;
+* ``--textures`` pairs of different scenes on one periodic texture (the same stripes or checker, other colours
+  and shapes): hard negatives of the kind that paired 328 unrelated scenes of a 100,000-image set;
 * ``--fundus`` homogeneous fundus-like images (same circular layout and colours, a different vessel tree):
   hard negatives of the kind that defeats a global hash.
 
@@ -17,7 +19,8 @@ The whole profile (``audit.profile.profile_frame``: scan + every check) runs on 
 
 Usage::
 
-    python bench/duplicates.py [--scenes 1200] [--copies 400] [--lookalikes 200] [--fundus 200] [--workers 2]
+    python bench/duplicates.py [--scenes 1200] [--copies 400] [--lookalikes 200] [--textures 100] [--fundus 200]
+                               [--workers 2]
 """
 
 from __future__ import annotations
@@ -65,6 +68,10 @@ def build(root: Path, args) -> tuple[pd.DataFrame, pd.DataFrame]:
         elif k < args.copies + args.lookalikes:
             b = save(dupdata.similar_scene(rng, lay, w, h), f"s{k:05d}_alike")
             truth.append((a, b, "lookalike", "similar scene"))
+    for k in range(args.textures):
+        w, h = (int(x) for x in rng.choice([192, 256, 320], 2))
+        ta, tb = dupdata.texture_twins(rng, w, h)
+        truth.append((save(ta, f"t{k:05d}_a"), save(tb, f"t{k:05d}_b"), "texture", "same periodic texture"))
     for k in range(args.fundus):
         save(dupdata.fundus(rng, 256), f"f{k:05d}")
     m = pd.DataFrame(rows)
@@ -83,10 +90,11 @@ def score(dup: pd.DataFrame, truth: pd.DataFrame) -> dict:
                                                 strict=True)}
     false = found - positives
     fundus_false = sum(1 for p in false if all(Path(x).name.startswith("f") for x in p))
+    texture_false = sum(1 for p in false if all(Path(x).name.startswith("t") for x in p))
     tp = len(found & positives)
     return {"per_transform": per, "recall": tp / max(1, len(positives)), "tp": tp, "positives": len(positives),
             "found": len(found), "precision": tp / max(1, len(found)), "false": len(false),
-            "lookalike_false": len(found & alike), "fundus_false": fundus_false}
+            "lookalike_false": len(found & alike), "fundus_false": fundus_false, "texture_false": texture_false}
 
 
 def _wilson(k: int, n: int) -> tuple[float, float]:
@@ -101,6 +109,7 @@ def main() -> None:
     ap.add_argument("--scenes", type=int, default=1200)
     ap.add_argument("--copies", type=int, default=400)
     ap.add_argument("--lookalikes", type=int, default=200)
+    ap.add_argument("--textures", type=int, default=100, help="pairs of scenes on one periodic texture")
     ap.add_argument("--fundus", type=int, default=200)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -113,7 +122,8 @@ def main() -> None:
         t0 = time.perf_counter()
         m, truth = build(root, args)
         print(f"built {len(m)} images ({args.copies} transformed copies, {args.lookalikes} look-alikes, "
-              f"{args.fundus} fundus-like) in {time.perf_counter() - t0:.1f}s")
+              f"{args.textures} pairs on one periodic texture, {args.fundus} fundus-like) "
+              f"in {time.perf_counter() - t0:.1f}s")
         kw = {} if args.threshold is None else {"near_dup_threshold": args.threshold}
         cfg = ProfileConfig(seed=0, n_boot=50, workers=args.workers, checks=["images", "duplicates"], **kw)
         t0 = time.perf_counter()
@@ -135,7 +145,8 @@ def main() -> None:
     print(f"{'all':<22}{s['tp']:>7}{s['positives']:>5}{s['recall']:>9.3f}  [{lo:.3f}, {hi:.3f}]")
     plo, phi = _wilson(s["tp"], s["found"])
     print(f"\nprecision {s['precision']:.4f} [{plo:.4f}, {phi:.4f}] ({s['found']} pairs reported, {s['false']} false); "
-          f"false pairs among {args.lookalikes} look-alikes: {s['lookalike_false']}; among fundus-like images: "
+          f"false pairs among {args.lookalikes} look-alikes: {s['lookalike_false']}; among "
+          f"{2 * args.textures} images on shared periodic textures: {s['texture_false']}; among fundus-like images: "
           f"{s['fundus_false']}")
     info = status.get("duplicates", {})
     print(f"near-duplicate step: {info.get('seconds', float('nan')):.2f}s")

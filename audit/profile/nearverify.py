@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["verify_pairs", "MIN_REGIONS", "STRONG", "initial_params"]
+__all__ = ["verify_pairs", "texture_test", "MIN_REGIONS", "STRONG", "initial_params"]
 
 MIN_REGIONS = 4
 STRONG = (0.8, 0.75)  # similarity and share of agreeing regions (corr >= 0.5) of "strong" evidence
@@ -27,6 +27,17 @@ _GRID = 4
 _TEXTURE = 1.0  # band-pass standard deviation (grey levels) below which a region is flat
 _DOG = (0.8, 3.0)
 ROUNDS = 2  # coordinate-descent rounds, each halving the steps (first: 4% scale, 3% shift, 2.5 degrees)
+# Repetitive content (stripes, a checker, a grid, a brick wall): a region that matches *itself* displaced by 3-8
+# pixels of the 64 px thumbnail at this correlation says nothing about which image it came from.
+REPETITIVE = 0.75
+# What the distinct (not repetitive) regions of a geometric match must show (measured on the false pairs of a
+# 100,000-scene profile, scenes sharing a stripe background, against the copies of bench/duplicates.py):
+DISTINCT_MIN = 2  # distinct regions needed to judge; with fewer, the whole similarity must reach TEXTURE_ONLY
+DISTINCT_MEAN = 0.85  # their mean correlation, or
+DISTINCT_TOP2 = 0.88  # the mean of their best two (a copy's distinct regions agree as a copy's do)
+TEXTURE_ONLY = 0.97
+_SELF_SHIFTS = tuple((dx, dy) for dy in range(0, 9, 2) for dx in range(-8, 9, 2)
+                     if dx * dx + dy * dy >= 9 and (dy > 0 or dx > 0))  # a half plane: +d and -d both repeat
 
 
 def initial_params(wq: np.ndarray, wi: np.ndarray) -> np.ndarray:
@@ -115,8 +126,10 @@ def _score(bpa: np.ndarray, bpb: np.ndarray, p: np.ndarray, flip: np.ndarray,
     return _corr(ref, v, inside.astype(np.float32), (1, 2)) * np.sqrt(inside.mean(axis=(1, 2)))
 
 
-def _refine(bpa: np.ndarray, bpb: np.ndarray, params: np.ndarray, flip: np.ndarray) -> np.ndarray:
-    """Coordinate descent on (sx, sy, tx, ty, rot) of :func:`_score`, vectorized over pairs."""
+def _refine(bpa: np.ndarray, bpb: np.ndarray, params: np.ndarray,
+            flip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinate descent on (sx, sy, tx, ty, rot) of :func:`_score`, vectorized over pairs: the refined
+    parameters and their score."""
 
     ref = _pooled(bpa)
 
@@ -135,11 +148,12 @@ def _refine(bpa: np.ndarray, bpb: np.ndarray, params: np.ndarray, flip: np.ndarr
                 params = np.where(better[:, None], trial, params)
                 best = np.where(better, s, best)
         deltas = deltas / 2
-    return params
+    return params, best
 
 
 def verify_pairs(thumbs: np.ndarray, ia: np.ndarray, ib: np.ndarray, params: np.ndarray, flip: np.ndarray,
-                 *, background: np.ndarray | None = None, prefilter: float = 0.3,
+                 *, background: np.ndarray | None = None, prefilter: float = 0.3, refine_gate: float = -np.inf,
+                 distinct_from: float = np.inf,
                  batch: int = 1024, workers: int = 1, progress=None) -> dict[str, np.ndarray]:
     """Pick each pair's best hypothesis, refine it and measure local agreement.
 
@@ -163,6 +177,12 @@ def verify_pairs(thumbs: np.ndarray, ia: np.ndarray, ib: np.ndarray, params: np.
         Pairs whose band-pass correlation at the best initial hypothesis (16x16) is below this are rejected
         without refinement (similarity NaN, 0 regions). At 0.3, 70% of the candidates of bench/duplicates.py
         stop here and 152 of its 160 planted copies are found (0.15: 30% stop, 153 found, 2.7x the time).
+    refine_gate
+        Pairs whose 16x16 score after refinement is below this stop there too (similarity NaN, 0 regions): on
+        bench/duplicates.py, at 0.45, 48% of the refined pairs stop, the highest similarity among them 0.53.
+    distinct_from
+        Pairs whose similarity reaches this also get ``distinct``, ``distinct_similarity`` and ``distinct_top2``
+        (see :func:`texture_test`; 0 / NaN elsewhere): how their regions that do not repeat themselves agree.
     workers
         Threads verifying batches of pairs at once (numpy releases the GIL in the array work); results do not
         depend on it.
@@ -173,7 +193,8 @@ def verify_pairs(thumbs: np.ndarray, ia: np.ndarray, ib: np.ndarray, params: np.
     -------
     dict of arrays (one value per pair): ``similarity`` (mean region correlation, NaN without regions),
     ``regions`` (regions that count), ``agree`` (share of them with correlation >= 0.5), ``global`` (Pearson
-    correlation of the aligned raw thumbnails at 32x32, where a inside b), the refined ``sx, sy, tx, ty, rot``
+    correlation of the aligned raw thumbnails at 32x32, where a inside b), ``distinct``,
+    ``distinct_similarity`` and ``distinct_top2`` (see ``distinct_from``), the refined ``sx, sy, tx, ty, rot``
     and ``flip`` (of the chosen hypothesis).
     """
     params = np.asarray(params, dtype=np.float64)
@@ -182,6 +203,8 @@ def verify_pairs(thumbs: np.ndarray, ia: np.ndarray, ib: np.ndarray, params: np.
         params, flip = params[:, None], flip[:, None]
     out = {k: np.full(len(ia), np.nan) for k in ("similarity", "agree", "global", "sx", "sy", "tx", "ty", "rot")}
     out["regions"] = np.zeros(len(ia), dtype=np.int64)
+    out["distinct"] = np.zeros(len(ia), dtype=np.int64)
+    out["distinct_similarity"], out["distinct_top2"] = np.full(len(ia), np.nan), np.full(len(ia), np.nan)
     out["flip"] = np.zeros(len(ia), dtype=bool)
     step = min(batch, 256) if callable(background) else batch  # per-pair backgrounds gather up to 16 thumbnails
 
@@ -192,25 +215,9 @@ def verify_pairs(thumbs: np.ndarray, ia: np.ndarray, ib: np.ndarray, params: np.
 
     def _one(s: int) -> None:  # writes its own rows of ``out`` only
         sl = np.arange(s, min(s + step, len(ia)))
-        if callable(background):
-            bga, bgb = background(ia[sl], ib[sl])
-            bpa, bpb = _bandpass(thumbs[ia[sl]], bga), _bandpass(thumbs[ib[sl]], bgb)
-        else:
-            uniq, inv = np.unique(np.concatenate([ia[sl], ib[sl]]), return_inverse=True)
-            bp = _bandpass(thumbs[uniq], background)
-            bpa, bpb = bp[inv[: len(sl)]], bp[inv[len(sl) :]]
-        p, fl, s0 = _best_start(bpa, bpb, params[sl], flip[sl])
-        keep = s0 >= prefilter
-        sl, bpa, bpb, p, fl = sl[keep], bpa[keep], bpb[keep], p[keep], fl[keep]
-        if not len(sl):
-            return
-        p = _refine(bpa, bpb, p, fl)
-        sim, nreg, agree, _, _ = _local(bpa, bpb, p, fl)
-        out["similarity"][sl], out["regions"][sl], out["agree"][sl] = sim, nreg, agree
-        out["global"][sl] = _global(thumbs[ia[sl]], thumbs[ib[sl]], p, fl)
-        out["flip"][sl] = fl
-        for k, name in enumerate(("sx", "sy", "tx", "ty", "rot")):
-            out[name][sl] = p[:, k]
+        bpa, bpb = _batch_bandpass(thumbs, ia[sl], ib[sl], background)
+        _verify_batch(out, sl, thumbs[ia[sl]], thumbs[ib[sl]], bpa, bpb, params[sl], flip[sl],
+                      (prefilter, refine_gate, distinct_from))
 
     starts = range(0, len(ia), step)
     if workers > 1 and len(starts) > 1:
@@ -222,6 +229,42 @@ def verify_pairs(thumbs: np.ndarray, ia: np.ndarray, ib: np.ndarray, params: np.
         for s in starts:
             one(s)
     return out
+
+
+def _batch_bandpass(thumbs: np.ndarray, ia: np.ndarray, ib: np.ndarray, background) -> tuple[np.ndarray, np.ndarray]:
+    """Band-passed thumbnails of both sides of a batch of pairs (each image once with a shared background)."""
+    if callable(background):
+        bga, bgb = background(ia, ib)
+        return _bandpass(thumbs[ia], bga), _bandpass(thumbs[ib], bgb)
+    uniq, inv = np.unique(np.concatenate([ia, ib]), return_inverse=True)
+    bp = _bandpass(thumbs[uniq], background)
+    return bp[inv[: len(ia)]], bp[inv[len(ia) :]]
+
+
+def _verify_batch(out: dict, sl: np.ndarray, ta: np.ndarray, tb: np.ndarray, bpa: np.ndarray, bpb: np.ndarray,
+                  params: np.ndarray, flip: np.ndarray, gates: tuple[float, float, float]) -> None:
+    """One batch of :func:`verify_pairs` (rows ``sl`` of ``out``): best start, prefilter, refinement, gate, local
+    evidence, and the distinct regions' agreement of the pairs reaching ``gates[2]``."""
+    prefilter, refine_gate, distinct_from = gates
+    p, fl, s0 = _best_start(bpa, bpb, params, flip)
+    sl, ta, tb, bpa, bpb, p, fl = (x[s0 >= prefilter] for x in (sl, ta, tb, bpa, bpb, p, fl))
+    if not len(sl):
+        return
+    p, s1 = _refine(bpa, bpb, p, fl)
+    sl, ta, tb, bpa, bpb, p, fl = (x[s1 >= refine_gate] for x in (sl, ta, tb, bpa, bpb, p, fl))
+    if not len(sl):
+        return
+    sim, nreg, agree, best, valid = _local(bpa, bpb, p, fl)
+    out["similarity"][sl], out["regions"][sl], out["agree"][sl] = sim, nreg, agree
+    hi = np.flatnonzero(np.nan_to_num(sim, nan=-1.0) >= distinct_from)
+    if len(hi):
+        stats = _distinct_stats(bpa[hi], best[hi], valid[hi])
+        for name, v in zip(("distinct", "distinct_similarity", "distinct_top2"), stats, strict=True):
+            out[name][sl[hi]] = v
+    out["global"][sl] = _global(ta, tb, p, fl)
+    out["flip"][sl] = fl
+    for k, name in enumerate(("sx", "sy", "tx", "ty", "rot")):
+        out[name][sl] = p[:, k]
 
 
 def _best_start(bpa: np.ndarray, bpb: np.ndarray, params: np.ndarray,
@@ -246,19 +289,31 @@ def _global(ta: np.ndarray, tb: np.ndarray, params: np.ndarray, flip: np.ndarray
     return _corr(a, v, inside.astype(np.float32), (1, 2))
 
 
+_CROSS = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
+
+
+def _region_best(bpa: np.ndarray, warped: np.ndarray, inside: np.ndarray, shifts) -> np.ndarray:
+    """P x G x G: per region of ``bpa``, its best correlation with ``warped`` over the pixel ``shifts``."""
+    n = bpa.shape[1]
+    m = max(max(abs(dy), abs(dx)) for dy, dx in shifts)
+    r = n // _GRID
+    a = bpa[:, m : n - m, m : n - m]
+    best = np.full((len(bpa), _GRID, _GRID), -1.0)
+    for dy, dx in shifts:
+        b = warped[:, m + dy : n - m + dy, m + dx : n - m + dx]
+        w = inside[:, m + dy : n - m + dy, m + dx : n - m + dx].astype(np.float32)
+        best = np.maximum(best, _corr(*(_regions(t, r) for t in (a, b, w)), axes=(3, 4)))
+    return best
+
+
 def _local(bpa: np.ndarray, bpb: np.ndarray, params: np.ndarray, flip: np.ndarray):
     n = bpa.shape[1]
     x, y = _coords(params, flip, n)
     warped, inside = _sample(bpb, x, y)
     r = n // _GRID
-    best = np.full((len(bpa), _GRID, _GRID), -1.0)
+    best = _region_best(bpa, warped, inside, _CROSS)
     core = slice(1, n - 1)
     a = bpa[:, core, core]
-    for dy, dx in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)):
-        b = warped[:, 1 + dy : n - 1 + dy, 1 + dx : n - 1 + dx]
-        w = inside[:, 1 + dy : n - 1 + dy, 1 + dx : n - 1 + dx].astype(np.float32)
-        c = _corr(*(_regions(t, r) for t in (a, b, w)), axes=(3, 4))
-        best = np.maximum(best, c)
     ins = _regions(inside[:, core, core].astype(np.float32), r).mean(axis=(3, 4))
     sa = _regions(a, r).std(axis=(3, 4))
     sb = _regions(warped[:, core, core], r).std(axis=(3, 4))
@@ -276,3 +331,67 @@ def _regions(t: np.ndarray, r: int) -> np.ndarray:
     rr = m // _GRID
     t = t[:, : rr * _GRID, : rr * _GRID]
     return t.reshape(len(t), _GRID, rr, _GRID, rr).transpose(0, 1, 3, 2, 4)
+
+
+def self_similarity(bp: np.ndarray) -> np.ndarray:
+    """P x G x G: per region of band-passed ``bp`` (P x n x n), its best correlation with the same image displaced
+    by 3-8 pixels (:data:`_SELF_SHIFTS`, both ways; over the part of the region whose displaced window is inside
+    the image, at least half of it): near 1 for stripes, checkers and grids, low for an edge, a corner or a blob.
+
+    Per shift only the cross term needs a pass over the pixels (one ``einsum`` against the zero-padded image);
+    every other sum comes from summed-area tables."""
+    n = bp.shape[1]
+    a = np.ascontiguousarray(bp[:, 1 : n - 1, 1 : n - 1], dtype=np.float32)
+    p, m = a.shape[:2]
+    r, pad = m // _GRID, 8
+    a60 = a[:, : r * _GRID, : r * _GRID]
+    ones = np.kron(np.eye(_GRID, dtype=np.float32), np.ones((1, r), np.float32))  # G x (G r) region indicator
+    ap = np.zeros((p, m + 2 * pad, m + 2 * pad), np.float32)
+    ap[:, pad : pad + m, pad : pad + m] = a
+    sat = np.zeros((2, p, m + 1, m + 1), np.float64)  # summed-area tables of a and a**2
+    sat[0, :, 1:, 1:] = a.astype(np.float64).cumsum(1).cumsum(2)
+    sat[1, :, 1:, 1:] = (a.astype(np.float64) ** 2).cumsum(1).cumsum(2)
+
+    def box(y0, y1, x0, x1):  # sums of a and a**2 over rectangles (G x G corner arrays): 2 x P x G x G
+        return (sat[:, :, y1[:, None], x1[None, :]] - sat[:, :, y0[:, None], x1[None, :]]
+                - sat[:, :, y1[:, None], x0[None, :]] + sat[:, :, y0[:, None], x0[None, :]])
+
+    g = np.arange(_GRID) * r
+    best = np.full((p, _GRID, _GRID), -1.0)
+    for dx, dy in _SELF_SHIFTS:
+        for sx, sy in ((dx, dy), (-dx, -dy)):
+            by0, by1 = np.clip(g + sy, 0, m), np.clip(g + sy + r, 0, m)  # the displaced windows, clipped
+            bx0, bx1 = np.clip(g + sx, 0, m), np.clip(g + sx + r, 0, m)
+            cnt = ((by1 - by0)[:, None] * (bx1 - bx0)[None, :]).astype(np.float64)
+            sb, sbb = box(by0, by1, bx0, bx1)
+            sa, saa = box(by0 - sy, by1 - sy, bx0 - sx, bx1 - sx)  # the matching part of each region
+            blk = ap[:, pad + sy : pad + sy + r * _GRID, pad + sx : pad + sx + r * _GRID]
+            sab = (ones @ (a60 * blk) @ ones.T).astype(np.float64)  # region sums by two small matrix products
+            k = np.maximum(cnt, 1.0)
+            cov = sab - sa * sb / k
+            den = np.sqrt(np.maximum(saa - sa * sa / k, 0) * np.maximum(sbb - sb * sb / k, 0))
+            c = np.where(den > 1e-6, cov / np.maximum(den, 1e-12), 0.0)
+            best = np.maximum(best, np.where(cnt >= 0.5 * r * r, c, -1.0))
+    return best
+
+
+def _distinct_stats(bpa: np.ndarray, best: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``distinct`` (counting regions of a that are not repetitive, :data:`REPETITIVE`), ``distinct_similarity``
+    (their mean correlation with b, NaN without any) and ``distinct_top2`` (their best two's mean, NaN with fewer
+    than two), from :func:`_local`'s per-region ``best`` and ``valid``."""
+    dist = valid & (self_similarity(bpa) < REPETITIVE)
+    nd = dist.sum(axis=(1, 2))
+    ranked = np.sort(np.where(dist, best, -np.inf).reshape(len(nd), -1), axis=1)
+    with np.errstate(invalid="ignore"):
+        mean = np.where(nd > 0, (best * dist).sum(axis=(1, 2)) / np.maximum(nd, 1), np.nan)
+        top2 = np.where(nd >= 2, ranked[:, -2:].mean(axis=1), np.nan)
+    return nd, mean, top2
+
+
+def texture_test(ev: dict[str, np.ndarray], similarity: np.ndarray) -> np.ndarray:
+    """Whether a geometric match survives repetitive content (stripes, checkers: the same texture under two
+    different scenes correlates everywhere it shows): its distinct regions agree as a copy's do, or, with fewer
+    than :data:`DISTINCT_MIN` of them, the whole similarity reaches :data:`TEXTURE_ONLY`."""
+    with np.errstate(invalid="ignore"):
+        judged = (ev["distinct_similarity"] >= DISTINCT_MEAN) | (ev["distinct_top2"] >= DISTINCT_TOP2)
+        return np.where(ev["distinct"] >= DISTINCT_MIN, judged, np.asarray(similarity) >= TEXTURE_ONLY)
