@@ -74,7 +74,9 @@ def near_pairs(codes: np.ndarray, thumbs: np.ndarray, rows: np.ndarray, *, thres
     :func:`audit.profile.nearverify.verify_pairs` with the dataset's mean thumbnail as background. A pair is
     kept when it has at least ``MIN_REGIONS`` regions and either its local similarity is ``>= threshold``
     (both images at least :data:`MIN_GEOMETRIC_SIDE` pixels a side) or the map is the identity and the aligned
-    thumbnails correlate ``>= SAME_FRAME_GLOBAL`` (re-encodings, rescales, mirror images, tone changes).
+    thumbnails correlate ``>= SAME_FRAME_GLOBAL`` (re-encodings, rescales, mirror images, tone changes). A
+    match that is not same-frame must also pass the ratio test (:func:`_distinct`) and the repetition test
+    (:func:`audit.profile.nearverify.texture_test`: stripes or a checker shared by two scenes are no evidence).
 
     Returns arrays ``i, j`` (row indices), ``distance`` (bits between the matched views), ``similarity``,
     ``regions``, ``agree``, ``basis`` (``+``-joined: crop, rescale, rotate, flip, tone; ``resave`` when
