@@ -214,4 +214,4 @@ def test_repetition_test_rejects_a_shared_stripe_background_and_keeps_a_copy():
                        distinct_from=0.0)
     assert res["similarity"][0] >= 0.8  # region agreement alone would call the two a copy
     assert res["distinct"][0] >= 2 and res["distinct_similarity"][0] < 0.85
-    assert texture_test(res, res["similarity"]).tolist() == [False, True]
+    assert texture_test(res).tolist() == [False, True]

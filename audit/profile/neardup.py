@@ -84,7 +84,7 @@ def near_pairs(codes: np.ndarray, thumbs: np.ndarray, rows: np.ndarray, *, thres
     verified (progress lines).
     """
     from audit.io.neardesc import N_INDEX, query_columns
-    from audit.profile.nearverify import MIN_REGIONS, texture_test, verify_pairs
+    from audit.profile.nearverify import MIN_REGIONS, verify_pairs
 
     rows = np.asarray(rows, dtype=np.int64)
     st = stats if stats is not None else {}
@@ -138,17 +138,7 @@ def near_pairs(codes: np.ndarray, thumbs: np.ndarray, rows: np.ndarray, *, thres
     res = verify_pairs(thumbs, ga, gb, hyp, hflip, background=background, workers=workers, progress=step,
                        distinct_from=float(threshold), refine_gate=refine_gate(threshold))
     flip = res["flip"]
-    geometric = _geometric(res)
-    small = np.zeros(len(ga), dtype=bool)
-    if widths is not None and heights is not None:
-        side = np.minimum(np.asarray(widths, float), np.asarray(heights, float))
-        small = np.nan_to_num(np.minimum(side[ga], side[gb]), nan=0) < MIN_GEOMETRIC_SIDE
-    with np.errstate(invalid="ignore"):
-        need = np.where(small, SMALL_SAME_FRAME_GLOBAL, SAME_FRAME_GLOBAL)
-        same_frame = ~geometric & (res["global"] >= need) & (res["similarity"] >= SAME_FRAME_LOCAL)
-        ok = (res["regions"] >= MIN_REGIONS) & (same_frame | (~small & (res["similarity"] >= float(threshold))))
-    ok &= same_frame | texture_test(res, res["similarity"])  # stripes under two different scenes: no copy
-    ok[ok & ~same_frame] = _distinct(ga, gb, res["similarity"], np.flatnonzero(ok & ~same_frame))
+    ok, same_frame = _accept(res, ga, gb, threshold, widths, heights)
     st["verified"] = int(ok.sum())
     sel = np.flatnonzero(ok)
     if not len(sel):
@@ -163,6 +153,24 @@ def near_pairs(codes: np.ndarray, thumbs: np.ndarray, rows: np.ndarray, *, thres
     strong &= same_frame[sel] | (res["distinct"][sel] >= DISTINCT_MIN)
     out["evidence"] = np.where(strong, "strong", "verified").astype(object)
     return out
+
+
+def _accept(res: dict, ga: np.ndarray, gb: np.ndarray, threshold: float, widths,
+            heights) -> tuple[np.ndarray, np.ndarray]:
+    """Which verified candidates are near duplicates, and which of them are same-frame (see :func:`near_pairs`)."""
+    from audit.profile.nearverify import MIN_REGIONS, texture_test
+
+    small = np.zeros(len(ga), dtype=bool)
+    if widths is not None and heights is not None:
+        side = np.minimum(np.asarray(widths, float), np.asarray(heights, float))
+        small = np.nan_to_num(np.minimum(side[ga], side[gb]), nan=0) < MIN_GEOMETRIC_SIDE
+    with np.errstate(invalid="ignore"):
+        need = np.where(small, SMALL_SAME_FRAME_GLOBAL, SAME_FRAME_GLOBAL)
+        same_frame = ~_geometric(res) & (res["global"] >= need) & (res["similarity"] >= SAME_FRAME_LOCAL)
+        ok = (res["regions"] >= MIN_REGIONS) & (same_frame | (~small & (res["similarity"] >= float(threshold))))
+    ok &= same_frame | texture_test(res)  # stripes under two different scenes: no copy
+    ok[ok & ~same_frame] = _distinct(ga, gb, res["similarity"], np.flatnonzero(ok & ~same_frame))
+    return ok, same_frame
 
 
 HYPOTHESES = 2  # closest view pairs tried per direction (plus the identity)

@@ -201,10 +201,10 @@ def verify_pairs(thumbs: np.ndarray, ia: np.ndarray, ib: np.ndarray, params: np.
     flip = np.asarray(flip, dtype=bool)
     if params.ndim == 2:
         params, flip = params[:, None], flip[:, None]
-    out = {k: np.full(len(ia), np.nan) for k in ("similarity", "agree", "global", "sx", "sy", "tx", "ty", "rot")}
+    out = {k: np.full(len(ia), np.nan) for k in ("similarity", "agree", "global", "sx", "sy", "tx", "ty", "rot",
+                                                 "distinct_similarity", "distinct_top2")}
     out["regions"] = np.zeros(len(ia), dtype=np.int64)
     out["distinct"] = np.zeros(len(ia), dtype=np.int64)
-    out["distinct_similarity"], out["distinct_top2"] = np.full(len(ia), np.nan), np.full(len(ia), np.nan)
     out["flip"] = np.zeros(len(ia), dtype=bool)
     step = min(batch, 256) if callable(background) else batch  # per-pair backgrounds gather up to 16 thumbnails
 
@@ -388,10 +388,11 @@ def _distinct_stats(bpa: np.ndarray, best: np.ndarray, valid: np.ndarray) -> tup
     return nd, mean, top2
 
 
-def texture_test(ev: dict[str, np.ndarray], similarity: np.ndarray) -> np.ndarray:
-    """Whether a geometric match survives repetitive content (stripes, checkers: the same texture under two
-    different scenes correlates everywhere it shows): its distinct regions agree as a copy's do, or, with fewer
-    than :data:`DISTINCT_MIN` of them, the whole similarity reaches :data:`TEXTURE_ONLY`."""
+def texture_test(res: dict[str, np.ndarray]) -> np.ndarray:
+    """Whether each geometric match of :func:`verify_pairs`'s result survives repetitive content (stripes,
+    checkers: the same texture under two different scenes correlates everywhere it shows): its distinct regions
+    agree as a copy's do, or, with fewer than :data:`DISTINCT_MIN` of them, the whole ``similarity`` reaches
+    :data:`TEXTURE_ONLY`."""
     with np.errstate(invalid="ignore"):
-        judged = (ev["distinct_similarity"] >= DISTINCT_MEAN) | (ev["distinct_top2"] >= DISTINCT_TOP2)
-        return np.where(ev["distinct"] >= DISTINCT_MIN, judged, np.asarray(similarity) >= TEXTURE_ONLY)
+        judged = (res["distinct_similarity"] >= DISTINCT_MEAN) | (res["distinct_top2"] >= DISTINCT_TOP2)
+        return np.where(res["distinct"] >= DISTINCT_MIN, judged, res["similarity"] >= TEXTURE_ONLY)
