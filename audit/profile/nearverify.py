@@ -216,7 +216,7 @@ def verify_pairs(thumbs: np.ndarray, ia: np.ndarray, ib: np.ndarray, params: np.
     def _one(s: int) -> None:  # writes its own rows of ``out`` only
         sl = np.arange(s, min(s + step, len(ia)))
         bpa, bpb = _batch_bandpass(thumbs, ia[sl], ib[sl], background)
-        _verify_batch(out, sl, thumbs[ia[sl]], thumbs[ib[sl]], bpa, bpb, params[sl], flip[sl],
+        _verify_batch(out, sl, (thumbs, ia, ib), bpa, bpb, params[sl], flip[sl],
                       (prefilter, refine_gate, distinct_from))
 
     starts = range(0, len(ia), step)
@@ -241,17 +241,18 @@ def _batch_bandpass(thumbs: np.ndarray, ia: np.ndarray, ib: np.ndarray, backgrou
     return bp[inv[: len(ia)]], bp[inv[len(ia) :]]
 
 
-def _verify_batch(out: dict, sl: np.ndarray, ta: np.ndarray, tb: np.ndarray, bpa: np.ndarray, bpb: np.ndarray,
-                  params: np.ndarray, flip: np.ndarray, gates: tuple[float, float, float]) -> None:
-    """One batch of :func:`verify_pairs` (rows ``sl`` of ``out``): best start, prefilter, refinement, gate, local
-    evidence, and the distinct regions' agreement of the pairs reaching ``gates[2]``."""
+def _verify_batch(out: dict, sl: np.ndarray, pairs: tuple, bpa: np.ndarray, bpb: np.ndarray, params: np.ndarray,
+                  flip: np.ndarray, gates: tuple[float, float, float]) -> None:
+    """One batch of :func:`verify_pairs` (rows ``sl`` of ``out``; ``pairs`` = ``(thumbs, ia, ib)``): best start,
+    prefilter, refinement, gate, local evidence, and the distinct regions' agreement of the pairs reaching
+    ``gates[2]``. Raw thumbnails are gathered only for the pairs that get that far."""
     prefilter, refine_gate, distinct_from = gates
     p, fl, s0 = _best_start(bpa, bpb, params, flip)
-    sl, ta, tb, bpa, bpb, p, fl = (x[s0 >= prefilter] for x in (sl, ta, tb, bpa, bpb, p, fl))
+    sl, bpa, bpb, p, fl = (x[s0 >= prefilter] for x in (sl, bpa, bpb, p, fl))
     if not len(sl):
         return
     p, s1 = _refine(bpa, bpb, p, fl)
-    sl, ta, tb, bpa, bpb, p, fl = (x[s1 >= refine_gate] for x in (sl, ta, tb, bpa, bpb, p, fl))
+    sl, bpa, bpb, p, fl = (x[s1 >= refine_gate] for x in (sl, bpa, bpb, p, fl))
     if not len(sl):
         return
     sim, nreg, agree, best, valid = _local(bpa, bpb, p, fl)
@@ -261,7 +262,8 @@ def _verify_batch(out: dict, sl: np.ndarray, ta: np.ndarray, tb: np.ndarray, bpa
         stats = _distinct_stats(bpa[hi], best[hi], valid[hi])
         for name, v in zip(("distinct", "distinct_similarity", "distinct_top2"), stats, strict=True):
             out[name][sl[hi]] = v
-    out["global"][sl] = _global(ta, tb, p, fl)
+    thumbs, ia, ib = pairs
+    out["global"][sl] = _global(thumbs[ia[sl]], thumbs[ib[sl]], p, fl)
     out["flip"][sl] = fl
     for k, name in enumerate(("sx", "sy", "tx", "ty", "rot")):
         out[name][sl] = p[:, k]
