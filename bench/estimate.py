@@ -5,14 +5,17 @@ For each case, writes ``--n`` synthetic JPEG photos (crops of scikit-learn's sam
 (a subprocess, progress off) with the case's model, image size and epochs (``--time-budget none``: the plan is not
 cut), and reads ``stages.train.estimate_seconds`` (the calibrated estimate printed in the plan line) and
 ``stages.train.seconds`` (the stage's actual wall time) from run.json. Target: the ratio actual / estimate within
-[0.5, 2] on both.
+[0.5, 2] on each. The third case is the plan a CPU gets by default: a linear probe on the packaged
+efficientnet_lite0 (one feature pass, then a logistic regression per fold).
 
 Usage::
 
     python bench/estimate.py [--n 96] [--epochs 2] [--workers 2] [--small 48:small_cnn:48]
-                             [--large 192:resnet18:160] [--protocol lodo]
+                             [--large 192:resnet18:160] [--probe 227:efficientnet_lite0:224:probe]
+                             [--protocol lodo]
 
-A case is ``FILE_PX:MODEL:TRAIN_PX``. Prints one Markdown table (docs/benchmarks.md, "Train estimate vs actual").
+A case is ``FILE_PX:MODEL:TRAIN_PX[:MODE]`` (mode ``finetune`` unless given). Prints one Markdown table
+(docs/benchmarks.md, "Train estimate vs actual").
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ def run_case(tmp: Path, name: str, case: str, args) -> dict:
     from audit.readers import ReadOptions
     from audit.rundir import RunDir
 
-    file_px, model, train_px = case.split(":")
+    file_px, model, train_px, *rest = case.split(":")
+    mode = rest[0] if rest else "finetune"
     root = tmp / f"{name}_data"
     table = _make_photos()(root, args.n, int(file_px), seed=args.seed)
     opts = ReadOptions(roles=Roles(filepath="path", label="label", domain="domain", group="group"), root=root)
@@ -53,7 +57,7 @@ def run_case(tmp: Path, name: str, case: str, args) -> dict:
                  command=["bench/estimate.py"])
     run.unlock()
     cmd = [sys.executable, "-m", "audit", "train", str(run.path), "--model", model, "--image-size", train_px,
-           "--epochs", str(args.epochs), "--protocol", args.protocol, "--time-budget", "none",
+           "--mode", mode, "--epochs", str(args.epochs), "--protocol", args.protocol, "--time-budget", "none",
            "--workers", str(args.workers), "--device", args.device]
     env = {**os.environ, "AUDIT_PROGRESS": "none"}
     t0 = time.perf_counter()
@@ -67,11 +71,12 @@ def run_case(tmp: Path, name: str, case: str, args) -> dict:
     plan = st.get("plan") or {}
     folds = [f for f in st.get("folds") or [] if isinstance(f, dict)]
     return {"case": name, "images": args.n, "file_px": int(file_px), "model": model, "train_px": int(train_px),
-            "epochs": args.epochs, "folds": plan.get("folds", len(folds)),
+            "mode": mode, "epochs": args.epochs if mode != "probe" else "-", "folds": plan.get("folds", len(folds)),
             "device": str(plan.get("device", args.device)),
             "estimate_seconds": round(est, 1), "seconds": round(actual, 1),
             "ratio": round(actual / est, 2) if est > 0 else None, "process_seconds": round(wall, 1),
-            "calibration": plan.get("calibration")}
+            "calibration": plan.get("calibration"),
+            "features_images_per_s": (st.get("features") or {}).get("images_per_s")}
 
 
 def main() -> None:
@@ -84,11 +89,15 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--small", default="48:small_cnn:48", help="FILE_PX:MODEL:TRAIN_PX")
     ap.add_argument("--large", default="192:resnet18:160", help="FILE_PX:MODEL:TRAIN_PX")
+    ap.add_argument("--probe", default="227:efficientnet_lite0:224:probe",
+                    help="FILE_PX:MODEL:TRAIN_PX:MODE, the CPU default plan (a linear probe); '' to skip")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="audit-estimate-") as d:
-        for name, case in (("small", args.small), ("large", args.large)):
+        for name, case in (("small", args.small), ("large", args.large), ("probe", args.probe)):
+            if not case:
+                continue
             rows.append(run_case(Path(d), name, case, args))
             print(f"{name}: done ({rows[-1]['seconds']} s)", file=sys.stderr, flush=True)
     try:
@@ -97,11 +106,12 @@ def main() -> None:
         load = "?"
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {load}; protocol {args.protocol}")
     print()
-    print("| images | file px | model | train px | epochs | folds | device | estimate_seconds | seconds | "
+    print("| images | file px | model | train px | mode | epochs | folds | device | estimate_seconds | seconds | "
           "seconds / estimate |")
-    print("|---|---|---|---|---|---|---|---:|---:|---:|")
+    print("|---|---|---|---|---|---|---|---|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['images']} | {r['file_px']} | {r['model']} | {r['train_px']} | {r['epochs']} | {r['folds']} | "
+        print(f"| {r['images']} | {r['file_px']} | {r['model']} | {r['train_px']} | {r['mode']} | {r['epochs']} | "
+              f"{r['folds']} | "
               f"{r['device']} | {r['estimate_seconds']} | {r['seconds']} | {r['ratio']} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -76,20 +76,31 @@ def _steps(model, x, y, task: str, amp_dtype, n: int) -> float:
     return (time.perf_counter() - t0) / max(done, 1)
 
 
-def _forward(model, x, amp_dtype) -> float:
+def _forward(model, x, amp_dtype, features: bool = False) -> float:
+    """Seconds per image of inference in batches of ``len(x)``: the median of at least three timed passes over
+    32 images or more, after two untimed ones (kernels are chosen and memory is allocated per input shape; the
+    first passes on a CPU are slow). The classifier's logits, or with ``features`` the pooled features a linear
+    probe reads (the call the feature pass makes)."""
     from audit.train.augment import normalize
-    from audit.train.models import forward_logits
+    from audit.train.models import extract_features, forward_logits
     from audit.train.trainer import _autocast
 
+    fn = extract_features if features else forward_logits
     model.eval()
     with torch.inference_mode():
         xb = normalize(x).contiguous(memory_format=torch.channels_last)
-        _sync(x.device)
-        t0 = time.perf_counter()
+        times = []
         with _autocast(x.device, amp_dtype):
-            forward_logits(model, xb)
-        _sync(x.device)
-    return time.perf_counter() - t0
+            for i in range(2 + max(3, -(-32 // len(xb)))):
+                _sync(x.device)
+                t0 = time.perf_counter()
+                fn(model, xb)
+                _sync(x.device)
+                if i >= 2:
+                    times.append(time.perf_counter() - t0)
+                if i >= 4 and sum(times) > 10:  # a slow machine: three timed passes are enough
+                    break
+    return float(np.median(times)) / len(xb)
 
 
 def _sync(device) -> None:
@@ -118,10 +129,12 @@ def _decode_cost(paths: list, size: int, workers: int, exif: bool) -> float:
 
 
 def calibrate(model_name: str, *, task: str, n_classes: int | None, size: int, batch_size: int, device,
-              amp_dtype=None, paths: list | None = None, workers: int = 1, steps: int = 2) -> Calibration:
+              amp_dtype=None, paths: list | None = None, workers: int = 1, steps: int = 2,
+              features: bool = False) -> Calibration:
     """Time ``steps`` forward+backward batches of ``model_name`` at ``size`` px on ``device`` (a random-init copy,
-    the global RNG left as found) and the decode of a few of ``paths``. On a CPU the batch is capped at 16 and
-    the time per image scaled (CPU time is close to linear in the batch)."""
+    the global RNG left as found), inference batches (``features``: the pooled features of a linear probe's
+    feature pass, else the logits) and the decode of a few of ``paths``. On a CPU the batch is capped at 16 and
+    the time per image scaled (a probe's feature pass runs in batches of 4 there, and is calibrated so)."""
     from audit.train.models import build_model
 
     t_start = time.perf_counter()
@@ -134,10 +147,10 @@ def calibrate(model_name: str, *, task: str, n_classes: int | None, size: int, b
         x = torch.rand(bs, 3, size, size, device=device)
         y = torch.randint(0, k, (bs, size, size) if task == "segment" else (bs,), device=device)
         step = _steps(model, x, y, task, amp_dtype, steps) if steps else float("nan")  # a probe trains nothing
-        fwd = _forward(model, torch.cat([x, x]), amp_dtype)
+        fwd = _forward(model, x, amp_dtype, features=features)
     dec = _decode_cost(list(paths or []), size, workers, exif=task == "classify")
     del model
-    return Calibration(model=model_name, size=size, batch_size=bs, step_s=step / bs, forward_s=fwd / (2 * bs),
+    return Calibration(model=model_name, size=size, batch_size=bs, step_s=step / bs, forward_s=fwd,
                        decode_s=dec, seconds=time.perf_counter() - t_start)
 
 
@@ -211,6 +224,7 @@ def plan_training(st: Any) -> dict:
     from audit.io.gpu import amp_dtype
     from audit.progress import format_eta, message
     from audit.train import planning
+    from audit.train.features import feature_batch
 
     cand = st.excl.usable()
     paths = [st.run.abspath(p) for p in st.man.loc[cand, "filepath"].tolist()]
@@ -222,10 +236,11 @@ def plan_training(st: Any) -> dict:
 
     def est(name, spec, size, epochs):
         if name not in cals:
-            bs = int(st.cfg.batch_size or spec.batch_size)
+            bs = feature_batch(st.cfg.batch_size, st.device) if st.mode == "probe" else \
+                int(st.cfg.batch_size or spec.batch_size)
             cals[name] = calibrate(name, task=st.task, n_classes=st.n_classes, size=size, batch_size=bs,
                                    device=st.device, amp_dtype=amp, paths=paths, workers=st.workers,
-                                   steps=0 if st.mode == "probe" else 2)
+                                   steps=0 if st.mode == "probe" else 2, features=st.mode == "probe")
         return estimate_seconds(cals[name], folds=folds, epochs=epochs, n_images=n_images, mode=st.mode, size=size)
 
     full = (st.model, st.spec, st.size, int(st.cfg.epochs))

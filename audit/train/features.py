@@ -24,10 +24,24 @@ import torch
 
 from audit.core.atomic import atomic_write_bytes, atomic_write_json
 
-__all__ = ["PREPROCESS", "FeatureOptions", "FeatureSet", "feature_key", "compute_features", "backbone"]
+__all__ = ["PREPROCESS", "FeatureOptions", "FeatureSet", "feature_key", "compute_features", "backbone",
+           "feature_batch"]
 
 # what turns a file into the backbone's input; part of the cache key (bump when any step changes)
 PREPROCESS = "decode_image(exif, RGB, bilinear square resize)/255, imagenet mean/std, v1"
+
+
+# Inference on a CPU is fastest in small batches (activations stay in cache): efficientnet_lite0 at 224 px on a
+# 2-core x86 CPU, 44-53 img/s at batch 4, 33-37 at 16, 28 at 32, 19 at 64 (channels_last, fp32).
+CPU_BATCH = 4
+GPU_BATCH = 64
+
+
+def feature_batch(batch_size: int | None, device) -> int:
+    """The feature pass's batch: the user's ``--batch-size``, else :data:`CPU_BATCH` on a CPU, else GPU_BATCH."""
+    if batch_size:
+        return int(batch_size)
+    return CPU_BATCH if torch.device(device).type == "cpu" else GPU_BATCH
 
 
 @dataclass(frozen=True)
@@ -37,7 +51,8 @@ class FeatureOptions:
     batch_size: int = 32
     threads: int | None = None  # torch intra-op threads (None: leave as is)
     bf16: bool = False  # CPU bf16 autocast (measure first: slower than fp32 on CPUs without AMX/AVX512-BF16)
-    channels_last: bool = False
+    # NHWC: efficientnet_lite0 at 224 px on a 2-core CPU, 31 img/s against 21 contiguous (the plan calibrates it so)
+    channels_last: bool = True
 
 
 @dataclass

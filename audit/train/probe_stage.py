@@ -26,7 +26,7 @@ __all__ = ["run_probe", "probe_features"]
 def probe_features(st: Any, data: Any):
     """Features of every usable row (``data.table`` order) from the decoded cache, via the run's feature cache."""
     from audit.progress import Bar
-    from audit.train.features import FeatureOptions, backbone, compute_features
+    from audit.train.features import FeatureOptions, backbone, compute_features, feature_batch
 
     model, wid = backbone(st.model, st.cfg.weights)
     model = model.to(st.device)
@@ -35,7 +35,7 @@ def probe_features(st: Any, data: Any):
     def get(rows: np.ndarray) -> torch.Tensor:
         return images[cpos[torch.as_tensor(rows)]].to(st.device, non_blocking=True)
 
-    batch = int(st.cfg.batch_size or 32)
+    batch = feature_batch(st.cfg.batch_size, st.device)
     with Bar(len(data.ids), f"features {st.model} {st.size}px", unit="img") as bar:
         fs = compute_features(get, data.ids, model_name=st.model, size=st.size, model=model, weights_id=wid,
                               cache_dir=st.run.path / "embeddings", options=FeatureOptions(batch_size=batch),
