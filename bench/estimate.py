@@ -14,8 +14,8 @@ Usage::
                              [--large 192:resnet18:160] [--probe 227:efficientnet_lite0:224:probe]
                              [--protocol lodo]
 
-A case is ``FILE_PX:MODEL:TRAIN_PX[:MODE]`` (mode ``finetune`` unless given). Prints one Markdown table
-(docs/benchmarks.md, "Train estimate vs actual").
+A case is ``FILE_PX:MODEL:TRAIN_PX[:MODE]`` (mode ``auto`` unless given: with ``--model``, from scratch).
+Prints one Markdown table (docs/benchmarks.md, "Train estimate vs actual").
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def run_case(tmp: Path, name: str, case: str, args) -> dict:
     from audit.rundir import RunDir
 
     file_px, model, train_px, *rest = case.split(":")
-    mode = rest[0] if rest else "finetune"
+    mode = rest[0] if rest else "auto"  # with --model given: trained from scratch (the first two cases)
     root = tmp / f"{name}_data"
     table = _make_photos()(root, args.n, int(file_px), seed=args.seed)
     opts = ReadOptions(roles=Roles(filepath="path", label="label", domain="domain", group="group"), root=root)

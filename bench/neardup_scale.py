@@ -63,7 +63,8 @@ def main() -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; workers={args.workers}")
     print(f"images {args.n:,}: descriptors synthesized in {t_syn:.1f}s ({thumbs.nbytes / 2**30:.2f} GiB of thumbnails)")
-    print(f"near_pairs {t_near:.1f}s ({args.n / t_near:,.0f} img/s): {st.get('candidates', 0):,} candidates, "
+    print(f"near_pairs {t_near:.1f}s ({args.n / t_near:,.0f} img/s; candidate search {st.get('search_seconds')}s, "
+          f"verification the rest): {st.get('candidates', 0):,} candidates, "
           f"{st.get('collisions', 0):,} band collisions, {len(found):,} pairs verified; planted copies found "
           f"{hit:,} of {len(planted):,}; peak memory {peak:,.0f} MiB")
 

@@ -1,7 +1,8 @@
 """Pretrained-backbone benchmark: speed of the frozen feature pass, and a leave-one-domain-out probe table.
 
 1. Feature pass (``audit.train.features.compute_features``, no cache) of ``--model`` at ``--image-size`` on
-   ``--n`` decoded images, in fp32 and bf16 autocast, NCHW and channels_last, at 1 and ``--threads`` threads;
+   ``--n`` decoded images, in fp32 and bf16 autocast, NCHW and channels_last, at 1 and ``--threads`` threads, in
+   batches of each of ``--batches`` (default 4 and 32);
    images/s is the best of ``--rounds`` after one warm-up batch. On CUDA (``--device cuda``) the same in fp32/bf16.
 2. LODO probe on generated multi-domain data (:mod:`audit.train.synthetic`: 4 shapes x 4 styles photo, cartoon,
    art, sketch): one feature pass, then one logistic-regression head per held-out domain; held-out accuracy per
@@ -33,17 +34,18 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
-def _speed(model, wid, name: str, size: int, n: int, threads: list[int], rounds: int, device: str) -> list[dict]:
+def _speed(model, wid, name: str, size: int, n: int, threads: list[int], rounds: int, device: str,
+           batches: list[int]) -> list[dict]:
     from audit.train.features import FeatureOptions, compute_features
 
     images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8)
     rows = []
-    configs = [(t, bf, cl) for t in threads for bf in (False, True) for cl in (False, True)]
+    configs = [(t, bf, cl, b) for t in threads for bf in (False, True) for cl in (False, True) for b in batches]
     if device != "cpu":
-        configs = [(threads[-1], bf, cl) for bf in (False, True) for cl in (False, True)]
+        configs = [(threads[-1], bf, cl, b) for bf in (False, True) for cl in (False, True) for b in batches]
     model = model.to(device)
-    for t, bf, cl in configs:
-        opts = FeatureOptions(batch_size=32, threads=t, bf16=bf, channels_last=cl)
+    for t, bf, cl, b in configs:
+        opts = FeatureOptions(batch_size=b, threads=t, bf16=bf, channels_last=cl)
         best = 0.0
         get = (lambda r: images[torch.as_tensor(r)].to(device))  # noqa: E731
         compute_features(get, [str(i) for i in range(min(n, 8))], model_name=name, size=size, model=model,
@@ -58,7 +60,7 @@ def _speed(model, wid, name: str, size: int, n: int, threads: list[int], rounds:
                 torch.cuda.synchronize()
             best = max(best, n / (time.perf_counter() - t0))
         rows.append({"threads": t, "dtype": "bf16" if bf else "fp32", "layout": "channels_last" if cl else "NCHW",
-                     "images_per_s": best})
+                     "batch": b, "images_per_s": best})
     return rows
 
 
@@ -173,6 +175,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=64, help="images for the speed test")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--batches", default="4,32", help="feature-pass batch sizes to time (the CPU default is 4)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--per-class", type=int, default=20, help="generated images per shape and style (LODO)")
     ap.add_argument("--seed", type=int, default=0)
@@ -188,9 +191,10 @@ def main(argv=None) -> int:
     print(f"# {a.model} at {a.image_size} px on {a.device} ({dev}, {os.cpu_count()} cores), torch {torch.__version__}")
     if not a.skip_speed:
         threads = sorted({1, a.threads})
-        print("\n| threads | dtype | layout | images/s |\n|---:|---|---|---:|")
-        for r in _speed(model, wid, a.model, a.image_size, a.n, threads, a.rounds, a.device):
-            print(f"| {r['threads']} | {r['dtype']} | {r['layout']} | {r['images_per_s']:.1f} |")
+        print("\n| threads | dtype | layout | batch | images/s |\n|---:|---|---|---:|---:|")
+        batches = [int(b) for b in a.batches.split(",") if b.strip()]
+        for r in _speed(model, wid, a.model, a.image_size, a.n, threads, a.rounds, a.device, batches):
+            print(f"| {r['threads']} | {r['dtype']} | {r['layout']} | {r['batch']} | {r['images_per_s']:.1f} |")
     if not a.skip_lodo:
         torch.set_num_threads(a.threads)
         rows, t = _lodo(model, wid, a.model, a.image_size, a.per_class, a.seed)

@@ -7,6 +7,8 @@ The Hamming-radius joins live in :mod:`audit.profile.hashjoin` and are re-export
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from audit.profile.hashjoin import BandStats, band_join, brute_force_pairs, hamming_pairs, plan_blocks, popcount64
@@ -98,6 +100,7 @@ def near_pairs(codes: np.ndarray, thumbs: np.ndarray, rows: np.ndarray, *, thres
     ix = codes[rows][:, :N_INDEX].ravel()
     qo, io_ = np.repeat(np.arange(n), len(qc)), np.repeat(np.arange(n), N_INDEX)
     bs = BandStats()
+    t_search = time.perf_counter()
     a, b, d, qi, ii = band_join(q, qo, ix, io_, radius=CANDIDATE_RADIUS, bands=CANDIDATE_BANDS, seed=seed, stats=bs)
     # One direction per unordered pair: the closer view pair (then the lower query position).
     lo, hi = np.minimum(a, b), np.maximum(a, b)
@@ -117,7 +120,8 @@ def near_pairs(codes: np.ndarray, thumbs: np.ndarray, rows: np.ndarray, *, thres
     a, b, d, qi, ii = a[plausible], b[plausible], d[plausible], qi[plausible], ii[plausible]
     keep = _nearest(a, b, d, n, TOP_K)
     a, b, d, qi, ii = a[keep], b[keep], d[keep], qi[keep], ii[keep]
-    st.update(candidates=int(len(a)), collisions=int(bs["collisions"]))
+    st.update(candidates=int(len(a)), collisions=int(bs["collisions"]),
+              search_seconds=round(time.perf_counter() - t_search, 3))
     if not len(a):
         return out
     ga, gb = rows[a], rows[b]

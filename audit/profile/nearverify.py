@@ -274,10 +274,13 @@ def _best_start(bpa: np.ndarray, bpb: np.ndarray, params: np.ndarray,
     """Per pair, the hypothesis (of H) with the highest 16x16 score: ``(params P x 5, flip P, score P)``."""
     n, h = params.shape[:2]
     scores = np.full((n, h), -np.inf)
+    ref = _pooled(bpa)  # once: the same for every hypothesis
     for k in range(h):
         ok = np.isfinite(params[:, k]).all(axis=1)
-        if ok.any():
-            scores[ok, k] = _score(bpa[ok], bpb[ok], params[ok, k], flip[ok, k])
+        if ok.all():
+            scores[:, k] = _score(bpa, bpb, params[:, k], flip[:, k], ref)
+        elif ok.any():
+            scores[ok, k] = _score(bpa[ok], bpb[ok], params[ok, k], flip[ok, k], ref[ok])
     best = scores.argmax(axis=1)
     r = np.arange(n)
     return params[r, best].copy(), flip[r, best], scores[r, best]
