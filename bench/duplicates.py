@@ -20,7 +20,7 @@ The whole profile (``audit.profile.profile_frame``: scan + every check) runs on 
 Usage::
 
     python bench/duplicates.py [--scenes 1200] [--copies 400] [--lookalikes 200] [--textures 100] [--fundus 200]
-                               [--workers 2]
+                               [--workers 2] [--sizes 192,256,320]
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def build(root: Path, args) -> tuple[pd.DataFrame, pd.DataFrame]:
         return rel
 
     for k in range(args.scenes):
-        w, h = (int(x) for x in rng.choice([192, 256, 320], 2))
+        w, h = (int(x) for x in rng.choice(args.sizes, 2))
         im, lay = dupdata.scene(rng, w, h)
         a = save(im, f"s{k:05d}")
         if k < args.copies:
@@ -69,11 +69,11 @@ def build(root: Path, args) -> tuple[pd.DataFrame, pd.DataFrame]:
             b = save(dupdata.similar_scene(rng, lay, w, h), f"s{k:05d}_alike")
             truth.append((a, b, "lookalike", "similar scene"))
     for k in range(args.textures):
-        w, h = (int(x) for x in rng.choice([192, 256, 320], 2))
+        w, h = (int(x) for x in rng.choice(args.sizes, 2))
         ta, tb = dupdata.texture_twins(rng, w, h)
         truth.append((save(ta, f"t{k:05d}_a"), save(tb, f"t{k:05d}_b"), "texture", "same periodic texture"))
     for k in range(args.fundus):
-        save(dupdata.fundus(rng, 256), f"f{k:05d}")
+        save(dupdata.fundus(rng, int(np.median(args.sizes))), f"f{k:05d}")
     m = pd.DataFrame(rows)
     for c in m.columns:
         m[c] = m[c].astype("string")
@@ -114,7 +114,10 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threshold", type=float, default=None, help="near_dup_threshold (default: the profile's)")
+    ap.add_argument("--sizes", default="192,256,320",
+                    help="image sides to draw width and height from (e.g. 480,640,800 for photo-sized files)")
     args = ap.parse_args()
+    args.sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
     from audit.profile import ProfileConfig, profile_frame
 
     with tempfile.TemporaryDirectory() as tmp:
