@@ -324,6 +324,10 @@ def test_train_cli_default_plan_is_a_probe_with_one_feature_pass(photo_domains, 
     assert st["mode"] == "probe" and "CPU" in st["mode_reason"] and st["model"] == "efficientnet_lite0"
     assert st["image_size"] == 224 and info["config"]["train"]["mode"] == "probe"
     assert st["features"]["computed"] == len(table) and st["features"]["size"] == 224  # one pass for 8 folds
+    # the plan calibrated the pass it ran: the same batch (small on a CPU, where that is fastest per image)
+    cal = st["plan"]["calibration"]["efficientnet_lite0"]
+    assert st["features"]["batch_size"] == cal["batch_size"] == 4 and st["features"]["channels_last"]
+    assert cal["infer_images_per_s"] > 0 and st["estimate_seconds"] > 0
     folds = st["folds"]
     assert len(folds) == 8 and {f["status"] for f in folds} == {"trained"} and {f["mode"] for f in folds} == {"probe"}
     preds = pd.read_parquet(run.path / "predictions.parquet")

@@ -174,5 +174,6 @@ def compute_features(images: torch.Tensor | Callable[[np.ndarray], torch.Tensor]
                 "dim": int(dim), "sample_ids": merged_ids})
     info = {"key": key, "model": model_name, "size": int(size), "weights": weights_id, "preprocess": PREPROCESS,
             "computed": int(len(need)), "reused": int(len(have)), "seconds": round(secs, 3),
+            "batch_size": int(opts.batch_size), "channels_last": bool(opts.channels_last),
             "images_per_s": round(len(need) / secs, 1) if len(need) and secs > 0 else None}
     return FeatureSet(ids, feats, key, path, int(len(need)), int(len(have)), secs, info)
