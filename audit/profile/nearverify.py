@@ -277,10 +277,9 @@ def _best_start(bpa: np.ndarray, bpb: np.ndarray, params: np.ndarray,
     ref = _pooled(bpa)  # once: the same for every hypothesis
     for k in range(h):
         ok = np.isfinite(params[:, k]).all(axis=1)
-        if ok.all():
-            scores[:, k] = _score(bpa, bpb, params[:, k], flip[:, k], ref)
-        elif ok.any():
-            scores[ok, k] = _score(bpa[ok], bpb[ok], params[ok, k], flip[ok, k], ref[ok])
+        if ok.any():
+            ix = slice(None) if ok.all() else ok  # a slice: no copy of the batch's band-passed images
+            scores[ix, k] = _score(bpa[ix], bpb[ix], params[ix, k], flip[ix, k], ref[ix])
     best = scores.argmax(axis=1)
     r = np.arange(n)
     return params[r, best].copy(), flip[r, best], scores[r, best]
@@ -297,16 +296,16 @@ def _global(ta: np.ndarray, tb: np.ndarray, params: np.ndarray, flip: np.ndarray
 _CROSS = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
 
 
-def _region_best(bpa: np.ndarray, warped: np.ndarray, inside: np.ndarray, shifts) -> np.ndarray:
-    """P x G x G: per region of ``bpa``, its best correlation with ``warped`` over the pixel ``shifts``."""
+def _region_best(bpa: np.ndarray, warped: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """P x G x G: per region of ``bpa`` (its one-pixel border dropped), its best correlation with ``warped`` over
+    the one-pixel shifts of :data:`_CROSS`."""
     n = bpa.shape[1]
-    m = max(max(abs(dy), abs(dx)) for dy, dx in shifts)
     r = n // _GRID
-    a = bpa[:, m : n - m, m : n - m]
+    a = bpa[:, 1 : n - 1, 1 : n - 1]
     best = np.full((len(bpa), _GRID, _GRID), -1.0)
-    for dy, dx in shifts:
-        b = warped[:, m + dy : n - m + dy, m + dx : n - m + dx]
-        w = inside[:, m + dy : n - m + dy, m + dx : n - m + dx].astype(np.float32)
+    for dy, dx in _CROSS:
+        b = warped[:, 1 + dy : n - 1 + dy, 1 + dx : n - 1 + dx]
+        w = inside[:, 1 + dy : n - 1 + dy, 1 + dx : n - 1 + dx].astype(np.float32)
         best = np.maximum(best, _corr(*(_regions(t, r) for t in (a, b, w)), axes=(3, 4)))
     return best
 
@@ -316,7 +315,7 @@ def _local(bpa: np.ndarray, bpb: np.ndarray, params: np.ndarray, flip: np.ndarra
     x, y = _coords(params, flip, n)
     warped, inside = _sample(bpb, x, y)
     r = n // _GRID
-    best = _region_best(bpa, warped, inside, _CROSS)
+    best = _region_best(bpa, warped, inside)
     core = slice(1, n - 1)
     a = bpa[:, core, core]
     ins = _regions(inside[:, core, core].astype(np.float32), r).mean(axis=(3, 4))
@@ -343,8 +342,8 @@ def self_similarity(bp: np.ndarray) -> np.ndarray:
     by 3-8 pixels (:data:`_SELF_SHIFTS`, both ways; over the part of the region whose displaced window is inside
     the image, at least half of it): near 1 for stripes, checkers and grids, low for an edge, a corner or a blob.
 
-    Per shift only the cross term needs a pass over the pixels (one ``einsum`` against the zero-padded image);
-    every other sum comes from summed-area tables."""
+    Per shift only the cross term needs a pass over the pixels (the product with the zero-padded, displaced image,
+    summed per region by two small matrix products); every other sum comes from summed-area tables."""
     n = bp.shape[1]
     a = np.ascontiguousarray(bp[:, 1 : n - 1, 1 : n - 1], dtype=np.float32)
     p, m = a.shape[:2]
