@@ -193,6 +193,46 @@ def test_feature_cache_invalidated_by_size_and_model_and_extended_for_new_images
     assert len(list(cache.glob("features-*.npy"))) == 3
 
 
+def test_interrupted_feature_pass_resumes_from_its_checkpoints(domains, tmp_path):
+    """A pass stopped by a signal keeps every finished batch (parts under the cache); the same call again computes
+    only the rest, and the result equals an uninterrupted pass."""
+    _need("efficientnet_lite0")
+    from audit.core.signals import Interrupted
+    from audit.train.features import FeatureOptions, compute_features
+
+    ids, images = domains["sample_id"], _decoded(domains, 48)
+    model, wid, seen = _counting_backbone("efficientnet_lite0")
+    whole = compute_features(images, ids, model_name="efficientnet_lite0", size=48, model=model, weights_id=wid)
+    cache, opts, done = tmp_path / "emb", FeatureOptions(batch_size=4, checkpoint_seconds=1e9), []
+
+    def stop_after_five(n):
+        done.append(n)
+        if len(done) == 5:
+            raise Interrupted(15)
+
+    with pytest.raises(Interrupted):
+        compute_features(images, ids, model_name="efficientnet_lite0", size=48, cache_dir=cache, model=model,
+                         weights_id=wid, options=opts, on_batch=stop_after_five)
+    parts = list(cache.glob("features-*.parts/part-*.npz"))
+    assert len(parts) == 1 and not list(cache.glob("features-*.npy"))  # flushed on the way out, nothing "complete"
+    seen.clear()
+    cached = []
+    again = compute_features(images, ids, model_name="efficientnet_lite0", size=48, cache_dir=cache, model=model,
+                             weights_id=wid, options=FeatureOptions(batch_size=4, checkpoint_seconds=0),
+                             on_cached=cached.append)
+    assert cached == [20] and again.reused == 20 and again.computed == len(ids) - 20 == sum(seen)
+    np.testing.assert_allclose(again.features, whole.features, rtol=1e-4, atol=1e-5)
+    assert not list(cache.glob("features-*.parts")) and len(list(cache.glob("features-*.npy"))) == 1
+    # an unreadable part (parts are renamed into place, so only a damaged disk makes one) is skipped, not trusted
+    bad = cache / f"features-{again.key}.parts" / "part-000000.npz"
+    bad.parent.mkdir()
+    bad.write_bytes(b"not an npz")
+    third = compute_features(images, ids, model_name="efficientnet_lite0", size=48, cache_dir=cache, model=model,
+                             weights_id=wid)
+    assert third.computed == 0 and not bad.parent.exists()
+    np.testing.assert_array_equal(third.features, again.features)
+
+
 def test_finetune_mode_trains_from_packaged_weights(classify_run):
     _need("efficientnet_lite0")
     from audit.train import TrainConfig, run_training

@@ -36,11 +36,18 @@ def probe_features(st: Any, data: Any):
         return images[cpos[torch.as_tensor(rows)]].to(st.device, non_blocking=True)
 
     batch = feature_batch(st.cfg.batch_size, st.device)
-    with Bar(len(data.ids), f"features {st.model} {st.size}px", unit="img") as bar:
+    total = len(data.ids)
+    with Bar(total, f"features {st.model} {st.size}px", unit="img") as bar:
+
+        def cached(n: int) -> None:
+            if n:
+                what = "every image" if n == total else f"{n:,} of {total:,} images"
+                bar.say(f"resuming features: {what} already computed (RUN/embeddings), {total - n:,} to go")
+                bar.advance(n, info=f"{n:,} from the cache")
+
         fs = compute_features(get, data.ids, model_name=st.model, size=st.size, model=model, weights_id=wid,
                               cache_dir=st.run.path / "embeddings", options=FeatureOptions(batch_size=batch),
-                              on_batch=bar.advance)
-        bar.advance(fs.reused, info=f"{fs.reused} from the cache" if fs.reused else None)
+                              on_batch=bar.advance, on_cached=cached)
     return fs
 
 
