@@ -13,6 +13,10 @@ One generated set (:mod:`bench.dupdata`, numpy + PIL, deterministic in the seed)
 * ``--fundus`` homogeneous fundus-like images (same circular layout and colours, a different vessel tree):
   hard negatives of the kind that defeats a global hash.
 
+``--photos DIR`` takes the scenes from a folder of real photos instead (every ``.jpg``/``.jpeg``/``.png`` under it,
+sorted, re-saved as JPEG q90; no look-alikes, which need a generated layout): different photos are the hard
+negatives, the same transforms make the copies. Nothing from DIR is kept.
+
 The whole profile (``audit.profile.profile_frame``: scan + every check) runs on it; a pair counts as found when
 ``profile/duplicates.parquet`` holds it as ``near`` (or ``exact``). Then, on the same files and workers, a bare
 ``Image.open(path).convert("RGB")`` loop and the profile's scan alone, side by side.
@@ -20,7 +24,7 @@ The whole profile (``audit.profile.profile_frame``: scan + every check) runs on 
 Usage::
 
     python bench/duplicates.py [--scenes 1200] [--copies 400] [--lookalikes 200] [--textures 100] [--fundus 200]
-                               [--workers 2] [--sizes 192,256,320]
+                               [--workers 2] [--sizes 192,256,320] [--photos DIR]
 """
 
 from __future__ import annotations
@@ -57,15 +61,19 @@ def build(root: Path, args) -> tuple[pd.DataFrame, pd.DataFrame]:
                      "split": ["train", "val", "test"][len(rows) % 3]})
         return rel
 
-    for k in range(args.scenes):
-        w, h = (int(x) for x in rng.choice(args.sizes, 2))
-        im, lay = dupdata.scene(rng, w, h)
+    photos = _photos(args.photos, args.scenes) if args.photos else None
+    for k in range(len(photos) if photos else args.scenes):
+        if photos:
+            im, lay = photos[k], None
+        else:
+            w, h = (int(x) for x in rng.choice(args.sizes, 2))
+            im, lay = dupdata.scene(rng, w, h)
         a = save(im, f"s{k:05d}")
         if k < args.copies:
             t = names[k % len(names)]
             b = save(dupdata.transform(im, t, rng), f"s{k:05d}_{t.replace('+', '_')}")
             truth.append((a, b, "copy", t))
-        elif k < args.copies + args.lookalikes:
+        elif k < args.copies + args.lookalikes and lay is not None:
             b = save(dupdata.similar_scene(rng, lay, w, h), f"s{k:05d}_alike")
             truth.append((a, b, "lookalike", "similar scene"))
     for k in range(args.textures):
@@ -78,6 +86,20 @@ def build(root: Path, args) -> tuple[pd.DataFrame, pd.DataFrame]:
     for c in m.columns:
         m[c] = m[c].astype("string")
     return m, pd.DataFrame(truth, columns=["a", "b", "kind", "transform"])
+
+
+def _photos(folder: str, n: int) -> list:
+    """The first ``n`` photos under ``folder`` (sorted), as RGB images."""
+    from PIL import Image, ImageOps
+
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:n]
+    if not files:
+        raise SystemExit(f"no .jpg/.jpeg/.png under {folder}")
+    out = []
+    for f in files:
+        with Image.open(f) as im:
+            out.append(ImageOps.exif_transpose(im).convert("RGB"))
+    return out
 
 
 def score(dup: pd.DataFrame, truth: pd.DataFrame) -> dict:
@@ -116,6 +138,8 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=None, help="near_dup_threshold (default: the profile's)")
     ap.add_argument("--sizes", default="192,256,320",
                     help="image sides to draw width and height from (e.g. 480,640,800 for photo-sized files)")
+    ap.add_argument("--photos", default=None, help="a folder of real photos to use as the scenes")
+    ap.add_argument("--show-false", action="store_true", help="list every false pair (basis, similarity, evidence)")
     args = ap.parse_args()
     args.sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
     from audit.profile import ProfileConfig, profile_frame
@@ -124,7 +148,8 @@ def main() -> None:
         root = Path(tmp)
         t0 = time.perf_counter()
         m, truth = build(root, args)
-        print(f"built {len(m)} images ({args.copies} transformed copies, {args.lookalikes} look-alikes, "
+        alike = int((truth["kind"] == "lookalike").sum())
+        print(f"built {len(m)} images ({int((truth['kind'] == 'copy').sum())} transformed copies, {alike} look-alikes, "
               f"{args.textures} pairs on one periodic texture, {args.fundus} fundus-like) "
               f"in {time.perf_counter() - t0:.1f}s")
         kw = {} if args.threshold is None else {"near_dup_threshold": args.threshold}
@@ -148,9 +173,16 @@ def main() -> None:
     print(f"{'all':<22}{s['tp']:>7}{s['positives']:>5}{s['recall']:>9.3f}  [{lo:.3f}, {hi:.3f}]")
     plo, phi = _wilson(s["tp"], s["found"])
     print(f"\nprecision {s['precision']:.4f} [{plo:.4f}, {phi:.4f}] ({s['found']} pairs reported, {s['false']} false); "
-          f"false pairs among {args.lookalikes} look-alikes: {s['lookalike_false']}; among "
+          f"false pairs among {int((truth['kind'] == 'lookalike').sum())} look-alikes: {s['lookalike_false']}; among "
           f"{2 * args.textures} images on shared periodic textures: {s['texture_false']}; among fundus-like images: "
           f"{s['fundus_false']}")
+    if args.show_false:
+        positives = {frozenset(p) for p in zip(truth.a, truth.b, strict=True) if p}
+        kinds = {frozenset((a, b)): k for a, b, k in zip(truth.a, truth.b, truth.kind, strict=True)}
+        for r in dup.itertuples():
+            if frozenset((r.a, r.b)) not in positives or kinds.get(frozenset((r.a, r.b))) != "copy":
+                print(f"  false: {r.a} {r.b}  {kinds.get(frozenset((r.a, r.b)), 'unplanted')}  basis={r.basis}  "
+                      f"similarity={r.similarity:.3f}  evidence={r.evidence}  regions={r.regions}")
     info = status.get("duplicates", {})
     print(f"near-duplicate step: {info.get('seconds', float('nan')):.2f}s")
     print(f"\n{'step':<36}{'seconds':>9}{'img/s':>9}{'vs bare':>9}")

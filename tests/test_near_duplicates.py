@@ -215,3 +215,42 @@ def test_repetition_test_rejects_a_shared_stripe_background_and_keeps_a_copy():
     assert res["similarity"][0] >= 0.8  # region agreement alone would call the two a copy
     assert res["distinct"][0] >= 2 and res["distinct_similarity"][0] < 0.85
     assert texture_test(res).tolist() == [False, True]
+
+
+def test_crops_between_the_view_scales_are_rescued_by_the_finer_fit():
+    """Real photographs (scikit-learn's two sample photos, windows of 300 px) cropped to 78-84% per side, a scale
+    between the view windows' (0.76, 0.88): the 16x16 fit leaves them a few percent off, and the finer 32x32 fit
+    of the pairs just under the threshold brings them to a copy's similarity. It never lowers a pair's
+    similarity, and a window against a crop of the other photo stays far below the threshold (windows of one photo
+    may overlap: those are partial copies)."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    from audit.io.neardesc import desc_thumb, view_hashes
+    from audit.profile.neardup import _hypotheses
+    from audit.profile.nearverify import verify_pairs
+
+    rng = np.random.default_rng(0)
+    thumbs = []
+    for src in load_sample_images().images:
+        for _ in range(12):
+            y, x = rng.integers(0, src.shape[0] - 300), rng.integers(0, src.shape[1] - 300)
+            im = Image.fromarray(src[y:y + 300, x:x + 300])
+            f = rng.uniform(0.78, 0.84, 2)
+            x0, y0 = rng.uniform(0, 1 - f[0]) * 300, rng.uniform(0, 1 - f[1]) * 300
+            crop = im.crop((int(x0), int(y0), int(x0 + f[0] * 300), int(y0 + f[1] * 300)))
+            thumbs += [desc_thumb(im), desc_thumb(crop)]
+    thumbs = np.stack(thumbs)
+    codes = view_hashes(thumbs)
+    ga, gb = np.arange(0, len(thumbs), 2), np.arange(1, len(thumbs), 2)
+
+    def sims(a, b, threshold):
+        hyp, flip = _hypotheses(codes, a, b)
+        return np.nan_to_num(verify_pairs(thumbs, a, b, hyp, flip, distinct_from=threshold)["similarity"], nan=-1)
+
+    coarse, fine = sims(ga, gb, -np.inf), sims(ga, gb, 0.8)  # -inf: no pair is under the threshold, none rescued
+    assert (fine >= coarse).all()
+    rescued = (fine >= 0.8) & (coarse < 0.8)
+    assert rescued.sum() >= 3 and (fine[rescued] >= 0.9).all(), (coarse, fine)
+    others = sims(ga, np.roll(gb, len(gb) // 2), 0.8)  # each window against a crop of the other photo
+    assert (others < 0.6).all(), others

@@ -26,7 +26,12 @@ STRONG = (0.8, 0.75)  # similarity and share of agreeing regions (corr >= 0.5) o
 _GRID = 4
 _TEXTURE = 1.0  # band-pass standard deviation (grey levels) below which a region is flat
 _DOG = (0.8, 3.0)
-ROUNDS = 2  # coordinate-descent rounds, each halving the steps (first: 4% scale, 3% shift, 2.5 degrees)
+ROUNDS = 2  # coordinate-descent rounds at 16x16, each halving the steps (first: 4% scale, 3% shift, 2.5 degrees)
+_COARSE_STEPS = (0.04, 0.04, 0.03, 0.03, float(np.deg2rad(2.5)))
+_FINE_STEPS = (0.015, 0.015, 0.01, 0.01, float(np.deg2rad(0.6)))
+# A pair whose local similarity lands in [RESCUE_FLOOR, threshold) gets a second, finer fit (32x32): the 16x16
+# fit leaves a crop a few percent off in scale, which at 64x64 shifts a region's content by a pixel or two.
+RESCUE_FLOOR = 0.5
 # Repetitive content (stripes, a checker, a grid, a brick wall): a region that matches *itself* displaced by 3-8
 # pixels of the 64 px thumbnail at this correlation says nothing about which image it came from.
 REPETITIVE = 0.75
@@ -111,44 +116,65 @@ def _corr(a: np.ndarray, b: np.ndarray, w: np.ndarray, axes) -> np.ndarray:
     return np.where(den > 1e-6, num / np.maximum(den, 1e-12), 0.0)
 
 
-def _pooled(bpa: np.ndarray) -> np.ndarray:
-    step = bpa.shape[1] // 16
-    return bpa.reshape(len(bpa), 16, step, 16, step).mean(axis=(2, 4))
+def _pooled(bpa: np.ndarray, m: int = 16) -> np.ndarray:
+    step = bpa.shape[1] // m
+    return bpa.reshape(len(bpa), m, step, m, step).mean(axis=(2, 4))
 
 
 def _score(bpa: np.ndarray, bpb: np.ndarray, p: np.ndarray, flip: np.ndarray,
-           ref: np.ndarray | None = None) -> np.ndarray:
-    """16x16 band-pass correlation of a with b warped by ``p``, damped by the share of a inside b."""
+           ref: np.ndarray | None = None, m: int = 16) -> np.ndarray:
+    """m x m band-pass correlation of a with b warped by ``p``, damped by the share of a inside b."""
     n = bpa.shape[1]
-    ref = _pooled(bpa) if ref is None else ref
-    x, y = _coords(p, flip, n, n // 16)
+    ref = _pooled(bpa, m) if ref is None else ref
+    x, y = _coords(p, flip, n, n // m)
     v, inside = _sample(bpb, x, y)
     return _corr(ref, v, inside.astype(np.float32), (1, 2)) * np.sqrt(inside.mean(axis=(1, 2)))
 
 
-def _refine(bpa: np.ndarray, bpb: np.ndarray, params: np.ndarray,
-            flip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Coordinate descent on (sx, sy, tx, ty, rot) of :func:`_score`, vectorized over pairs: the refined
-    parameters and their score."""
+def _step(p: np.ndarray, k: int, d: float, rows=slice(None)) -> np.ndarray:
+    """``p`` with parameter ``k`` moved by ``d`` (for ``rows``); a scale step keeps where a's centre lands in b
+    (scaling about the corner would move the whole map: scale and shift are then one move, not two)."""
+    t = p.copy()
+    t[rows, k] += d
+    if k < 2:
+        t[rows, k + 2] -= 0.5 * d
+    return t
 
-    ref = _pooled(bpa)
 
-    def score(p):
-        return _score(bpa, bpb, p, flip, ref)
-
+def _descend(score, params: np.ndarray, deltas: np.ndarray, rounds: int, extend: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pattern search on ``score`` (vectorized over pairs): per round and parameter, one step each way, and up to
+    ``extend`` more in a direction that keeps improving; the steps halve each round."""
     best = score(params)
-    deltas = np.array([0.04, 0.04, 0.03, 0.03, np.deg2rad(2.5)])
-    for _ in range(ROUNDS):
+    deltas = np.asarray(deltas, dtype=np.float64)
+    for _ in range(rounds):
         for k in range(5):
             for sign in (-1.0, 1.0):
-                trial = params.copy()
-                trial[:, k] += sign * deltas[k]
-                s = score(trial)
-                better = s > best
-                params = np.where(better[:, None], trial, params)
-                best = np.where(better, s, best)
+                go = np.ones(len(params), dtype=bool)
+                for _e in range(1 + extend):
+                    trial = _step(params, k, sign * deltas[k], go)
+                    s = score(trial)
+                    go = go & (s > best)
+                    if not go.any():
+                        break
+                    params = np.where(go[:, None], trial, params)
+                    best = np.where(go, s, best)
         deltas = deltas / 2
     return params, best
+
+
+def _refine(bpa: np.ndarray, bpb: np.ndarray, params: np.ndarray,
+            flip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinate descent on (sx, sy, tx, ty, rot) of the 16x16 :func:`_score`: the refined parameters and their
+    score (first steps 4% scale, 3% shift, 2.5 degrees; :data:`ROUNDS` rounds)."""
+    ref = _pooled(bpa)
+    return _descend(lambda p: _score(bpa, bpb, p, flip, ref), params, _COARSE_STEPS, ROUNDS, 0)
+
+
+def _refine_fine(bpa: np.ndarray, bpb: np.ndarray, params: np.ndarray, flip: np.ndarray) -> np.ndarray:
+    """The map refined once more on the 32x32 score, in steps of 1.5% scale, 1% shift and 0.6 degrees: at 16x16 a
+    3% scale error costs little, at 64x64 (the local evidence) it shifts a region's content by a pixel or two."""
+    ref = _pooled(bpa, 32)
+    return _descend(lambda p: _score(bpa, bpb, p, flip, ref, 32), params, _FINE_STEPS, 2, 2)[0]
 
 
 def verify_pairs(thumbs: np.ndarray, ia: np.ndarray, ib: np.ndarray, params: np.ndarray, flip: np.ndarray,
@@ -216,7 +242,7 @@ def verify_pairs(thumbs: np.ndarray, ia: np.ndarray, ib: np.ndarray, params: np.
     def _one(s: int) -> None:  # writes its own rows of ``out`` only
         sl = np.arange(s, min(s + step, len(ia)))
         bpa, bpb = _batch_bandpass(thumbs, ia[sl], ib[sl], background)
-        _verify_batch(out, sl, (thumbs, ia, ib), bpa, bpb, params[sl], flip[sl],
+        _verify_batch(out, sl, (thumbs, ia, ib), (bpa, bpb), params[sl], flip[sl],
                       (prefilter, refine_gate, distinct_from))
 
     starts = range(0, len(ia), step)
@@ -241,12 +267,14 @@ def _batch_bandpass(thumbs: np.ndarray, ia: np.ndarray, ib: np.ndarray, backgrou
     return bp[inv[: len(ia)]], bp[inv[len(ia) :]]
 
 
-def _verify_batch(out: dict, sl: np.ndarray, pairs: tuple, bpa: np.ndarray, bpb: np.ndarray, params: np.ndarray,
+def _verify_batch(out: dict, sl: np.ndarray, pairs: tuple, images: tuple, params: np.ndarray,
                   flip: np.ndarray, gates: tuple[float, float, float]) -> None:
-    """One batch of :func:`verify_pairs` (rows ``sl`` of ``out``; ``pairs`` = ``(thumbs, ia, ib)``): best start,
-    prefilter, refinement, gate, local evidence, and the distinct regions' agreement of the pairs reaching
+    """One batch of :func:`verify_pairs` (rows ``sl`` of ``out``; ``pairs`` = ``(thumbs, ia, ib)``; ``images`` =
+    both sides band-passed): best start, prefilter, refinement, gate, local evidence (a finer fit for the pairs
+    just under ``gates[2]``, :func:`_rescue`), and the distinct regions' agreement of the pairs reaching
     ``gates[2]``. Raw thumbnails are gathered only for the pairs that get that far."""
     prefilter, refine_gate, distinct_from = gates
+    bpa, bpb = images
     p, fl, s0 = _best_start(bpa, bpb, params, flip)
     sl, bpa, bpb, p, fl = (x[s0 >= prefilter] for x in (sl, bpa, bpb, p, fl))
     if not len(sl):
@@ -255,7 +283,9 @@ def _verify_batch(out: dict, sl: np.ndarray, pairs: tuple, bpa: np.ndarray, bpb:
     sl, bpa, bpb, p, fl = (x[s1 >= refine_gate] for x in (sl, bpa, bpb, p, fl))
     if not len(sl):
         return
-    sim, nreg, agree, best, valid = _local(bpa, bpb, p, fl)
+    local = _local(bpa, bpb, p, fl)
+    p, local = _rescue(local, bpa, bpb, p, fl, distinct_from)
+    sim, nreg, agree, best, valid = local
     out["similarity"][sl], out["regions"][sl], out["agree"][sl] = sim, nreg, agree
     hi = np.flatnonzero(np.nan_to_num(sim, nan=-1.0) >= distinct_from)
     if len(hi):
@@ -267,6 +297,30 @@ def _verify_batch(out: dict, sl: np.ndarray, pairs: tuple, bpa: np.ndarray, bpb:
     out["flip"][sl] = fl
     for k, name in enumerate(("sx", "sy", "tx", "ty", "rot")):
         out[name][sl] = p[:, k]
+
+
+def _rescue(local: tuple, bpa: np.ndarray, bpb: np.ndarray, p: np.ndarray, fl: np.ndarray, below: float) -> tuple:
+    """The pairs whose similarity is in [:data:`RESCUE_FLOOR`, ``below``) fitted once more (:func:`_refine_fine`);
+    each keeps the better of its two local results. Returns ``(params, local)`` with the rescued rows replaced.
+
+    Only pairs under the threshold get it: a pair above is accepted as it is, and a finer fit of every pair
+    would raise the image's other candidates too, which the ratio test would then count against a true copy."""
+    sim = np.nan_to_num(local[0], nan=-1.0)
+    redo = np.flatnonzero((sim >= RESCUE_FLOOR) & (sim < below))
+    if not len(redo):
+        return p, local
+    p2 = _refine_fine(bpa[redo], bpb[redo], p[redo], fl[redo])
+    again = _local(bpa[redo], bpb[redo], p2, fl[redo])
+    up = np.nan_to_num(again[0], nan=-1.0) > sim[redo]
+    if not up.any():
+        return p, local
+    rows = redo[up]
+    p = p.copy()
+    p[rows] = p2[up]
+    local = tuple(v.copy() for v in local)
+    for v, w in zip(local, again, strict=True):
+        v[rows] = w[up]
+    return p, local
 
 
 def _best_start(bpa: np.ndarray, bpb: np.ndarray, params: np.ndarray,
