@@ -349,6 +349,21 @@ def resolve_path(root: Path, relpath: str, *, allow_outside_root: bool = False) 
     return full
 
 
+def resolve_paths(root: Path, relpaths, *, allow_outside_root: bool = False) -> list[Path]:
+    """:func:`resolve_path` of many paths, the root resolved once (100,000 paths: seconds, not a minute)."""
+    root = Path(root)
+    fulls = [p if p.is_absolute() else root / p for p in map(Path, relpaths)]
+    if allow_outside_root:
+        return fulls
+    real_root = os.path.realpath(root)
+    prefix = real_root.rstrip(os.sep) + os.sep
+    for rel, full in zip(relpaths, fulls, strict=True):
+        real = os.path.realpath(full)
+        if real != real_root and not real.startswith(prefix):
+            raise InputError(_MSG_ESCAPE.format(sample=rel, path=rel, root=root))
+    return fulls
+
+
 def check_paths(df: pd.DataFrame, root: Path, *, allow_outside_root: bool = False) -> None:
     """Raise on the first path (image or mask) escaping ``root`` unless allowed."""
     if allow_outside_root:

@@ -436,6 +436,13 @@ class RunDir:
 
         return resolve_path(self.root, relpath, allow_outside_root=bool(self.dataset.get("allow_outside_root")))
 
+    def abspaths(self, relpaths) -> list[Path]:
+        """:meth:`abspath` of many paths, reading the run's settings once."""
+        from audit.manifest import resolve_paths
+
+        return resolve_paths(self.root, [str(r) for r in relpaths],
+                             allow_outside_root=bool(self.dataset.get("allow_outside_root")))
+
     # ------------------------------------------------------------------ findings
     def findings(self) -> list[dict]:
         """Every finding of the run, ranked (critical first, then by score)."""

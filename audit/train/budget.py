@@ -227,7 +227,7 @@ def plan_training(st: Any) -> dict:
     from audit.train.features import feature_batch
 
     cand = st.excl.usable()
-    paths = [st.run.abspath(p) for p in st.man.loc[cand, "filepath"].tolist()]
+    paths = st.run.abspaths(st.man.loc[cand, "filepath"].tolist())
     n_images, folds = len(paths), _fold_sizes(st, cand)
     amp = amp_dtype(st.device, st.cfg.amp)
     budget, budget_src = _budget(st.cfg, st.device)

@@ -172,8 +172,8 @@ def _decode(st: _Stage) -> None:
     run, man = st.run, st.man
     cand_pos = np.flatnonzero(st.excl.usable())
     cman = st.cman = man.iloc[cand_pos].reset_index(drop=True)
-    st.img_paths = [run.abspath(p) for p in cman["filepath"].tolist()]
-    mask_paths = [run.abspath(p) for p in cman["mask"].tolist()] if st.task == "segment" else None
+    st.img_paths = run.abspaths(cman["filepath"].tolist())
+    mask_paths = run.abspaths(cman["mask"].tolist()) if st.task == "segment" else None
     fingerprint = str(run.dataset.get("fingerprint", ""))
     key_src = "\x00".join([fingerprint, st.task, str(st.n_classes), *cman["sample_id"].astype(str).tolist()])
     cache_key = hashlib.sha1(key_src.encode()).hexdigest()[:16]
