@@ -227,6 +227,13 @@ class Bar:
             elif self._plain and time.monotonic() - self._last >= interval():
                 self._emit(self.line())
 
+    def skip(self, n: int, info: str | None = None) -> None:
+        """Advance by ``n`` items that cost nothing (reused from a cache): counted as done, not in the rate, so the
+        ETA is that of the work left."""
+        self.advance(n, info=info)
+        with self._lock:
+            self._r0 = (time.monotonic(), self.done)
+
     def update(self, done: int, *, total: int | None = None, info: str | None = None) -> None:
         """Set the count (and the total, once a step knows it: ``Bar(0, ...)`` starts without one)."""
         with self._lock:

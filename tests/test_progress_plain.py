@@ -141,3 +141,15 @@ def test_a_bar_without_a_total_gets_one_later(monkeypatch, capsys):
     err.extend(capsys.readouterr().err.splitlines())
     assert err[0] == "pairs  start"
     assert err[-1].startswith("pairs  done  5/20 pair in ")
+
+
+def test_rows_from_a_cache_count_as_done_but_not_in_the_rate():
+    """A resumed feature pass: 56,448 of 100,000 images come from the cache at once. Counted in the rate they made
+    the ETA of the work left 6x too short (195 img/s shown for a 30 img/s pass); skipped, the rate starts after."""
+    bar = progress.Bar(100, "features", unit="img")
+    bar.skip(60, info="60 from the cache")
+    line = bar.line()
+    assert "60/100 img" in line and "img/s" not in line and "60 from the cache" in line
+    bar.advance(4)
+    t, done = bar._r0
+    assert done == 60 and bar.done == 64  # the rate is (64 - 60) / (now - t): the work of this run only

@@ -43,7 +43,7 @@ def probe_features(st: Any, data: Any):
             if n:
                 what = "every image" if n == total else f"{n:,} of {total:,} images"
                 bar.say(f"resuming features: {what} already computed (RUN/embeddings), {total - n:,} to go")
-                bar.advance(n, info=f"{n:,} from the cache")
+                bar.skip(n, info=f"{n:,} from the cache")
 
         fs = compute_features(get, data.ids, model_name=st.model, size=st.size, model=model, weights_id=wid,
                               cache_dir=st.run.path / "embeddings", options=FeatureOptions(batch_size=batch),
