@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from audit.core.pathcheck import _MSG_ESCAPE, resolve_path, resolve_paths  # noqa: F401  (re-exported)
 from audit.errors import InputError
 
 __all__ = [
@@ -78,10 +79,6 @@ UNOPENED_FLAGS = frozenset(FLAG_CODES[:6])
 _FS_FLAGS = FLAG_CODES[:6]
 _MSG_NO_COL = "no column {col!r} for --{role}{hint}; available columns: {avail}"
 _PATH_GUESSES = ("filepath", "path", "file", "image", "filename", "img")
-_MSG_ESCAPE = (
-    "row {sample!r}: path {path!r} resolves outside the dataset root {root}; "
-    "pass --allow-outside-root to allow it"
-)
 
 
 @dataclass
@@ -333,35 +330,6 @@ def _unique_ids(ids: pd.Series, dup: np.ndarray | None = None) -> pd.Series:
     out = ids.astype("string").copy()
     out.iloc[pos] = cands
     return out
-
-
-def resolve_path(root: Path, relpath: str, *, allow_outside_root: bool = False) -> Path:
-    """Resolve ``relpath`` against ``root``; refuse paths that escape the root (``..``, symlinks, absolute)."""
-    root = Path(root)
-    p = Path(relpath)
-    full = p if p.is_absolute() else root / p
-    if allow_outside_root:
-        return full
-    real_root = os.path.realpath(root)
-    real = os.path.realpath(full)
-    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
-        raise InputError(_MSG_ESCAPE.format(sample=relpath, path=relpath, root=root))
-    return full
-
-
-def resolve_paths(root: Path, relpaths, *, allow_outside_root: bool = False) -> list[Path]:
-    """:func:`resolve_path` of many paths, the root resolved once (100,000 paths: seconds, not a minute)."""
-    root = Path(root)
-    fulls = [p if p.is_absolute() else root / p for p in map(Path, relpaths)]
-    if allow_outside_root:
-        return fulls
-    real_root = os.path.realpath(root)
-    prefix = real_root.rstrip(os.sep) + os.sep
-    for rel, full in zip(relpaths, fulls, strict=True):
-        real = os.path.realpath(full)
-        if real != real_root and not real.startswith(prefix):
-            raise InputError(_MSG_ESCAPE.format(sample=rel, path=rel, root=root))
-    return fulls
 
 
 def check_paths(df: pd.DataFrame, root: Path, *, allow_outside_root: bool = False) -> None:
